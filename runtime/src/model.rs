@@ -1,0 +1,406 @@
+//! Loading a model with tract and running it.
+//!
+//! [`Model::load`] reads the file once, checks its sha256 against the manifest, parses it with
+//! tract, checks its inputs and outputs against the manifest, optimises it once, and runs the
+//! manifest's golden self-test: a model that computes the wrong scores is refused, whatever the
+//! reason (a corrupt file, a tract regression, a quantized graph tract gets wrong). A [`Model`] is
+//! shared between threads; each worker opens its own [`Session`], which owns the input tensor the
+//! preprocessor writes into, so running a frame allocates nothing but tract's own activations.
+
+use std::io::Cursor;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::DimLike;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::error::{Error, Result};
+use crate::manifest::{Activation, Layout, Manifest, Variant};
+
+/// Largest model file accepted, in bytes.
+pub const MAX_MODEL_BYTES: u64 = 1 << 30;
+
+type Plan = TypedSimplePlan;
+
+/// A verified, optimised model, ready to open sessions on. Cheap to clone and share.
+#[derive(Clone)]
+pub struct Model {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    manifest: Manifest,
+    variant: Variant,
+    path: PathBuf,
+    sha256: String,
+    plan: Arc<Plan>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.inner.manifest.id)
+            .field("variant", &self.inner.variant)
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+/// The probabilities a model gave for one input, in the manifest's label order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scores {
+    /// One probability per label.
+    pub probabilities: Vec<f32>,
+}
+
+impl Scores {
+    /// The probability of label `index`.
+    pub fn get(&self, index: usize) -> Option<f32> {
+        self.probabilities.get(index).copied()
+    }
+
+    /// `ln(p[index] / p[other])`: the log-odds of one label against another (for two softmax labels,
+    /// the model's logit difference). Finite even for probabilities of exactly 0 or 1.
+    pub fn log_odds(&self, index: usize, other: usize) -> f32 {
+        let p = |i: usize| (self.probabilities[i] as f64).max(1e-30);
+        (p(index) / p(other)).ln() as f32
+    }
+}
+
+impl Model {
+    /// Loads, verifies and optimises the `variant` file of `manifest`, then runs the golden
+    /// self-test.
+    pub fn load(manifest: &Manifest, variant: Variant) -> Result<Self> {
+        let entry = manifest.file(variant)?;
+        let path = manifest.dir().join(&entry.path);
+        let bytes = read_limited(&path)?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        if !sha256.eq_ignore_ascii_case(&entry.sha256) {
+            return Err(Error::Checksum {
+                path,
+                actual: sha256,
+                expected: entry.sha256.clone(),
+            });
+        }
+        let plan = build_plan(manifest, &path, bytes)?;
+        let model = Model {
+            inner: Arc::new(Inner {
+                manifest: manifest.clone(),
+                variant,
+                path,
+                sha256,
+                plan,
+            }),
+        };
+        model.self_test()?;
+        log::info!(
+            "loaded model {} {} ({}) from {}",
+            manifest.id,
+            manifest.version,
+            variant,
+            model.inner.path.display()
+        );
+        Ok(model)
+    }
+
+    /// Loads the model from a folder holding `model.toml` and the fetched files.
+    pub fn load_dir(dir: impl AsRef<Path>, variant: Variant) -> Result<Self> {
+        Self::load(&Manifest::load(dir)?, variant)
+    }
+
+    /// The manifest the model was loaded with.
+    pub fn manifest(&self) -> &Manifest {
+        &self.inner.manifest
+    }
+
+    /// Which file was loaded.
+    pub fn variant(&self) -> Variant {
+        self.inner.variant
+    }
+
+    /// sha256 of the loaded file.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// Path of the loaded file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Opens a session (per-worker state and input buffer). Sessions are not shared between threads;
+    /// open one on the thread that runs it.
+    pub fn session(&self) -> Result<Session> {
+        let state = self
+            .inner
+            .plan
+            .spawn()
+            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        let shape = self.inner.manifest.input.shape();
+        Ok(Session {
+            model: self.clone(),
+            state,
+            input: Arc::new(Tensor::zero::<f32>(&shape).map_err(tract_err)?),
+        })
+    }
+
+    fn self_test(&self) -> Result<()> {
+        let manifest = &self.inner.manifest;
+        let Some(expect) = manifest.golden_for(self.inner.variant) else {
+            return Err(Error::ModelMismatch {
+                path: self.inner.path.clone(),
+                reason: format!(
+                    "the manifest has no golden output for the {} file",
+                    self.inner.variant
+                ),
+            });
+        };
+        let mut session = self.session()?;
+        golden_input(&manifest.golden.input, &manifest.input, session.input_mut())?;
+        let actual = match session.run() {
+            Ok(scores) => scores.probabilities,
+            Err(Error::BadOutput(values)) => values,
+            Err(e) => return Err(e),
+        };
+        let close = actual.len() == expect.output.len()
+            && actual.iter().zip(&expect.output).all(|(&a, &e)| {
+                let (a, e) = ((a as f64).max(1e-30).ln(), (e as f64).max(1e-30).ln());
+                (a - e).abs() <= expect.tolerance as f64
+            });
+        if !close {
+            return Err(Error::GoldenMismatch {
+                path: self.inner.path.clone(),
+                actual,
+                expected: expect.output.clone(),
+                tolerance: expect.tolerance,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Per-worker inference state: tract's state and the input tensor.
+pub struct Session {
+    model: Model,
+    state: TypedSimpleState,
+    input: Arc<Tensor>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The model this session runs.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The input tensor's data, for the preprocessor to write into (length
+    /// [`crate::manifest::InputSpec::len`]).
+    pub fn input_mut(&mut self) -> &mut [f32] {
+        if Arc::get_mut(&mut self.input).is_none() {
+            // tract kept a reference to the last input; give this run a fresh buffer.
+            let shape = self.model.inner.manifest.input.shape();
+            self.input =
+                Arc::new(Tensor::zero::<f32>(&shape).expect("f32 tensor of a checked shape"));
+        }
+        Arc::get_mut(&mut self.input)
+            .expect("input tensor was just made unique")
+            .to_plain_array_view_mut::<f32>()
+            .ok()
+            .and_then(|view| view.into_slice())
+            .expect("input tensor is a contiguous f32 tensor")
+    }
+
+    /// Runs the model on the current input and checks that the output is a probability vector.
+    pub fn run(&mut self) -> Result<Scores> {
+        let input = self.input.clone().into_tvalue();
+        let outputs = catch_unwind(AssertUnwindSafe(|| self.state.run(tvec!(input))))
+            .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
+            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        let values: Vec<f32> = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(tract_err)?
+            .iter()
+            .copied()
+            .collect();
+        drop(outputs);
+        check_probabilities(self.model.inner.manifest.output.activation, &values)?;
+        Ok(Scores {
+            probabilities: values,
+        })
+    }
+}
+
+fn check_probabilities(activation: Activation, values: &[f32]) -> Result<()> {
+    let in_range = values
+        .iter()
+        .all(|v| v.is_finite() && (0.0..=1.0).contains(v));
+    let sum: f32 = values.iter().sum();
+    if !in_range || (activation == Activation::Softmax && (sum - 1.0).abs() > 1e-3) {
+        return Err(Error::BadOutput(values.to_vec()));
+    }
+    Ok(())
+}
+
+fn tract_err(e: impl std::fmt::Display) -> Error {
+    Error::Inference(e.to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > MAX_MODEL_BYTES {
+        return Err(Error::ModelTooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: MAX_MODEL_BYTES,
+        });
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Parses, checks and optimises. tract is fed a file that passed its checksum, but tract is a large
+/// parser: a panic in it becomes a load error, never an abort of the host app.
+fn build_plan(manifest: &Manifest, path: &Path, bytes: Vec<u8>) -> Result<Arc<Plan>> {
+    let load = |reason: String| Error::ModelLoad {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mismatch = |reason: String| Error::ModelMismatch {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Arc<Plan>> {
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(bytes))
+            .map_err(|e| load(format!("{e:#}")))?;
+        check_io(manifest, &model).map_err(mismatch)?;
+        let spec = &manifest.input;
+        let fact = f32::fact(spec.shape());
+        let typed = model
+            .with_input_fact(0, fact.into())
+            .and_then(|m| m.into_typed())
+            .map_err(|e| {
+                mismatch(format!(
+                    "input shape {:?} does not fit the model: {e:#}",
+                    spec.shape()
+                ))
+            })?;
+        let out = typed.output_fact(0).map_err(|e| load(format!("{e:#}")))?;
+        let out_shape: Option<Vec<usize>> = out.shape.as_concrete().map(|s| s.to_vec());
+        if out.datum_type != f32::datum_type()
+            || out_shape.as_deref() != Some(&manifest.output.shape[..])
+        {
+            return Err(mismatch(format!(
+                "output is {:?} {:?}, manifest says f32 {:?}",
+                out.datum_type, out.shape, manifest.output.shape
+            )));
+        }
+        typed
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| load(format!("{e:#}")))
+    }));
+    result.unwrap_or_else(|_| Err(load("tract panicked while loading the model".into())))
+}
+
+fn check_io(manifest: &Manifest, model: &InferenceModel) -> std::result::Result<(), String> {
+    let inputs = model.input_outlets().map_err(|e| e.to_string())?;
+    let outputs = model.output_outlets().map_err(|e| e.to_string())?;
+    if inputs.len() != 1 || outputs.len() != 1 {
+        return Err(format!(
+            "model has {} inputs and {} outputs, expected 1 and 1",
+            inputs.len(),
+            outputs.len()
+        ));
+    }
+    let input_name = &model.node(inputs[0].node).name;
+    if input_name != &manifest.input.name {
+        return Err(format!(
+            "input is named {input_name:?}, manifest says {:?}",
+            manifest.input.name
+        ));
+    }
+    let out_name = model
+        .outlet_label(outputs[0])
+        .unwrap_or(&model.node(outputs[0].node).name);
+    if out_name != manifest.output.name {
+        return Err(format!(
+            "output is named {out_name:?}, manifest says {:?}",
+            manifest.output.name
+        ));
+    }
+    let fact = model.input_fact(0).map_err(|e| e.to_string())?;
+    if let Some(dt) = fact.datum_type.concretize() {
+        if dt != f32::datum_type() {
+            return Err(format!("input is {dt:?}, manifest says f32"));
+        }
+    }
+    // Every dimension the model fixes must agree with the manifest (the batch is usually free).
+    let want = manifest.input.shape();
+    if let Some(rank) = fact.shape.rank().concretize() {
+        if rank as usize != want.len() {
+            return Err(format!(
+                "input has rank {rank}, manifest layout {:?} needs 4",
+                manifest.input.layout
+            ));
+        }
+        for (axis, dim) in fact.shape.dims().enumerate() {
+            if let Some(d) = dim.concretize().and_then(|d| d.to_usize().ok()) {
+                if d != want[axis] {
+                    let layout = if manifest.input.layout == Layout::Nhwc {
+                        "NHWC"
+                    } else {
+                        "NCHW"
+                    };
+                    return Err(format!(
+                        "input axis {axis} is {d}, manifest ({layout}) says {}",
+                        want[axis]
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the manifest's golden input `kind` for `spec` into `out`.
+///
+/// `ramp-v1`: element `(n, a, b, c)` of the input tensor (in its own layout) is
+/// `((a * 7 + b * 13 + c * 29) mod 251) - 125`, an image-like pattern across the value range that
+/// is exact in `f32` and easy to rebuild in any language (models/prepare.py does).
+pub fn golden_input(kind: &str, spec: &crate::manifest::InputSpec, out: &mut [f32]) -> Result<()> {
+    if kind != "ramp-v1" {
+        return Err(Error::Manifest {
+            path: PathBuf::from("model.toml"),
+            reason: format!("unknown golden input {kind:?}"),
+        });
+    }
+    let [_, d1, d2, d3] = spec.shape();
+    let mut i = 0;
+    for a in 0..d1 {
+        for b in 0..d2 {
+            for c in 0..d3 {
+                out[i] = ((a * 7 + b * 13 + c * 29) % 251) as f32 - 125.0;
+                i += 1;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! The prescreen desktop harness as a library: frame generation, `.y4m` reading, the sample stream
+//! and timing statistics. The `prescreen` binary (src/main.rs), the integration tests and the
+//! benchmarks are built on it.
+#![warn(missing_docs)]
+
+pub mod framegen;
+pub mod stats;
+pub mod stream;
+pub mod y4m;
+
+/// Folder of the default model, relative to the repository root.
+pub const DEFAULT_MODEL_DIR: &str = "models/open_nsfw";
+/// Folder of the photographs exported by `models/prepare.py`.
+pub const PHOTO_DIR: &str = "models/photos";

@@ -1,0 +1,442 @@
+//! `prescreen`: the desktop harness. Screen images, folders and `.y4m` streams with the real model,
+//! run the demo on the sample stream, or write the sample stream to a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use prescreen::framegen::OwnedFrame;
+use prescreen::stats::{ms, summarize};
+use prescreen::stream::SampleStream;
+use prescreen::y4m::{self, Y4mReader};
+use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat, Rotation};
+use prescreen_runtime::manifest::Variant;
+use prescreen_runtime::model::Model;
+use prescreen_runtime::screener::Screener;
+
+#[derive(Parser)]
+#[command(
+    name = "prescreen",
+    version,
+    about = "On-device moderation runtime: desktop harness"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VariantArg {
+    Float,
+    Int8,
+}
+
+impl From<VariantArg> for Variant {
+    fn from(v: VariantArg) -> Self {
+        match v {
+            VariantArg::Float => Variant::Float,
+            VariantArg::Int8 => Variant::Int8,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Folder with model.toml and the fetched model files.
+    #[arg(long, default_value = prescreen::DEFAULT_MODEL_DIR)]
+    model_dir: PathBuf,
+    /// Which model file to run.
+    #[arg(long, value_enum, default_value = "float")]
+    variant: VariantArg,
+    /// Write one JSON object per screened frame to this file (`-` for stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Screen an image, a folder of images, or a .y4m video; print per-frame scores and timings.
+    Screen {
+        /// Image file (PNG/JPEG), folder of images, or .y4m file.
+        input: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Feed frames to the runtime in this pixel format (converted first): nv21, nv12, i420,
+        /// yuv420, bgra8, rgba8, rgb8. Default: rgb8 for images, i420 for .y4m.
+        #[arg(long, value_parser = parse_format)]
+        format: Option<PixelFormat>,
+        /// Rotation (degrees clockwise) to upright that the frames are tagged with.
+        #[arg(long, default_value_t = 0, value_parser = parse_rotation)]
+        rotate: u32,
+        /// Screen at most this many frames.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Screen the sample stream: real photographs filmed by a simulated hand-held camera,
+    /// 1080p NV12 at 30 fps.
+    Demo {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Seconds each photograph is on screen.
+        #[arg(long, default_value_t = 1.0)]
+        shot_seconds: f64,
+        /// Screen every Nth frame.
+        #[arg(long, default_value_t = 1)]
+        every: u32,
+    },
+    /// Write the sample stream to a .y4m file (I420), to screen it later or with other tools.
+    MakeStream {
+        /// Output file.
+        output: PathBuf,
+        /// Seconds each photograph is on screen.
+        #[arg(long, default_value_t = 1.0)]
+        shot_seconds: f64,
+        /// Frame size.
+        #[arg(long, default_value_t = 1920)]
+        width: u32,
+        /// Frame size.
+        #[arg(long, default_value_t = 1080)]
+        height: u32,
+    },
+}
+
+fn parse_format(s: &str) -> Result<PixelFormat, String> {
+    PixelFormat::from_name(s).ok_or_else(|| format!("unknown format {s:?}"))
+}
+
+fn parse_rotation(s: &str) -> Result<u32, String> {
+    match s.parse::<i32>().ok().and_then(Rotation::from_degrees) {
+        Some(r) => Ok(r.degrees()),
+        None => Err("rotation must be 0, 90, 180 or 270".into()),
+    }
+}
+
+/// Collected per-frame timings and scores.
+struct Run {
+    screener: Screener,
+    json: Option<Box<dyn Write>>,
+    validate: Vec<Duration>,
+    preprocess: Vec<Duration>,
+    infer: Vec<Duration>,
+    labels: Vec<String>,
+    max_scores: Vec<f32>,
+    frames: usize,
+}
+
+impl Run {
+    fn new(args: &ModelArgs) -> Result<Self> {
+        let started = Instant::now();
+        let model = Model::load_dir(&args.model_dir, args.variant.into()).with_context(|| {
+            format!(
+                "loading the model from {} (run `make model` to fetch it)",
+                args.model_dir.display()
+            )
+        })?;
+        let m = model.manifest();
+        eprintln!(
+            "model {} {} ({}, sha256 {}…) loaded and self-tested in {:.0} ms",
+            m.id,
+            m.version,
+            model.variant(),
+            &model.sha256()[..12],
+            ms(started.elapsed())
+        );
+        let labels = m.output.labels.clone();
+        let json: Option<Box<dyn Write>> = match &args.json {
+            None => None,
+            Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
+            Some(p) => Some(Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            ))),
+        };
+        Ok(Self {
+            screener: Screener::new(&model)?,
+            json,
+            validate: vec![],
+            preprocess: vec![],
+            infer: vec![],
+            max_scores: vec![0.0; labels.len()],
+            labels,
+            frames: 0,
+        })
+    }
+
+    /// Validates and screens one frame; returns the scores.
+    fn screen(&mut self, owned: &OwnedFrame, source: &str) -> Result<Vec<f32>> {
+        let t0 = Instant::now();
+        let frame = owned
+            .frame()
+            .with_context(|| format!("frame from {source}"))?;
+        let validated = t0.elapsed();
+        let out = self.screener.screen(&frame)?;
+        self.validate.push(validated);
+        self.preprocess.push(out.preprocess);
+        self.infer.push(out.infer);
+        let p = out.scores.probabilities;
+        for (m, v) in self.max_scores.iter_mut().zip(&p) {
+            *m = m.max(*v);
+        }
+        if let Some(json) = &mut self.json {
+            let scores: serde_json::Map<String, serde_json::Value> = self
+                .labels
+                .iter()
+                .cloned()
+                .zip(p.iter().map(|&v| serde_json::json!(v)))
+                .collect();
+            let line = serde_json::json!({
+                "frame": self.frames,
+                "source": source,
+                "timestamp_us": frame.timestamp_us(),
+                "format": frame.format().name(),
+                "width": frame.width(),
+                "height": frame.height(),
+                "scores": scores,
+                "timing_us": {
+                    "validate": validated.as_micros() as u64,
+                    "preprocess": out.preprocess.as_micros() as u64,
+                    "infer": out.infer.as_micros() as u64,
+                },
+            });
+            writeln!(json, "{line}")?;
+        }
+        self.frames += 1;
+        Ok(p)
+    }
+
+    fn finish(mut self) -> Result<()> {
+        if let Some(json) = &mut self.json {
+            json.flush()?;
+        }
+        eprintln!("\n{} frames screened", self.frames);
+        eprintln!("{:<11} {:>10} {:>10}", "stage", "median ms", "p95 ms");
+        for (name, v) in [
+            ("validate", &self.validate),
+            ("preprocess", &self.preprocess),
+            ("infer", &self.infer),
+        ] {
+            let s = summarize(v);
+            eprintln!("{name:<11} {:>10.3} {:>10.3}", ms(s.median), ms(s.p95));
+        }
+        let maxes: Vec<String> = self
+            .labels
+            .iter()
+            .zip(&self.max_scores)
+            .map(|(l, m)| format!("{l} {m:.4}"))
+            .collect();
+        eprintln!("highest scores: {}", maxes.join(", "));
+        Ok(())
+    }
+}
+
+fn progress(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} frames {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn score_line(labels: &[String], p: &[f32]) -> String {
+    labels
+        .iter()
+        .zip(p)
+        .map(|(l, v)| format!("{l} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+fn is_image(p: &Path) -> bool {
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("png" | "jpg" | "jpeg" | "bmp")
+    )
+}
+
+fn load_image(path: &Path, format: PixelFormat) -> Result<OwnedFrame> {
+    let img = image::open(path)
+        .with_context(|| format!("decoding {}", path.display()))?
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    // Photographs are full-range BT.601 (JPEG convention) when converted to YUV here.
+    Ok(OwnedFrame::from_rgb(
+        img.as_raw(),
+        w,
+        h,
+        format,
+        ColorMatrix::Bt601,
+        ColorRange::Full,
+    )?)
+}
+
+fn convert(frame: OwnedFrame, format: PixelFormat) -> Result<OwnedFrame> {
+    if frame.format == format {
+        return Ok(frame);
+    }
+    bail!("y4m frames can be fed as i420 only (asked for {format})")
+}
+
+fn screen(
+    input: &Path,
+    args: &ModelArgs,
+    format: Option<PixelFormat>,
+    rotate: u32,
+    limit: Option<usize>,
+) -> Result<()> {
+    let mut run = Run::new(args)?;
+    let rotation = Rotation::from_degrees(rotate as i32).unwrap_or_default();
+    let limit = limit.unwrap_or(usize::MAX);
+    let labels = run.labels.clone();
+    let quiet = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let report =
+        |run: &mut Run, frame: &mut OwnedFrame, source: &str, bar: &ProgressBar| -> Result<()> {
+            frame.rotation = rotation;
+            let p = run.screen(frame, source)?;
+            if !quiet {
+                bar.println(format!(
+                    "{:>6} {:>10.3}  {}  {source}",
+                    run.frames - 1,
+                    frame.timestamp_us as f64 / 1e3,
+                    score_line(&labels, &p)
+                ));
+            }
+            bar.inc(1);
+            Ok(())
+        };
+    if input.extension().is_some_and(|e| e == "y4m") {
+        let mut reader =
+            Y4mReader::open(input).with_context(|| format!("opening {}", input.display()))?;
+        let bar = progress(0);
+        let name = input
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        while let Some(frame) = reader.next_frame()? {
+            if run.frames >= limit {
+                break;
+            }
+            let mut frame = convert(frame, format.unwrap_or(PixelFormat::I420))?;
+            report(&mut run, &mut frame, &name, &bar)?;
+        }
+        bar.finish_and_clear();
+    } else {
+        let files: Vec<PathBuf> = if input.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(input)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_image(p))
+                .collect();
+            v.sort();
+            v
+        } else {
+            vec![input.to_path_buf()]
+        };
+        if files.is_empty() {
+            bail!("no images found in {}", input.display());
+        }
+        let bar = progress(files.len().min(limit) as u64);
+        for f in files.iter().take(limit) {
+            let mut frame = load_image(f, format.unwrap_or(PixelFormat::Rgb8))?;
+            report(&mut run, &mut frame, &f.display().to_string(), &bar)?;
+        }
+        bar.finish_and_clear();
+    }
+    run.finish()
+}
+
+fn demo(args: &ModelArgs, shot_seconds: f64, every: u32) -> Result<()> {
+    let mut stream = SampleStream::new(prescreen::PHOTO_DIR, 1920, 1080, 30, shot_seconds)?;
+    let mut run = Run::new(args)?;
+    let total = stream.len();
+    eprintln!(
+        "sample stream: {} photographs, {total} frames of 1920x1080 NV12 at {} fps ({:.0} s), screening every {}",
+        total / ((shot_seconds * stream.fps() as f64).round() as u32).max(1),
+        stream.fps(),
+        total as f64 / stream.fps() as f64,
+        every.max(1)
+    );
+    println!(
+        "{:<20} {:>7} {:>10} {:>10}",
+        "shot", "frames", "max nsfw", "mean nsfw"
+    );
+    let nsfw = run
+        .labels
+        .iter()
+        .position(|l| l == "nsfw")
+        .unwrap_or(run.labels.len() - 1);
+    let bar = progress(total as u64);
+    let (mut shot, mut shot_scores) = (String::new(), Vec::<f32>::new());
+    let flush = |shot: &str, scores: &[f32], bar: &ProgressBar| {
+        if !scores.is_empty() {
+            let max = scores.iter().cloned().fold(0.0, f32::max);
+            let mean = scores.iter().sum::<f32>() / scores.len() as f32;
+            bar.println(format!(
+                "{shot:<20} {:>7} {max:>10.4} {mean:>10.4}",
+                scores.len()
+            ));
+        }
+    };
+    for i in (0..total).step_by(every.max(1) as usize) {
+        let name = stream.photo_name(i).to_string();
+        if name != shot {
+            flush(&shot, &shot_scores, &bar);
+            shot = name;
+            shot_scores.clear();
+        }
+        let frame = stream.frame(i)?;
+        let p = run.screen(&frame, &shot)?;
+        shot_scores.push(p[nsfw]);
+        bar.set_position(i as u64 + 1);
+    }
+    flush(&shot, &shot_scores, &bar);
+    bar.finish_and_clear();
+    run.finish()
+}
+
+fn make_stream(output: &Path, shot_seconds: f64, width: u32, height: u32) -> Result<()> {
+    if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
+        bail!("the sample stream needs even sizes");
+    }
+    let mut stream = SampleStream::new(prescreen::PHOTO_DIR, width, height, 30, shot_seconds)?;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(output)?);
+    y4m::write_header(&mut out, width, height, stream.fps())?;
+    let bar = progress(stream.len() as u64);
+    for i in 0..stream.len() {
+        y4m::write_frame(&mut out, &stream.frame(i)?)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    out.flush()?;
+    eprintln!("wrote {} frames to {}", stream.len(), output.display());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Screen {
+            input,
+            model,
+            format,
+            rotate,
+            limit,
+        } => screen(&input, &model, format, rotate, limit),
+        Command::Demo {
+            model,
+            shot_seconds,
+            every,
+        } => demo(&model, shot_seconds, every),
+        Command::MakeStream {
+            output,
+            shot_seconds,
+            width,
+            height,
+        } => make_stream(&output, shot_seconds, width, height),
+    }
+}

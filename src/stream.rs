@@ -1,0 +1,160 @@
+//! The demo's sample stream: real photographs filmed by a simulated hand-held camera.
+//!
+//! Each shot shows one photograph (from `models/photos`, exported by `models/prepare.py`) through a
+//! 16:9 window that pans, zooms and shakes slightly, like a phone held by a person; shots cut from
+//! one photograph to the next. Frames are rendered at the stream's size with fast_image_resize and
+//! encoded to NV12 (BT.709, video range, as HD cameras deliver) with the `yuv` crate. Everything is
+//! deterministic: frame `i` is always the same picture.
+
+use std::path::Path;
+
+use fast_image_resize as fr;
+use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat};
+
+use crate::framegen::{ConvertError, OwnedFrame};
+
+/// Why the sample stream cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The photographs are missing or unreadable.
+    #[error("cannot load photographs from {dir}: {reason} (run `make model` or models/prepare.py first)")]
+    Photos {
+        /// The folder.
+        dir: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Rendering or encoding failed.
+    #[error("cannot render frame: {0}")]
+    Render(String),
+}
+
+/// A deterministic camera-like stream over photographs.
+pub struct SampleStream {
+    photos: Vec<(String, fr::images::Image<'static>)>,
+    width: u32,
+    height: u32,
+    fps: u32,
+    shot_frames: u32,
+    resizer: fr::Resizer,
+    rgb: fr::images::Image<'static>,
+}
+
+impl SampleStream {
+    /// Loads the photographs in `dir` (sorted by name) for a stream of `width` x `height` at `fps`,
+    /// showing each photograph for `shot_seconds`.
+    pub fn new(
+        dir: impl AsRef<Path>,
+        width: u32,
+        height: u32,
+        fps: u32,
+        shot_seconds: f64,
+    ) -> Result<Self, StreamError> {
+        let dir = dir.as_ref();
+        let err = |reason: String| StreamError::Photos {
+            dir: dir.display().to_string(),
+            reason,
+        };
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| err(e.to_string()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "png"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(err("no .png photographs".into()));
+        }
+        let mut photos = Vec::new();
+        for p in paths {
+            let img = image::open(&p)
+                .map_err(|e| err(format!("{}: {e}", p.display())))?
+                .to_rgb8();
+            let (w, h) = img.dimensions();
+            let name = p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let img = fr::images::Image::from_vec_u8(w, h, img.into_raw(), fr::PixelType::U8x3)
+                .map_err(|e| err(e.to_string()))?;
+            photos.push((name, img));
+        }
+        Ok(Self {
+            photos,
+            width,
+            height,
+            fps,
+            shot_frames: ((shot_seconds * fps as f64).round() as u32).max(1),
+            resizer: fr::Resizer::new(),
+            rgb: fr::images::Image::new(width, height, fr::PixelType::U8x3),
+        })
+    }
+
+    /// Frames per second.
+    pub fn fps(&self) -> u32 {
+        self.fps
+    }
+
+    /// Number of frames that show every photograph once.
+    pub fn len(&self) -> u32 {
+        self.shot_frames * self.photos.len() as u32
+    }
+
+    /// True when there are no photographs (never: [`SampleStream::new`] refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.photos.is_empty()
+    }
+
+    /// Name of the photograph shown in frame `index`.
+    pub fn photo_name(&self, index: u32) -> &str {
+        &self.photos[(index / self.shot_frames) as usize % self.photos.len()].0
+    }
+
+    /// Renders frame `index` as RGB (width * 3 bytes per row).
+    pub fn render_rgb(&mut self, index: u32) -> Result<&[u8], StreamError> {
+        let shot = (index / self.shot_frames) as usize;
+        let t = (index % self.shot_frames) as f64 / self.fps as f64;
+        let (_, photo) = &self.photos[shot % self.photos.len()];
+        let (pw, ph) = (photo.width() as f64, photo.height() as f64);
+        let aspect = self.width as f64 / self.height as f64;
+        // Largest 16:9 window that fits, zoomed in 10-25% and drifting: a slow push-in and pan,
+        // plus a few pixels of hand shake (sums of incommensurate sines).
+        let (full_w, full_h) = if pw / ph > aspect {
+            (ph * aspect, ph)
+        } else {
+            (pw, pw / aspect)
+        };
+        let seed = shot as f64 * 1.7;
+        let zoom = 1.10 + 0.06 * t + 0.02 * (0.9 * t + seed).sin();
+        let (ww, wh) = (full_w / zoom, full_h / zoom);
+        let pan_x = 0.5 + 0.35 * (0.21 * t + seed).sin();
+        let pan_y = 0.5 + 0.35 * (0.17 * t + 2.0 * seed).cos();
+        let shake = |f: f64, g: f64| 0.004 * ((f * t + seed).sin() + 0.5 * (g * t + seed).sin());
+        let left = ((pw - ww) * pan_x + shake(11.0, 23.0) * pw).clamp(0.0, pw - ww);
+        let top = ((ph - wh) * pan_y + shake(13.0, 19.0) * ph).clamp(0.0, ph - wh);
+        let options = fr::ResizeOptions::new()
+            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+            .crop(left, top, ww, wh);
+        self.resizer
+            .resize(photo, &mut self.rgb, &options)
+            .map_err(|e| StreamError::Render(e.to_string()))?;
+        Ok(self.rgb.buffer())
+    }
+
+    /// Frame `index` as an NV12 camera frame with its timestamp.
+    pub fn frame(&mut self, index: u32) -> Result<OwnedFrame, StreamError> {
+        let (w, h, fps) = (self.width, self.height, self.fps);
+        let rgb = self.render_rgb(index)?;
+        let mut f = OwnedFrame::from_rgb(
+            rgb,
+            w,
+            h,
+            PixelFormat::Nv12,
+            ColorMatrix::Bt709,
+            ColorRange::Limited,
+        )
+        .map_err(|e: ConvertError| StreamError::Render(e.to_string()))?;
+        f.timestamp_us = index as i64 * 1_000_000 / fps as i64;
+        Ok(f)
+    }
+}

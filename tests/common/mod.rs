@@ -1,0 +1,64 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use prescreen_runtime::manifest::{InputSpec, Manifest};
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default model folder. Tests that need the fetched weights fail, loudly, when they are
+/// missing: `make test` fetches them first (see README).
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("PRESCREEN_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models/open_nsfw"));
+    let manifest = Manifest::load(&dir).expect("models/open_nsfw/model.toml must parse");
+    for f in &manifest.files {
+        let p = dir.join(&f.path);
+        assert!(
+            p.is_file(),
+            "MODEL NOT FETCHED: {} is missing. Run `make model` (or `make test`, which does it) first.",
+            p.display()
+        );
+    }
+    dir
+}
+
+/// The default model's input spec (needs only the committed manifest).
+pub fn spec() -> InputSpec {
+    Manifest::load(root().join("models/open_nsfw"))
+        .expect("manifest")
+        .input
+}
+
+/// The manifest text with `from` replaced by `to` (each must occur).
+pub fn manifest_variant(replacements: &[(&str, &str)]) -> String {
+    let mut text =
+        std::fs::read_to_string(root().join("models/open_nsfw/model.toml")).expect("manifest");
+    for (from, to) in replacements {
+        assert!(text.contains(from), "manifest has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    text
+}
+
+/// Largest and mean absolute difference.
+pub fn diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+    assert_eq!(a.len(), b.len());
+    let max = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    let mean = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() as f64)
+        .sum::<f64>()
+        / a.len() as f64;
+    (max, mean as f32)
+}

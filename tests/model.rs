@@ -1,0 +1,190 @@
+//! Model loading: the real model loads and self-tests; every kind of wrong model is refused with a
+//! clear, typed error and never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use prescreen_runtime::manifest::{Manifest, Variant};
+use prescreen_runtime::model::{golden_input, Model};
+use prescreen_runtime::Error;
+use sha2::{Digest, Sha256};
+
+/// A temporary model folder with `manifest` text and links to the real model files.
+fn folder(manifest: &str) -> tempfile::TempDir {
+    let src = common::model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["open-nsfw.onnx", "open-nsfw.int8.onnx"] {
+        std::os::unix::fs::symlink(src.join(name), dir.path().join(name)).unwrap();
+    }
+    std::fs::write(dir.path().join("model.toml"), manifest).unwrap();
+    dir
+}
+
+fn sha256(path: &Path) -> String {
+    Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn load(dir: &Path, variant: Variant) -> Result<Model, Error> {
+    Model::load(&Manifest::load(dir)?, variant)
+}
+
+#[test]
+fn both_variants_load_and_pass_their_golden_self_test() {
+    let dir = common::model_dir();
+    for variant in [Variant::Float, Variant::Int8] {
+        let model = Model::load_dir(&dir, variant).unwrap_or_else(|e| panic!("{variant}: {e}"));
+        let manifest = model.manifest();
+        // Run the golden input again through a fresh session: same answer as the manifest.
+        let mut session = model.session().unwrap();
+        golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
+        let scores = session.run().unwrap();
+        let expected = &manifest.golden_for(variant).unwrap().output;
+        for (got, want) in scores.probabilities.iter().zip(expected) {
+            assert!(
+                (got.ln() - want.ln()).abs() < 0.05,
+                "{variant}: {got} vs {want}"
+            );
+        }
+        assert_eq!(model.sha256(), manifest.file(variant).unwrap().sha256);
+    }
+}
+
+#[test]
+fn a_modified_model_file_is_refused_by_checksum() {
+    let dir = folder(&common::manifest_variant(&[]));
+    let target = dir.path().join("open-nsfw.onnx");
+    let mut bytes = std::fs::read(&target).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::remove_file(&target).unwrap();
+    std::fs::write(&target, bytes).unwrap();
+    match load(dir.path(), Variant::Float) {
+        Err(Error::Checksum {
+            expected, actual, ..
+        }) => assert_ne!(expected, actual),
+        other => panic!("expected a checksum error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_model_whose_io_differs_from_its_manifest_is_refused() {
+    let cases: [&[(&str, &str)]; 3] = [
+        &[("name = \"input:0\"", "name = \"pixels\"")],
+        &[("name = \"outputs\"", "name = \"logits\"")],
+        // 200x200 input: the model's fixed 224x224 axes disagree.
+        &[
+            (
+                "width = 224\nheight = 224\nchannels",
+                "width = 200\nheight = 200\nchannels",
+            ),
+            (
+                "[input.crop]\n# centre crop after the resize\nwidth = 224\nheight = 224",
+                "[input.crop]\nwidth = 200\nheight = 200",
+            ),
+        ],
+    ];
+    for replacements in cases {
+        let dir = folder(&common::manifest_variant(replacements));
+        match load(dir.path(), Variant::Float) {
+            Err(e @ Error::ModelMismatch { .. }) => eprintln!("refused as expected: {e}"),
+            other => panic!("{replacements:?}: expected a mismatch error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_model_that_fails_its_golden_self_test_is_refused() {
+    // The file is right, but the manifest expects other scores: as if tract computed wrong ones.
+    let dir = folder(&common::manifest_variant(&[(
+        "variant = \"float\"\noutput = [",
+        "variant = \"float\"\noutput = [0.5, 0.5] # was [",
+    )]));
+    match load(dir.path(), Variant::Float) {
+        Err(e @ Error::GoldenMismatch { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("golden self-test"), "{text}");
+        }
+        other => panic!("expected a golden mismatch, got {other:?}"),
+    }
+}
+
+fn with_file(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hostile.onnx");
+    std::fs::write(&path, bytes).unwrap();
+    let sum = sha256(&path);
+    let real = common::manifest_variant(&[]);
+    let text = real.replacen("path = \"open-nsfw.onnx\"", "path = \"hostile.onnx\"", 1).replacen(
+        "sha256 = \"864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa\"\n\n[[files]]",
+        &format!("sha256 = \"{sum}\"\n\n[[files]]"),
+        1,
+    );
+    std::fs::write(dir.path().join("model.toml"), text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn corrupt_or_hostile_files_with_a_matching_checksum_are_load_errors_not_panics() {
+    let real = std::fs::read(common::model_dir().join("open-nsfw.onnx")).unwrap();
+    let mut flipped = real.clone();
+    for i in (0..flipped.len()).step_by(4099) {
+        flipped[i] = flipped[i].wrapping_mul(31).wrapping_add(7);
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        (
+            "garbage",
+            (0..5000u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+        ),
+        ("truncated", real[..real.len() / 3].to_vec()),
+        ("bytes flipped", flipped),
+        (
+            "huge varint lengths",
+            vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01],
+        ),
+    ];
+    for (name, bytes) in cases {
+        let (dir, _) = with_file(&bytes);
+        match load(dir.path(), Variant::Float) {
+            Err(
+                Error::ModelLoad { .. }
+                | Error::ModelMismatch { .. }
+                | Error::GoldenMismatch { .. },
+            ) => {}
+            other => panic!("{name}: expected a load error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn manifests_that_escape_their_folder_or_lack_checksums_are_refused() {
+    for (from, to) in [
+        ("path = \"open-nsfw.onnx\"", "path = \"../../etc/passwd\""),
+        ("sha256 = \"020b", "sha256 = \"zz0b"),
+        ("schema = 1", "schema = 2"),
+        ("labels = [\"sfw\", \"nsfw\"]", "labels = [\"sfw\"]"),
+    ] {
+        let text = common::manifest_variant(&[(from, to)]);
+        assert!(Manifest::parse(&text).is_err(), "{to} was accepted");
+    }
+}
+
+#[test]
+fn missing_files_are_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.toml"), common::manifest_variant(&[])).unwrap();
+    assert!(matches!(
+        load(dir.path(), Variant::Int8),
+        Err(Error::Io { .. })
+    ));
+    assert!(matches!(
+        Manifest::load(dir.path().join("nowhere")),
+        Err(Error::Io { .. })
+    ));
+}
