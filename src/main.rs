@@ -240,6 +240,15 @@ fn progress(len: u64) -> ProgressBar {
     bar
 }
 
+/// Prints a line above the progress bar, or plainly when the bar is hidden (output not a terminal).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 fn score_line(labels: &[String], p: &[f32]) -> String {
     labels
         .iter()
@@ -299,12 +308,15 @@ fn screen(
             frame.rotation = rotation;
             let p = run.screen(frame, source)?;
             if !quiet {
-                bar.println(format!(
-                    "{:>6} {:>10.3}  {}  {source}",
-                    run.frames - 1,
-                    frame.timestamp_us as f64 / 1e3,
-                    score_line(&labels, &p)
-                ));
+                say(
+                    bar,
+                    format!(
+                        "{:>6} {:>10.3}  {}  {source}",
+                        run.frames - 1,
+                        frame.timestamp_us as f64 / 1e3,
+                        score_line(&labels, &p)
+                    ),
+                );
             }
             bar.inc(1);
             Ok(())
@@ -376,10 +388,10 @@ fn demo(args: &ModelArgs, shot_seconds: f64, every: u32) -> Result<()> {
         if !scores.is_empty() {
             let max = scores.iter().cloned().fold(0.0, f32::max);
             let mean = scores.iter().sum::<f32>() / scores.len() as f32;
-            bar.println(format!(
-                "{shot:<20} {:>7} {max:>10.4} {mean:>10.4}",
-                scores.len()
-            ));
+            say(
+                bar,
+                format!("{shot:<20} {:>7} {max:>10.4} {mean:>10.4}", scores.len()),
+            );
         }
     };
     for i in (0..total).step_by(every.max(1) as usize) {
