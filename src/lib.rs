@@ -6,6 +6,7 @@
 pub mod framegen;
 pub mod stats;
 pub mod stream;
+pub mod timeline;
 pub mod y4m;
 
 /// Folder of the default model, relative to the repository root.

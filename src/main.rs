@@ -11,11 +11,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prescreen::framegen::OwnedFrame;
 use prescreen::stats::{ms, summarize};
 use prescreen::stream::SampleStream;
+use prescreen::timeline::{self, Series};
 use prescreen::y4m::{self, Y4mReader};
+use prescreen_runtime::engine::{Engine, EngineOptions, Event};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat, Rotation};
 use prescreen_runtime::manifest::Variant;
 use prescreen_runtime::model::Model;
+use prescreen_runtime::policy::Policy;
 use prescreen_runtime::screener::Screener;
+use prescreen_runtime::segmenter::SegmentEvent;
+use std::sync::mpsc;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +59,13 @@ struct ModelArgs {
     /// Write one JSON object per screened frame to this file (`-` for stdout).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Screen as the live engine does under this policy (sampling, scene gate, segments) instead of
+    /// scoring every frame; prints the segments. E.g. models/policies/default.toml.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// With --policy: write a timeline of scores, thresholds and segments to this SVG file.
+    #[arg(long, requires = "policy")]
+    timeline: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -231,6 +243,159 @@ impl Run {
     }
 }
 
+/// Screening through the live engine: frames replayed in order, each taken frame scored before the
+/// next is offered (as a phone keeping up would), segments printed as they close.
+struct EngineRun {
+    engine: Engine,
+    events: mpsc::Receiver<Event>,
+    policy: Policy,
+    labels: Vec<String>,
+    points: Vec<Vec<(i64, f32)>>,
+    segments: Vec<(String, i64, i64)>,
+    first_t: Option<i64>,
+    last_t: i64,
+}
+
+impl EngineRun {
+    fn new(args: &ModelArgs, policy: &Path) -> Result<Self> {
+        let model = Model::load_dir(&args.model_dir, args.variant.into())
+            .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
+        let policy = Policy::load(policy)?;
+        let (tx, events) = mpsc::channel();
+        let engine = Engine::start(
+            &model,
+            &policy,
+            EngineOptions { emit_scores: true },
+            Box::new(move |e| drop(tx.send(e))),
+        )?;
+        let labels = engine.labels().to_vec();
+        eprintln!(
+            "engine: model {} ({}), policy {}",
+            model.manifest().id,
+            model.variant(),
+            policy.version
+        );
+        Ok(Self {
+            engine,
+            events,
+            policy,
+            points: vec![vec![]; labels.len()],
+            labels,
+            segments: vec![],
+            first_t: None,
+            last_t: 0,
+        })
+    }
+
+    fn submit(&mut self, owned: &OwnedFrame, bar: &ProgressBar) -> Result<()> {
+        let frame = owned.frame()?;
+        self.first_t.get_or_insert(frame.timestamp_us());
+        self.last_t = frame.timestamp_us();
+        self.engine.submit(&frame);
+        self.engine.wait_idle();
+        self.drain(bar);
+        Ok(())
+    }
+
+    fn drain(&mut self, bar: &ProgressBar) {
+        while let Ok(e) = self.events.try_recv() {
+            match e {
+                Event::Scored {
+                    timestamp_us,
+                    scores,
+                } => {
+                    for (series, v) in self.points.iter_mut().zip(scores) {
+                        series.push((timestamp_us, v));
+                    }
+                }
+                Event::Segment(SegmentEvent::Opened(s)) => say(
+                    bar,
+                    format!(
+                        "segment {} {} opened at {:.2}s (score crossed at {:.2}s)",
+                        s.id,
+                        s.label,
+                        s.end_us as f64 / 1e6,
+                        s.crossed_us as f64 / 1e6
+                    ),
+                ),
+                Event::Segment(SegmentEvent::Closed(s)) => {
+                    say(
+                        bar,
+                        format!(
+                            "segment {} {}: {:.2}s - {:.2}s ({:.2}s), peak {:.3} at {:.2}s, mean {:.3}, {} frames scored",
+                            s.id,
+                            s.label,
+                            s.start_us as f64 / 1e6,
+                            s.end_us as f64 / 1e6,
+                            s.duration_us() as f64 / 1e6,
+                            s.peak,
+                            s.peak_us as f64 / 1e6,
+                            s.mean,
+                            s.frames_scored
+                        ),
+                    );
+                    self.segments
+                        .push((s.label.to_string(), s.start_us, s.end_us));
+                }
+                Event::Segment(SegmentEvent::Updated(_)) => {}
+                Event::Error(e) => say(bar, format!("frame not scored: {e}")),
+            }
+        }
+    }
+
+    fn finish(mut self, timeline: Option<&Path>) -> Result<()> {
+        let m = self.engine.finish();
+        self.drain(&ProgressBar::hidden());
+        let stream_s = ((self.last_t - self.first_t.unwrap_or(0)) as f64 / 1e6).max(1e-6);
+        eprintln!(
+            "\n{} segment(s); frames: {} seen = {} scored + {} rate-skipped + {} gated + {} dropped + {} rejected + {} failed",
+            self.segments.len(), m.seen, m.scored, m.rate_skipped, m.gated, m.dropped, m.rejected, m.failed
+        );
+        eprintln!("{:<11} {:>10} {:>10}", "stage", "median ms", "p99 ms");
+        for (name, h) in [
+            ("submit", &m.submit),
+            ("preprocess", &m.preprocess),
+            ("infer", &m.infer),
+        ] {
+            eprintln!(
+                "{name:<11} {:>10.3} {:>10.3}",
+                ms(h.quantile(0.5)),
+                ms(h.quantile(0.99))
+            );
+        }
+        let busy = m.submit.total() + m.preprocess.total() + m.infer.total();
+        eprintln!(
+            "engine CPU time per second of stream: {:.0} ms ({:.1} s of stream, {:.2} frames scored per second)",
+            ms(busy) / stream_s,
+            stream_s,
+            m.scored as f64 / stream_s
+        );
+        if m.detection.count() > 0 {
+            eprintln!("detection latency (threshold crossing to SegmentOpened, wall time): median {:.0} ms, max {:.0} ms", ms(m.detection.quantile(0.5)), ms(m.detection.max()));
+        }
+        if let Some(path) = timeline {
+            let series: Vec<Series<'_>> = self
+                .labels
+                .iter()
+                .zip(&self.points)
+                .map(|(label, points)| {
+                    let th = self.policy.labels.get(label);
+                    Series {
+                        label,
+                        points,
+                        enter: th.map(|t| t.enter),
+                        exit: th.map(|t| t.exit),
+                    }
+                })
+                .collect();
+            let end = self.last_t - self.first_t.unwrap_or(0);
+            std::fs::write(path, timeline::svg(&series, &self.segments, end))?;
+            eprintln!("timeline written to {}", path.display());
+        }
+        Ok(())
+    }
+}
+
 fn progress(len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
@@ -291,36 +456,14 @@ fn convert(frame: OwnedFrame, format: PixelFormat) -> Result<OwnedFrame> {
     bail!("y4m frames can be fed as i420 only (asked for {format})")
 }
 
-fn screen(
+/// Calls `f` on every frame of `input` (an image, a folder of images, or a .y4m video), at most
+/// `limit` of them.
+fn for_each_frame(
     input: &Path,
-    args: &ModelArgs,
     format: Option<PixelFormat>,
-    rotate: u32,
-    limit: Option<usize>,
+    limit: usize,
+    mut f: impl FnMut(OwnedFrame, &str, &ProgressBar) -> Result<()>,
 ) -> Result<()> {
-    let mut run = Run::new(args)?;
-    let rotation = Rotation::from_degrees(rotate as i32).unwrap_or_default();
-    let limit = limit.unwrap_or(usize::MAX);
-    let labels = run.labels.clone();
-    let quiet = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    let report =
-        |run: &mut Run, frame: &mut OwnedFrame, source: &str, bar: &ProgressBar| -> Result<()> {
-            frame.rotation = rotation;
-            let p = run.screen(frame, source)?;
-            if !quiet {
-                say(
-                    bar,
-                    format!(
-                        "{:>6} {:>10.3}  {}  {source}",
-                        run.frames - 1,
-                        frame.timestamp_us as f64 / 1e3,
-                        score_line(&labels, &p)
-                    ),
-                );
-            }
-            bar.inc(1);
-            Ok(())
-        };
     if input.extension().is_some_and(|e| e == "y4m") {
         let mut reader =
             Y4mReader::open(input).with_context(|| format!("opening {}", input.display()))?;
@@ -330,42 +473,102 @@ fn screen(
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
+        let mut n = 0;
         while let Some(frame) = reader.next_frame()? {
-            if run.frames >= limit {
+            if n >= limit {
                 break;
             }
-            let mut frame = convert(frame, format.unwrap_or(PixelFormat::I420))?;
-            report(&mut run, &mut frame, &name, &bar)?;
+            f(
+                convert(frame, format.unwrap_or(PixelFormat::I420))?,
+                &name,
+                &bar,
+            )?;
+            n += 1;
         }
         bar.finish_and_clear();
-    } else {
-        let files: Vec<PathBuf> = if input.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(input)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| is_image(p))
-                .collect();
-            v.sort();
-            v
-        } else {
-            vec![input.to_path_buf()]
-        };
-        if files.is_empty() {
-            bail!("no images found in {}", input.display());
-        }
-        let bar = progress(files.len().min(limit) as u64);
-        for f in files.iter().take(limit) {
-            let mut frame = load_image(f, format.unwrap_or(PixelFormat::Rgb8))?;
-            report(&mut run, &mut frame, &f.display().to_string(), &bar)?;
-        }
-        bar.finish_and_clear();
+        return Ok(());
     }
+    let files: Vec<PathBuf> = if input.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(input)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_image(p))
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![input.to_path_buf()]
+    };
+    if files.is_empty() {
+        bail!("no images found in {}", input.display());
+    }
+    let bar = progress(files.len().min(limit) as u64);
+    for (i, path) in files.iter().take(limit).enumerate() {
+        let mut frame = load_image(path, format.unwrap_or(PixelFormat::Rgb8))?;
+        // Images become a slide show at 1 frame per second for the engine's clock.
+        frame.timestamp_us = i as i64 * 1_000_000;
+        f(frame, &path.display().to_string(), &bar)?;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn screen(
+    input: &Path,
+    args: &ModelArgs,
+    format: Option<PixelFormat>,
+    rotate: u32,
+    limit: Option<usize>,
+) -> Result<()> {
+    let rotation = Rotation::from_degrees(rotate as i32).unwrap_or_default();
+    let limit = limit.unwrap_or(usize::MAX);
+    if let Some(policy) = &args.policy {
+        let mut run = EngineRun::new(args, policy)?;
+        for_each_frame(input, format, limit, |mut frame, _, bar| {
+            frame.rotation = rotation;
+            let r = run.submit(&frame, bar);
+            bar.inc(1);
+            r
+        })?;
+        return run.finish(args.timeline.as_deref());
+    }
+    let mut run = Run::new(args)?;
+    let labels = run.labels.clone();
+    let quiet = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    for_each_frame(input, format, limit, |mut frame, source, bar| {
+        frame.rotation = rotation;
+        let p = run.screen(&frame, source)?;
+        if !quiet {
+            let line = format!(
+                "{:>6} {:>10.3}  {}  {source}",
+                run.frames - 1,
+                frame.timestamp_us as f64 / 1e3,
+                score_line(&labels, &p)
+            );
+            say(bar, line);
+        }
+        bar.inc(1);
+        Ok(())
+    })?;
     run.finish()
 }
 
 fn demo(args: &ModelArgs, shot_seconds: f64, every: u32) -> Result<()> {
     let mut stream = SampleStream::new(prescreen::PHOTO_DIR, 1920, 1080, 30, shot_seconds)?;
-    let mut run = Run::new(args)?;
     let total = stream.len();
+    if let Some(policy) = &args.policy {
+        eprintln!(
+            "sample stream: {total} frames of 1920x1080 NV12 at 30 fps, through the live engine"
+        );
+        let mut run = EngineRun::new(args, policy)?;
+        let bar = progress(total as u64);
+        for i in 0..total {
+            run.submit(&stream.frame(i)?, &bar)?;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        return run.finish(args.timeline.as_deref());
+    }
+    let mut run = Run::new(args)?;
     eprintln!(
         "sample stream: {} photographs, {total} frames of 1920x1080 NV12 at {} fps ({:.0} s), screening every {}",
         total / ((shot_seconds * stream.fps() as f64).round() as u32).max(1),

@@ -34,6 +34,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The policy is malformed or unsupported.
+    #[error("policy {path}: {reason}")]
+    Policy {
+        /// The policy file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The manifest lists no file for the variant.
     #[error("the manifest has no {variant} model file")]
     NoSuchVariant {

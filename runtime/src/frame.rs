@@ -599,11 +599,22 @@ mod tests {
 
     #[test]
     fn last_row_may_be_short() {
-        // Android: the chroma plane of YUV_420_888 with pixel stride 2 ends one byte early.
+        // Android: chroma of YUV_420_888 with pixel stride 2 shares one buffer, the second plane
+        // starting one byte in, and the last row is not padded: 2x2 chroma needs 8 + 3 bytes per
+        // plane, 12 in all.
         let y = vec![0u8; 4 * 4];
-        let buf = vec![0u8; 8 + 3];
-        let u = Plane::with_pixel_stride(&buf, 8, 2);
-        let v = Plane::with_pixel_stride(&buf[1..], 8, 2);
+        let buf = vec![0u8; 8 + 4];
+        let v = Plane::with_pixel_stride(&buf, 8, 2);
+        let u = Plane::with_pixel_stride(&buf[1..], 8, 2);
         assert!(Frame::yuv420(4, 4, Plane::new(&y, 4), u, v).is_ok());
+        let short = Plane::with_pixel_stride(&buf[1..11], 8, 2);
+        assert_eq!(
+            Frame::yuv420(4, 4, Plane::new(&y, 4), short, v).unwrap_err(),
+            FrameError::PlaneTooShort {
+                plane: PlaneKind::U,
+                len: 10,
+                needed: 11
+            }
+        );
     }
 }

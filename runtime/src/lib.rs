@@ -9,6 +9,9 @@
 //!   [`preprocess::reference`] every backend is tested against.
 //! * [`model`]: tract-based loading with checksum, IO and golden self-test, and per-worker sessions.
 //! * [`screener`]: the three stages in one object, with per-stage timing.
+//! * [`engine`]: the live stream engine (non-blocking submit, worker thread, events, metrics).
+//! * [`policy`], [`sampling`], [`segmenter`]: what to score and how scores become flagged segments,
+//!   free of clocks, threads and I/O.
 //!
 //! ```no_run
 //! use prescreen_runtime::{frame::{Frame, Plane, Rotation}, manifest::Variant, screener::Screener};
@@ -24,11 +27,15 @@
 //! ```
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+pub mod engine;
 pub mod error;
 pub mod frame;
 pub mod manifest;
 pub mod model;
+pub mod policy;
 pub mod preprocess;
+pub mod sampling;
 pub mod screener;
+pub mod segmenter;
 
 pub use error::{Error, Result};

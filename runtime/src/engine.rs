@@ -1,0 +1,683 @@
+//! The live stream engine: the host's camera thread hands over every frame, the engine decides which
+//! to score, scores them on its own worker thread, and reports segments.
+//!
+//! `submit` never waits on inference: it checks the sampling rate and the scene gate, copies a frame
+//! it takes into a reused buffer and puts it in a single latest-frame-wins slot. A frame still
+//! waiting there when a newer one is taken is dropped (and counted); nothing queues. The worker
+//! preprocesses, infers, and feeds the [`Segmenter`]; events go to the host's sink on the worker
+//! thread. Every frame seen ends in exactly one counter:
+//! `seen = rejected + rate_skipped + gated + dropped + scored + failed`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::{ColorMatrix, ColorRange, Frame, FrameError, PixelFormat, Plane, Rotation};
+use crate::model::Model;
+use crate::policy::Policy;
+use crate::sampling::{Gate, Sampler, Signature};
+use crate::screener::Screener;
+use crate::segmenter::{SegmentEvent, Segmenter};
+
+/// What happened to a submitted frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// Taken for scoring (it waits in the slot until the worker is free).
+    Accepted,
+    /// Taken for scoring; a frame that was still waiting was dropped for it.
+    AcceptedDroppingPrevious,
+    /// Not due at the current sampling rate.
+    SkippedRate,
+    /// Skipped by the scene gate: same scene as the last scored frame.
+    SkippedGate,
+    /// Malformed; see the error the caller got when building the frame.
+    Rejected,
+    /// The engine is finished or closed.
+    Closed,
+}
+
+/// What the engine tells the host, on the worker thread.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A segment opened, moved its peak, or closed.
+    Segment(SegmentEvent),
+    /// Scores of one frame (only with [`EngineOptions::emit_scores`]).
+    Scored {
+        /// Frame timestamp.
+        timestamp_us: i64,
+        /// Probabilities in the model's label order.
+        scores: Vec<f32>,
+    },
+    /// A frame could not be scored (counted in `failed`); the engine goes on.
+    Error(String),
+}
+
+/// Engine options beyond the policy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineOptions {
+    /// Send an [`Event::Scored`] for every scored frame.
+    pub emit_scores: bool,
+}
+
+/// A latency histogram with log-spaced buckets (about 19% apart) from 1 µs to ~100 s.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+    max_us: u64,
+    sum_us: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            buckets: vec![0; 110],
+            count: 0,
+            max_us: 0,
+            sum_us: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket(us: u64) -> usize {
+        (((us.max(1) as f64).ln() / 1.19f64.ln()) as usize).min(109)
+    }
+
+    /// Records one duration.
+    pub fn record(&mut self, d: Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        self.buckets[Self::bucket(us)] += 1;
+        self.count += 1;
+        self.max_us = self.max_us.max(us);
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// Sum of all samples.
+    pub fn total(&self) -> Duration {
+        Duration::from_micros(self.sum_us)
+    }
+
+    /// Number of samples.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Largest sample.
+    pub fn max(&self) -> Duration {
+        Duration::from_micros(self.max_us)
+    }
+
+    /// The `q` quantile (0..=1), as the upper edge of its bucket (at most the maximum).
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.count == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((self.count as f64 * q).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let edge = 1.19f64.powi(i as i32 + 1).ceil() as u64;
+                return Duration::from_micros(edge.min(self.max_us));
+            }
+        }
+        self.max()
+    }
+}
+
+/// Counters and latencies of an engine.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    /// Frames submitted (including rejected ones).
+    pub seen: u64,
+    /// Malformed frames.
+    pub rejected: u64,
+    /// Frames not due at the sampling rate.
+    pub rate_skipped: u64,
+    /// Frames skipped by the scene gate.
+    pub gated: u64,
+    /// Frames taken but replaced in the slot by a newer one before the worker got to them.
+    pub dropped: u64,
+    /// Frames scored.
+    pub scored: u64,
+    /// Frames whose preprocessing or inference failed.
+    pub failed: u64,
+    /// Time `submit` took.
+    pub submit: Histogram,
+    /// Time to preprocess a frame.
+    pub preprocess: Histogram,
+    /// Time to infer a frame.
+    pub infer: Histogram,
+    /// Wall time from submitting the frame whose score crossed `enter` to its `SegmentOpened`.
+    pub detection: Histogram,
+}
+
+impl Metrics {
+    /// True when every frame seen is in exactly one other counter.
+    pub fn accounted(&self) -> bool {
+        self.seen
+            == self.rejected
+                + self.rate_skipped
+                + self.gated
+                + self.dropped
+                + self.scored
+                + self.failed
+    }
+}
+
+/// A frame copied out of the host's buffers (rows packed, YUV as I420 or NV12/NV21).
+#[derive(Default)]
+struct FrameBuf {
+    data: Vec<u8>,
+    format: Option<PixelFormat>,
+    width: u32,
+    height: u32,
+    matrix: ColorMatrix,
+    range: ColorRange,
+    rotation: Rotation,
+    mirror: bool,
+    timestamp_us: i64,
+    signature: Signature,
+    submitted: Option<Instant>,
+}
+
+impl FrameBuf {
+    fn copy_from(&mut self, f: &Frame<'_>) {
+        let (w, h) = (f.width() as usize, f.height() as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        self.data.clear();
+        let copy_rows = |data: &mut Vec<u8>, p: &Plane<'_>, row_bytes: usize, rows: usize| {
+            for r in 0..rows {
+                data.extend_from_slice(&p.data[r * p.row_stride..r * p.row_stride + row_bytes]);
+            }
+        };
+        let planes = f.planes();
+        let format = match f.format() {
+            PixelFormat::Nv12 | PixelFormat::Nv21 => {
+                copy_rows(&mut self.data, &planes[0], w, h);
+                copy_rows(&mut self.data, &planes[1], 2 * cw, ch);
+                f.format()
+            }
+            PixelFormat::I420 | PixelFormat::Yuv420 => {
+                copy_rows(&mut self.data, &planes[0], w, h);
+                for p in &planes[1..3] {
+                    for r in 0..ch {
+                        self.data.extend((0..cw).map(|x| p.data[p.offset(x, r)]));
+                    }
+                }
+                PixelFormat::I420
+            }
+            packed => {
+                copy_rows(
+                    &mut self.data,
+                    &planes[0],
+                    w * packed.packed_bytes_per_pixel().unwrap_or(4),
+                    h,
+                );
+                packed
+            }
+        };
+        self.format = Some(format);
+        (self.width, self.height) = (f.width(), f.height());
+        (self.matrix, self.range) = (f.matrix(), f.range());
+        (self.rotation, self.mirror, self.timestamp_us) =
+            (f.rotation(), f.mirror(), f.timestamp_us());
+    }
+
+    fn frame(&self) -> std::result::Result<Frame<'_>, FrameError> {
+        let (w, h) = (self.width, self.height);
+        let (wu, hu) = (w as usize, h as usize);
+        let (cw, ch) = (wu.div_ceil(2), hu.div_ceil(2));
+        let d = &self.data[..];
+        let format = self.format.unwrap_or(PixelFormat::Rgb8);
+        let f = match format {
+            PixelFormat::Nv12 | PixelFormat::Nv21 => {
+                let (y, c) = d.split_at((wu * hu).min(d.len()));
+                let (y, c) = (Plane::new(y, wu), Plane::new(c, 2 * cw));
+                if format == PixelFormat::Nv12 {
+                    Frame::nv12(w, h, y, c)
+                } else {
+                    Frame::nv21(w, h, y, c)
+                }
+            }
+            PixelFormat::I420 | PixelFormat::Yuv420 => {
+                let (y, rest) = d.split_at((wu * hu).min(d.len()));
+                let (u, v) = rest.split_at((cw * ch).min(rest.len()));
+                Frame::i420(
+                    w,
+                    h,
+                    Plane::new(y, wu),
+                    Plane::new(u, cw),
+                    Plane::new(v, cw),
+                )
+            }
+            packed => Frame::packed(
+                packed,
+                w,
+                h,
+                d,
+                wu * packed.packed_bytes_per_pixel().unwrap_or(4),
+            ),
+        }?;
+        Ok(f.with_color(self.matrix, self.range)
+            .with_orientation(self.rotation, self.mirror)
+            .with_timestamp_us(self.timestamp_us))
+    }
+}
+
+/// The camera side: sampling and spare buffers, behind one lock (submit may come from any thread).
+struct Front {
+    sampler: Sampler,
+    spares: Vec<FrameBuf>,
+    signature: Signature,
+}
+
+/// The hand-over between camera side and worker.
+struct Slot {
+    waiting: Option<FrameBuf>,
+    busy: bool,
+    gate: Gate,
+    finishing: bool,
+    stopping: bool,
+}
+
+struct Shared {
+    front: Mutex<Front>,
+    slot: Mutex<Slot>,
+    wake: Condvar,
+    closed: AtomicBool,
+    burst: AtomicBool,
+    seen: AtomicU64,
+    rejected: AtomicU64,
+    rate_skipped: AtomicU64,
+    gated: AtomicU64,
+    dropped: AtomicU64,
+    scored: AtomicU64,
+    failed: AtomicU64,
+    latencies: Mutex<Metrics>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not make the engine unusable: the data behind these locks stays valid.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Niceness of the worker thread: inference yields to the host's camera and UI threads (as Android's
+/// `THREAD_PRIORITY_BACKGROUND` does), so a busy core never delays `submit`.
+pub const WORKER_NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`WORKER_NICE`] where the platform allows it.
+fn lower_thread_priority() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: gettid and setpriority take no pointers; on Linux a task id names exactly the
+        // calling thread, so only the worker is affected. Failure (e.g. a sandbox) is harmless.
+        let ok = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICE) == 0
+        };
+        if !ok {
+            log::debug!("could not lower the worker thread's priority");
+        }
+    }
+}
+
+/// Receives the engine's events on the worker thread.
+pub type EventSink = Box<dyn FnMut(Event) + Send>;
+
+/// The live stream engine. See the module docs.
+pub struct Engine {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    labels: Vec<String>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts an engine on `model` under `policy`; `sink` receives events on the worker thread.
+    pub fn start(
+        model: &Model,
+        policy: &Policy,
+        options: EngineOptions,
+        sink: EventSink,
+    ) -> Result<Self> {
+        let labels = model.manifest().output.labels.clone();
+        let shared = Arc::new(Shared {
+            front: Mutex::new(Front {
+                sampler: Sampler::new(&policy.sampling),
+                spares: Vec::new(),
+                signature: Signature::default(),
+            }),
+            slot: Mutex::new(Slot {
+                waiting: None,
+                busy: false,
+                gate: Gate::new(&policy.scene_gate),
+                finishing: false,
+                stopping: false,
+            }),
+            wake: Condvar::new(),
+            closed: AtomicBool::new(false),
+            burst: AtomicBool::new(false),
+            seen: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            rate_skipped: AtomicU64::new(0),
+            gated: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            scored: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            latencies: Mutex::new(Metrics::default()),
+        });
+        let (model, segmenter) = (model.clone(), Segmenter::new(policy, &labels));
+        let worker_shared = shared.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let worker = std::thread::Builder::new()
+            .name("prescreen-worker".into())
+            .spawn(move || {
+                lower_thread_priority();
+                // The session is opened on the thread that runs it.
+                match Screener::new(&model) {
+                    Ok(screener) => {
+                        let _ = ready_tx.send(Ok(()));
+                        Worker {
+                            shared: worker_shared,
+                            screener,
+                            segmenter,
+                            sink,
+                            options,
+                            crossings: VecDeque::new(),
+                        }
+                        .run();
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| Error::Inference(format!("cannot start the worker thread: {e}")))?;
+        ready_rx
+            .recv()
+            .map_err(|_| Error::Inference("the worker thread died while starting".into()))??;
+        Ok(Self {
+            shared,
+            worker: Mutex::new(Some(worker)),
+            labels,
+        })
+    }
+
+    /// Labels of the model, in score order.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Offers a frame. Returns at once (never waits on inference) with what happened to it.
+    pub fn submit(&self, frame: &Frame<'_>) -> Submitted {
+        let started = Instant::now();
+        let s = &*self.shared;
+        s.seen.fetch_add(1, Ordering::Relaxed);
+        let outcome = self.offer(frame, started);
+        let counter = match outcome {
+            Submitted::SkippedRate => Some(&s.rate_skipped),
+            Submitted::SkippedGate => Some(&s.gated),
+            Submitted::Closed => Some(&s.rejected),
+            _ => None,
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        lock(&s.latencies).submit.record(started.elapsed());
+        outcome
+    }
+
+    fn offer(&self, frame: &Frame<'_>, started: Instant) -> Submitted {
+        let s = &*self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return Submitted::Closed;
+        }
+        let t = frame.timestamp_us();
+        let mut front = lock(&s.front);
+        let burst = s.burst.load(Ordering::Relaxed);
+        front.sampler.set_burst(burst);
+        if !front.sampler.due(t) {
+            return Submitted::SkippedRate;
+        }
+        let mut signature = std::mem::take(&mut front.signature);
+        signature.compute(frame);
+        // The gate only saves work while nothing is happening: while a label is uncertain or a
+        // segment is forming or open, every due frame is scored (a still picture of flagged content
+        // must keep being scored to reach the minimum duration and to end its segment on time).
+        if !burst && lock(&s.slot).gate.unchanged(t, &signature) {
+            front.signature = signature;
+            return Submitted::SkippedGate;
+        }
+        front.sampler.taken(t);
+        let mut buf = front.spares.pop().unwrap_or_default();
+        buf.copy_from(frame);
+        buf.signature = signature;
+        buf.submitted = Some(started);
+        let replaced = {
+            let mut slot = lock(&s.slot);
+            if slot.finishing || slot.stopping {
+                front.spares.push(buf);
+                return Submitted::Closed;
+            }
+            slot.waiting.replace(buf)
+        };
+        s.wake.notify_all();
+        match replaced {
+            Some(mut old) => {
+                s.dropped.fetch_add(1, Ordering::Relaxed);
+                front.signature = std::mem::take(&mut old.signature);
+                front.spares.push(old);
+                Submitted::AcceptedDroppingPrevious
+            }
+            None => Submitted::Accepted,
+        }
+    }
+
+    /// Counts a frame the host could not even build (its `FrameError` went to the caller).
+    pub fn reject(&self, _error: FrameError) -> Submitted {
+        self.shared.seen.fetch_add(1, Ordering::Relaxed);
+        self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+        Submitted::Rejected
+    }
+
+    /// Blocks until no frame waits and the worker is idle: every frame taken so far has been scored
+    /// (or has failed) and its events delivered. For replaying recorded streams frame by frame and
+    /// for tests; a live camera never needs it.
+    pub fn wait_idle(&self) {
+        let mut slot = lock(&self.shared.slot);
+        while (slot.waiting.is_some() || slot.busy) && !slot.stopping {
+            slot = self
+                .shared
+                .wake
+                .wait(slot)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A snapshot of the counters and latencies.
+    pub fn metrics(&self) -> Metrics {
+        let s = &*self.shared;
+        let mut m = lock(&s.latencies).clone();
+        m.seen = s.seen.load(Ordering::Acquire);
+        m.rejected = s.rejected.load(Ordering::Acquire);
+        m.rate_skipped = s.rate_skipped.load(Ordering::Acquire);
+        m.gated = s.gated.load(Ordering::Acquire);
+        m.dropped = s.dropped.load(Ordering::Acquire);
+        m.scored = s.scored.load(Ordering::Acquire);
+        m.failed = s.failed.load(Ordering::Acquire);
+        m
+    }
+
+    /// Scores the frame still waiting, closes open segments (their events reach the sink before this
+    /// returns), stops the worker and returns the final metrics. Later submits return `Closed`;
+    /// calling it again only returns the metrics.
+    pub fn finish(&self) -> Metrics {
+        self.stop(true);
+        self.metrics()
+    }
+
+    fn stop(&self, flush: bool) {
+        self.shared.closed.store(true, Ordering::Release);
+        {
+            let mut slot = lock(&self.shared.slot);
+            if flush {
+                slot.finishing = true;
+            } else {
+                slot.stopping = true;
+            }
+        }
+        self.shared.wake.notify_all();
+        let worker = lock(&self.worker).take();
+        if let Some(worker) = worker {
+            if worker.join().is_err() {
+                log::error!("prescreen worker thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Engine {
+    /// Stops the worker without scoring what waits or closing segments (use [`Engine::finish`]).
+    fn drop(&mut self) {
+        self.stop(false);
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    screener: Screener,
+    segmenter: Segmenter,
+    sink: EventSink,
+    options: EngineOptions,
+    /// Recent scored frames: (timestamp, when submitted), to time detections.
+    crossings: VecDeque<(i64, Instant)>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut events = Vec::new();
+        let mut last_t = 0;
+        loop {
+            let (mut buf, finishing) = {
+                let mut slot = lock(&self.shared.slot);
+                loop {
+                    if slot.stopping {
+                        return;
+                    }
+                    if let Some(buf) = slot.waiting.take() {
+                        slot.gate.scored(buf.timestamp_us, buf.signature.clone());
+                        slot.busy = true;
+                        break (Some(buf), false);
+                    }
+                    if slot.finishing {
+                        break (None, true);
+                    }
+                    slot = self
+                        .shared
+                        .wake
+                        .wait(slot)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            if finishing {
+                self.segmenter.finish(last_t, &mut events);
+                self.emit(&mut events);
+                self.shared.wake.notify_all();
+                return;
+            }
+            if let Some(buf) = buf.as_mut() {
+                self.keep_a_spare(buf.data.len());
+                last_t = last_t.max(buf.timestamp_us);
+                self.score(buf, &mut events);
+            }
+            if let Some(buf) = buf {
+                lock(&self.shared.front).spares.push(buf);
+            }
+            lock(&self.shared.slot).busy = false;
+            self.shared.wake.notify_all();
+        }
+    }
+
+    /// Makes sure the camera side finds a spare buffer with room for a frame, allocated and touched
+    /// here rather than in `submit` (a first write to fresh pages costs page faults).
+    fn keep_a_spare(&self, bytes: usize) {
+        let empty = lock(&self.shared.front).spares.is_empty();
+        if empty {
+            // Not `vec![0; n]`: calloc'd pages are mapped lazily and would fault in `submit`.
+            let mut data = Vec::with_capacity(bytes);
+            data.resize(bytes, 1u8);
+            let spare = FrameBuf {
+                data,
+                ..FrameBuf::default()
+            };
+            lock(&self.shared.front).spares.push(spare);
+        }
+    }
+
+    fn score(&mut self, buf: &FrameBuf, events: &mut Vec<SegmentEvent>) {
+        let s = &*self.shared;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match buf.frame() {
+            Ok(frame) => self.screener.screen(&frame),
+            Err(e) => Err(Error::Frame(e)),
+        }));
+        let screened = match result {
+            Ok(Ok(screened)) => screened,
+            Ok(Err(e)) => return self.fail(e.to_string()),
+            Err(_) => return self.fail("preprocessing or inference panicked".into()),
+        };
+        s.scored.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut m = lock(&s.latencies);
+            m.preprocess.record(screened.preprocess);
+            m.infer.record(screened.infer);
+        }
+        let t = buf.timestamp_us;
+        if let Some(at) = buf.submitted {
+            self.crossings.push_back((t, at));
+            if self.crossings.len() > 256 {
+                self.crossings.pop_front();
+            }
+        }
+        if self.options.emit_scores {
+            (self.sink)(Event::Scored {
+                timestamp_us: t,
+                scores: screened.scores.probabilities.clone(),
+            });
+        }
+        self.segmenter
+            .observe(t, &screened.scores.probabilities, events);
+        self.shared
+            .burst
+            .store(self.segmenter.wants_burst(), Ordering::Relaxed);
+        self.emit(events);
+    }
+
+    fn fail(&mut self, message: String) {
+        self.shared.failed.fetch_add(1, Ordering::Relaxed);
+        log::warn!("frame not scored: {message}");
+        (self.sink)(Event::Error(message));
+    }
+
+    fn emit(&mut self, events: &mut Vec<SegmentEvent>) {
+        for e in events.drain(..) {
+            if let SegmentEvent::Opened(seg) = &e {
+                if let Some(&(_, at)) = self.crossings.iter().find(|(t, _)| *t == seg.crossed_us) {
+                    lock(&self.shared.latencies).detection.record(at.elapsed());
+                }
+            }
+            (self.sink)(Event::Segment(e));
+        }
+    }
+}

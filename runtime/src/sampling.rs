@@ -1,0 +1,159 @@
+//! Which frames to score: the sampling rate (base or burst) and the scene-change gate.
+//!
+//! Sans I/O like the segmenter: timestamps and signatures come in, decisions go out.
+
+use crate::frame::{Frame, PixelFormat};
+use crate::policy::{Sampling, SceneGate};
+
+/// A low-resolution luma picture of a frame, compared by the scene-change gate.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Signature {
+    /// Luma cells, row-major, 0..=255.
+    pub cells: Vec<u8>,
+}
+
+impl Signature {
+    /// Width of the signature grid.
+    pub const WIDTH: usize = 32;
+    /// Height of the signature grid.
+    pub const HEIGHT: usize = 18;
+
+    /// Computes the signature of `frame` in place (reusing the buffer): each cell is the mean luma
+    /// of a 4x4 lattice of pixels inside it, about 9k reads whatever the frame size.
+    pub fn compute(&mut self, frame: &Frame<'_>) {
+        const LATTICE: usize = 4;
+        let (w, h) = (frame.width() as usize, frame.height() as usize);
+        let p = frame.planes()[0];
+        let format = frame.format();
+        let luma = |x: usize, y: usize| -> u32 {
+            let i = p.offset(x, y);
+            let d = p.data;
+            match format {
+                PixelFormat::Rgb8 | PixelFormat::Rgba8 => {
+                    (d[i] as u32 * 77 + d[i + 1] as u32 * 150 + d[i + 2] as u32 * 29) >> 8
+                }
+                PixelFormat::Bgra8 => {
+                    (d[i + 2] as u32 * 77 + d[i + 1] as u32 * 150 + d[i] as u32 * 29) >> 8
+                }
+                _ => d[i] as u32,
+            }
+        };
+        let (gw, gh) = (Self::WIDTH * LATTICE, Self::HEIGHT * LATTICE);
+        self.cells.clear();
+        for cy in 0..Self::HEIGHT {
+            for cx in 0..Self::WIDTH {
+                let mut sum = 0;
+                for sy in 0..LATTICE {
+                    let y = ((cy * LATTICE + sy) * 2 + 1) * h / (gh * 2);
+                    for sx in 0..LATTICE {
+                        sum += luma(((cx * LATTICE + sx) * 2 + 1) * w / (gw * 2), y);
+                    }
+                }
+                self.cells.push((sum / (LATTICE * LATTICE) as u32) as u8);
+            }
+        }
+    }
+
+    /// Mean absolute difference to `other`, 0..=1 (1 when the grids differ in size).
+    pub fn distance(&self, other: &Signature) -> f32 {
+        if self.cells.len() != other.cells.len() || self.cells.is_empty() {
+            return 1.0;
+        }
+        let sum: u32 = self
+            .cells
+            .iter()
+            .zip(&other.cells)
+            .map(|(&a, &b)| a.abs_diff(b) as u32)
+            .sum();
+        sum as f32 / (255.0 * self.cells.len() as f32)
+    }
+}
+
+/// Rate limiting at the policy's base or burst rate.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    base_us: i64,
+    burst_us: i64,
+    burst: bool,
+    last_taken: Option<i64>,
+}
+
+impl Sampler {
+    /// A sampler for the policy's rates.
+    pub fn new(sampling: &Sampling) -> Self {
+        let us = |fps: f64| (1e6 / fps).round() as i64;
+        Self {
+            base_us: us(sampling.base_fps),
+            burst_us: us(sampling.burst_fps),
+            burst: false,
+            last_taken: None,
+        }
+    }
+
+    /// Switches between the base and the burst rate.
+    pub fn set_burst(&mut self, burst: bool) {
+        self.burst = burst;
+    }
+
+    /// Whether the sampler is bursting.
+    pub fn bursting(&self) -> bool {
+        self.burst
+    }
+
+    /// The current interval between scored frames, in microseconds.
+    pub fn interval_us(&self) -> i64 {
+        if self.burst {
+            self.burst_us
+        } else {
+            self.base_us
+        }
+    }
+
+    /// True when a frame at `t_us` is due. A frame up to 5% early counts as due, so camera jitter
+    /// does not halve the rate.
+    pub fn due(&self, t_us: i64) -> bool {
+        match self.last_taken {
+            None => true,
+            Some(last) => t_us < last || (t_us - last) * 20 >= self.interval_us() * 19,
+        }
+    }
+
+    /// Records that the frame at `t_us` was taken.
+    pub fn taken(&mut self, t_us: i64) {
+        self.last_taken = Some(t_us);
+    }
+}
+
+/// Skips frames that look like the last scored one, but never for longer than the maximum interval.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    policy: SceneGate,
+    last: Option<(i64, Signature)>,
+}
+
+impl Gate {
+    /// A gate for the policy.
+    pub fn new(policy: &SceneGate) -> Self {
+        Self {
+            policy: *policy,
+            last: None,
+        }
+    }
+
+    /// True when the frame at `t_us` with `signature` may be skipped as unchanged.
+    pub fn unchanged(&self, t_us: i64, signature: &Signature) -> bool {
+        match &self.last {
+            Some((t, last)) if self.policy.enabled => {
+                t_us >= *t
+                    && t_us - t < self.policy.max_interval_ms as i64 * 1000
+                    && signature.distance(last) < self.policy.threshold
+            }
+            _ => false,
+        }
+    }
+
+    /// Records the frame that will be scored.
+    pub fn scored(&mut self, t_us: i64, signature: Signature) {
+        self.last = Some((t_us, signature));
+    }
+}

@@ -1,0 +1,169 @@
+//! The live engine end to end: real tract, real ONNX models, real threads.
+
+mod common;
+
+use std::sync::mpsc;
+
+use prescreen::framegen::OwnedFrame;
+use prescreen::stream::SampleStream;
+use prescreen_runtime::engine::{Engine, EngineOptions, Event, Submitted};
+use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat};
+use prescreen_runtime::manifest::Variant;
+use prescreen_runtime::model::Model;
+use prescreen_runtime::policy::Policy;
+use prescreen_runtime::segmenter::{Segment, SegmentEvent};
+
+fn redness() -> Model {
+    let dir = common::root().join("models/redness");
+    assert!(
+        dir.join("redness.onnx").is_file(),
+        "TEST CLASSIFIER NOT BUILT: run `make model` (models/test_classifier.py) first"
+    );
+    Model::load_dir(dir, Variant::Float).unwrap()
+}
+
+fn policy(overrides: &[(&str, &str)]) -> Policy {
+    let mut text =
+        std::fs::read_to_string(common::root().join("models/policies/default.toml")).unwrap();
+    for (from, to) in overrides {
+        assert!(text.contains(from), "{from}");
+        text = text.replacen(from, to, 1);
+    }
+    Policy::parse(&text).unwrap()
+}
+
+fn collect() -> (Box<dyn FnMut(Event) + Send>, mpsc::Receiver<Event>) {
+    let (tx, rx) = mpsc::channel();
+    (Box::new(move |e| drop(tx.send(e))), rx)
+}
+
+fn closed(rx: &mpsc::Receiver<Event>) -> Vec<Segment> {
+    rx.try_iter()
+        .filter_map(|e| match e {
+            Event::Segment(SegmentEvent::Closed(s)) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+fn solid(w: u32, h: u32, rgb: [u8; 3], t_us: i64) -> OwnedFrame {
+    let px: Vec<u8> = (0..w * h).flat_map(|_| rgb).collect();
+    let mut f = OwnedFrame::from_rgb(
+        &px,
+        w,
+        h,
+        PixelFormat::Nv12,
+        ColorMatrix::Bt601,
+        ColorRange::Limited,
+    )
+    .unwrap();
+    f.timestamp_us = t_us;
+    f
+}
+
+#[test]
+fn red_intervals_become_exactly_the_expected_segments() {
+    let model = redness();
+    let p = policy(&[
+        ("[labels.nsfw]", "[labels.red]"),
+        ("window = 3", "window = 1"),
+        ("min_duration_ms = 1000", "min_duration_ms = 300"),
+        ("pre_roll_ms = 1000", "pre_roll_ms = 0"),
+        ("post_roll_ms = 1000", "post_roll_ms = 0"),
+        ("merge_gap_ms = 3000", "merge_gap_ms = 500"),
+        ("base_fps = 2.0", "base_fps = 5.0"),
+        ("burst_fps = 6.0", "burst_fps = 10.0"),
+    ]);
+    let (sink, rx) = collect();
+    let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
+    let (grey, red) = ([120, 125, 118], [210, 40, 35]);
+    let red_at =
+        |t: i64| (2_000_000..4_000_000).contains(&t) || (6_500_000..7_500_000).contains(&t);
+    let (mut grey_frame, mut red_frame) = (solid(160, 120, grey, 0), solid(160, 120, red, 0));
+    for i in 0..300i64 {
+        let t = i * 1_000_000 / 30;
+        let f = if red_at(t) {
+            &mut red_frame
+        } else {
+            &mut grey_frame
+        };
+        f.timestamp_us = t;
+        engine.submit(&f.frame().unwrap());
+        // Replaying a recording: let every taken frame be scored, so the run is deterministic.
+        engine.wait_idle();
+    }
+    let m = engine.finish();
+    let segs = closed(&rx);
+    assert_eq!(segs.len(), 2, "{segs:#?}");
+    // One sampling interval: 200 ms at the base rate (before a segment), 100 ms bursting.
+    let last_red = |end: i64| (end - 1) / 33_334 * 1_000_000 / 30;
+    for (s, (a, b)) in segs
+        .iter()
+        .zip([(2_000_000, 4_000_000), (6_500_000, 7_500_000)])
+    {
+        assert_eq!(&*s.label, "red");
+        assert!(
+            (s.start_us - a).abs() <= 200_000,
+            "start {} vs {a}",
+            s.start_us
+        );
+        assert!(
+            (s.end_us - last_red(b)).abs() <= 100_000,
+            "end {} vs {}",
+            s.end_us,
+            last_red(b)
+        );
+        assert!(s.peak > 0.99 && s.frames_scored >= 3, "{s:?}");
+    }
+    assert!(m.accounted(), "{m:?}");
+    assert_eq!(m.seen, 300);
+    assert_eq!(m.dropped, 0);
+    assert!(m.gated > 0, "grey stretches are gated: {m:?}");
+    assert!(m.detection.count() == 2, "both openings timed: {m:?}");
+}
+
+#[test]
+fn the_sample_stream_gives_no_segment_and_every_frame_is_accounted() {
+    let model = Model::load_dir(common::model_dir(), Variant::Float).unwrap();
+    let p = Policy::load(common::root().join("models/policies/default.toml")).unwrap();
+    let mut stream =
+        SampleStream::new(common::root().join("models/photos"), 1920, 1080, 30, 0.5).unwrap();
+    let (sink, rx) = collect();
+    let engine = Engine::start(&model, &p, EngineOptions { emit_scores: true }, sink).unwrap();
+    for i in 0..stream.len() {
+        let f = stream.frame(i).unwrap();
+        engine.submit(&f.frame().unwrap());
+        engine.wait_idle();
+    }
+    let m = engine.finish();
+    let events: Vec<Event> = rx.try_iter().collect();
+    let segments = events
+        .iter()
+        .filter(|e| matches!(e, Event::Segment(_)))
+        .count();
+    let scored = events
+        .iter()
+        .filter(|e| matches!(e, Event::Scored { .. }))
+        .count() as u64;
+    println!("sample stream: {m:?}");
+    assert_eq!(segments, 0);
+    assert_eq!(m.seen, stream.len() as u64);
+    assert!(m.accounted(), "{m:?}");
+    assert_eq!(scored, m.scored);
+    assert!(m.scored >= 20, "{m:?}");
+}
+
+#[test]
+fn drop_and_finish_stop_the_worker_cleanly() {
+    let model = redness();
+    let p = policy(&[("[labels.nsfw]", "[labels.red]")]);
+    let (sink, _rx) = collect();
+    let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
+    let f = solid(64, 48, [10, 200, 10], 0);
+    assert_eq!(engine.submit(&f.frame().unwrap()), Submitted::Accepted);
+    drop(engine); // joins the worker; must not hang or panic
+    let (sink, _rx) = collect();
+    let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
+    let m = engine.finish();
+    assert!(m.accounted());
+}
