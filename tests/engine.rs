@@ -115,6 +115,15 @@ fn red_intervals_become_exactly_the_expected_segments() {
         );
         assert!(s.peak > 0.99 && s.frames_scored >= 3, "{s:?}");
     }
+    println!(
+        "red stream: {} scored, {} gated, {} rate-skipped; detection latency (crossing frame submitted \
+         to SegmentOpened) max {:?}; segments {:?}",
+        m.scored,
+        m.gated,
+        m.rate_skipped,
+        m.detection.max(),
+        segs.iter().map(|s| (s.start_us, s.end_us)).collect::<Vec<_>>()
+    );
     assert!(m.accounted(), "{m:?}");
     assert_eq!(m.seen, 300);
     assert_eq!(m.dropped, 0);
