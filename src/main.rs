@@ -308,7 +308,7 @@ impl EngineRun {
                         series.push((timestamp_us, v));
                     }
                 }
-                Event::Segment(SegmentEvent::Opened(s)) => say(
+                Event::Segment(SegmentEvent::Opened(s), _) => say(
                     bar,
                     format!(
                         "segment {} {} opened at {:.2}s (score crossed at {:.2}s)",
@@ -318,7 +318,7 @@ impl EngineRun {
                         s.crossed_us as f64 / 1e6
                     ),
                 ),
-                Event::Segment(SegmentEvent::Closed(s)) => {
+                Event::Segment(SegmentEvent::Closed(s), _) => {
                     say(
                         bar,
                         format!(
@@ -337,7 +337,7 @@ impl EngineRun {
                     self.segments
                         .push((s.label.to_string(), s.start_us, s.end_us));
                 }
-                Event::Segment(SegmentEvent::Updated(_)) => {}
+                Event::Segment(SegmentEvent::Updated(_), _) => {}
                 Event::Error(e) => say(bar, format!("frame not scored: {e}")),
             }
         }

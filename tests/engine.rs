@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use prescreen::framegen::OwnedFrame;
 use prescreen::stream::SampleStream;
-use prescreen_runtime::engine::{Engine, EngineOptions, Event, Submitted};
+use prescreen_runtime::engine::{Engine, EngineOptions, Event, Submitted, Thumbnail};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat};
 use prescreen_runtime::manifest::Variant;
 use prescreen_runtime::model::Model;
@@ -37,10 +37,10 @@ fn collect() -> (Box<dyn FnMut(Event) + Send>, mpsc::Receiver<Event>) {
     (Box::new(move |e| drop(tx.send(e))), rx)
 }
 
-fn closed(rx: &mpsc::Receiver<Event>) -> Vec<Segment> {
+fn closed(rx: &mpsc::Receiver<Event>) -> Vec<(Segment, Vec<Thumbnail>)> {
     rx.try_iter()
         .filter_map(|e| match e {
-            Event::Segment(SegmentEvent::Closed(s)) => Some(s),
+            Event::Segment(SegmentEvent::Closed(s), thumbnails) => Some((s, thumbnails)),
             _ => None,
         })
         .collect()
@@ -97,11 +97,35 @@ fn red_intervals_become_exactly_the_expected_segments() {
     assert_eq!(segs.len(), 2, "{segs:#?}");
     // One sampling interval: 200 ms at the base rate (before a segment), 100 ms bursting.
     let last_red = |end: i64| (end - 1) / 33_334 * 1_000_000 / 30;
-    for (s, (a, b)) in segs
+    for ((s, thumbnails), (a, b)) in segs
         .iter()
         .zip([(2_000_000, 4_000_000), (6_500_000, 7_500_000)])
     {
         assert_eq!(&*s.label, "red");
+        // Evidence: the policy's 3 best frames, best first, as upright RGB thumbnails (longer side
+        // 192) that are indeed red.
+        assert_eq!(
+            thumbnails.len(),
+            3.min(s.frames_scored as usize),
+            "{thumbnails:?}"
+        );
+        let times: Vec<i64> = s.evidence.iter().map(|e| e.0).collect();
+        assert_eq!(
+            thumbnails
+                .iter()
+                .map(|t| t.timestamp_us)
+                .collect::<Vec<_>>(),
+            times
+        );
+        for t in thumbnails {
+            assert_eq!((t.width, t.height, t.rgb.len()), (192, 144, 192 * 144 * 3));
+            let (r, g) = (t.rgb[0] as i32, t.rgb[1] as i32);
+            assert!(
+                (r - 210).abs() <= 3 && (g - 40).abs() <= 3,
+                "thumbnail colour {:?}",
+                &t.rgb[..3]
+            );
+        }
         assert!(
             (s.start_us - a).abs() <= 200_000,
             "start {} vs {a}",
@@ -122,7 +146,7 @@ fn red_intervals_become_exactly_the_expected_segments() {
         m.gated,
         m.rate_skipped,
         m.detection.max(),
-        segs.iter().map(|s| (s.start_us, s.end_us)).collect::<Vec<_>>()
+        segs.iter().map(|(s, _)| (s.start_us, s.end_us)).collect::<Vec<_>>()
     );
     assert!(m.accounted(), "{m:?}");
     assert_eq!(m.seen, 300);
@@ -148,7 +172,7 @@ fn the_sample_stream_gives_no_segment_and_every_frame_is_accounted() {
     let events: Vec<Event> = rx.try_iter().collect();
     let segments = events
         .iter()
-        .filter(|e| matches!(e, Event::Segment(_)))
+        .filter(|e| matches!(e, Event::Segment(..)))
         .count();
     let scored = events
         .iter()

@@ -39,11 +39,36 @@ pub enum Submitted {
     Closed,
 }
 
+/// A downscaled picture of an evidence frame, upright (rotated and mirrored as the model saw it).
+#[derive(Clone, PartialEq)]
+pub struct Thumbnail {
+    /// Frame timestamp.
+    pub timestamp_us: i64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Packed 8-bit RGB, `width * 3` bytes per row.
+    pub rgb: Vec<u8>,
+}
+
+impl std::fmt::Debug for Thumbnail {
+    // Never print the pixels.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Thumbnail")
+            .field("timestamp_us", &self.timestamp_us)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the engine tells the host, on the worker thread.
 #[derive(Clone, Debug)]
 pub enum Event {
-    /// A segment opened, moved its peak, or closed.
-    Segment(SegmentEvent),
+    /// A segment opened, moved its peak, or closed. A closed segment comes with thumbnails of its
+    /// evidence frames (best first, as many as the policy asks and were scored), for its report.
+    Segment(SegmentEvent, Vec<Thumbnail>),
     /// Scores of one frame (only with [`EngineOptions::emit_scores`]).
     Scored {
         /// Frame timestamp.
@@ -379,6 +404,7 @@ impl Engine {
             latencies: Mutex::new(Metrics::default()),
         });
         let (model, segmenter) = (model.clone(), Segmenter::new(policy, &labels));
+        let evidence_size = policy.evidence.size;
         let worker_shared = shared.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let worker = std::thread::Builder::new()
@@ -393,6 +419,7 @@ impl Engine {
                             shared: worker_shared,
                             screener,
                             segmenter,
+                            thumbnails: Thumbnailer::new(evidence_size),
                             sink,
                             options,
                             crossings: VecDeque::new(),
@@ -559,6 +586,7 @@ struct Worker {
     shared: Arc<Shared>,
     screener: Screener,
     segmenter: Segmenter,
+    thumbnails: Thumbnailer,
     sink: EventSink,
     options: EngineOptions,
     /// Recent scored frames: (timestamp, when submitted), to time detections.
@@ -661,7 +689,15 @@ impl Worker {
         self.shared
             .burst
             .store(self.segmenter.wants_burst(), Ordering::Relaxed);
+        if self.segmenter.evidence_wanted().any(|w| w == t) {
+            if let Ok(frame) = buf.frame() {
+                self.thumbnails.keep(&frame);
+            }
+        }
         self.emit(events);
+        // Forget pictures no forming or open segment still wants (closed ones took theirs).
+        let wanted: Vec<i64> = self.segmenter.evidence_wanted().collect();
+        self.thumbnails.retain(&wanted);
     }
 
     fn fail(&mut self, message: String) {
@@ -677,7 +713,106 @@ impl Worker {
                     lock(&self.shared.latencies).detection.record(at.elapsed());
                 }
             }
-            (self.sink)(Event::Segment(e));
+            let thumbnails = match &e {
+                SegmentEvent::Closed(seg) => self.thumbnails.take(&seg.evidence),
+                _ => Vec::new(),
+            };
+            (self.sink)(Event::Segment(e, thumbnails));
         }
+    }
+}
+
+/// Keeps upright RGB thumbnails of evidence frames, made with the CPU preprocessor.
+struct Thumbnailer {
+    size: u32,
+    preprocessor: Option<(u32, u32, crate::preprocess::CpuPreprocessor)>,
+    tensor: Vec<f32>,
+    kept: Vec<Thumbnail>,
+}
+
+impl Thumbnailer {
+    fn new(size: u32) -> Self {
+        Self {
+            size,
+            preprocessor: None,
+            tensor: Vec::new(),
+            kept: Vec::new(),
+        }
+    }
+
+    /// The thumbnail size for an upright picture: longer side `size`, aspect ratio kept.
+    fn dims(&self, w: u32, h: u32) -> (u32, u32) {
+        let s = self.size as f64 / w.max(h) as f64;
+        (
+            ((w as f64 * s).round() as u32).max(1),
+            ((h as f64 * s).round() as u32).max(1),
+        )
+    }
+
+    fn keep(&mut self, frame: &Frame<'_>) {
+        let (uw, uh) = frame.upright_size();
+        let (tw, th) = self.dims(uw, uh);
+        if !matches!(&self.preprocessor, Some((w, h, _)) if (*w, *h) == (tw, th)) {
+            let spec = thumbnail_spec(tw, th);
+            self.preprocessor = Some((tw, th, crate::preprocess::CpuPreprocessor::new(&spec)));
+        }
+        let Some((_, _, pre)) = self.preprocessor.as_mut() else {
+            return;
+        };
+        self.tensor.resize(tw as usize * th as usize * 3, 0.0);
+        if pre.run(frame, &mut self.tensor).is_err() {
+            return;
+        }
+        let rgb = self
+            .tensor
+            .iter()
+            .map(|v| v.round().clamp(0.0, 255.0) as u8)
+            .collect();
+        self.kept.push(Thumbnail {
+            timestamp_us: frame.timestamp_us(),
+            width: tw,
+            height: th,
+            rgb,
+        });
+    }
+
+    fn retain(&mut self, wanted: &[i64]) {
+        self.kept.retain(|t| wanted.contains(&t.timestamp_us));
+    }
+
+    /// The thumbnails of `evidence` (best first), removed from the store.
+    fn take(&mut self, evidence: &[(i64, f32)]) -> Vec<Thumbnail> {
+        evidence
+            .iter()
+            .filter_map(|(t, _)| {
+                let i = self.kept.iter().position(|k| k.timestamp_us == *t)?;
+                Some(self.kept.swap_remove(i))
+            })
+            .collect()
+    }
+}
+
+/// An input spec that makes the preprocessor write a plain upright RGB picture of `w` x `h`.
+fn thumbnail_spec(w: u32, h: u32) -> crate::manifest::InputSpec {
+    use crate::manifest::{ChannelOrder, Filter, InputSpec, Layout, Resize, ResizeMode};
+    InputSpec {
+        name: "thumbnail".into(),
+        layout: Layout::Nhwc,
+        dtype: "f32".into(),
+        width: w,
+        height: h,
+        channels: 3,
+        channel_order: ChannelOrder::Rgb,
+        value_scale: 255.0,
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        resize: Resize {
+            mode: ResizeMode::Stretch,
+            width: w,
+            height: h,
+            filter: Filter::Bilinear,
+            pad: 0,
+        },
+        crop: None,
     }
 }

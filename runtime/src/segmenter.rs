@@ -205,6 +205,18 @@ impl Segmenter {
             .any(|t| t.smoothed >= t.thresholds.watch || !matches!(t.state, State::Idle))
     }
 
+    /// Timestamps of the evidence frames of every segment forming or open (the frames a report
+    /// may show; the engine keeps thumbnails of exactly these).
+    pub fn evidence_wanted(&self) -> impl Iterator<Item = i64> + '_ {
+        self.tracks
+            .iter()
+            .flat_map(|t| match &t.state {
+                State::Idle => &[][..],
+                State::Candidate(stats) | State::Open { stats, .. } => &stats.evidence[..],
+            })
+            .map(|&(t, _)| t)
+    }
+
     /// True while any segment is open.
     pub fn any_open(&self) -> bool {
         self.tracks
