@@ -24,12 +24,25 @@ model: venv
 refs: model
 	$(VPY) models/reference.py
 
+# 1. Score every frame of the sample stream with open_nsfw (per-shot table, stage timings).
+# 2. The same stream through the live engine with reports: nothing is flagged, nothing is sent.
+# 3. The stream with two red intervals through the test classifier: its segments become reports in
+#    the outbox and are uploaded to the reference receiver on loopback, which prints what it got.
+DEMO := target/demo
 demo: model
-	$(CARGO) run --release --quiet -- demo
+	$(CARGO) build --release --quiet
+	rm -rf $(DEMO)
+	./target/release/prescreen demo
+	./target/release/prescreen demo --policy models/policies/default.toml \
+		--outbox $(DEMO)/outbox --receiver $(DEMO)/received --stream-id sample-stream
+	./target/release/prescreen demo --model-dir models/redness --policy models/policies/redness.toml \
+		--red 4-7,12-14 --outbox $(DEMO)/outbox --receiver $(DEMO)/received --stream-id red-stream
 
+# Lints with the harness's features (uploader on) and with the runtime alone, as mobile builds it.
 check:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	$(CARGO) clippy -p prescreen-runtime --all-targets --no-default-features -- -D warnings
 
 test: refs check
 	$(CARGO) test --workspace --all-targets

@@ -1,9 +1,10 @@
-//! The prescreen desktop harness as a library: frame generation, `.y4m` reading, the sample stream
-//! and timing statistics. The `prescreen` binary (src/main.rs), the integration tests and the
-//! benchmarks are built on it.
+//! The prescreen desktop harness as a library: frame generation, `.y4m` reading, the sample stream,
+//! timing statistics and the reference report receiver ([`ingest`]). The `prescreen` binary
+//! (src/main.rs), the integration tests and the benchmarks are built on it.
 #![warn(missing_docs)]
 
 pub mod framegen;
+pub mod ingest;
 pub mod stats;
 pub mod stream;
 pub mod timeline;

@@ -1,5 +1,5 @@
 //! `prescreen`: the desktop harness. Screen images, folders and `.y4m` streams with the real model,
-//! run the demo on the sample stream, or write the sample stream to a file.
+//! run the demo on the sample stream, write the sample stream to a file, or receive reports.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use prescreen::framegen::OwnedFrame;
+use prescreen::ingest::{self, Receiver};
 use prescreen::stats::{ms, summarize};
 use prescreen::stream::SampleStream;
 use prescreen::timeline::{self, Series};
@@ -17,10 +18,14 @@ use prescreen_runtime::engine::{Engine, EngineOptions, Event};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat, Rotation};
 use prescreen_runtime::manifest::Variant;
 use prescreen_runtime::model::Model;
+use prescreen_runtime::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
 use prescreen_runtime::policy::Policy;
+use prescreen_runtime::report::{now_unix_millis, ReportContext};
 use prescreen_runtime::screener::Screener;
 use prescreen_runtime::segmenter::SegmentEvent;
+use prescreen_runtime::upload::{UploadConfig, Uploader};
 use std::sync::mpsc;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +71,21 @@ struct ModelArgs {
     /// With --policy: write a timeline of scores, thresholds and segments to this SVG file.
     #[arg(long, requires = "policy")]
     timeline: Option<PathBuf>,
+    /// With --policy: store a report of every closed segment in this outbox folder (durable; kept
+    /// until delivered).
+    #[arg(long, requires = "policy")]
+    outbox: Option<PathBuf>,
+    /// With --outbox: when the stream ends, upload the pending reports to this endpoint
+    /// (e.g. http://127.0.0.1:8080/v1/reports, as served by `prescreen ingest`).
+    #[arg(long, requires = "outbox", conflicts_with = "receiver")]
+    upload: Option<String>,
+    /// With --outbox: start the reference receiver on 127.0.0.1, storing reports in this folder,
+    /// and upload to it when the stream ends (what a server would get).
+    #[arg(long, requires = "outbox")]
+    receiver: Option<PathBuf>,
+    /// Stream id written into reports (default: `harness-<unix ms>`).
+    #[arg(long)]
+    stream_id: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +118,10 @@ enum Command {
         /// Screen every Nth frame.
         #[arg(long, default_value_t = 1)]
         every: u32,
+        /// Tint these intervals of the stream red, in seconds (e.g. `4-7,12-14`): a stream with
+        /// known flagged intervals for the test classifier (`--model-dir models/redness`).
+        #[arg(long, value_parser = parse_intervals)]
+        red: Option<Intervals>,
     },
     /// Write the sample stream to a .y4m file (I420), to screen it later or with other tools.
     MakeStream {
@@ -113,10 +137,49 @@ enum Command {
         #[arg(long, default_value_t = 1080)]
         height: u32,
     },
+    /// Receive segment reports: the reference server (`POST /v1/reports`), for development and
+    /// the demo. Validates each report, stores new ones as DIR/<report_id>.json, prints one line
+    /// per new report, and runs until killed.
+    Ingest {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Folder the reports are stored in.
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 fn parse_format(s: &str) -> Result<PixelFormat, String> {
     PixelFormat::from_name(s).ok_or_else(|| format!("unknown format {s:?}"))
+}
+
+/// Time intervals in seconds, as `--red` takes them (one value, so clap does not split it).
+#[derive(Clone, Debug)]
+struct Intervals(Vec<(f64, f64)>);
+
+fn parse_intervals(s: &str) -> Result<Intervals, String> {
+    s.split(',')
+        .map(|part| {
+            let (a, b) = part
+                .split_once('-')
+                .ok_or_else(|| format!("{part:?} is not START-END"))?;
+            let (a, b): (f64, f64) = (
+                a.trim()
+                    .parse()
+                    .map_err(|_| format!("bad start in {part:?}"))?,
+                b.trim()
+                    .parse()
+                    .map_err(|_| format!("bad end in {part:?}"))?,
+            );
+            if a >= 0.0 && b > a {
+                Ok((a, b))
+            } else {
+                Err(format!("{part:?}: need 0 <= START < END"))
+            }
+        })
+        .collect::<Result<_, _>>()
+        .map(Intervals)
 }
 
 fn parse_rotation(s: &str) -> Result<u32, String> {
@@ -247,6 +310,10 @@ impl Run {
 /// next is offered (as a phone keeping up would), segments printed as they close.
 struct EngineRun {
     engine: Engine,
+    outbox: Option<Arc<Outbox>>,
+    delivery: Option<Delivery>,
+    queued: Vec<String>,
+    raw_bytes: u64,
     events: mpsc::Receiver<Event>,
     policy: Policy,
     labels: Vec<String>,
@@ -262,12 +329,40 @@ impl EngineRun {
             .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
         let policy = Policy::load(policy)?;
         let (tx, events) = mpsc::channel();
-        let engine = Engine::start(
-            &model,
-            &policy,
-            EngineOptions { emit_scores: true },
-            Box::new(move |e| drop(tx.send(e))),
-        )?;
+        let mut sink: prescreen_runtime::engine::EventSink = Box::new(move |e| drop(tx.send(e)));
+        let outbox = match &args.outbox {
+            Some(dir) => {
+                let outbox = Arc::new(
+                    Outbox::open(dir, OutboxOptions::default())
+                        .with_context(|| format!("opening the outbox {}", dir.display()))?,
+                );
+                let stream_id = args
+                    .stream_id
+                    .clone()
+                    .unwrap_or_else(|| format!("harness-{}", now_unix_millis()));
+                let context = ReportContext::new(stream_id, &model, &policy);
+                let stats = Arc::new(ReportingStats::default());
+                sink = reporting_sink(context, outbox.clone(), stats, sink);
+                Some(outbox)
+            }
+            None => None,
+        };
+        let delivery = match (&args.upload, &args.receiver) {
+            (Some(url), _) => Some(Delivery {
+                endpoint: url.clone(),
+                receiver: None,
+            }),
+            (None, Some(dir)) => {
+                let receiver =
+                    Receiver::start("127.0.0.1:0", dir, Some(ingest::print_new_reports(dir)))?;
+                Some(Delivery {
+                    endpoint: receiver.url(),
+                    receiver: Some(receiver),
+                })
+            }
+            (None, None) => None,
+        };
+        let engine = Engine::start(&model, &policy, EngineOptions { emit_scores: true }, sink)?;
         let labels = engine.labels().to_vec();
         eprintln!(
             "engine: model {} ({}), policy {}",
@@ -277,6 +372,10 @@ impl EngineRun {
         );
         Ok(Self {
             engine,
+            outbox,
+            delivery,
+            queued: vec![],
+            raw_bytes: 0,
             events,
             policy,
             points: vec![vec![]; labels.len()],
@@ -291,6 +390,11 @@ impl EngineRun {
         let frame = owned.frame()?;
         self.first_t.get_or_insert(frame.timestamp_us());
         self.last_t = frame.timestamp_us();
+        self.raw_bytes += frame
+            .planes()
+            .iter()
+            .map(|p| p.data.len() as u64)
+            .sum::<u64>();
         self.engine.submit(&frame);
         self.engine.wait_idle();
         self.drain(bar);
@@ -338,7 +442,14 @@ impl EngineRun {
                         .push((s.label.to_string(), s.start_us, s.end_us));
                 }
                 Event::Segment(SegmentEvent::Updated(_), _) => {}
-                Event::Error(e) => say(bar, format!("frame not scored: {e}")),
+                Event::Error(e) => say(bar, format!("engine: {e}")),
+                Event::ReportQueued { report_id, label } => {
+                    say(
+                        bar,
+                        format!("report {report_id} ({label}) stored in the outbox"),
+                    );
+                    self.queued.push(report_id);
+                }
             }
         }
     }
@@ -373,6 +484,7 @@ impl EngineRun {
         if m.detection.count() > 0 {
             eprintln!("detection latency (threshold crossing to SegmentOpened, wall time): median {:.0} ms, max {:.0} ms", ms(m.detection.quantile(0.5)), ms(m.detection.max()));
         }
+        self.deliver(stream_s)?;
         if let Some(path) = timeline {
             let series: Vec<Series<'_>> = self
                 .labels
@@ -391,6 +503,62 @@ impl EngineRun {
             let end = self.last_t - self.first_t.unwrap_or(0);
             std::fs::write(path, timeline::svg(&series, &self.segments, end))?;
             eprintln!("timeline written to {}", path.display());
+        }
+        Ok(())
+    }
+}
+
+/// Where `--upload` or `--receiver` sends the outbox's reports.
+struct Delivery {
+    endpoint: String,
+    receiver: Option<Receiver>,
+}
+
+impl EngineRun {
+    /// Prints what this stream reported, against the raw stream, and delivers the outbox.
+    fn deliver(&mut self, stream_s: f64) -> Result<()> {
+        let Some(outbox) = &self.outbox else {
+            return Ok(());
+        };
+        let pending = outbox.pending();
+        let report_bytes: u64 = pending
+            .iter()
+            .filter(|p| self.queued.contains(&p.report_id))
+            .map(|p| p.bytes)
+            .sum();
+        let per_hour = |b: u64| b as f64 * 3600.0 / stream_s;
+        eprintln!(
+            "reports: {} from this stream, {report_bytes} bytes = {:.0} bytes per stream-hour \
+             (raw frames: {:.3e} bytes per stream-hour); outbox holds {} pending",
+            self.queued.len(),
+            per_hour(report_bytes),
+            per_hour(self.raw_bytes),
+            pending.len()
+        );
+        let Some(delivery) = self.delivery.take() else {
+            return Ok(());
+        };
+        let mut uploader = Uploader::new(UploadConfig::new(delivery.endpoint.clone()))?;
+        let s = uploader.deliver(outbox);
+        eprintln!(
+            "upload to {}: {} delivered, {} dead-lettered, {} deferred, {} bytes sent in {} requests{}",
+            delivery.endpoint,
+            s.delivered.len(),
+            s.dead_lettered.len(),
+            s.deferred,
+            s.bytes_sent,
+            s.attempts,
+            s.last_error
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        );
+        if let Some(receiver) = delivery.receiver {
+            let r = receiver.stats();
+            eprintln!(
+                "receiver got {} requests, {} body bytes: {} new reports, {} duplicates, {} refused",
+                r.requests, r.body_bytes, r.new_reports, r.duplicates, r.rejected
+            );
+            receiver.stop();
         }
         Ok(())
     }
@@ -552,8 +720,12 @@ fn screen(
     run.finish()
 }
 
-fn demo(args: &ModelArgs, shot_seconds: f64, every: u32) -> Result<()> {
-    let mut stream = SampleStream::new(prescreen::PHOTO_DIR, 1920, 1080, 30, shot_seconds)?;
+fn demo(args: &ModelArgs, shot_seconds: f64, every: u32, red: Option<&[(f64, f64)]>) -> Result<()> {
+    let mut stream = SampleStream::new(prescreen::PHOTO_DIR, 1920, 1080, 30, shot_seconds)?
+        .with_red_intervals(red.unwrap_or_default());
+    if let Some(red) = red {
+        eprintln!("red intervals (s): {red:?}");
+    }
     let total = stream.len();
     if let Some(policy) = &args.policy {
         eprintln!(
@@ -632,6 +804,18 @@ fn make_stream(output: &Path, shot_seconds: f64, width: u32, height: u32) -> Res
     Ok(())
 }
 
+fn ingest(listen: &str, dir: &Path) -> Result<()> {
+    let receiver = Receiver::start(listen, dir, Some(ingest::print_new_reports(dir)))?;
+    eprintln!(
+        "receiving reports at {}, storing them in {} (Ctrl-C to stop)",
+        receiver.url(),
+        dir.display()
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -646,12 +830,14 @@ fn main() -> Result<()> {
             model,
             shot_seconds,
             every,
-        } => demo(&model, shot_seconds, every),
+            red,
+        } => demo(&model, shot_seconds, every, red.as_ref().map(|r| &r.0[..])),
         Command::MakeStream {
             output,
             shot_seconds,
             width,
             height,
         } => make_stream(&output, shot_seconds, width, height),
+        Command::Ingest { listen, dir } => ingest(&listen, &dir),
     }
 }

@@ -38,6 +38,7 @@ pub struct SampleStream {
     shot_frames: u32,
     resizer: fr::Resizer,
     rgb: fr::images::Image<'static>,
+    flagged: Vec<(f64, f64)>,
 }
 
 impl SampleStream {
@@ -87,7 +88,26 @@ impl SampleStream {
             shot_frames: ((shot_seconds * fps as f64).round() as u32).max(1),
             resizer: fr::Resizer::new(),
             rgb: fr::images::Image::new(width, height, fr::PixelType::U8x3),
+            flagged: Vec::new(),
         })
+    }
+
+    /// Tints the frames inside each `(start, end)` interval (seconds) strongly red: a stream with
+    /// known flagged intervals for the test classifier (`models/redness`), which scores redness.
+    pub fn with_red_intervals(mut self, intervals: &[(f64, f64)]) -> Self {
+        self.flagged = intervals.to_vec();
+        self
+    }
+
+    /// The red intervals, in seconds.
+    pub fn red_intervals(&self) -> &[(f64, f64)] {
+        &self.flagged
+    }
+
+    /// True when frame `index` lies in a red interval.
+    pub fn is_red(&self, index: u32) -> bool {
+        let t = index as f64 / self.fps as f64;
+        self.flagged.iter().any(|&(a, b)| (a..b).contains(&t))
     }
 
     /// Frames per second.
@@ -144,7 +164,15 @@ impl SampleStream {
     /// Frame `index` as an NV12 camera frame with its timestamp.
     pub fn frame(&mut self, index: u32) -> Result<OwnedFrame, StreamError> {
         let (w, h, fps) = (self.width, self.height, self.fps);
-        let rgb = self.render_rgb(index)?;
+        let red = self.is_red(index);
+        self.render_rgb(index)?;
+        if red {
+            for px in self.rgb.buffer_mut().chunks_exact_mut(3) {
+                let [r, g, b] = [px[0], px[1], px[2]].map(u16::from);
+                px.copy_from_slice(&[(r / 3 + 170) as u8, (g * 2 / 5) as u8, (b * 2 / 5) as u8]);
+            }
+        }
+        let rgb = self.rgb.buffer();
         let mut f = OwnedFrame::from_rgb(
             rgb,
             w,

@@ -2,16 +2,20 @@
 
 mod common;
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use prescreen::framegen::OwnedFrame;
+use prescreen::ingest::Receiver;
 use prescreen::stream::SampleStream;
 use prescreen_runtime::engine::{Engine, EngineOptions, Event, Submitted, Thumbnail};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat};
 use prescreen_runtime::manifest::Variant;
 use prescreen_runtime::model::Model;
+use prescreen_runtime::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
 use prescreen_runtime::policy::Policy;
+use prescreen_runtime::report::{Report, ReportContext};
 use prescreen_runtime::segmenter::{Segment, SegmentEvent};
+use prescreen_runtime::upload::{UploadConfig, Uploader};
 
 fn redness() -> Model {
     let dir = common::root().join("models/redness");
@@ -155,13 +159,60 @@ fn red_intervals_become_exactly_the_expected_segments() {
     assert!(m.detection.count() == 2, "both openings timed: {m:?}");
 }
 
+/// The engine's sink wired to a fresh outbox, as every host does it.
+struct Reporting {
+    sink: Box<dyn FnMut(Event) + Send>,
+    events: mpsc::Receiver<Event>,
+    outbox: Arc<Outbox>,
+    dir: tempfile::TempDir,
+}
+
+fn reporting(model: &Model, policy: &Policy, stream_id: &str) -> Reporting {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox =
+        Arc::new(Outbox::open(dir.path().join("outbox"), OutboxOptions::default()).unwrap());
+    let (sink, events) = collect();
+    let context = ReportContext::new(stream_id, model, policy);
+    let sink = reporting_sink(
+        context,
+        outbox.clone(),
+        Arc::new(ReportingStats::default()),
+        sink,
+    );
+    Reporting {
+        sink,
+        events,
+        outbox,
+        dir,
+    }
+}
+
+/// Uploads everything pending to a fresh reference receiver; returns it (stopped by drop).
+fn deliver(outbox: &Outbox, dir: &std::path::Path) -> Receiver {
+    let receiver = Receiver::start("127.0.0.1:0", &dir.join("received"), None).unwrap();
+    let summary = Uploader::new(UploadConfig::new(receiver.url()))
+        .unwrap()
+        .deliver(outbox);
+    assert_eq!(
+        summary.deferred + summary.dead_lettered.len(),
+        0,
+        "{summary:?}"
+    );
+    receiver
+}
+
 #[test]
-fn the_sample_stream_gives_no_segment_and_every_frame_is_accounted() {
+fn the_sample_stream_gives_no_segment_and_sends_zero_bytes() {
     let model = Model::load_dir(common::model_dir(), Variant::Float).unwrap();
     let p = Policy::load(common::root().join("models/policies/default.toml")).unwrap();
     let mut stream =
         SampleStream::new(common::root().join("models/photos"), 1920, 1080, 30, 0.5).unwrap();
-    let (sink, rx) = collect();
+    let Reporting {
+        sink,
+        events: rx,
+        outbox,
+        dir,
+    } = reporting(&model, &p, "sample");
     let engine = Engine::start(&model, &p, EngineOptions { emit_scores: true }, sink).unwrap();
     for i in 0..stream.len() {
         let f = stream.frame(i).unwrap();
@@ -184,6 +235,107 @@ fn the_sample_stream_gives_no_segment_and_every_frame_is_accounted() {
     assert!(m.accounted(), "{m:?}");
     assert_eq!(scored, m.scored);
     assert!(m.scored >= 20, "{m:?}");
+    // Nothing flagged: no report, and nothing at all reaches the server.
+    assert!(outbox.pending().is_empty());
+    let receiver = deliver(&outbox, dir.path());
+    let got = receiver.stats();
+    assert_eq!((got.requests, got.body_bytes), (0, 0), "{got:?}");
+}
+
+#[test]
+fn flagged_intervals_reach_the_server_as_exactly_their_reports() {
+    let model = redness();
+    let p = Policy::load(common::root().join("models/policies/redness.toml")).unwrap();
+    // Tinted intervals inside the first 8 s: the sample stream's 18th photograph (at 8.5 s) is red
+    // enough on its own for the test classifier.
+    let red = [(2.0, 4.0), (5.5, 7.0)];
+    let mut stream = SampleStream::new(common::root().join("models/photos"), 640, 360, 30, 0.5)
+        .unwrap()
+        .with_red_intervals(&red);
+    let Reporting {
+        sink,
+        events: rx,
+        outbox,
+        dir,
+    } = reporting(&model, &p, "red-stream");
+    let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
+    let frames = 240;
+    let mut raw_bytes = 0u64;
+    for i in 0..frames {
+        let f = stream.frame(i).unwrap();
+        let frame = f.frame().unwrap();
+        raw_bytes += frame
+            .planes()
+            .iter()
+            .map(|p| p.data.len() as u64)
+            .sum::<u64>();
+        engine.submit(&frame);
+        engine.wait_idle();
+    }
+    engine.finish();
+    let queued: Vec<String> = rx
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::ReportQueued { report_id, .. } => Some(report_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    let receiver = deliver(&outbox, dir.path());
+    // Deliver one report again (an app that crashed before its ack): the receiver deduplicates.
+    let again = Report::from_json(
+        &std::fs::read(
+            dir.path()
+                .join("received")
+                .join(format!("{}.json", queued[0])),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    outbox.put(&again).unwrap();
+    Uploader::new(UploadConfig::new(receiver.url()))
+        .unwrap()
+        .deliver(&outbox);
+    let got = receiver.stats();
+    assert_eq!((got.new_reports, got.duplicates), (2, 1), "{got:?}");
+    assert!(outbox.pending().is_empty());
+    let mut reports: Vec<Report> = queued
+        .iter()
+        .map(|id| {
+            let path = dir.path().join("received").join(format!("{id}.json"));
+            Report::from_json(&std::fs::read(path).unwrap()).unwrap()
+        })
+        .collect();
+    reports.sort_by_key(|r| r.start_timestamp_millis);
+    for (r, (a, b)) in reports.iter().zip(red) {
+        assert_eq!(
+            (r.label.as_str(), r.stream_id.as_str()),
+            ("red", "red-stream")
+        );
+        // Within one sampling interval of the truth (200 ms at the base rate, 100 ms bursting).
+        let (a, b) = ((a * 1000.0) as i64, (b * 1000.0) as i64);
+        assert!((r.start_timestamp_millis as i64 - a).abs() <= 200, "{r:?}");
+        assert!((r.end_timestamp_millis as i64 - b).abs() <= 134, "{r:?}");
+        assert_eq!(r.thumbnails(), 3);
+        let jpeg = image::load_from_memory(&r.jpeg(0).unwrap())
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(jpeg.dimensions(), (192, 108));
+        let mean_red = jpeg.pixels().map(|p| p[0] as f64).sum::<f64>() / (192.0 * 108.0);
+        assert!(
+            mean_red > 150.0,
+            "the evidence shows the red frames: {mean_red}"
+        );
+    }
+    let stream_s = frames as f64 / 30.0;
+    let report_bytes: u64 = reports.iter().map(|r| r.to_json().len() as u64).sum();
+    println!(
+        "red stream: {} reports, {report_bytes} bytes for {stream_s:.0} s of 640x360 stream = {:.0} \
+         bytes per stream-hour (raw frames {:.3e} bytes per stream-hour)",
+        got.new_reports,
+        report_bytes as f64 * 3600.0 / stream_s,
+        raw_bytes as f64 * 3600.0 / stream_s
+    );
 }
 
 #[test]

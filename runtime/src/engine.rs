@@ -76,8 +76,17 @@ pub enum Event {
         /// Probabilities in the model's label order.
         scores: Vec<f32>,
     },
-    /// A frame could not be scored (counted in `failed`); the engine goes on.
+    /// A frame could not be scored (counted in `failed`), or a report could not be stored; the
+    /// engine goes on.
     Error(String),
+    /// A closed segment's report is durably in the outbox (only with
+    /// [`crate::outbox::reporting_sink`]); it follows the segment's `Closed` event.
+    ReportQueued {
+        /// The report's id (its idempotency key).
+        report_id: String,
+        /// The label of the segment.
+        label: String,
+    },
 }
 
 /// Engine options beyond the policy.
@@ -216,9 +225,7 @@ impl FrameBuf {
         let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
         self.data.clear();
         let copy_rows = |data: &mut Vec<u8>, p: &Plane<'_>, row_bytes: usize, rows: usize| {
-            for r in 0..rows {
-                data.extend_from_slice(&p.data[r * p.row_stride..r * p.row_stride + row_bytes]);
-            }
+            append_rows(data, p.data, p.row_stride, row_bytes, rows)
         };
         let planes = f.planes();
         let format = match f.format() {
@@ -291,6 +298,18 @@ impl FrameBuf {
         Ok(f.with_color(self.matrix, self.range)
             .with_orientation(self.rotation, self.mirror)
             .with_timestamp_us(self.timestamp_us))
+    }
+}
+
+/// Appends `rows` rows of `row_bytes` from `src` (rows `stride` apart) to `dst`: one copy when the
+/// rows are contiguous, else one per row.
+fn append_rows(dst: &mut Vec<u8>, src: &[u8], stride: usize, row_bytes: usize, rows: usize) {
+    if stride == row_bytes {
+        dst.extend_from_slice(&src[..row_bytes * rows]);
+    } else {
+        for r in 0..rows {
+            dst.extend_from_slice(&src[r * stride..r * stride + row_bytes]);
+        }
     }
 }
 
@@ -638,11 +657,22 @@ impl Worker {
         }
     }
 
-    /// Makes sure the camera side finds a spare buffer with room for a frame, allocated and touched
-    /// here rather than in `submit` (a first write to fresh pages costs page faults).
+    /// Makes sure the camera side finds spare buffers with room for a frame, allocated and touched
+    /// here rather than in `submit` (a first write to fresh pages costs page faults). While the
+    /// worker scores one buffer and another waits in the slot, `submit` fills a third and swaps it
+    /// in, and the one it replaces becomes a spare only after that: two spares keep `submit` from
+    /// ever allocating once the first frame has been taken.
     fn keep_a_spare(&self, bytes: usize) {
-        let empty = lock(&self.shared.front).spares.is_empty();
-        if empty {
+        const SPARES: usize = 2;
+        loop {
+            let missing = {
+                let front = lock(&self.shared.front);
+                front.spares.len() < SPARES
+                    || front.spares.iter().any(|s| s.data.capacity() < bytes)
+            };
+            if !missing {
+                return;
+            }
             // Not `vec![0; n]`: calloc'd pages are mapped lazily and would fault in `submit`.
             let mut data = Vec::with_capacity(bytes);
             data.resize(bytes, 1u8);
@@ -650,7 +680,12 @@ impl Worker {
                 data,
                 ..FrameBuf::default()
             };
-            lock(&self.shared.front).spares.push(spare);
+            let mut front = lock(&self.shared.front);
+            // A spare too small for this frame size (the stream changed resolution) is replaced.
+            front.spares.retain(|s| s.data.capacity() >= bytes);
+            if front.spares.len() < SPARES {
+                front.spares.push(spare);
+            }
         }
     }
 
@@ -814,5 +849,33 @@ fn thumbnail_spec(w: u32, h: u32) -> crate::manifest::InputSpec {
             pad: 0,
         },
         crop: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The plane copy gives exactly the rows' bytes, for any stride, row length and offset.
+        #[test]
+        fn append_rows_equals_a_plain_copy(
+            row_bytes in 1usize..3000,
+            pad in 0usize..40,
+            rows in 1usize..400,
+            prefix in 0usize..40,
+            seed in any::<u8>(),
+        ) {
+            let stride = row_bytes + pad;
+            let src: Vec<u8> = (0..stride * rows).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+            let mut dst = vec![7u8; prefix];
+            append_rows(&mut dst, &src, stride, row_bytes, rows);
+            let mut expected = vec![7u8; prefix];
+            for r in 0..rows {
+                expected.extend_from_slice(&src[r * stride..r * stride + row_bytes]);
+            }
+            prop_assert_eq!(dst, expected);
+        }
     }
 }

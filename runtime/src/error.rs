@@ -116,4 +116,27 @@ pub enum Error {
     /// The output is not a valid probability vector (NaN, out of range, or not summing to 1).
     #[error("model output {0:?} is not a valid probability vector")]
     BadOutput(Vec<f32>),
+    /// The outbox could not store, read, move or remove a report (disk full, permissions, ...).
+    /// Nothing is lost: a report whose `put` failed is still the caller's to retry.
+    #[error("outbox storage: cannot {op} {name}: {source}")]
+    Storage {
+        /// What was being done (write, read, list, remove, move).
+        op: &'static str,
+        /// The file or folder, relative to the outbox.
+        name: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No pending report has this id.
+    #[error("no pending report {0}")]
+    UnknownReport(String),
+    /// A report id that is not 32 lowercase hex digits (ids name files: nothing else is accepted).
+    #[error("{0:?} is not a report id (32 lowercase hex digits)")]
+    BadReportId(String),
+    /// A report could not be built, encoded or parsed.
+    #[error("report: {0}")]
+    Report(String),
+    /// The uploader is misconfigured (bad endpoint, TLS unavailable).
+    #[error("uploader: {0}")]
+    Upload(String),
 }

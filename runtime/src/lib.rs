@@ -12,6 +12,8 @@
 //! * [`engine`]: the live stream engine (non-blocking submit, worker thread, events, metrics).
 //! * [`policy`], [`sampling`], [`segmenter`]: what to score and how scores become flagged segments,
 //!   free of clocks, threads and I/O.
+//! * [`report`]: a closed segment as versioned JSON with JPEG evidence; [`outbox`]: the durable,
+//!   budgeted store reports wait in; `upload` (feature `upload`): delivery over HTTP(S).
 //!
 //! ```no_run
 //! use prescreen_runtime::{frame::{Frame, Plane, Rotation}, manifest::Variant, screener::Screener};
@@ -32,10 +34,14 @@ pub mod error;
 pub mod frame;
 pub mod manifest;
 pub mod model;
+pub mod outbox;
 pub mod policy;
 pub mod preprocess;
+pub mod report;
 pub mod sampling;
 pub mod screener;
 pub mod segmenter;
+#[cfg(feature = "upload")]
+pub mod upload;
 
 pub use error::{Error, Result};

@@ -39,19 +39,24 @@ impl Signature {
             }
         };
         let (gw, gh) = (Self::WIDTH * LATTICE, Self::HEIGHT * LATTICE);
-        self.cells.clear();
-        for cy in 0..Self::HEIGHT {
-            for cx in 0..Self::WIDTH {
-                let mut sum = 0;
-                for sy in 0..LATTICE {
-                    let y = ((cy * LATTICE + sy) * 2 + 1) * h / (gh * 2);
-                    for sx in 0..LATTICE {
-                        sum += luma(((cx * LATTICE + sx) * 2 + 1) * w / (gw * 2), y);
-                    }
-                }
-                self.cells.push((sum / (LATTICE * LATTICE) as u32) as u8);
+        // The same lattice, walked row by row (sampled rows in order, left to right): reads follow
+        // memory order, so they share cache lines and the prefetcher helps. Cell by cell, the
+        // reads jumped between rows and nearly each one missed the cache (~0.4 ms per 1080p frame).
+        let mut xs = [0usize; Self::WIDTH * LATTICE];
+        for (gx, x) in xs.iter_mut().enumerate() {
+            *x = (gx * 2 + 1) * w / (gw * 2);
+        }
+        let mut sums = [0u32; Self::WIDTH * Self::HEIGHT];
+        for gy in 0..gh {
+            let y = (gy * 2 + 1) * h / (gh * 2);
+            let row = &mut sums[gy / LATTICE * Self::WIDTH..][..Self::WIDTH];
+            for (gx, &x) in xs.iter().enumerate() {
+                row[gx / LATTICE] += luma(x, y);
             }
         }
+        self.cells.clear();
+        self.cells
+            .extend(sums.iter().map(|&s| (s / (LATTICE * LATTICE) as u32) as u8));
     }
 
     /// Mean absolute difference to `other`, 0..=1 (1 when the grids differ in size).

@@ -16,6 +16,8 @@ pub struct Segment {
     pub id: u64,
     /// The label flagged.
     pub label: Arc<str>,
+    /// Timestamp of the stream's first scored frame (reports give times relative to it).
+    pub stream_start_us: i64,
     /// Start, with pre-roll, in microseconds (never before the stream's first frame).
     pub start_us: i64,
     /// End: for a closed segment the last frame above `exit` plus post-roll (never after the
@@ -391,6 +393,7 @@ impl Segmenter {
         Segment {
             id,
             label: track.label.clone(),
+            stream_start_us: first,
             start_us: (stats.crossed_us - self.shape.pre_roll_ms as i64 * 1000).max(first),
             end_us: stats.last_above_us,
             crossed_us: stats.crossed_us,

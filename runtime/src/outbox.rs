@@ -1,0 +1,779 @@
+//! The durable outbox: reports wait here, on disk, until the server has them.
+//!
+//! Each report is one file `pending/<report_id>.json`, written to `tmp/`, fsynced, renamed into
+//! place and the folder fsynced ([`FsStore`]), so a crash at any instant leaves either the whole
+//! report or nothing, and a report whose [`Outbox::put`] returned survives. `tmp/` is emptied when
+//! an outbox is opened; only complete files are ever listed as pending.
+//!
+//! The bookkeeping (index, disk budget, quarantine, dead letters) works on any [`Store`];
+//! [`MemStore`] is the in-memory one tests use, with injectable failures (a full disk).
+//!
+//! **Disk budget.** When pending reports exceed [`OutboxOptions::budget_bytes`], the thumbnails of
+//! the oldest reports are dropped first (their metadata stays); only when no thumbnail is left are
+//! whole reports evicted, oldest first, never the one just written. The host is told through
+//! [`OutboxEvent`]s and [`OutboxMetrics`].
+//!
+//! **Foreign and corrupt files** in `pending/` are moved to `quarantine/` when the outbox is opened,
+//! reported, and never block the other reports.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::engine::{Event, EventSink};
+use crate::error::{Error, Result};
+use crate::report::{check_id, now_unix_millis, Report, ReportContext};
+use crate::segmenter::SegmentEvent;
+
+/// A folder of the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Area {
+    /// Reports not yet delivered.
+    Pending,
+    /// Reports the server refused for good, each with a `.reason.txt`.
+    DeadLetter,
+    /// Files found in `pending/` that are not reports.
+    Quarantine,
+}
+
+impl Area {
+    /// The folder's name.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::DeadLetter => "dead-letter",
+            Self::Quarantine => "quarantine",
+        }
+    }
+}
+
+/// Where the outbox keeps its files. Writes are atomic and durable: after `write` returns, the
+/// file has its new content or, after a crash, the old one; never a mix.
+pub trait Store: Send {
+    /// Names and sizes of the files in `area`.
+    fn list(&self, area: Area) -> io::Result<Vec<(String, u64)>>;
+    /// A file's content.
+    fn read(&self, area: Area, name: &str) -> io::Result<Vec<u8>>;
+    /// Creates or replaces a file, atomically and durably.
+    fn write(&mut self, area: Area, name: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Removes a file (durably).
+    fn remove(&mut self, area: Area, name: &str) -> io::Result<()>;
+    /// Moves a file to another area (durably).
+    fn rename(&mut self, from: Area, name: &str, to: Area, new_name: &str) -> io::Result<()>;
+}
+
+/// A [`Store`] in a folder: `pending/`, `dead-letter/`, `quarantine/` and `tmp/`.
+#[derive(Debug)]
+pub struct FsStore {
+    root: PathBuf,
+    counter: u64,
+}
+
+impl FsStore {
+    /// Opens (creating if needed) an outbox folder, and removes partial writes left in `tmp/`.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let err = |op, name: &str, source| Error::Storage {
+            op,
+            name: name.to_string(),
+            source,
+        };
+        for dir in ["tmp", "pending", "dead-letter", "quarantine"] {
+            fs::create_dir_all(root.join(dir)).map_err(|e| err("create", dir, e))?;
+        }
+        let tmp = root.join("tmp");
+        for entry in fs::read_dir(&tmp).map_err(|e| err("list", "tmp", e))? {
+            let entry = entry.map_err(|e| err("list", "tmp", e))?;
+            let _ = fs::remove_file(entry.path());
+        }
+        sync_dir(&root)?;
+        Ok(Self { root, counter: 0 })
+    }
+
+    /// The outbox folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, area: Area, name: &str) -> PathBuf {
+        self.root.join(area.dir_name()).join(name)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    // Directories cannot be opened for fsync on Windows; there rename is durable enough.
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::Storage {
+            op: "fsync",
+            name: dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            source: e,
+        })?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn io_of(e: Error) -> io::Error {
+    match e {
+        Error::Storage { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+impl Store for FsStore {
+    fn list(&self, area: Area) -> io::Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.root.join(area.dir_name()))? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            out.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                if meta.is_file() { meta.len() } else { 0 },
+            ));
+        }
+        Ok(out)
+    }
+
+    fn read(&self, area: Area, name: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.path(area, name))
+    }
+
+    fn write(&mut self, area: Area, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.counter += 1;
+        let tmp =
+            self.root
+                .join("tmp")
+                .join(format!("{name}.{}.{}", std::process::id(), self.counter));
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, self.path(area, name))?;
+            sync_dir(&self.root.join(area.dir_name())).map_err(io_of)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn remove(&mut self, area: Area, name: &str) -> io::Result<()> {
+        fs::remove_file(self.path(area, name))?;
+        sync_dir(&self.root.join(area.dir_name())).map_err(io_of)
+    }
+
+    fn rename(&mut self, from: Area, name: &str, to: Area, new_name: &str) -> io::Result<()> {
+        fs::rename(self.path(from, name), self.path(to, new_name))?;
+        sync_dir(&self.root.join(to.dir_name())).map_err(io_of)?;
+        sync_dir(&self.root.join(from.dir_name())).map_err(io_of)
+    }
+}
+
+/// An in-memory [`Store`] for tests, shared between clones, with a capacity (writes beyond it fail
+/// as a full disk does) and a switch that makes every write fail.
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    inner: Arc<Mutex<MemInner>>,
+}
+
+#[derive(Debug, Default)]
+struct MemInner {
+    files: BTreeMap<(Area, String), Vec<u8>>,
+    capacity: Option<u64>,
+    fail_writes: bool,
+}
+
+impl MemStore {
+    /// An empty store without a capacity.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Total bytes the store may hold; `None` for no limit.
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        lock(&self.inner).capacity = bytes;
+    }
+
+    /// Makes every write fail (`true`) or succeed again.
+    pub fn set_fail_writes(&self, fail: bool) {
+        lock(&self.inner).fail_writes = fail;
+    }
+
+    /// Puts a file in place directly (to plant corrupt or foreign files).
+    pub fn plant(&self, area: Area, name: &str, bytes: &[u8]) {
+        lock(&self.inner)
+            .files
+            .insert((area, name.to_string()), bytes.to_vec());
+    }
+
+    /// Names of the files in `area`.
+    pub fn names(&self, area: Area) -> Vec<String> {
+        lock(&self.inner)
+            .files
+            .keys()
+            .filter(|(a, _)| *a == area)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+}
+
+fn not_found() -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, "no such file")
+}
+
+impl Store for MemStore {
+    fn list(&self, area: Area) -> io::Result<Vec<(String, u64)>> {
+        Ok(lock(&self.inner)
+            .files
+            .iter()
+            .filter(|((a, _), _)| *a == area)
+            .map(|((_, n), b)| (n.clone(), b.len() as u64))
+            .collect())
+    }
+
+    fn read(&self, area: Area, name: &str) -> io::Result<Vec<u8>> {
+        lock(&self.inner)
+            .files
+            .get(&(area, name.to_string()))
+            .cloned()
+            .ok_or_else(not_found)
+    }
+
+    fn write(&mut self, area: Area, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut m = lock(&self.inner);
+        if m.fail_writes {
+            return Err(io::Error::other("write failure injected"));
+        }
+        let key = (area, name.to_string());
+        let used: u64 = m
+            .files
+            .iter()
+            .filter(|(k, _)| **k != key)
+            .map(|(_, b)| b.len() as u64)
+            .sum();
+        if m.capacity.is_some_and(|c| used + bytes.len() as u64 > c) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device",
+            ));
+        }
+        m.files.insert(key, bytes.to_vec());
+        Ok(())
+    }
+
+    fn remove(&mut self, area: Area, name: &str) -> io::Result<()> {
+        lock(&self.inner)
+            .files
+            .remove(&(area, name.to_string()))
+            .map(drop)
+            .ok_or_else(not_found)
+    }
+
+    fn rename(&mut self, from: Area, name: &str, to: Area, new_name: &str) -> io::Result<()> {
+        let mut m = lock(&self.inner);
+        let bytes = m
+            .files
+            .remove(&(from, name.to_string()))
+            .ok_or_else(not_found)?;
+        m.files.insert((to, new_name.to_string()), bytes);
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the outbox tells the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboxEvent {
+    /// A report was stored durably.
+    Stored {
+        /// Its id.
+        report_id: String,
+    },
+    /// The disk budget dropped a report's thumbnails (its metadata stays pending).
+    ThumbnailsDropped {
+        /// The report.
+        report_id: String,
+        /// Thumbnails removed.
+        count: usize,
+    },
+    /// The disk budget was still exceeded without any thumbnail: a whole report was removed.
+    ReportEvicted {
+        /// The report.
+        report_id: String,
+    },
+    /// A file in `pending/` was not a valid report and was moved to `quarantine/`.
+    Quarantined {
+        /// Its name in `quarantine/`.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server refused a report for good; it moved to `dead-letter/`.
+    DeadLettered {
+        /// The report.
+        report_id: String,
+        /// Why (HTTP status and a short reason).
+        reason: String,
+    },
+}
+
+/// Receives [`OutboxEvent`]s, on whichever thread caused them.
+pub type OutboxSink = Arc<dyn Fn(OutboxEvent) + Send + Sync>;
+
+/// Outbox settings.
+#[derive(Clone)]
+pub struct OutboxOptions {
+    /// Bytes the pending reports may take (default 32 MiB).
+    pub budget_bytes: u64,
+    /// Where events go (default: only `log`).
+    pub events: Option<OutboxSink>,
+}
+
+impl Default for OutboxOptions {
+    fn default() -> Self {
+        Self {
+            budget_bytes: 32 << 20,
+            events: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for OutboxOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxOptions")
+            .field("budget_bytes", &self.budget_bytes)
+            .field("events", &self.events.is_some())
+            .finish()
+    }
+}
+
+/// Counters of an outbox (since it was opened, but `pending*`, which are current).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxMetrics {
+    /// Reports pending now.
+    pub pending: u64,
+    /// Bytes they take.
+    pub pending_bytes: u64,
+    /// Reports stored.
+    pub stored: u64,
+    /// Reports acknowledged (delivered).
+    pub acked: u64,
+    /// Thumbnails dropped by the budget.
+    pub thumbnails_dropped: u64,
+    /// Reports evicted whole by the budget.
+    pub reports_evicted: u64,
+    /// Files quarantined.
+    pub quarantined: u64,
+    /// Reports moved to the dead-letter folder.
+    pub dead_lettered: u64,
+    /// Writes that failed (disk full, I/O error); the report stayed with the caller.
+    pub write_failures: u64,
+}
+
+/// A report waiting for delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingReport {
+    /// Its id (the idempotency key).
+    pub report_id: String,
+    /// Size of its JSON.
+    pub bytes: u64,
+    /// When it was made.
+    pub created_unix_millis: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    report_id: String,
+    bytes: u64,
+    created: u64,
+    thumbnails: usize,
+}
+
+struct Inner {
+    store: Box<dyn Store>,
+    /// Pending reports, oldest first.
+    index: Vec<Entry>,
+    metrics: OutboxMetrics,
+}
+
+/// The durable outbox. All methods take `&self`; share it with `Arc`.
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    options: OutboxOptions,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn file_name(id: &str) -> String {
+    format!("{id}.json")
+}
+
+fn storage<'a>(op: &'static str, name: &'a str) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Storage {
+        op,
+        name: name.to_string(),
+        source,
+    }
+}
+
+impl Outbox {
+    /// Opens the outbox in folder `dir` (created if needed).
+    pub fn open(dir: impl AsRef<Path>, options: OutboxOptions) -> Result<Self> {
+        Self::with_store(Box::new(FsStore::open(dir)?), options)
+    }
+
+    /// Opens an outbox on any store: indexes the pending reports and quarantines what is not one.
+    pub fn with_store(store: Box<dyn Store>, options: OutboxOptions) -> Result<Self> {
+        let outbox = Self {
+            inner: Mutex::new(Inner {
+                store,
+                index: Vec::new(),
+                metrics: OutboxMetrics::default(),
+            }),
+            options,
+        };
+        let mut events = Vec::new();
+        {
+            let mut inner = lock(&outbox.inner);
+            let files = inner
+                .store
+                .list(Area::Pending)
+                .map_err(storage("list", "pending"))?;
+            for (name, _) in files {
+                match Self::load_entry(&*inner.store, &name) {
+                    Ok(entry) => inner.index.push(entry),
+                    Err(reason) => Self::quarantine(&mut inner, &name, reason, &mut events),
+                }
+            }
+            inner
+                .index
+                .sort_by(|a, b| (a.created, &a.report_id).cmp(&(b.created, &b.report_id)));
+            Self::refresh(&mut inner);
+        }
+        outbox.emit(events);
+        Ok(outbox)
+    }
+
+    fn load_entry(store: &dyn Store, name: &str) -> std::result::Result<Entry, String> {
+        let id = name
+            .strip_suffix(".json")
+            .filter(|id| check_id(id).is_ok())
+            .ok_or("not a report file name")?;
+        let bytes = store
+            .read(Area::Pending, name)
+            .map_err(|e| format!("unreadable: {e}"))?;
+        let report = Report::from_json(&bytes).map_err(|e| e.to_string())?;
+        if report.report_id != id {
+            return Err("its report id differs from its file name".into());
+        }
+        Ok(Entry {
+            report_id: report.report_id.clone(),
+            bytes: bytes.len() as u64,
+            created: report.created_unix_millis,
+            thumbnails: report.thumbnails(),
+        })
+    }
+
+    fn quarantine(inner: &mut Inner, name: &str, reason: String, events: &mut Vec<OutboxEvent>) {
+        // A unique name in quarantine/, free of anything but safe characters.
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(80)
+            .collect();
+        let target = format!("{}-{safe}", now_unix_millis());
+        match inner
+            .store
+            .rename(Area::Pending, name, Area::Quarantine, &target)
+        {
+            Ok(()) => {
+                log::warn!("outbox: quarantined {target}: {reason}");
+                inner.metrics.quarantined += 1;
+                events.push(OutboxEvent::Quarantined {
+                    file: target,
+                    reason,
+                });
+            }
+            Err(e) => log::error!("outbox: cannot quarantine a file in pending/: {e}"),
+        }
+    }
+
+    fn refresh(inner: &mut Inner) {
+        inner.metrics.pending = inner.index.len() as u64;
+        inner.metrics.pending_bytes = inner.index.iter().map(|e| e.bytes).sum();
+    }
+
+    fn emit(&self, events: Vec<OutboxEvent>) {
+        if let Some(sink) = &self.options.events {
+            for e in events {
+                sink(e);
+            }
+        }
+    }
+
+    /// Stores a report durably (replacing a pending one with the same id), then applies the disk
+    /// budget. When this returns `Ok`, the report survives a crash. On `Err` nothing changed.
+    pub fn put(&self, report: &Report) -> Result<()> {
+        check_id(&report.report_id)?;
+        let bytes = report.to_json();
+        let name = file_name(&report.report_id);
+        let mut events = Vec::new();
+        {
+            let mut inner = lock(&self.inner);
+            if let Err(e) = inner.store.write(Area::Pending, &name, &bytes) {
+                inner.metrics.write_failures += 1;
+                return Err(storage("write", &name)(e));
+            }
+            inner.index.retain(|e| e.report_id != report.report_id);
+            inner.index.push(Entry {
+                report_id: report.report_id.clone(),
+                bytes: bytes.len() as u64,
+                created: report.created_unix_millis,
+                thumbnails: report.thumbnails(),
+            });
+            inner.metrics.stored += 1;
+            events.push(OutboxEvent::Stored {
+                report_id: report.report_id.clone(),
+            });
+            self.enforce_budget(&mut inner, &report.report_id, &mut events);
+            Self::refresh(&mut inner);
+        }
+        self.emit(events);
+        Ok(())
+    }
+
+    fn enforce_budget(&self, inner: &mut Inner, keep: &str, events: &mut Vec<OutboxEvent>) {
+        let budget = self.options.budget_bytes;
+        let total = |inner: &Inner| inner.index.iter().map(|e| e.bytes).sum::<u64>();
+        while total(inner) > budget {
+            // Thumbnails first, oldest report first.
+            if let Some(i) = inner.index.iter().position(|e| e.thumbnails > 0) {
+                let id = inner.index[i].report_id.clone();
+                match Self::strip(inner, &id) {
+                    Ok((bytes, count)) => {
+                        inner.index[i].bytes = bytes;
+                        inner.index[i].thumbnails = 0;
+                        inner.metrics.thumbnails_dropped += count as u64;
+                        log::info!("outbox over budget: dropped {count} thumbnails of {id}");
+                        events.push(OutboxEvent::ThumbnailsDropped {
+                            report_id: id,
+                            count,
+                        });
+                    }
+                    Err(e) => {
+                        // Leave it as it is; the budget is best effort when the disk fails.
+                        log::error!("outbox: cannot drop thumbnails of {id}: {e}");
+                        inner.index[i].thumbnails = 0;
+                    }
+                }
+                continue;
+            }
+            let Some(i) = inner.index.iter().position(|e| e.report_id != keep) else {
+                break;
+            };
+            let id = inner.index[i].report_id.clone();
+            if let Err(e) = inner.store.remove(Area::Pending, &file_name(&id)) {
+                log::error!("outbox: cannot evict {id}: {e}");
+                break;
+            }
+            inner.index.remove(i);
+            inner.metrics.reports_evicted += 1;
+            log::warn!("outbox over budget with metadata alone: evicted report {id}");
+            events.push(OutboxEvent::ReportEvicted { report_id: id });
+        }
+    }
+
+    /// Rewrites a pending report without thumbnails; returns its new size and how many were dropped.
+    fn strip(inner: &mut Inner, id: &str) -> Result<(u64, usize)> {
+        let name = file_name(id);
+        let bytes = inner
+            .store
+            .read(Area::Pending, &name)
+            .map_err(storage("read", &name))?;
+        let mut report = Report::from_json(&bytes)?;
+        let count = report.drop_thumbnails();
+        let bytes = report.to_json();
+        inner
+            .store
+            .write(Area::Pending, &name, &bytes)
+            .map_err(storage("write", &name))?;
+        Ok((bytes.len() as u64, count))
+    }
+
+    /// The pending reports, oldest first.
+    pub fn pending(&self) -> Vec<PendingReport> {
+        lock(&self.inner)
+            .index
+            .iter()
+            .map(|e| PendingReport {
+                report_id: e.report_id.clone(),
+                bytes: e.bytes,
+                created_unix_millis: e.created,
+            })
+            .collect()
+    }
+
+    /// The JSON of a pending report, as it is to be sent.
+    pub fn read(&self, report_id: &str) -> Result<Vec<u8>> {
+        check_id(report_id)?;
+        let inner = lock(&self.inner);
+        if !inner.index.iter().any(|e| e.report_id == report_id) {
+            return Err(Error::UnknownReport(report_id.to_string()));
+        }
+        let name = file_name(report_id);
+        inner
+            .store
+            .read(Area::Pending, &name)
+            .map_err(storage("read", &name))
+    }
+
+    /// Marks a report delivered and removes it. Returns `false` when it was not pending (already
+    /// acknowledged, evicted or dead-lettered): acknowledging twice is harmless.
+    pub fn ack(&self, report_id: &str) -> Result<bool> {
+        check_id(report_id)?;
+        let mut inner = lock(&self.inner);
+        let Some(i) = inner.index.iter().position(|e| e.report_id == report_id) else {
+            return Ok(false);
+        };
+        let name = file_name(report_id);
+        match inner.store.remove(Area::Pending, &name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(storage("remove", &name)(e)),
+        }
+        inner.index.remove(i);
+        inner.metrics.acked += 1;
+        Self::refresh(&mut inner);
+        Ok(true)
+    }
+
+    /// Moves a report the server refused for good to `dead-letter/`, with `reason` beside it.
+    pub fn dead_letter(&self, report_id: &str, reason: &str) -> Result<()> {
+        check_id(report_id)?;
+        let name = file_name(report_id);
+        {
+            let mut inner = lock(&self.inner);
+            let Some(i) = inner.index.iter().position(|e| e.report_id == report_id) else {
+                return Err(Error::UnknownReport(report_id.to_string()));
+            };
+            let reason_name = format!("{report_id}.reason.txt");
+            inner
+                .store
+                .write(Area::DeadLetter, &reason_name, reason.as_bytes())
+                .map_err(storage("write", &reason_name))?;
+            inner
+                .store
+                .rename(Area::Pending, &name, Area::DeadLetter, &name)
+                .map_err(storage("move", &name))?;
+            inner.index.remove(i);
+            inner.metrics.dead_lettered += 1;
+            Self::refresh(&mut inner);
+        }
+        log::warn!("outbox: report {report_id} dead-lettered: {reason}");
+        self.emit(vec![OutboxEvent::DeadLettered {
+            report_id: report_id.to_string(),
+            reason: reason.to_string(),
+        }]);
+        Ok(())
+    }
+
+    /// Ids of the dead-lettered reports.
+    pub fn dead_letters(&self) -> Result<Vec<String>> {
+        let inner = lock(&self.inner);
+        let mut ids: Vec<String> = inner
+            .store
+            .list(Area::DeadLetter)
+            .map_err(storage("list", "dead-letter"))?
+            .into_iter()
+            .filter_map(|(n, _)| n.strip_suffix(".json").map(str::to_string))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> OutboxMetrics {
+        lock(&self.inner).metrics.clone()
+    }
+}
+
+/// Reports queued by [`reporting_sink`] whose `put` failed, kept for the next attempt (bounded).
+const MAX_UNSTORED: usize = 64;
+
+/// Counts reports that a [`reporting_sink`] could not store even after retrying (shared so the
+/// host can read it).
+#[derive(Debug, Default)]
+pub struct ReportingStats {
+    /// Reports given up on: the store kept failing and more than the retry list held arrived.
+    pub lost: AtomicU64,
+}
+
+/// Wraps the host's engine sink: every closed segment becomes a report in `outbox` (then
+/// [`Event::ReportQueued`] follows the `Closed` event). A report whose write fails (full disk) is
+/// kept in memory and retried with each later event, up to a bound; the failure is sent as
+/// [`Event::Error`].
+pub fn reporting_sink(
+    context: ReportContext,
+    outbox: Arc<Outbox>,
+    stats: Arc<ReportingStats>,
+    mut host: EventSink,
+) -> EventSink {
+    let mut unstored: Vec<Report> = Vec::new();
+    Box::new(move |event: Event| {
+        let mut retry = std::mem::take(&mut unstored);
+        let mut queued = Vec::new();
+        if let Event::Segment(SegmentEvent::Closed(segment), thumbnails) = &event {
+            match context.build(segment, thumbnails, now_unix_millis()) {
+                Ok(report) => retry.push(report),
+                Err(e) => queued.push(Event::Error(format!("report not built: {e}"))),
+            }
+        }
+        for report in retry {
+            match outbox.put(&report) {
+                Ok(()) => queued.push(Event::ReportQueued {
+                    report_id: report.report_id.clone(),
+                    label: report.label.clone(),
+                }),
+                Err(e) => {
+                    queued.push(Event::Error(format!(
+                        "report {} not stored yet: {e}",
+                        report.report_id
+                    )));
+                    if unstored.len() < MAX_UNSTORED {
+                        unstored.push(report);
+                    } else {
+                        stats.lost.fetch_add(1, Ordering::Relaxed);
+                        log::error!("report {} lost: the outbox keeps failing", report.report_id);
+                    }
+                }
+            }
+        }
+        host(event);
+        for e in queued {
+            host(e);
+        }
+    })
+}

@@ -1,0 +1,339 @@
+//! Segment reports: what leaves the device for a closed flagged segment, and nothing else.
+//!
+//! A [`Report`] is versioned JSON ([`SCHEMA_ID`]); its JSON Schema is [`JSON_SCHEMA`]
+//! (`runtime/schema/segment-report-v1.schema.json`) and each field is described in
+//! `runtime/schema/README.md`, with its mapping onto AWS Rekognition's content-moderation segment
+//! output. Times are milliseconds from the stream's first scored frame, as Rekognition's are from
+//! the start of a video.
+//!
+//! The report id is derived from the stream id, the label, the segment's sequence number and its
+//! start, so the same segment always gets the same id: it is the upload's idempotency key and the
+//! outbox's file name, and the server deduplicates by it.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::engine::Thumbnail;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::policy::Policy;
+use crate::segmenter::Segment;
+
+/// The `schema` value of every report this runtime writes.
+pub const SCHEMA_ID: &str = "prescreen.segment-report/1";
+
+/// The JSON Schema (draft 2020-12) reports are validated against.
+pub const JSON_SCHEMA: &str = include_str!("../schema/segment-report-v1.schema.json");
+
+/// Largest report accepted when parsing (a report with three thumbnails is ~40 KB).
+pub const MAX_REPORT_BYTES: usize = 16 << 20;
+
+/// One closed flagged segment, as sent to the server. Field names follow Rekognition's
+/// `ContentModerationDetection` in snake_case; see `runtime/schema/README.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// Always [`SCHEMA_ID`].
+    pub schema: String,
+    /// Stable id, 32 lowercase hex digits: the idempotency key.
+    pub report_id: String,
+    /// The host's opaque id of the stream (never a user identifier).
+    pub stream_id: String,
+    /// Wall-clock time the report was made, milliseconds since the Unix epoch.
+    pub created_unix_millis: u64,
+    /// The label flagged (Rekognition `ModerationLabel.Name`).
+    pub label: String,
+    /// Peak score as a percentage, 0..=100 (Rekognition `ModerationLabel.Confidence`).
+    pub confidence: f32,
+    /// When the score crossed the enter threshold (Rekognition `Timestamp`).
+    pub timestamp: u64,
+    /// Segment start, pre-roll included (Rekognition `StartTimestampMillis`).
+    pub start_timestamp_millis: u64,
+    /// Segment end, post-roll included (Rekognition `EndTimestampMillis`).
+    pub end_timestamp_millis: u64,
+    /// End minus start (Rekognition `DurationMillis`).
+    pub duration_millis: u64,
+    /// Highest smoothed score, 0..=1.
+    pub peak_score: f32,
+    /// When the peak was scored.
+    pub peak_timestamp_millis: u64,
+    /// Mean smoothed score over the frames scored inside the segment.
+    pub mean_score: f32,
+    /// Frames scored inside the segment.
+    pub frames_scored: u32,
+    /// The camera timestamp (microseconds) that the `*_millis` times count from.
+    pub stream_origin_us: i64,
+    /// The model that scored the frames.
+    pub model: ModelInfo,
+    /// The policy's version.
+    pub policy_version: String,
+    /// prescreen runtime version.
+    pub runtime_version: String,
+    /// Coarse device class (OS and CPU family, or what the host sets); no device identifier.
+    pub device_class: String,
+    /// The best frames, highest score first.
+    pub evidence: Vec<Evidence>,
+    /// Thumbnails removed by the outbox's disk budget (their metadata stays in `evidence`).
+    pub thumbnails_dropped: u32,
+}
+
+/// The model that produced a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelInfo {
+    /// Manifest id.
+    pub id: String,
+    /// Manifest version.
+    pub version: String,
+    /// `float` or `int8`.
+    pub variant: String,
+    /// sha256 of the model file.
+    pub sha256: String,
+}
+
+/// One evidence frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// When the frame was scored.
+    pub timestamp_millis: u64,
+    /// Its smoothed score, 0..=1.
+    pub score: f32,
+    /// Thumbnail width in pixels (upright).
+    pub width: u32,
+    /// Thumbnail height in pixels.
+    pub height: u32,
+    /// The thumbnail as base64 JPEG; absent once dropped by the disk budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jpeg_base64: Option<String>,
+}
+
+impl Report {
+    /// The report as JSON bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain structs of strings and numbers cannot fail; NaN scores are mapped to
+        // null by serde_json and then refused by `from_json`, never written silently as valid.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses and checks a report (schema id, id format, ranges).
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_REPORT_BYTES {
+            return Err(Error::Report(format!(
+                "{} bytes is more than the {MAX_REPORT_BYTES} a report may have",
+                bytes.len()
+            )));
+        }
+        let r: Report = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Report(format!("not a report: {e}")))?;
+        r.check().map_err(Error::Report)?;
+        Ok(r)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.schema != SCHEMA_ID {
+            return Err(format!("schema {:?}, expected {SCHEMA_ID:?}", self.schema));
+        }
+        check_id(&self.report_id).map_err(|e| e.to_string())?;
+        let unit = |v: f32| (0.0..=1.0).contains(&v);
+        if !unit(self.peak_score)
+            || !unit(self.mean_score)
+            || !(0.0..=100.0).contains(&self.confidence)
+        {
+            return Err("scores out of range".into());
+        }
+        if self.end_timestamp_millis < self.start_timestamp_millis
+            || self.duration_millis != self.end_timestamp_millis - self.start_timestamp_millis
+        {
+            return Err("segment times are inconsistent".into());
+        }
+        if self.evidence.iter().any(|e| !unit(e.score)) {
+            return Err("evidence score out of range".into());
+        }
+        Ok(())
+    }
+
+    /// Number of evidence thumbnails still carried.
+    pub fn thumbnails(&self) -> usize {
+        self.evidence
+            .iter()
+            .filter(|e| e.jpeg_base64.is_some())
+            .count()
+    }
+
+    /// Removes every thumbnail (the outbox's disk budget); returns how many were removed.
+    pub fn drop_thumbnails(&mut self) -> usize {
+        let n = self.thumbnails();
+        for e in &mut self.evidence {
+            e.jpeg_base64 = None;
+        }
+        self.thumbnails_dropped += n as u32;
+        n
+    }
+
+    /// The JPEG bytes of evidence `i`, decoded from base64.
+    pub fn jpeg(&self, i: usize) -> Option<Vec<u8>> {
+        let b64 = self.evidence.get(i)?.jpeg_base64.as_ref()?;
+        base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    }
+}
+
+/// Checks that `id` is a report id: 32 lowercase hex digits.
+pub fn check_id(id: &str) -> Result<()> {
+    let ok = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok {
+        Ok(())
+    } else {
+        // Ids come from hosts and files: show at most a short, printable prefix.
+        let shown: String = id.chars().filter(|c| !c.is_control()).take(40).collect();
+        Err(Error::BadReportId(shown))
+    }
+}
+
+/// The stable id of a segment's report.
+pub fn report_id(stream_id: &str, label: &str, segment_id: u64, start_us: i64) -> String {
+    let mut h = Sha256::new();
+    for part in [stream_id.as_bytes(), label.as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.update(segment_id.to_le_bytes());
+    h.update(start_us.to_le_bytes());
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The coarse device class of this build: OS and CPU family.
+pub fn default_device_class() -> String {
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// Everything about a stream that its reports repeat: made once per stream, then
+/// [`ReportContext::build`] turns each closed segment into a report.
+#[derive(Clone, Debug)]
+pub struct ReportContext {
+    /// The host's opaque stream id.
+    pub stream_id: String,
+    /// The model.
+    pub model: ModelInfo,
+    /// The policy's version.
+    pub policy_version: String,
+    /// Device class reported (default: [`default_device_class`]).
+    pub device_class: String,
+    /// JPEG quality of the thumbnails, 1..=100 (from the policy).
+    pub jpeg_quality: u8,
+}
+
+impl ReportContext {
+    /// The context of a stream screened by `model` under `policy`.
+    pub fn new(stream_id: impl Into<String>, model: &Model, policy: &Policy) -> Self {
+        let m = model.manifest();
+        Self {
+            stream_id: stream_id.into(),
+            model: ModelInfo {
+                id: m.id.clone(),
+                version: m.version.clone(),
+                variant: model.variant().to_string(),
+                sha256: model.sha256().to_string(),
+            },
+            policy_version: policy.version.clone(),
+            device_class: default_device_class(),
+            jpeg_quality: policy.evidence.jpeg_quality,
+        }
+    }
+
+    /// The report of a closed segment, its thumbnails encoded as JPEG. `created_unix_millis` is
+    /// the wall-clock time (taken by the caller, so this stays free of clocks).
+    pub fn build(
+        &self,
+        segment: &Segment,
+        thumbnails: &[Thumbnail],
+        created_unix_millis: u64,
+    ) -> Result<Report> {
+        let origin = segment.stream_start_us;
+        let ms = |t_us: i64| ((t_us - origin).max(0) / 1000) as u64;
+        let (start, end) = (
+            ms(segment.start_us),
+            ms(segment.end_us).max(ms(segment.start_us)),
+        );
+        let evidence = segment
+            .evidence
+            .iter()
+            .map(|&(t, score)| {
+                let thumb = thumbnails.iter().find(|th| th.timestamp_us == t);
+                Ok(Evidence {
+                    timestamp_millis: ms(t),
+                    score: score.clamp(0.0, 1.0),
+                    width: thumb.map_or(0, |th| th.width),
+                    height: thumb.map_or(0, |th| th.height),
+                    jpeg_base64: thumb
+                        .map(|th| encode_jpeg(th, self.jpeg_quality))
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let peak = segment.peak.clamp(0.0, 1.0);
+        let report = Report {
+            schema: SCHEMA_ID.into(),
+            report_id: report_id(
+                &self.stream_id,
+                &segment.label,
+                segment.id,
+                segment.start_us,
+            ),
+            stream_id: self.stream_id.clone(),
+            created_unix_millis,
+            label: segment.label.to_string(),
+            confidence: peak * 100.0,
+            timestamp: ms(segment.crossed_us),
+            start_timestamp_millis: start,
+            end_timestamp_millis: end,
+            duration_millis: end - start,
+            peak_score: peak,
+            peak_timestamp_millis: ms(segment.peak_us),
+            mean_score: segment.mean.clamp(0.0, 1.0),
+            frames_scored: segment.frames_scored,
+            stream_origin_us: origin,
+            model: self.model.clone(),
+            policy_version: self.policy_version.clone(),
+            runtime_version: env!("CARGO_PKG_VERSION").into(),
+            device_class: self.device_class.clone(),
+            evidence,
+            thumbnails_dropped: 0,
+        };
+        report.check().map_err(Error::Report)?;
+        Ok(report)
+    }
+}
+
+fn encode_jpeg(thumb: &Thumbnail, quality: u8) -> Result<String> {
+    let expected = thumb.width as usize * thumb.height as usize * 3;
+    if thumb.rgb.len() != expected || expected == 0 {
+        return Err(Error::Report(format!(
+            "thumbnail {}x{} has {} bytes, expected {expected}",
+            thumb.width,
+            thumb.height,
+            thumb.rgb.len()
+        )));
+    }
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, quality.clamp(1, 100))
+        .encode(
+            &thumb.rgb,
+            thumb.width,
+            thumb.height,
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| Error::Report(format!("JPEG encoding failed: {e}")))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(jpeg))
+}
+
+/// Milliseconds since the Unix epoch, from the system clock (0 if it is before 1970).
+pub fn now_unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
