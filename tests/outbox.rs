@@ -1,6 +1,8 @@
 //! Segment reports and the durable outbox: schema, ids, JPEG evidence, ack and reopen, the disk
 //! budget, quarantine of corrupt and foreign files, full disks, and crash safety under SIGKILL.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -11,25 +13,10 @@ use prescreen_runtime::engine::{Event, Thumbnail};
 use prescreen_runtime::outbox::{
     reporting_sink, Area, MemStore, Outbox, OutboxEvent, OutboxOptions, ReportingStats,
 };
-use prescreen_runtime::report::{self, ModelInfo, Report, ReportContext, JSON_SCHEMA, SCHEMA_ID};
+use prescreen_runtime::report::{Report, JSON_SCHEMA, SCHEMA_ID};
 use prescreen_runtime::segmenter::{Segment, SegmentEvent};
 use prescreen_runtime::upload::{UploadConfig, Uploader};
 use prescreen_runtime::Error;
-
-fn context(stream: &str) -> ReportContext {
-    ReportContext {
-        stream_id: stream.into(),
-        model: ModelInfo {
-            id: "open_nsfw".into(),
-            version: "1".into(),
-            variant: "float".into(),
-            sha256: "ab".repeat(32),
-        },
-        policy_version: "test-1".into(),
-        device_class: report::default_device_class(),
-        jpeg_quality: 80,
-    }
-}
 
 /// A closed segment `id` from `start_s` to `end_s` (stream starting at camera time 5 s) with
 /// `thumbs` evidence frames, and their thumbnails (a colour gradient, 96x72).
@@ -79,7 +66,7 @@ fn segment(id: u64, start_s: i64, end_s: i64, thumbs: usize) -> (Segment, Vec<Th
 
 fn report(stream: &str, id: u64, thumbs: usize) -> Report {
     let (seg, th) = segment(id, id as i64 * 10, id as i64 * 10 + 4, thumbs);
-    context(stream)
+    common::report_context(stream)
         .build(&seg, &th, 1_700_000_000_000 + id)
         .unwrap()
 }
@@ -92,7 +79,7 @@ fn validator() -> jsonschema::Validator {
 #[test]
 fn a_report_matches_its_schema_and_rekognition_shape() {
     let (seg, thumbs) = segment(3, 10, 16, 3);
-    let r = context("stream-a")
+    let r = common::report_context("stream-a")
         .build(&seg, &thumbs, 1_700_000_000_000)
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
@@ -120,17 +107,23 @@ fn a_report_matches_its_schema_and_rekognition_shape() {
     assert_eq!((img.width(), img.height()), (96, 72));
     // Round trip, and the same segment always gets the same id; another segment another one.
     assert_eq!(Report::from_json(&r.to_json()).unwrap(), r);
-    let again = context("stream-a")
+    let again = common::report_context("stream-a")
         .build(&seg, &thumbs, 1_800_000_000_000)
         .unwrap();
     assert_eq!(again.report_id, r.report_id);
     let (seg2, _) = segment(4, 10, 16, 0);
     assert_ne!(
-        context("stream-a").build(&seg2, &[], 0).unwrap().report_id,
+        common::report_context("stream-a")
+            .build(&seg2, &[], 0)
+            .unwrap()
+            .report_id,
         r.report_id
     );
     assert_ne!(
-        context("stream-b").build(&seg, &[], 0).unwrap().report_id,
+        common::report_context("stream-b")
+            .build(&seg, &[], 0)
+            .unwrap()
+            .report_id,
         r.report_id
     );
     // The schema refuses what the runtime refuses.
@@ -383,7 +376,7 @@ fn a_full_disk_is_a_typed_error_and_loses_nothing() {
     let (tx, rx) = std::sync::mpsc::channel();
     let stats = Arc::new(ReportingStats::default());
     let mut sink = reporting_sink(
-        context("s"),
+        common::report_context("s"),
         outbox.clone(),
         stats.clone(),
         Box::new(move |e| drop(tx.send(e))),

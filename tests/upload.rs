@@ -2,6 +2,8 @@
 //! with Retry-After, a server that never answers, 400) and the reference receiver. Every test ends
 //! with nothing lost: each report is received once, still pending, or dead-lettered.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 use prescreen::ingest::{Receiver, ReceiverStats, REPORTS_PATH};
 use prescreen_runtime::engine::Thumbnail;
 use prescreen_runtime::outbox::{Outbox, OutboxOptions};
-use prescreen_runtime::report::{ModelInfo, Report, ReportContext};
+use prescreen_runtime::report::Report;
 use prescreen_runtime::segmenter::Segment;
 use prescreen_runtime::upload::{RetryPolicy, Transport, UploadConfig, Uploader, UreqTransport};
 
@@ -22,18 +24,7 @@ const MS: Duration = Duration::from_millis(1);
 
 /// A report of segment `n` of stream `stream-1`, with one 16x12 thumbnail.
 fn report(n: u64) -> Report {
-    let context = ReportContext {
-        stream_id: "stream-1".into(),
-        model: ModelInfo {
-            id: "open_nsfw".into(),
-            version: "1".into(),
-            variant: "float".into(),
-            sha256: "ab".repeat(32),
-        },
-        policy_version: "test-1".into(),
-        device_class: "linux-x86_64".into(),
-        jpeg_quality: 80,
-    };
+    let context = common::report_context("stream-1");
     let start = 5_000_000 + n as i64 * 10_000_000;
     let best = start + 1_000_000;
     let segment = Segment {
