@@ -313,6 +313,9 @@ fn corrupt_and_foreign_files_are_quarantined_and_block_nothing() {
         truncated,
     );
     store.plant(Area::Pending, "notes.txt", b"hello");
+    // Two names that sanitise alike must not overwrite each other in quarantine/.
+    store.plant(Area::Pending, "a b.json", b"1");
+    store.plant(Area::Pending, "a?b.json", b"2");
     store.plant(Area::Pending, "../escape.json", b"{}");
     let mismatched = report("s", 3, 0);
     store.plant(
@@ -330,8 +333,8 @@ fn corrupt_and_foreign_files_are_quarantined_and_block_nothing() {
     let outbox = Outbox::with_store(Box::new(store.clone()), options).unwrap();
     let pending: Vec<String> = outbox.pending().into_iter().map(|p| p.report_id).collect();
     assert_eq!(pending, vec![good.report_id.clone()]);
-    assert_eq!(outbox.metrics().quarantined, 5);
-    assert_eq!(store.names(Area::Quarantine).len(), 5);
+    assert_eq!(outbox.metrics().quarantined, 7);
+    assert_eq!(store.names(Area::Quarantine).len(), 7);
     assert_eq!(
         store.names(Area::Pending),
         vec![format!("{}.json", good.report_id)]
@@ -345,7 +348,7 @@ fn corrupt_and_foreign_files_are_quarantined_and_block_nothing() {
             _ => None,
         })
         .collect();
-    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert_eq!(reasons.len(), 7, "{reasons:?}");
     // The outbox goes on working.
     outbox.put(&other).unwrap();
     assert_eq!(outbox.pending().len(), 2);

@@ -492,7 +492,8 @@ impl Outbox {
     }
 
     fn quarantine(inner: &mut Inner, name: &str, reason: String, events: &mut Vec<OutboxEvent>) {
-        // A unique name in quarantine/, free of anything but safe characters.
+        // A unique name in quarantine/, free of anything but safe characters: time and a sequence
+        // number keep two names that sanitise alike (`a b`, `a?b`) from replacing each other.
         let safe: String = name
             .chars()
             .map(|c| {
@@ -504,7 +505,7 @@ impl Outbox {
             })
             .take(80)
             .collect();
-        let target = format!("{}-{safe}", now_unix_millis());
+        let target = format!("{}-{}-{safe}", now_unix_millis(), inner.metrics.quarantined);
         match inner
             .store
             .rename(Area::Pending, name, Area::Quarantine, &target)
