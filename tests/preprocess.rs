@@ -305,3 +305,28 @@ fn wrong_output_size_is_an_error() {
         Err(prescreen_runtime::Error::TensorSize { .. })
     ));
 }
+
+/// Known bug, found by `cpu_matches_reference` on 2026-11-23 (not yet fixed): a 13-row BGRA frame
+/// stretched to 256 rows (19.7x vertical upscale, slight horizontal shrink) differs from the scalar
+/// reference by 2 levels, where the contract allows 1. The packed 8-bit path rounds twice (after
+/// each one-axis pass, as PIL does); two roundings alone stay within 1.0, so the excess comes from
+/// elsewhere (edge windows or coefficient precision, to be found). Run it with `--ignored`.
+#[test]
+#[ignore = "known bug: packed 8-bit path off by 2 levels on extreme vertical upscales"]
+fn bgra_extreme_vertical_upscale_matches_reference() {
+    let c = Case {
+        format: PixelFormat::Bgra8,
+        w: 320,
+        h: 13,
+        rotation: Rotation::R0,
+        mirror: false,
+        matrix: ColorMatrix::Bt601,
+        range: ColorRange::Limited,
+        pad: 3,
+        chroma_pixel_stride: 1,
+        seed: 9356859906156176134,
+    };
+    let spec = common::spec();
+    let mut pre = CpuPreprocessor::new(&spec);
+    check(&c, &spec, &mut pre).unwrap();
+}
