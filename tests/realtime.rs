@@ -6,10 +6,12 @@
 //!
 //! What bounds `submit` is the copy of the frame (3.1 MB at 1080p NV12) into a reused buffer, the
 //! one thing it must do before the camera's buffer goes back. On this project's 2-core dev machine
-//! that copy's median is ~0.5 ms while inference runs. Under the default policy few frames are due
-//! (2-6 per second), and the p99 over all submits stays under 1 ms. When every frame is due
-//! (stress), every submit copies, and the p99 lands between 0.85 and 1.25 ms from run to run. That
-//! case asserts a 2 ms ceiling, which a blocking `submit` (one inference, 50+ ms) could never meet.
+//! that copy's median is ~0.5 ms while inference runs. Under the default policy the p99 over all
+//! submits measured 0.44-0.80 ms on a quiet machine, but 1.3 ms in a CI run on a loaded one. When
+//! every frame is due (stress), it measured 0.65-1.05 ms. A timed test cannot hold a sub-millisecond
+//! bound on a shared machine, so this one asserts what it exists to prove: `submit` never waits on
+//! inference. The 10 ms ceiling is under a fifth of one inference (57-97 ms here). It prints the
+//! measured p99s, which are reported as numbers.
 
 mod common;
 
@@ -100,11 +102,12 @@ fn stream_at(model: &Model, policy: &Policy, fps: u32, seconds: u32) -> Outcome 
 fn submit_never_waits_on_inference_at_30_and_240_fps() {
     let model = Model::load_dir(common::model_dir(), Variant::Float).unwrap();
     // The product's configuration: the default policy at 30 and 240 fps.
+    let ceiling = Duration::from_millis(10);
     let default = policy(2.0, 6.0);
     for (fps, seconds) in [(30, 6), (240, 2)] {
         let o = stream_at(&model, &default, fps, seconds);
         assert!(
-            o.p99 < Duration::from_millis(1),
+            o.p99 < ceiling,
             "default policy, {fps} fps: submit p99 {:?} (max {:?})",
             o.p99,
             o.max
@@ -112,12 +115,12 @@ fn submit_never_waits_on_inference_at_30_and_240_fps() {
         assert!(o.rate_skipped > 0 && o.scored > 0);
     }
     // Stress: every frame due, so every submit copies its frame and the single slot is contended.
-    // It must drop, never queue or block; see the module docs for the ceiling.
+    // It must drop, never queue or block.
     let every_frame = policy(240.0, 240.0);
     for (fps, seconds) in [(30, 4), (240, 2)] {
         let o = stream_at(&model, &every_frame, fps, seconds);
         assert!(
-            o.p99 < Duration::from_millis(2),
+            o.p99 < ceiling,
             "every frame due, {fps} fps: submit p99 {:?} (max {:?})",
             o.p99,
             o.max
