@@ -660,8 +660,8 @@ impl Worker {
     /// Makes sure the camera side finds spare buffers with room for a frame, allocated and touched
     /// here rather than in `submit` (a first write to fresh pages costs page faults). While the
     /// worker scores one buffer and another waits in the slot, `submit` fills a third and swaps it
-    /// in, and the one it replaces becomes a spare only after that: two spares keep `submit` from
-    /// ever allocating once the first frame has been taken.
+    /// in, and the one it replaces becomes a spare only after that. So `submit` needs two spares
+    /// to find one ready once the first frame has been taken.
     fn keep_a_spare(&self, bytes: usize) {
         const SPARES: usize = 2;
         loop {
