@@ -231,3 +231,10 @@ impl OwnedFrame {
             .with_timestamp_us(self.timestamp_us))
     }
 }
+
+/// A rendered frame can be lent to the engine as a camera buffer (no copy on submit).
+impl prescreen_runtime::engine::CameraBuffer for OwnedFrame {
+    fn frame(&self) -> Result<Frame<'_>, FrameError> {
+        OwnedFrame::frame(self)
+    }
+}

@@ -7,8 +7,8 @@ use std::sync::{mpsc, Arc};
 use prescreen::framegen::OwnedFrame;
 use prescreen::ingest::Receiver;
 use prescreen::stream::SampleStream;
-use prescreen_runtime::engine::{Engine, EngineOptions, Event, Submitted, Thumbnail};
-use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat};
+use prescreen_runtime::engine::{CameraBuffer, Engine, EngineOptions, Event, Submitted, Thumbnail};
+use prescreen_runtime::frame::{ColorMatrix, ColorRange, Frame, FrameError, PixelFormat};
 use prescreen_runtime::manifest::Variant;
 use prescreen_runtime::model::Model;
 use prescreen_runtime::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
@@ -351,4 +351,84 @@ fn drop_and_finish_stop_the_worker_cleanly() {
     let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
     let m = engine.finish();
     assert!(m.accounted());
+}
+
+/// A lent camera buffer that counts when the engine gives it back.
+struct Lent {
+    frame: OwnedFrame,
+    broken: bool,
+    returned: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CameraBuffer for Lent {
+    fn frame(&self) -> Result<Frame<'_>, FrameError> {
+        if self.broken {
+            // As a host's buffer with a bad stride would describe itself.
+            return Frame::packed(PixelFormat::Rgb8, 4, 4, &[0; 8], 12);
+        }
+        self.frame.frame()
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        self.returned
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Lent buffers are scored like copied frames (same scores), a malformed one is rejected and
+/// accounted, and every buffer goes back to the host exactly once.
+#[test]
+fn lent_camera_buffers_are_scored_and_given_back() {
+    let model = redness();
+    let p = policy(&[("[labels.nsfw]", "[labels.red]")]);
+    let returned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let options = EngineOptions { emit_scores: true };
+    let scores_of = |rx: &mpsc::Receiver<Event>| -> Vec<(i64, Vec<f32>)> {
+        rx.try_iter()
+            .filter_map(|e| match e {
+                Event::Scored {
+                    timestamp_us,
+                    scores,
+                } => Some((timestamp_us, scores)),
+                _ => None,
+            })
+            .collect()
+    };
+    let colours = [[200, 30, 30], [30, 200, 30], [120, 120, 200]];
+    // Borrowed (copied) frames first, then the same frames lent.
+    let (sink, rx) = collect();
+    let engine = Engine::start(&model, &p, options, sink).unwrap();
+    for (i, rgb) in colours.iter().enumerate() {
+        let f = solid(96, 64, *rgb, i as i64 * 1_000_000);
+        assert_eq!(engine.submit(&f.frame().unwrap()), Submitted::Accepted);
+        engine.wait_idle();
+    }
+    engine.finish();
+    let copied = scores_of(&rx);
+    let (sink, rx) = collect();
+    let engine = Engine::start(&model, &p, options, sink).unwrap();
+    for (i, rgb) in colours.iter().enumerate() {
+        let buffer = Lent {
+            frame: solid(96, 64, *rgb, i as i64 * 1_000_000),
+            broken: false,
+            returned: returned.clone(),
+        };
+        assert_eq!(engine.submit_buffer(Box::new(buffer)), Submitted::Accepted);
+        engine.wait_idle();
+    }
+    let broken = Lent {
+        frame: solid(8, 8, [0, 0, 0], 9_000_000),
+        broken: true,
+        returned: returned.clone(),
+    };
+    assert_eq!(engine.submit_buffer(Box::new(broken)), Submitted::Rejected);
+    let m = engine.finish();
+    assert_eq!(scores_of(&rx), copied);
+    assert_eq!(copied.len(), 3);
+    assert_eq!((m.seen, m.scored, m.rejected), (4, 3, 1), "{m:?}");
+    assert!(m.accounted());
+    drop(engine);
+    assert_eq!(returned.load(std::sync::atomic::Ordering::SeqCst), 4);
 }

@@ -208,6 +208,30 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Packed pixels upright and unmirrored are resampled with PIL's own integer arithmetic: the
+    /// CPU path equals the reference exactly, ties included (the tolerance covers only the
+    /// floating-point order of rotated and mirrored coordinates).
+    #[test]
+    fn packed_upright_is_exactly_the_reference(
+        c in case_strategy(600),
+        format in prop::sample::select(vec![PixelFormat::Rgb8, PixelFormat::Rgba8, PixelFormat::Bgra8]),
+    ) {
+        let c = Case { format, rotation: Rotation::R0, mirror: false, ..c };
+        let spec = common::spec();
+        let mut pre = CpuPreprocessor::new(&spec);
+        let b = build(&c);
+        let f = frame(&c, &b);
+        let mut out = vec![0f32; spec.len()];
+        pre.run(&f, &mut out).expect("preprocess");
+        let want = reference::preprocess(&f, &spec);
+        let (max, _) = common::diff(&out, &want);
+        prop_assert!(max == 0.0, "max |cpu - reference| = {max} for {c:?}");
+    }
+}
+
 /// Camera-sized frames of every format against the reference, with one reused preprocessor.
 #[test]
 fn camera_sizes_match_reference() {
@@ -306,13 +330,11 @@ fn wrong_output_size_is_an_error() {
     ));
 }
 
-/// Known bug, found by `cpu_matches_reference` on 2026-11-23 (not yet fixed): a 13-row BGRA frame
-/// stretched to 256 rows (19.7x vertical upscale, slight horizontal shrink) differs from the scalar
-/// reference by 2 levels, where the contract allows 1. The packed 8-bit path rounds twice (after
-/// each one-axis pass, as PIL does); two roundings alone stay within 1.0, so the excess comes from
-/// elsewhere (edge windows or coefficient precision, to be found). Run it with `--ignored`.
+/// Found by `cpu_matches_reference` on 2026-11-23: a 13-row BGRA frame stretched to 256 rows. The
+/// horizontal pass hit exact ties (x.5) in two rows; PIL's 22-bit weights round them down, the
+/// 16-bit weights the CPU path then used rounded them up, and the vertical pass added a third
+/// rounding: 2 levels off. The packed path now uses PIL's own fixed-point weights.
 #[test]
-#[ignore = "known bug: packed 8-bit path off by 2 levels on extreme vertical upscales"]
 fn bgra_extreme_vertical_upscale_matches_reference() {
     let c = Case {
         format: PixelFormat::Bgra8,

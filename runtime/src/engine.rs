@@ -2,7 +2,10 @@
 //! to score, scores them on its own worker thread, and reports segments.
 //!
 //! `submit` never waits on inference: it checks the sampling rate and the scene gate, copies a frame
-//! it takes into a reused buffer and puts it in a single latest-frame-wins slot. A frame still
+//! it takes into a reused buffer and puts it in a single latest-frame-wins slot. A host that can
+//! lend its camera buffers ([`Engine::submit_buffer`], for Android's `Image` or iOS's
+//! `CVPixelBuffer`) saves even the copy: the engine keeps the buffer instead, and drops it (so the
+//! host can recycle it) as soon as the frame is scored, skipped or replaced. A frame still
 //! waiting there when a newer one is taken is dropped (and counted); nothing queues. The worker
 //! preprocesses, infers, and feeds the [`Segmenter`]; events go to the host's sink on the worker
 //! thread. Every frame seen ends in exactly one counter:
@@ -22,6 +25,21 @@ use crate::sampling::{Gate, Sampler, Signature};
 use crate::screener::Screener;
 use crate::segmenter::{SegmentEvent, Segmenter};
 
+/// A camera buffer lent to the engine with [`Engine::submit_buffer`]: the engine keeps it, and
+/// reads its pixels on the worker thread, instead of copying them on the camera thread.
+///
+/// The engine drops the buffer once it is done with it: at once when the frame is skipped or
+/// rejected, when a newer frame replaces it in the slot (on the submitting thread), or after the
+/// frame is scored (on the worker thread). Dropping is the host's cue to recycle it (close the
+/// `Image`, release the `CVPixelBuffer`). The engine holds at most two buffers between submits (one
+/// waiting, one being scored) and a third during a `submit` that replaces one, so a camera pool
+/// needs three buffers for the engine besides those the app keeps.
+pub trait CameraBuffer: Send + 'static {
+    /// The frame in this buffer. Called on the submitting thread and again on the worker thread;
+    /// it must describe the same pixels every time (the buffer must not change while lent).
+    fn frame(&self) -> std::result::Result<Frame<'_>, FrameError>;
+}
+
 /// What happened to a submitted frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Submitted {
@@ -33,7 +51,8 @@ pub enum Submitted {
     SkippedRate,
     /// Skipped by the scene gate: same scene as the last scored frame.
     SkippedGate,
-    /// Malformed; see the error the caller got when building the frame.
+    /// Malformed: a frame the host could not build ([`Engine::reject`]) or a lent buffer whose
+    /// frame is invalid.
     Rejected,
     /// The engine is finished or closed.
     Closed,
@@ -217,6 +236,8 @@ struct FrameBuf {
     timestamp_us: i64,
     signature: Signature,
     submitted: Option<Instant>,
+    /// A lent camera buffer holding the pixels instead of `data`.
+    lent: Option<Box<dyn CameraBuffer>>,
 }
 
 impl FrameBuf {
@@ -261,6 +282,9 @@ impl FrameBuf {
     }
 
     fn frame(&self) -> std::result::Result<Frame<'_>, FrameError> {
+        if let Some(lent) = &self.lent {
+            return lent.frame();
+        }
         let (w, h) = (self.width, self.height);
         let (wu, hu) = (w as usize, h as usize);
         let (cw, ch) = (wu.div_ceil(2), hu.div_ceil(2));
@@ -311,6 +335,12 @@ fn append_rows(dst: &mut Vec<u8>, src: &[u8], stride: usize, row_bytes: usize, r
             dst.extend_from_slice(&src[r * stride..r * stride + row_bytes]);
         }
     }
+}
+
+/// A submitted frame: borrowed (copied if taken) or in a buffer lent to the engine.
+enum Pixels<'f, 'a> {
+    Borrowed(&'f Frame<'a>),
+    Lent(Box<dyn CameraBuffer>),
 }
 
 /// The camera side: sampling and spare buffers, behind one lock (submit may come from any thread).
@@ -467,15 +497,29 @@ impl Engine {
     }
 
     /// Offers a frame. Returns at once (never waits on inference) with what happened to it.
+    ///
+    /// A frame taken for scoring is copied (its rows, not the host's padding) so the host's buffer
+    /// is free when this returns. To lend the buffer instead, see [`Engine::submit_buffer`].
     pub fn submit(&self, frame: &Frame<'_>) -> Submitted {
+        self.submit_from(Pixels::Borrowed(frame))
+    }
+
+    /// Offers a frame in a camera buffer the engine may keep (see [`CameraBuffer`]): no copy, so
+    /// `submit` costs the same whatever the frame size. A buffer whose frame is malformed is
+    /// counted as rejected and dropped.
+    pub fn submit_buffer(&self, buffer: Box<dyn CameraBuffer>) -> Submitted {
+        self.submit_from(Pixels::Lent(buffer))
+    }
+
+    fn submit_from(&self, pixels: Pixels<'_, '_>) -> Submitted {
         let started = Instant::now();
         let s = &*self.shared;
         s.seen.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.offer(frame, started);
+        let outcome = self.offer(pixels, started);
         let counter = match outcome {
             Submitted::SkippedRate => Some(&s.rate_skipped),
             Submitted::SkippedGate => Some(&s.gated),
-            Submitted::Closed => Some(&s.rejected),
+            Submitted::Closed | Submitted::Rejected => Some(&s.rejected),
             _ => None,
         };
         if let Some(c) = counter {
@@ -485,11 +529,25 @@ impl Engine {
         outcome
     }
 
-    fn offer(&self, frame: &Frame<'_>, started: Instant) -> Submitted {
+    fn offer(&self, pixels: Pixels<'_, '_>, started: Instant) -> Submitted {
         let s = &*self.shared;
         if s.closed.load(Ordering::Acquire) {
             return Submitted::Closed;
         }
+        let lent_frame;
+        let frame = match &pixels {
+            Pixels::Borrowed(f) => *f,
+            Pixels::Lent(buffer) => match buffer.frame() {
+                Ok(f) => {
+                    lent_frame = f;
+                    &lent_frame
+                }
+                Err(e) => {
+                    log::debug!("lent camera buffer rejected: {e}");
+                    return Submitted::Rejected;
+                }
+            },
+        };
         let t = frame.timestamp_us();
         let mut front = lock(&s.front);
         let burst = s.burst.load(Ordering::Relaxed);
@@ -508,12 +566,19 @@ impl Engine {
         }
         front.sampler.taken(t);
         let mut buf = front.spares.pop().unwrap_or_default();
-        buf.copy_from(frame);
+        match pixels {
+            Pixels::Borrowed(f) => buf.copy_from(f),
+            Pixels::Lent(buffer) => {
+                buf.timestamp_us = t;
+                buf.lent = Some(buffer);
+            }
+        }
         buf.signature = signature;
         buf.submitted = Some(started);
         let replaced = {
             let mut slot = lock(&s.slot);
             if slot.finishing || slot.stopping {
+                buf.lent = None;
                 front.spares.push(buf);
                 return Submitted::Closed;
             }
@@ -524,7 +589,11 @@ impl Engine {
             Some(mut old) => {
                 s.dropped.fetch_add(1, Ordering::Relaxed);
                 front.signature = std::mem::take(&mut old.signature);
+                let lent = old.lent.take();
                 front.spares.push(old);
+                // The host's buffer goes back outside the engine's locks.
+                drop(front);
+                drop(lent);
                 Submitted::AcceptedDroppingPrevious
             }
             None => Submitted::Accepted,
@@ -649,7 +718,9 @@ impl Worker {
                 last_t = last_t.max(buf.timestamp_us);
                 self.score(buf, &mut events);
             }
-            if let Some(buf) = buf {
+            if let Some(mut buf) = buf {
+                // The host's buffer goes back now, outside the engine's locks.
+                drop(buf.lent.take());
                 lock(&self.shared.front).spares.push(buf);
             }
             lock(&self.shared.slot).busy = false;

@@ -1,11 +1,15 @@
-//! The CPU backend: fast_image_resize for the resampling, one fused pass for the rest.
+//! The CPU backend: PIL's integer resampling for packed pixels, fast_image_resize for YUV planes,
+//! one fused pass for the rest.
 //!
 //! Work is done at the output's resolution: the planes are resampled straight from the camera's
 //! buffers to the tensor's size (only the source box is read), and colour conversion, rotation,
 //! mirror, channel order, normalisation and layout happen in one pass over the ~50k output pixels.
 //!
-//! * Packed RGB formats are resampled in 8 bits, as PIL does (the model's reference preprocessing),
-//!   so scores match the reference pipeline on photographs.
+//! * Packed RGB formats are resampled in 8 bits exactly as PIL does (the model's reference
+//!   preprocessing): a horizontal pass, rounded to 8 bits, then a vertical pass, with PIL's 22-bit
+//!   fixed-point weights ([`super::kernel`]), so every value, ties included, equals the reference.
+//!   A resampler with other weights (fast_image_resize's are 16-bit) rounds ties its own way, and
+//!   two or three such ties in a row put a value 2 levels away from PIL's.
 //! * YUV planes are widened to 16 bits and each is resampled on its own grid (chroma at half
 //!   resolution, centred siting), then converted in `f32`: no 8-bit rounding between the resample and
 //!   the colour matrix, whose chroma gain would otherwise double the error.
@@ -15,11 +19,12 @@
 
 use fast_image_resize as fr;
 use fr::images::{TypedImage, TypedImageRef};
-use fr::pixels::{U8x3, U8x4, U16};
+use fr::pixels::U16;
 use fr::{ImageView, ResizeAlg, ResizeOptions};
 
 use super::color::YuvToRgb;
 use super::geometry::{BoxF, Plan};
+use super::kernel::{to_u8, Taps, HALF};
 use super::{write_padding, TensorWriter};
 use crate::error::{Error, Result};
 use crate::frame::{Frame, PixelFormat, Plane};
@@ -34,16 +39,7 @@ pub struct CpuPreprocessor {
     chroma: [Vec<U16>; 2],
     luma_out: Vec<U16>,
     chroma_out: [Vec<U16>; 2],
-    rgb_rows: Vec<U8x3>,
-    rgba_rows: Vec<U8x4>,
-    channels: PilScratch,
-}
-
-/// Buffers of the 16-bit vertical pass of [`resize_like_pil`].
-#[derive(Default)]
-struct PilScratch {
-    rows: [Vec<U16>; 3],
-    out: [Vec<U16>; 3],
+    packed: PackedScratch,
 }
 
 impl std::fmt::Debug for CpuPreprocessor {
@@ -65,9 +61,7 @@ impl CpuPreprocessor {
             chroma: [Vec::new(), Vec::new()],
             luma_out: Vec::new(),
             chroma_out: [Vec::new(), Vec::new()],
-            rgb_rows: Vec::new(),
-            rgba_rows: Vec::new(),
-            channels: PilScratch::default(),
+            packed: PackedScratch::default(),
         }
     }
 
@@ -97,38 +91,12 @@ impl CpuPreprocessor {
         let planes = frame.planes();
         let writer = self.writer;
         match frame.format() {
-            PixelFormat::Rgb8 => {
-                let src = Strided::<U8x3>::new(&planes[0], frame.width(), frame.height());
-                let [r, g, b] = resize_like_pil(
-                    &mut self.resizer,
-                    &src,
-                    &mut self.rgb_rows,
-                    &mut self.channels,
-                    &plan,
-                    options,
-                    |p: &U8x3| p.0,
-                    [0, 1, 2],
-                )?;
-                writer.write_rgb(&plan, out, |i| [r[i], g[i], b[i]].map(round_to_u8_level));
-            }
-            PixelFormat::Rgba8 | PixelFormat::Bgra8 => {
-                let src = Strided::<U8x4>::new(&planes[0], frame.width(), frame.height());
-                let order = if frame.format() == PixelFormat::Bgra8 {
-                    [2, 1, 0]
-                } else {
-                    [0, 1, 2]
-                };
-                let [r, g, b] = resize_like_pil(
-                    &mut self.resizer,
-                    &src,
-                    &mut self.rgba_rows,
-                    &mut self.channels,
-                    &plan,
-                    options,
-                    |p: &U8x4| p.0,
-                    order,
-                )?;
-                writer.write_rgb(&plan, out, |i| [r[i], g[i], b[i]].map(round_to_u8_level));
+            PixelFormat::Rgb8 | PixelFormat::Rgba8 | PixelFormat::Bgra8 => {
+                let rgb = self.packed.resample(frame, &plan);
+                writer.write_rgb(&plan, out, |i| {
+                    let p = &rgb[i * 3..i * 3 + 3];
+                    [p[0] as f32, p[1] as f32, p[2] as f32]
+                });
             }
             _ => {
                 let (w, h) = (frame.width(), frame.height());
@@ -182,80 +150,6 @@ impl CpuPreprocessor {
         }
         Ok(())
     }
-}
-
-/// A 16-bit sample of the vertical pass rounded to the 8-bit level PIL would store, as `f32`.
-#[inline(always)]
-fn round_to_u8_level(v: U16) -> f32 {
-    ((v.0 as u32 + 128) >> 8).min(255) as f32
-}
-
-/// Pixel types whose channels can be split into planes.
-trait Channels: fr::PixelTrait {
-    type Array: AsRef<[u8]>;
-}
-impl Channels for U8x3 {
-    type Array = [u8; 3];
-}
-impl Channels for U8x4 {
-    type Array = [u8; 4];
-}
-
-/// Resamples packed 8-bit pixels as PIL does: a horizontal pass over the rows the vertical filter
-/// needs, stored in 8 bits, then a vertical pass (done here in 16 bits per channel and rounded
-/// once, so only one pass carries fast_image_resize's 16-bit-coefficient rounding). Returns the
-/// R, G and B planes (`order` gives their byte positions in a pixel).
-///
-/// fast_image_resize alone runs the vertical pass first for 8-bit pixels, which rounds
-/// differently from PIL in ~15% of the values; each call below is a one-axis resize (the other
-/// axis keeps its size and an integer offset, so it is copied).
-#[allow(clippy::too_many_arguments)]
-fn resize_like_pil<'b, P: Channels>(
-    resizer: &mut fr::Resizer,
-    src: &impl ImageView<Pixel = P>,
-    rows: &mut Vec<P>,
-    scratch: &'b mut PilScratch,
-    plan: &Plan,
-    options: ResizeOptions,
-    bytes: impl Fn(&P) -> P::Array,
-    order: [usize; 3],
-) -> Result<[&'b [U16]; 3]> {
-    let (rw, rh) = (plan.resized_w, plan.resized_h);
-    let b = plan.src;
-    // Rows any output row's window can touch: the box plus the filter's reach (support 1,
-    // widened by the scale when shrinking), clamped to the picture.
-    let reach = (b.height / rh as f64).max(1.0) + 1.0;
-    let first = (b.top - reach).floor().max(0.0) as u32;
-    let end = ((b.top + b.height + reach).ceil() as u32).min(src.height());
-    let n = end - first;
-    let wide = BoxF {
-        left: b.left,
-        top: first as f64,
-        width: b.width,
-        height: n as f64,
-    };
-    let horizontal = resize_into(resizer, src, rows, rw, n, wide, options)?;
-    for (k, plane) in scratch.rows.iter_mut().enumerate() {
-        plane.clear();
-        plane.extend(
-            horizontal
-                .iter()
-                .map(|p| U16::new((bytes(p).as_ref()[order[k]] as u16) << 8)),
-        );
-    }
-    let tall = BoxF {
-        left: 0.0,
-        top: b.top - first as f64,
-        width: rw as f64,
-        height: b.height,
-    };
-    let [o0, o1, o2] = &mut scratch.out;
-    let mut planes = [&[][..]; 3];
-    for (k, out) in [o0, o1, o2].into_iter().enumerate() {
-        let view = TypedImageRef::new(rw, n, &scratch.rows[k]).map_err(resize_err)?;
-        planes[k] = resize_into(resizer, &view, out, rw, rh, tall, options)?;
-    }
-    Ok(planes)
 }
 
 fn resize_alg(filter: Filter) -> ResizeAlg {
@@ -341,45 +235,213 @@ fn gather_chroma(frame: &Frame<'_>, cw: usize, ch: usize, out: &mut [Vec<U16>; 2
     }
 }
 
-/// A borrowed packed plane seen as an image of `P` pixels, rows `row_stride` bytes apart.
-struct Strided<'a, P> {
-    data: &'a [u8],
-    row_stride: usize,
-    width: u32,
-    height: u32,
-    _pixel: std::marker::PhantomData<P>,
+/// Filter tables and buffers of the packed (8-bit RGB) path.
+#[derive(Default)]
+struct PackedScratch {
+    /// Geometry the tables were built for: frame size, source box bits, resampled size.
+    key: Option<(u32, u32, [u64; 4], u32, u32)>,
+    horizontal: Taps,
+    vertical: Taps,
+    /// Horizontally resampled rows (R, G, B bytes), the rows the vertical taps read.
+    rows: Vec<u8>,
+    /// One output row of the vertical pass, before rounding.
+    acc: Vec<i32>,
+    /// The resampled picture, R, G, B bytes, in stored orientation.
+    out: Vec<u8>,
 }
 
-impl<'a, P: fr::PixelTrait + bytemuck::Pod> Strided<'a, P> {
-    fn new(plane: &Plane<'a>, width: u32, height: u32) -> Self {
-        Self {
-            data: plane.data,
-            row_stride: plane.row_stride,
-            width,
-            height,
-            _pixel: std::marker::PhantomData,
+impl PackedScratch {
+    /// Resamples the packed frame's source box to the plan's resized size; returns R, G, B bytes.
+    fn resample(&mut self, frame: &Frame<'_>, plan: &Plan) -> &[u8] {
+        let (w, h) = (frame.width(), frame.height());
+        let (rw, rh) = (plan.resized_w as usize, plan.resized_h as usize);
+        let b = plan.src;
+        let key = (
+            w,
+            h,
+            [b.left, b.top, b.width, b.height].map(f64::to_bits),
+            plan.resized_w,
+            plan.resized_h,
+        );
+        if self.key != Some(key) {
+            self.horizontal = Taps::new(b.left, b.width, plan.resized_w, w as usize);
+            self.vertical = Taps::new(b.top, b.height, plan.resized_h, h as usize);
+            self.key = Some(key);
+        }
+        let plane = frame.planes()[0];
+        // Byte position of R, G and B in a pixel.
+        let order = match frame.format() {
+            PixelFormat::Bgra8 => [2, 1, 0],
+            _ => [0, 1, 2],
+        };
+        let span = self.vertical.span();
+        let line = rw * 3;
+        self.rows.resize(span.len() * line, 0);
+        horizontal_rows(
+            &plane,
+            w as usize,
+            span.clone(),
+            &self.horizontal,
+            order,
+            &mut self.rows,
+        );
+        self.out.resize(rh * line, 0);
+        self.acc.resize(line, 0);
+        for oy in 0..rh {
+            let (s, weights) = self.vertical.window(oy);
+            self.acc.fill(HALF);
+            for (k, &wt) in weights.iter().enumerate() {
+                if wt == 0 {
+                    continue;
+                }
+                let r = s + k - span.start;
+                let src = &self.rows[r * line..(r + 1) * line];
+                for (a, &v) in self.acc.iter_mut().zip(src) {
+                    *a += v as i32 * wt;
+                }
+            }
+            for (o, &a) in self.out[oy * line..(oy + 1) * line]
+                .iter_mut()
+                .zip(&self.acc)
+            {
+                *o = to_u8(a);
+            }
+        }
+        &self.out[..rh * line]
+    }
+}
+
+/// The horizontal pass over rows `span` of a packed plane of `width` pixels: R, G, B bytes of each
+/// output sample, one row of `taps.len()` samples after another.
+///
+/// The sums need 32-bit multiplies, which x86-64's baseline (SSE2) lacks as vector instructions;
+/// where the CPU has AVX2 the same code is compiled for it and chosen at run time. ARM's NEON has
+/// them, so the portable build vectorises there.
+fn horizontal_rows(
+    plane: &Plane<'_>,
+    width: usize,
+    span: std::ops::Range<usize>,
+    taps: &Taps,
+    order: [usize; 3],
+    rows: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { horizontal_rows_avx2(plane, width, span, taps, order, rows) };
+        return;
+    }
+    horizontal_rows_portable(plane, width, span, taps, order, rows);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn horizontal_rows_avx2(
+    plane: &Plane<'_>,
+    width: usize,
+    span: std::ops::Range<usize>,
+    taps: &Taps,
+    order: [usize; 3],
+    rows: &mut [u8],
+) {
+    if plane.pixel_stride != 4 {
+        return horizontal_rows_portable(plane, width, span, taps, order, rows);
+    }
+    let line = taps.len() * 3;
+    for (y, dst) in span.zip(rows.chunks_exact_mut(line)) {
+        let start = y * plane.row_stride;
+        horizontal_4_avx2(&plane.data[start..start + width * 4], taps, order, dst);
+    }
+}
+
+/// [`horizontal`] for 4-byte pixels with AVX2: two taps (8 channel sums) per multiply.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn horizontal_4_avx2(src: &[u8], taps: &Taps, order: [usize; 3], dst: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let n = taps.width;
+    // Lanes 0-3 take the first weight of a pair, lanes 4-7 the second.
+    let spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    for ((out, &s), weights) in dst
+        .chunks_exact_mut(3)
+        .zip(&taps.start)
+        .zip(taps.weights.chunks_exact(n))
+    {
+        let s = s as usize;
+        let px = &src[s * 4..(s + n) * 4];
+        let mut acc = _mm256_setzero_si256();
+        for j in 0..n / 2 {
+            // SAFETY: pixels 2j and 2j+1 (bytes 8j..8j+8) and weights 2j, 2j+1 lie inside `px`
+            // (4n bytes) and `weights` (n values): 2j + 2 <= n.
+            let (p, w) = unsafe {
+                (
+                    _mm_loadl_epi64(px.as_ptr().add(j * 8).cast()),
+                    _mm_loadl_epi64(weights.as_ptr().add(j * 2).cast()),
+                )
+            };
+            let v = _mm256_cvtepu8_epi32(p);
+            let w = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(w), spread);
+            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(v, w));
+        }
+        let mut sum = _mm_add_epi32(
+            _mm256_castsi256_si128(acc),
+            _mm256_extracti128_si256::<1>(acc),
+        );
+        if n % 2 == 1 {
+            let k = n - 1;
+            let last = u32::from_le_bytes([px[k * 4], px[k * 4 + 1], px[k * 4 + 2], px[k * 4 + 3]]);
+            let v = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(last as i32));
+            sum = _mm_add_epi32(sum, _mm_mullo_epi32(v, _mm_set1_epi32(weights[k])));
+        }
+        let mut lanes = [0i32; 4];
+        // SAFETY: `lanes` is 16 bytes, the size of the store.
+        unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), sum) };
+        for (o, &c) in out.iter_mut().zip(&order) {
+            *o = to_u8(lanes[c] + HALF);
         }
     }
 }
 
-// SAFETY: every row returned is exactly `width` pixels long (the frame was validated to hold
-// `height` rows of `width` pixels at `row_stride`), as the trait requires.
-unsafe impl<P: fr::PixelTrait + bytemuck::Pod> ImageView for Strided<'_, P> {
-    type Pixel = P;
-
-    fn width(&self) -> u32 {
-        self.width
+#[inline(always)]
+fn horizontal_rows_portable(
+    plane: &Plane<'_>,
+    width: usize,
+    span: std::ops::Range<usize>,
+    taps: &Taps,
+    order: [usize; 3],
+    rows: &mut [u8],
+) {
+    let bpp = plane.pixel_stride;
+    let line = taps.len() * 3;
+    for (y, dst) in span.zip(rows.chunks_exact_mut(line)) {
+        let start = y * plane.row_stride;
+        let src = &plane.data[start..start + width * bpp];
+        match bpp {
+            4 => horizontal::<4>(src, taps, order, dst),
+            _ => horizontal::<3>(src, taps, order, dst),
+        }
     }
+}
 
-    fn height(&self) -> u32 {
-        self.height
-    }
-
-    fn iter_rows(&self, start_row: u32) -> impl Iterator<Item = &[P]> {
-        let row_bytes = self.width as usize * std::mem::size_of::<P>();
-        (start_row.min(self.height)..self.height).map(move |row| {
-            let start = row as usize * self.row_stride;
-            bytemuck::cast_slice(&self.data[start..start + row_bytes])
-        })
+/// The horizontal pass over one row of `BPP`-byte pixels: R, G, B bytes of each output sample.
+#[inline(always)]
+fn horizontal<const BPP: usize>(src: &[u8], taps: &Taps, order: [usize; 3], dst: &mut [u8]) {
+    let n = taps.width;
+    for ((out, &s), weights) in dst
+        .chunks_exact_mut(3)
+        .zip(&taps.start)
+        .zip(taps.weights.chunks_exact(n))
+    {
+        let s = s as usize;
+        let px = &src[s * BPP..(s + n) * BPP];
+        let mut acc = [HALF; BPP];
+        for (p, &wt) in px.chunks_exact(BPP).zip(weights) {
+            for c in 0..BPP {
+                acc[c] += p[c] as i32 * wt;
+            }
+        }
+        for (o, &c) in out.iter_mut().zip(&order) {
+            *o = to_u8(acc[c]);
+        }
     }
 }

@@ -9,6 +9,7 @@
 mod color;
 mod cpu;
 pub mod geometry;
+pub mod kernel;
 pub mod reference;
 
 pub use color::YuvToRgb;
