@@ -14,6 +14,7 @@ use prescreen::stats::{ms, summarize};
 use prescreen::stream::SampleStream;
 use prescreen::timeline::{self, Series};
 use prescreen::y4m::{self, Y4mReader};
+use prescreen_runtime::backend::Backend;
 use prescreen_runtime::engine::{Engine, EngineOptions, Event};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat, Rotation};
 use prescreen_runtime::manifest::Variant;
@@ -53,8 +54,32 @@ impl From<VariantArg> for Variant {
     }
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// The GPU when one passes the start-up self-test, else the CPU.
+    Auto,
+    /// The GPU (an error when none is usable).
+    Gpu,
+    /// The CPU.
+    Cpu,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(v: BackendArg) -> Self {
+        match v {
+            BackendArg::Auto => Backend::Auto,
+            BackendArg::Gpu => Backend::Gpu,
+            BackendArg::Cpu => Backend::Cpu,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct ModelArgs {
+    /// Preprocessing backend. GPU stage times (upload, dispatch, readback) are printed with the
+    /// other stages. The live engine (--policy) preprocesses on the CPU for now.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendArg,
     /// Folder with model.toml and the fetched model files.
     #[arg(long, default_value = prescreen::DEFAULT_MODEL_DIR)]
     model_dir: PathBuf,
@@ -196,6 +221,8 @@ struct Run {
     validate: Vec<Duration>,
     preprocess: Vec<Duration>,
     infer: Vec<Duration>,
+    /// GPU stages of frames preprocessed on the GPU: upload, dispatch, readback.
+    gpu: [Vec<Duration>; 3],
     labels: Vec<String>,
     max_scores: Vec<f32>,
     frames: usize,
@@ -227,12 +254,22 @@ impl Run {
                 std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
             ))),
         };
+        let screener = Screener::with_backend(&model, args.backend.into())?;
+        let pre = screener.preprocessor();
+        match pre.adapter_name() {
+            Some(adapter) => eprintln!("preprocessing on the GPU: {adapter}"),
+            None => match pre.gpu_error() {
+                Some(e) => eprintln!("preprocessing on the CPU (GPU unavailable: {e})"),
+                None => eprintln!("preprocessing on the CPU"),
+            },
+        }
         Ok(Self {
-            screener: Screener::new(&model)?,
+            screener,
             json,
             validate: vec![],
             preprocess: vec![],
             infer: vec![],
+            gpu: [vec![], vec![], vec![]],
             max_scores: vec![0.0; labels.len()],
             labels,
             frames: 0,
@@ -250,6 +287,12 @@ impl Run {
         self.validate.push(validated);
         self.preprocess.push(out.preprocess);
         self.infer.push(out.infer);
+        let gpu = self.screener.preprocessor().gpu_stage_times();
+        if let Some(t) = gpu {
+            for (v, d) in self.gpu.iter_mut().zip([t.upload, t.dispatch, t.readback]) {
+                v.push(d);
+            }
+        }
         let p = out.scores.probabilities;
         for (m, v) in self.max_scores.iter_mut().zip(&p) {
             *m = m.max(*v);
@@ -274,6 +317,12 @@ impl Run {
                     "preprocess": out.preprocess.as_micros() as u64,
                     "infer": out.infer.as_micros() as u64,
                 },
+                "backend": self.screener.active_backend().to_string(),
+                "gpu_timing_us": gpu.map(|t| serde_json::json!({
+                    "upload": t.upload.as_micros() as u64,
+                    "dispatch": t.dispatch.as_micros() as u64,
+                    "readback": t.readback.as_micros() as u64,
+                })),
             });
             writeln!(json, "{line}")?;
         }
@@ -294,6 +343,21 @@ impl Run {
         ] {
             let s = summarize(v);
             eprintln!("{name:<11} {:>10.3} {:>10.3}", ms(s.median), ms(s.p95));
+            if name == "preprocess" && !self.gpu[0].is_empty() {
+                // The GPU part of preprocessing, for the frames it ran on the GPU.
+                for (stage, v) in ["upload", "dispatch", "readback"].iter().zip(&self.gpu) {
+                    let s = summarize(v);
+                    eprintln!("  {stage:<9} {:>10.3} {:>10.3}", ms(s.median), ms(s.p95));
+                }
+            }
+        }
+        let pre = self.screener.preprocessor();
+        if pre.fallbacks() > 0 {
+            eprintln!(
+                "GPU failed mid-stream, {} fallback(s) to the CPU: {}",
+                pre.fallbacks(),
+                pre.gpu_error().map(|e| e.to_string()).unwrap_or_default()
+            );
         }
         let maxes: Vec<String> = self
             .labels
@@ -328,6 +392,11 @@ impl EngineRun {
         let model = Model::load_dir(&args.model_dir, args.variant.into())
             .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
         let policy = Policy::load(policy)?;
+        if !matches!(args.backend, BackendArg::Cpu) {
+            eprintln!(
+                "note: the live engine preprocesses on the CPU; --backend applies without --policy"
+            );
+        }
         let (tx, events) = mpsc::channel();
         let mut sink: prescreen_runtime::engine::EventSink = Box::new(move |e| drop(tx.send(e)));
         let outbox = match &args.outbox {

@@ -5,6 +5,7 @@
 
 mod common;
 
+use prescreen_runtime::backend::{ActiveBackend, Backend};
 use prescreen_runtime::frame::{Frame, PixelFormat};
 use prescreen_runtime::manifest::Variant;
 use prescreen_runtime::model::{Model, Scores};
@@ -68,6 +69,26 @@ fn logit(p: &[f32]) -> f32 {
 
 #[test]
 fn prescreen_matches_the_reference_pipeline_on_photographs() {
+    fidelity(Backend::Cpu);
+}
+
+/// The same photographs and bounds with preprocessing on the GPU. Without an adapter: skipped
+/// with a reason on a developer machine, a failure in CI (which runs it on lavapipe).
+#[test]
+fn gpu_preprocessing_matches_the_reference_pipeline_on_photographs() {
+    if let Err(e) = prescreen_runtime::gpu::GpuContext::new() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "NO GPU ADAPTER IN CI ({e}): install mesa-vulkan-drivers libvulkan1 (.ci/run does it)"
+        );
+        eprintln!("SKIPPING GPU FIDELITY TEST: no GPU adapter ({e})");
+        return;
+    }
+    fidelity(Backend::Gpu);
+}
+
+fn fidelity(backend: Backend) {
+    println!("preprocessing backend: {backend}");
     let photos = photos();
     assert!(
         photos.len() >= 20,
@@ -78,8 +99,8 @@ fn prescreen_matches_the_reference_pipeline_on_photographs() {
     let float = Model::load_dir(&dir, Variant::Float).unwrap();
     let int8 = Model::load_dir(&dir, Variant::Int8).unwrap();
     let (mut sf, mut sq) = (
-        Screener::new(&float).unwrap(),
-        Screener::new(&int8).unwrap(),
+        Screener::with_backend(&float, backend).unwrap(),
+        Screener::with_backend(&int8, backend).unwrap(),
     );
     let mut tensor = vec![0f32; float.manifest().input.len()];
     println!(
@@ -119,6 +140,11 @@ fn prescreen_matches_the_reference_pipeline_on_photographs() {
         jpeg_l_max = jpeg_l_max.max(jpeg_dl);
         // The reference's int8 run (onnxruntime) for the record: tract's int8 is held to float.
         let _ = &ph.int8;
+    }
+    if backend == Backend::Gpu {
+        // No silent fallback: every photograph went through the GPU.
+        assert_eq!(sf.active_backend(), ActiveBackend::Gpu);
+        assert_eq!(sf.preprocessor().fallbacks(), 0);
     }
     let n = photos.len() as f32;
     println!(

@@ -139,4 +139,70 @@ pub enum Error {
     /// The uploader is misconfigured (bad endpoint, TLS unavailable).
     #[error("uploader: {0}")]
     Upload(String),
+    /// GPU preprocessing is unavailable or failed (the CPU path is the fallback).
+    #[error("GPU preprocessing: {0}")]
+    Gpu(#[from] GpuError),
+}
+
+/// What went wrong on the GPU path. Messages name adapters, sizes and wgpu's own diagnostics (which
+/// describe API objects, never buffer contents).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum GpuError {
+    /// The runtime was built without the `gpu` feature.
+    #[error("this build has no GPU support (feature `gpu` is off)")]
+    NotBuilt,
+    /// No adapter with compute shaders was found.
+    #[error("no GPU adapter with compute shaders found")]
+    NoAdapter,
+    /// The adapter refused to open a device.
+    #[error("cannot open a device on {adapter}: {reason}")]
+    Device {
+        /// The adapter's name and backend.
+        adapter: String,
+        /// wgpu's explanation.
+        reason: String,
+    },
+    /// The adapter produced a wrong tensor for the start-up test frames.
+    #[error("adapter {adapter} failed the start-up self-test ({case}: max |gpu - reference| {max_diff})")]
+    SelfTest {
+        /// The adapter's name and backend.
+        adapter: String,
+        /// Which test frame.
+        case: &'static str,
+        /// Largest difference found.
+        max_diff: f32,
+    },
+    /// The frame's planes need larger buffers than the device allows (handled on the CPU).
+    #[error("frame needs a {bytes}-byte GPU buffer, the device allows {limit}")]
+    FrameTooLarge {
+        /// Bytes needed.
+        bytes: u64,
+        /// The device's limit.
+        limit: u64,
+    },
+    /// wgpu reported a validation error.
+    #[error("validation error: {0}")]
+    Validation(String),
+    /// The device ran out of memory.
+    #[error("out of GPU memory")]
+    OutOfMemory,
+    /// wgpu reported an internal error.
+    #[error("internal GPU error: {0}")]
+    Internal(String),
+    /// The device was lost (driver reset, GPU removed, ...).
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    /// Mapping the readback buffer failed.
+    #[error("readback map failed: {0}")]
+    Map(String),
+    /// The GPU did not finish in time.
+    #[error("GPU did not finish within {0} ms")]
+    Timeout(u64),
+    /// The pipelined API was used out of order (submit on a full ring, receive on an empty one).
+    #[error("GPU ring: {0}")]
+    Ring(&'static str),
+    /// A failure injected by a test.
+    #[error("injected failure (test)")]
+    Injected,
 }

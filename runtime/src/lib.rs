@@ -6,7 +6,8 @@
 //!   with colour space, orientation and timestamp.
 //! * [`manifest`]: what a model is and how to feed it; the only source of preprocessing parameters.
 //! * [`preprocess`]: frame to model input ([`preprocess::CpuPreprocessor`]), and the scalar
-//!   [`preprocess::reference`] every backend is tested against.
+//!   [`preprocess::reference`] every backend is tested against; [`backend`]: the backend choice
+//!   (`auto | gpu | cpu`) with CPU fallback; `gpu` (feature `gpu`): wgpu compute shaders.
 //! * [`model`]: tract-based loading with checksum, IO and golden self-test, and per-worker sessions.
 //! * [`screener`]: the three stages in one object, with per-stage timing.
 //! * [`engine`]: the live stream engine (non-blocking submit, worker thread, events, metrics).
@@ -29,9 +30,12 @@
 //! ```
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+pub mod backend;
 pub mod engine;
 pub mod error;
 pub mod frame;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod manifest;
 pub mod model;
 pub mod outbox;
@@ -44,4 +48,4 @@ pub mod segmenter;
 #[cfg(feature = "upload")]
 pub mod upload;
 
-pub use error::{Error, Result};
+pub use error::{Error, GpuError, Result};

@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::backend::{ActiveBackend, Backend, Preprocessor};
 use crate::error::Result;
 use crate::frame::Frame;
 use crate::manifest::Variant;
 use crate::model::{Model, Scores, Session};
-use crate::preprocess::CpuPreprocessor;
 
 /// The scores of one frame and how long each stage took.
 #[derive(Clone, Debug)]
@@ -24,7 +24,7 @@ pub struct Screened {
 /// worker from a shared [`Model`].
 #[derive(Debug)]
 pub struct Screener {
-    preprocessor: CpuPreprocessor,
+    preprocessor: Preprocessor,
     session: Session,
 }
 
@@ -34,12 +34,46 @@ impl Screener {
         Self::new(&Model::load_dir(dir, variant)?)
     }
 
-    /// A screener on an already loaded model.
+    /// Like [`Screener::open`], preprocessing on `backend`.
+    pub fn open_with_backend(
+        dir: impl AsRef<Path>,
+        variant: Variant,
+        backend: Backend,
+    ) -> Result<Self> {
+        Self::with_backend(&Model::load_dir(dir, variant)?, backend)
+    }
+
+    /// A screener on an already loaded model, preprocessing on the CPU.
     pub fn new(model: &Model) -> Result<Self> {
+        Self::with_backend(model, Backend::Cpu)
+    }
+
+    /// A screener on an already loaded model, preprocessing on `backend` (see [`Preprocessor`]).
+    pub fn with_backend(model: &Model, backend: Backend) -> Result<Self> {
+        Self::with_preprocessor(model, Preprocessor::new(&model.manifest().input, backend)?)
+    }
+
+    /// A screener on an already loaded model with a preprocessor made for its input.
+    pub fn with_preprocessor(model: &Model, preprocessor: Preprocessor) -> Result<Self> {
         Ok(Self {
-            preprocessor: CpuPreprocessor::new(&model.manifest().input),
+            preprocessor,
             session: model.session()?,
         })
+    }
+
+    /// The preprocessor (active backend, fallbacks, GPU stage times).
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    /// The preprocessor, mutably (e.g. for fault injection in tests).
+    pub fn preprocessor_mut(&mut self) -> &mut Preprocessor {
+        &mut self.preprocessor
+    }
+
+    /// The backend that preprocesses the next frame.
+    pub fn active_backend(&self) -> ActiveBackend {
+        self.preprocessor.active_backend()
     }
 
     /// The model.

@@ -1,0 +1,556 @@
+//! The GPU backend: shaders validated by naga (no GPU needed), then, on a real adapter (Mesa's
+//! lavapipe in CI), the GPU against the scalar reference and the CPU path over formats, sizes,
+//! strides, rotations, mirror, colour spaces and manifest variants; the scene signature; the
+//! pipelined ring; and CPU fallback after a GPU failure mid-stream.
+//!
+//! Without an adapter these tests print why and pass on a developer machine; in CI (`CI` set) a
+//! missing adapter is a failure.
+
+mod common;
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use prescreen_runtime::backend::{ActiveBackend, Backend, Preprocessor};
+use prescreen_runtime::frame::{ColorMatrix, ColorRange, Frame, PixelFormat, Plane, Rotation};
+use prescreen_runtime::gpu::{GpuContext, GpuPreprocessor};
+use prescreen_runtime::manifest::{InputSpec, Manifest};
+use prescreen_runtime::preprocess::{reference, CpuPreprocessor};
+use prescreen_runtime::sampling::Signature;
+use prescreen_runtime::{Error, GpuError};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+/// Every `shaders/*.wgsl` parses and validates with naga; there is at least one.
+#[test]
+fn shaders_validate_with_naga() {
+    let dir = common::root().join("shaders");
+    let mut found = 0;
+    for entry in std::fs::read_dir(&dir).expect("shaders/ exists") {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
+            panic!(
+                "{}: {}",
+                path.display(),
+                e.emit_to_string_with_path(&source, &path.display().to_string())
+            )
+        });
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {}",
+                path.display(),
+                e.emit_to_string_with_path(&source, &path.display().to_string())
+            )
+        });
+        found += 1;
+    }
+    assert!(
+        found >= 3,
+        "expected the 3 kernels in {}, found {found}",
+        dir.display()
+    );
+}
+
+/// The shared GPU, or None (with the reason printed) on a developer machine without one.
+/// In CI a missing adapter fails the test: CI must run the GPU tests for real.
+fn gpu() -> Option<&'static GpuContext> {
+    static CTX: OnceLock<Option<GpuContext>> = OnceLock::new();
+    CTX.get_or_init(|| match GpuContext::new() {
+        Ok(ctx) => {
+            eprintln!("GPU tests on {}", ctx.adapter_name());
+            Some(ctx)
+        }
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "NO GPU ADAPTER IN CI ({e}): the GPU tests must run. Install Mesa's Vulkan \
+                     driver (apt-get install mesa-vulkan-drivers libvulkan1; .ci/run does it)."
+                );
+            }
+            eprintln!("SKIPPING GPU TEST: no GPU adapter ({e}); CI runs it on lavapipe");
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// Pixel bytes and plane layout of a test frame (as in tests/preprocess.rs).
+#[derive(Clone, Debug)]
+struct Case {
+    format: PixelFormat,
+    w: u32,
+    h: u32,
+    rotation: Rotation,
+    mirror: bool,
+    matrix: ColorMatrix,
+    range: ColorRange,
+    pad: usize,
+    chroma_pixel_stride: usize,
+    seed: u64,
+}
+
+struct Built {
+    bufs: Vec<Vec<u8>>,
+    // (buffer, offset, row stride, pixel stride)
+    planes: Vec<(usize, usize, usize, usize)>,
+}
+
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+fn build(c: &Case) -> Built {
+    let (w, h) = (c.w as usize, c.h as usize);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let ys = w + c.pad;
+    match c.format {
+        PixelFormat::Nv12 | PixelFormat::Nv21 => {
+            let cs = 2 * cw + c.pad;
+            Built {
+                bufs: vec![noise(ys * h, c.seed), noise(cs * ch, c.seed + 1)],
+                planes: vec![(0, 0, ys, 1), (1, 0, cs, 2)],
+            }
+        }
+        PixelFormat::Yuv420 if c.chroma_pixel_stride == 2 => {
+            // Android's layout: U and V interleaved in one buffer, one byte apart, the last row
+            // not padded.
+            let cs = 2 * cw + c.pad;
+            let len = (ch - 1) * cs + 2 * cw;
+            Built {
+                bufs: vec![noise(ys * h, c.seed), noise(len, c.seed + 1)],
+                planes: vec![(0, 0, ys, 1), (1, 0, cs, 2), (1, 1, cs, 2)],
+            }
+        }
+        PixelFormat::I420 | PixelFormat::Yuv420 => {
+            let cs = cw + c.pad;
+            Built {
+                bufs: vec![
+                    noise(ys * h, c.seed),
+                    noise(cs * ch, c.seed + 1),
+                    noise(cs * ch, c.seed + 2),
+                ],
+                planes: vec![(0, 0, ys, 1), (1, 0, cs, 1), (2, 0, cs, 1)],
+            }
+        }
+        packed => {
+            let bpp = packed.packed_bytes_per_pixel().unwrap();
+            let stride = w * bpp + c.pad;
+            Built {
+                bufs: vec![noise(stride * h, c.seed)],
+                planes: vec![(0, 0, stride, bpp)],
+            }
+        }
+    }
+}
+
+fn frame<'a>(c: &Case, b: &'a Built) -> Frame<'a> {
+    let p: Vec<Plane<'a>> = b
+        .planes
+        .iter()
+        .map(|&(buf, off, rs, ps)| Plane::with_pixel_stride(&b.bufs[buf][off..], rs, ps))
+        .collect();
+    let f = match c.format {
+        PixelFormat::Nv12 => Frame::nv12(c.w, c.h, p[0], p[1]),
+        PixelFormat::Nv21 => Frame::nv21(c.w, c.h, p[0], p[1]),
+        PixelFormat::I420 => Frame::i420(c.w, c.h, p[0], p[1], p[2]),
+        PixelFormat::Yuv420 => Frame::yuv420(c.w, c.h, p[0], p[1], p[2]),
+        packed => Frame::packed(packed, c.w, c.h, p[0].data, p[0].row_stride),
+    };
+    f.expect("valid test frame")
+        .with_color(c.matrix, c.range)
+        .with_orientation(c.rotation, c.mirror)
+}
+
+/// 1/255 of each channel's value range, the contract's tolerance.
+fn tolerance(spec: &InputSpec) -> f32 {
+    spec.affine()
+        .iter()
+        .map(|(scale, _)| scale.abs())
+        .fold(0.0, f32::max)
+        * 1.0001
+}
+
+/// The manifest variants of tests/preprocess.rs: the default, letterbox + NCHW, shorter side +
+/// RGB, [0, 1] scaling with per-channel std + NCHW.
+fn variant_spec(variant: usize) -> InputSpec {
+    let text = match variant {
+        0 => return common::spec(),
+        1 => common::manifest_variant(&[
+            ("mode = \"stretch\"", "mode = \"letterbox\"\npad = 114"),
+            ("width = 256\nheight = 256", "width = 224\nheight = 224"),
+            (
+                "[input.crop]\n# centre crop after the resize\nwidth = 224\nheight = 224\n",
+                "",
+            ),
+            ("layout = \"NHWC\"", "layout = \"NCHW\""),
+        ]),
+        2 => common::manifest_variant(&[
+            ("mode = \"stretch\"", "mode = \"shorter_side\""),
+            ("channel_order = \"BGR\"", "channel_order = \"RGB\""),
+        ]),
+        _ => common::manifest_variant(&[
+            ("value_scale = 255.0", "value_scale = 1.0"),
+            (
+                "mean = [104.0, 117.0, 123.0]",
+                "mean = [0.485, 0.456, 0.406]",
+            ),
+            ("std = [1.0, 1.0, 1.0]", "std = [0.229, 0.224, 0.225]"),
+            ("layout = \"NHWC\"", "layout = \"NCHW\""),
+        ]),
+    };
+    Manifest::parse(&text).expect("variant manifest").input
+}
+
+/// One spec with its GPU and CPU preprocessors.
+struct Rig {
+    spec: InputSpec,
+    gpu: GpuPreprocessor,
+    cpu: CpuPreprocessor,
+}
+
+impl Rig {
+    fn new(ctx: &GpuContext, spec: InputSpec) -> Self {
+        Self {
+            gpu: GpuPreprocessor::new(ctx, &spec).expect("GPU preprocessor"),
+            cpu: CpuPreprocessor::new(&spec),
+            spec,
+        }
+    }
+
+    /// GPU output within 1/255 of the reference and of the CPU path; packed formats on the same
+    /// 8-bit levels as the CPU (both use the same integer arithmetic).
+    fn check(&mut self, c: &Case) -> Result<(), TestCaseError> {
+        let b = build(c);
+        let f = frame(c, &b);
+        let n = self.spec.len();
+        let (mut gpu, mut cpu) = (vec![0f32; n], vec![0f32; n]);
+        self.gpu.run(&f, &mut gpu).expect("GPU preprocess");
+        self.cpu.run(&f, &mut cpu).expect("CPU preprocess");
+        let want = reference::preprocess(&f, &self.spec);
+        let tol = tolerance(&self.spec);
+        let (max_ref, _) = common::diff(&gpu, &want);
+        prop_assert!(
+            max_ref <= tol,
+            "max |gpu - reference| = {max_ref} for {c:?}"
+        );
+        let (max_cpu, _) = common::diff(&gpu, &cpu);
+        prop_assert!(max_cpu <= tol, "max |gpu - cpu| = {max_cpu} for {c:?}");
+        if !c.format.is_yuv() {
+            prop_assert!(
+                max_cpu <= tol / 100.0,
+                "packed: gpu and cpu differ by {max_cpu} (not the same 8-bit levels) for {c:?}"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn case_strategy(max_side: u32) -> impl Strategy<Value = Case> {
+    (
+        prop::sample::select(PixelFormat::ALL.to_vec()),
+        1..=max_side,
+        1..=max_side,
+        prop::sample::select(Rotation::ALL.to_vec()),
+        any::<bool>(),
+        prop::sample::select(vec![ColorMatrix::Bt601, ColorMatrix::Bt709]),
+        prop::sample::select(vec![ColorRange::Limited, ColorRange::Full]),
+        0usize..9,
+        prop::sample::select(vec![1usize, 2]),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(format, w, h, rotation, mirror, matrix, range, pad, chroma_pixel_stride, seed)| {
+                Case {
+                    format,
+                    w,
+                    h,
+                    rotation,
+                    mirror,
+                    matrix,
+                    range,
+                    pad,
+                    chroma_pixel_stride,
+                    seed,
+                }
+            },
+        )
+}
+
+/// Random noise, sizes 1..=600 (odd included), padded strides, every format, rotation, mirror and
+/// colour space, with the default manifest. Few cases: lavapipe is slow.
+#[test]
+fn gpu_matches_reference_and_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let rig = RefCell::new(Rig::new(ctx, common::spec()));
+    let mut runner = TestRunner::new(Config {
+        cases: 40,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&case_strategy(600), |c| rig.borrow_mut().check(&c))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The same over the manifest variants (letterbox with padding, shorter side + crop, NCHW, RGB
+/// order, per-channel std).
+#[test]
+fn gpu_matches_reference_and_cpu_for_other_manifests() {
+    let Some(ctx) = gpu() else { return };
+    let rigs: Vec<RefCell<Rig>> = (1..4)
+        .map(|v| RefCell::new(Rig::new(ctx, variant_spec(v))))
+        .collect();
+    let mut runner = TestRunner::new(Config {
+        cases: 36,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&(case_strategy(300), 0usize..3), |(c, v)| {
+            rigs[v].borrow_mut().check(&c)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Camera-sized frames of every format, one reused GPU preprocessor.
+#[test]
+fn gpu_camera_sizes_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    let mut rig = Rig::new(ctx, common::spec());
+    for (w, h) in [(1920, 1080), (1280, 720), (641, 479)] {
+        for (i, format) in PixelFormat::ALL.into_iter().enumerate() {
+            let c = Case {
+                format,
+                w,
+                h,
+                rotation: Rotation::ALL[i % 4],
+                mirror: i % 3 == 0,
+                matrix: ColorMatrix::Bt709,
+                range: ColorRange::Limited,
+                pad: 32,
+                chroma_pixel_stride: 2,
+                seed: i as u64,
+            };
+            rig.check(&c)
+                .unwrap_or_else(|e| panic!("{w}x{h} {format}: {e}"));
+        }
+    }
+}
+
+/// The GPU signature equals `Signature::compute` exactly, for every format and odd sizes.
+#[test]
+fn gpu_signature_equals_cpu_signature() {
+    let Some(ctx) = gpu() else { return };
+    let mut pre = GpuPreprocessor::new(ctx, &common::spec()).unwrap();
+    let (mut got, mut want) = (Signature::default(), Signature::default());
+    for (i, (w, h)) in [(1920, 1080), (641, 479), (7, 3), (1, 1), (333, 1000)]
+        .into_iter()
+        .enumerate()
+    {
+        for format in PixelFormat::ALL {
+            let c = Case {
+                format,
+                w,
+                h,
+                rotation: Rotation::R0,
+                mirror: false,
+                matrix: ColorMatrix::Bt601,
+                range: ColorRange::Full,
+                pad: 5,
+                chroma_pixel_stride: 2,
+                seed: 40 + i as u64,
+            };
+            let b = build(&c);
+            let f = frame(&c, &b);
+            pre.signature(&f, &mut got).unwrap();
+            want.compute(&f);
+            assert_eq!(got.cells.len(), Signature::WIDTH * Signature::HEIGHT);
+            assert_eq!(got, want, "{w}x{h} {format}");
+        }
+    }
+}
+
+fn stream_case(i: usize) -> Case {
+    Case {
+        format: PixelFormat::ALL[i % PixelFormat::ALL.len()],
+        w: 320 + 2 * i as u32,
+        h: 240 + i as u32,
+        rotation: Rotation::ALL[i % 4],
+        mirror: i % 2 == 1,
+        matrix: ColorMatrix::Bt709,
+        range: ColorRange::Limited,
+        pad: i % 5,
+        chroma_pixel_stride: 1 + i % 2,
+        seed: 1000 + i as u64,
+    }
+}
+
+/// The two-slot ring: frame N+1 is submitted before frame N is received; results come back in
+/// order and equal the synchronous path; misuse is a typed error, not a panic.
+#[test]
+fn gpu_ring_pipelines_two_frames_in_order() {
+    let Some(ctx) = gpu() else { return };
+    let spec = common::spec();
+    let mut ring = GpuPreprocessor::new(ctx, &spec).unwrap();
+    let mut sync = GpuPreprocessor::new(ctx, &spec).unwrap();
+    let n = spec.len();
+    let mut out = vec![0f32; n];
+    let mut mismatch = Vec::new();
+    let cases: Vec<Case> = (0..8).map(stream_case).collect();
+    let built: Vec<Built> = cases.iter().map(build).collect();
+    let frames: Vec<Frame<'_>> = cases.iter().zip(&built).map(|(c, b)| frame(c, b)).collect();
+    let expect: Vec<Vec<f32>> = frames
+        .iter()
+        .map(|f| {
+            let mut o = vec![0f32; n];
+            sync.run(f, &mut o).unwrap();
+            o
+        })
+        .collect();
+    assert!(matches!(
+        ring.receive(&mut out),
+        Err(Error::Gpu(GpuError::Ring(_)))
+    ));
+    ring.submit(&frames[0]).unwrap();
+    for i in 1..frames.len() {
+        ring.submit(&frames[i]).unwrap();
+        assert_eq!(ring.in_flight(), 2);
+        if i == 1 {
+            assert!(matches!(
+                ring.submit(&frames[0]),
+                Err(Error::Gpu(GpuError::Ring(_)))
+            ));
+            assert!(matches!(
+                ring.run(&frames[0], &mut out),
+                Err(Error::Gpu(GpuError::Ring(_)))
+            ));
+        }
+        ring.receive(&mut out).unwrap();
+        if out != expect[i - 1] {
+            mismatch.push(i - 1);
+        }
+    }
+    ring.receive(&mut out).unwrap();
+    if out != expect[frames.len() - 1] {
+        mismatch.push(frames.len() - 1);
+    }
+    assert_eq!(ring.in_flight(), 0);
+    assert!(
+        mismatch.is_empty(),
+        "frames {mismatch:?} differ from the synchronous path"
+    );
+    let t = ring.stage_times();
+    assert!(t.upload > std::time::Duration::ZERO && t.readback > std::time::Duration::ZERO);
+}
+
+/// A GPU failure mid-stream: the failing frame and all later ones are preprocessed on the CPU;
+/// every frame gets exactly one result, equal to the CPU's.
+#[test]
+fn gpu_failure_mid_stream_falls_back_to_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let spec = common::spec();
+    let mut pre = Preprocessor::with_context(&spec, Backend::Gpu, ctx).unwrap();
+    assert_eq!(pre.active_backend(), ActiveBackend::Gpu);
+    let mut cpu = CpuPreprocessor::new(&spec);
+    let tol = tolerance(&spec);
+    pre.inject_failure_after(3);
+    let n = spec.len();
+    let mut backends = Vec::new();
+    let mut results = 0;
+    for i in 0..10 {
+        let c = stream_case(i);
+        let b = build(&c);
+        let f = frame(&c, &b);
+        let mut got = vec![f32::NAN; n];
+        let mut want = vec![0f32; n];
+        pre.run(&f, &mut got).expect("every frame gets a result");
+        results += 1;
+        cpu.run(&f, &mut want).unwrap();
+        let (max, _) = common::diff(&got, &want);
+        assert!(max <= tol, "frame {i}: max |result - cpu| = {max}");
+        if i >= 3 {
+            // From the failing frame on, the CPU produced it: identical.
+            assert_eq!(
+                got, want,
+                "frame {i} after the fallback is not the CPU's result"
+            );
+        }
+        backends.push(pre.active_backend());
+    }
+    assert_eq!(results, 10);
+    assert_eq!(
+        backends,
+        [
+            [ActiveBackend::Gpu; 3].as_slice(),
+            [ActiveBackend::Cpu; 7].as_slice()
+        ]
+        .concat()
+    );
+    assert_eq!(pre.fallbacks(), 1);
+    assert_eq!(pre.gpu_error(), Some(&GpuError::Injected));
+    assert!(pre.gpu_stage_times().is_none());
+}
+
+/// `auto` opens the GPU after its self-test; `cpu` never does; names parse.
+#[test]
+fn backend_choice() {
+    let spec = common::spec();
+    let cpu = Preprocessor::new(&spec, Backend::Cpu).unwrap();
+    assert_eq!(cpu.active_backend(), ActiveBackend::Cpu);
+    assert_eq!("gpu".parse::<Backend>(), Ok(Backend::Gpu));
+    assert_eq!("auto".parse::<Backend>(), Ok(Backend::Auto));
+    assert!("cuda".parse::<Backend>().is_err());
+    let Some(ctx) = gpu() else { return };
+    let auto = Preprocessor::with_context(&spec, Backend::Auto, ctx).unwrap();
+    assert_eq!(auto.active_backend(), ActiveBackend::Gpu);
+    assert!(auto.adapter_name().is_some());
+    assert_eq!(auto.fallbacks(), 0);
+}
+
+/// The two preprocessing kernels declare the same `Params` uniform, 60 words as the runtime writes
+/// it (`PARAM_WORDS` in runtime/src/gpu/mod.rs), and the signature kernel its 8-word uniform.
+#[test]
+fn shader_uniforms_have_the_runtime_layout() {
+    let dir = common::root().join("shaders");
+    let size = |file: &str, name: &str| -> u32 {
+        let source = std::fs::read_to_string(dir.join(file)).unwrap();
+        let module = naga::front::wgsl::parse_str(&source).unwrap();
+        let span = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some(name))
+            .map(|(_, t)| match &t.inner {
+                naga::TypeInner::Struct { span, .. } => *span,
+                other => panic!("{name} in {file} is not a struct: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("{file} declares no {name}"));
+        span
+    };
+    assert_eq!(size("resample_rows.wgsl", "Params"), 60 * 4);
+    assert_eq!(size("to_tensor.wgsl", "Params"), 60 * 4);
+    assert_eq!(size("signature.wgsl", "SignatureParams"), 8 * 4);
+    let text = |file: &str| {
+        let s = std::fs::read_to_string(dir.join(file)).unwrap();
+        let start = s.find("struct Params {").unwrap();
+        let end = start + s[start..].find('}').unwrap();
+        s[start..end].to_string()
+    };
+    assert_eq!(text("resample_rows.wgsl"), text("to_tensor.wgsl"));
+}
