@@ -56,7 +56,7 @@ impl From<VariantArg> for Variant {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BackendArg {
-    /// The GPU when one passes the start-up self-test, else the CPU.
+    /// A hardware GPU that passes the start-up self-test, else the CPU.
     Auto,
     /// The GPU (an error when none is usable).
     Gpu,
@@ -76,9 +76,10 @@ impl From<BackendArg> for Backend {
 
 #[derive(clap::Args)]
 struct ModelArgs {
-    /// Preprocessing backend. GPU stage times (upload, dispatch, readback) are printed with the
-    /// other stages. The live engine (--policy) preprocesses on the CPU for now.
-    #[arg(long, value_enum, default_value = "cpu")]
+    /// Preprocessing backend. `auto` takes a hardware GPU that passes the start-up self-test and
+    /// never a software rasteriser (slower than the CPU path). GPU stage times (upload, dispatch,
+    /// readback) are printed with the other stages.
+    #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
     /// Folder with model.toml and the fetched model files.
     #[arg(long, default_value = prescreen::DEFAULT_MODEL_DIR)]
@@ -392,11 +393,6 @@ impl EngineRun {
         let model = Model::load_dir(&args.model_dir, args.variant.into())
             .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
         let policy = Policy::load(policy)?;
-        if !matches!(args.backend, BackendArg::Cpu) {
-            eprintln!(
-                "note: the live engine preprocesses on the CPU; --backend applies without --policy"
-            );
-        }
         let (tx, events) = mpsc::channel();
         let mut sink: prescreen_runtime::engine::EventSink = Box::new(move |e| drop(tx.send(e)));
         let outbox = match &args.outbox {
@@ -431,10 +427,18 @@ impl EngineRun {
             }
             (None, None) => None,
         };
-        let engine = Engine::start(&model, &policy, EngineOptions { emit_scores: true }, sink)?;
+        let options = EngineOptions {
+            emit_scores: true,
+            backend: args.backend.into(),
+        };
+        let engine = Engine::start(&model, &policy, options, sink)?;
         let labels = engine.labels().to_vec();
+        let backend = engine
+            .metrics()
+            .backend
+            .map_or("?".to_string(), |b| b.to_string());
         eprintln!(
-            "engine: model {} ({}), policy {}",
+            "engine: model {} ({}), policy {}, preprocessing on {backend}",
             model.manifest().id,
             model.variant(),
             policy.version

@@ -213,7 +213,11 @@ fn the_sample_stream_gives_no_segment_and_sends_zero_bytes() {
         outbox,
         dir,
     } = reporting(&model, &p, "sample");
-    let engine = Engine::start(&model, &p, EngineOptions { emit_scores: true }, sink).unwrap();
+    let options = EngineOptions {
+        emit_scores: true,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::start(&model, &p, options, sink).unwrap();
     for i in 0..stream.len() {
         let f = stream.frame(i).unwrap();
         engine.submit(&f.frame().unwrap());
@@ -384,7 +388,10 @@ fn lent_camera_buffers_are_scored_and_given_back() {
     let model = redness();
     let p = policy(&[("[labels.nsfw]", "[labels.red]")]);
     let returned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let options = EngineOptions { emit_scores: true };
+    let options = EngineOptions {
+        emit_scores: true,
+        ..EngineOptions::default()
+    };
     let scores_of = |rx: &mpsc::Receiver<Event>| -> Vec<(i64, Vec<f32>)> {
         rx.try_iter()
             .filter_map(|e| match e {

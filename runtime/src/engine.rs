@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::backend::{ActiveBackend, Backend};
 use crate::error::{Error, Result};
 use crate::frame::{ColorMatrix, ColorRange, Frame, FrameError, PixelFormat, Plane, Rotation};
 use crate::model::Model;
@@ -113,6 +114,10 @@ pub enum Event {
 pub struct EngineOptions {
     /// Send an [`Event::Scored`] for every scored frame.
     pub emit_scores: bool,
+    /// Where frames are preprocessed (default `auto`: a hardware GPU that passes the start-up
+    /// self-test, else the CPU). A GPU failure mid-stream moves the worker to the CPU for the rest
+    /// of the stream, without losing the frame; [`Metrics::gpu_fallbacks`] counts it.
+    pub backend: Backend,
 }
 
 /// A latency histogram with log-spaced buckets (about 19% apart) from 1 µs to ~100 s.
@@ -207,6 +212,10 @@ pub struct Metrics {
     pub infer: Histogram,
     /// Wall time from submitting the frame whose score crossed `enter` to its `SegmentOpened`.
     pub detection: Histogram,
+    /// The backend preprocessing the worker's next frame (`None` before the worker started).
+    pub backend: Option<ActiveBackend>,
+    /// Times the GPU failed mid-stream and the worker moved to the CPU.
+    pub gpu_fallbacks: u64,
 }
 
 impl Metrics {
@@ -461,8 +470,9 @@ impl Engine {
             .spawn(move || {
                 lower_thread_priority();
                 // The session is opened on the thread that runs it.
-                match Screener::new(&model) {
+                match Screener::with_backend(&model, options.backend) {
                     Ok(screener) => {
+                        lock(&worker_shared.latencies).backend = Some(screener.active_backend());
                         let _ = ready_tx.send(Ok(()));
                         Worker {
                             shared: worker_shared,
@@ -776,6 +786,8 @@ impl Worker {
             let mut m = lock(&s.latencies);
             m.preprocess.record(screened.preprocess);
             m.infer.record(screened.infer);
+            m.backend = Some(self.screener.active_backend());
+            m.gpu_fallbacks = self.screener.preprocessor().fallbacks();
         }
         let t = buf.timestamp_us;
         if let Some(at) = buf.submitted {

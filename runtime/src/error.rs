@@ -155,6 +155,13 @@ pub enum GpuError {
     /// No adapter with compute shaders was found.
     #[error("no GPU adapter with compute shaders found")]
     NoAdapter,
+    /// [`crate::backend::Backend::Auto`] found only a software rasteriser (a CPU adapter such as
+    /// Mesa's lavapipe), which is slower than the CPU path; ask for `Gpu` to use it anyway.
+    #[error("only a software adapter is available ({adapter}): the CPU path is faster")]
+    SoftwareOnly {
+        /// The adapter's name and backend.
+        adapter: String,
+    },
     /// The adapter refused to open a device.
     #[error("cannot open a device on {adapter}: {reason}")]
     Device {
