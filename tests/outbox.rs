@@ -453,20 +453,32 @@ fn crash_at_random_moments_never_loses_or_tears_a_report() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (first_tx, first_rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
                 .filter_map(|l| l.strip_prefix("stored ").map(str::to_string))
                 .filter(|id| id.len() == 32)
+                .inspect(|_| {
+                    let _ = first_tx.send(());
+                })
                 .collect::<Vec<String>>()
         });
-        // Wait for the first report about half of the time, then kill after 0-15 ms: kills land
-        // during start-up, between writes and in the middle of writes.
+        // Half of the cycles wait for the child's first report, then kill it 0-15 ms later (kills
+        // between and in the middle of writes, however slowly the child starts on a loaded
+        // machine); the others kill 10-25 ms after the spawn (kills during start-up, too).
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        std::thread::sleep(Duration::from_micros(10_000 + seed % 15_000));
+        if seed.is_multiple_of(2) {
+            first_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the child stored a first report");
+            std::thread::sleep(Duration::from_micros(seed % 15_000));
+        } else {
+            std::thread::sleep(Duration::from_micros(10_000 + seed % 15_000));
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let ids = reader.join().unwrap();
@@ -506,8 +518,9 @@ fn crash_at_random_moments_never_loses_or_tears_a_report() {
          {torn_temps} partial temp files cleaned; none lost or torn",
         returned.len(),
     );
+    // At least the cycles that waited for a first report returned one.
     assert!(
-        returned.len() >= cycles,
+        returned.len() >= cycles / 3,
         "the child wrote too little to test anything"
     );
     // Every durable report reached the server exactly once.
