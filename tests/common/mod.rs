@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+pub mod cases;
+
 use std::path::PathBuf;
 
 use prescreen_runtime::manifest::{InputSpec, Manifest};
