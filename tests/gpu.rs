@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::cases::{build, case_strategy, frame, tolerance, variant_spec, Built, Case};
+use common::cases::{
+    build, camera_cases, case_strategy, frame, tolerance, variant_spec, Built, Case,
+};
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -171,23 +173,9 @@ fn gpu_matches_reference_and_cpu_for_other_manifests() {
 fn gpu_camera_sizes_match_reference() {
     let Some(ctx) = gpu() else { return };
     let mut rig = Rig::new(ctx, common::spec());
-    for (w, h) in [(1920, 1080), (1280, 720), (641, 479)] {
-        for (i, format) in PixelFormat::ALL.into_iter().enumerate() {
-            let c = Case {
-                format,
-                w,
-                h,
-                rotation: Rotation::ALL[i % 4],
-                mirror: i % 3 == 0,
-                matrix: ColorMatrix::Bt709,
-                range: ColorRange::Limited,
-                pad: 32,
-                chroma_pixel_stride: 2,
-                seed: i as u64,
-            };
-            rig.check(&c)
-                .unwrap_or_else(|e| panic!("{w}x{h} {format}: {e}"));
-        }
+    for c in camera_cases() {
+        rig.check(&c)
+            .unwrap_or_else(|e| panic!("{}x{} {}: {e}", c.w, c.h, c.format));
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::cases::{build, case_strategy, frame, tolerance, variant_spec, Case};
+use common::cases::{build, camera_cases, case_strategy, frame, tolerance, variant_spec, Case};
 
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, Frame, PixelFormat, Rotation};
 use prescreen_runtime::manifest::InputSpec;
@@ -75,22 +75,8 @@ proptest! {
 fn camera_sizes_match_reference() {
     let spec = common::spec();
     let mut pre = CpuPreprocessor::new(&spec);
-    for (w, h) in [(1920, 1080), (1280, 720), (641, 479)] {
-        for (i, format) in PixelFormat::ALL.into_iter().enumerate() {
-            let c = Case {
-                format,
-                w,
-                h,
-                rotation: Rotation::ALL[i % 4],
-                mirror: i % 3 == 0,
-                matrix: ColorMatrix::Bt709,
-                range: ColorRange::Limited,
-                pad: 32,
-                chroma_pixel_stride: 2,
-                seed: i as u64,
-            };
-            check(&c, &spec, &mut pre).unwrap_or_else(|e| panic!("{w}x{h} {format}: {e}"));
-        }
+    for c in camera_cases() {
+        check(&c, &spec, &mut pre).unwrap_or_else(|e| panic!("{}x{} {}: {e}", c.w, c.h, c.format));
     }
 }
 

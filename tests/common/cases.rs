@@ -50,17 +50,6 @@ pub fn build(c: &Case) -> Built {
                 planes: vec![(0, 0, ys, 1), (1, 0, cs, 2)],
             }
         }
-        PixelFormat::I420 => {
-            let cs = cw + c.pad;
-            Built {
-                bufs: vec![
-                    noise(ys * h, c.seed),
-                    noise(cs * ch, c.seed + 1),
-                    noise(cs * ch, c.seed + 2),
-                ],
-                planes: vec![(0, 0, ys, 1), (1, 0, cs, 1), (2, 0, cs, 1)],
-            }
-        }
         PixelFormat::Yuv420 if c.chroma_pixel_stride == 2 => {
             // Android's layout: one interleaved buffer, U and V planes one byte apart, the last
             // row not padded.
@@ -71,7 +60,7 @@ pub fn build(c: &Case) -> Built {
                 planes: vec![(0, 0, ys, 1), (1, 0, cs, 2), (1, 1, cs, 2)],
             }
         }
-        PixelFormat::Yuv420 => {
+        PixelFormat::I420 | PixelFormat::Yuv420 => {
             let cs = cw + c.pad;
             Built {
                 bufs: vec![
@@ -180,4 +169,27 @@ pub fn variant_spec(variant: usize) -> InputSpec {
         ]),
     };
     Manifest::parse(&text).expect("variant manifest").input
+}
+
+/// Camera-sized frames of every format (1080p, 720p and an odd size), with padded strides and
+/// every rotation, some mirrored.
+pub fn camera_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (w, h) in [(1920, 1080), (1280, 720), (641, 479)] {
+        for (i, format) in PixelFormat::ALL.into_iter().enumerate() {
+            cases.push(Case {
+                format,
+                w,
+                h,
+                rotation: Rotation::ALL[i % 4],
+                mirror: i % 3 == 0,
+                matrix: ColorMatrix::Bt709,
+                range: ColorRange::Limited,
+                pad: 32,
+                chroma_pixel_stride: 2,
+                seed: i as u64,
+            });
+        }
+    }
+    cases
 }

@@ -314,9 +314,9 @@ impl PackedScratch {
 /// The horizontal pass over rows `span` of a packed plane of `width` pixels: R, G, B bytes of each
 /// output sample, one row of `taps.len()` samples after another.
 ///
-/// The sums need 32-bit multiplies, which x86-64's baseline (SSE2) lacks as vector instructions;
-/// where the CPU has AVX2 the same code is compiled for it and chosen at run time. ARM's NEON has
-/// them, so the portable build vectorises there.
+/// The sums need 32-bit multiplies, which x86-64's baseline (SSE2) lacks as vector instructions,
+/// so 4-byte pixels get an AVX2 kernel where the CPU has it, chosen at run time. ARM's NEON has
+/// them, so the portable kernel vectorises there.
 fn horizontal_rows(
     plane: &Plane<'_>,
     width: usize,
@@ -325,32 +325,23 @@ fn horizontal_rows(
     order: [usize; 3],
     rows: &mut [u8],
 ) {
+    let bpp = plane.pixel_stride;
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { horizontal_rows_avx2(plane, width, span, taps, order, rows) };
-        return;
-    }
-    horizontal_rows_portable(plane, width, span, taps, order, rows);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn horizontal_rows_avx2(
-    plane: &Plane<'_>,
-    width: usize,
-    span: std::ops::Range<usize>,
-    taps: &Taps,
-    order: [usize; 3],
-    rows: &mut [u8],
-) {
-    if plane.pixel_stride != 4 {
-        return horizontal_rows_portable(plane, width, span, taps, order, rows);
-    }
+    let avx2 = bpp == 4 && std::arch::is_x86_feature_detected!("avx2");
     let line = taps.len() * 3;
     for (y, dst) in span.zip(rows.chunks_exact_mut(line)) {
         let start = y * plane.row_stride;
-        horizontal_4_avx2(&plane.data[start..start + width * 4], taps, order, dst);
+        let src = &plane.data[start..start + width * bpp];
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU supports AVX2, checked above.
+            unsafe { horizontal_4_avx2(src, taps, order, dst) };
+            continue;
+        }
+        match bpp {
+            4 => horizontal::<4>(src, taps, order, dst),
+            _ => horizontal::<3>(src, taps, order, dst),
+        }
     }
 }
 
@@ -398,27 +389,6 @@ fn horizontal_4_avx2(src: &[u8], taps: &Taps, order: [usize; 3], dst: &mut [u8])
         unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), sum) };
         for (o, &c) in out.iter_mut().zip(&order) {
             *o = to_u8(lanes[c] + HALF);
-        }
-    }
-}
-
-#[inline(always)]
-fn horizontal_rows_portable(
-    plane: &Plane<'_>,
-    width: usize,
-    span: std::ops::Range<usize>,
-    taps: &Taps,
-    order: [usize; 3],
-    rows: &mut [u8],
-) {
-    let bpp = plane.pixel_stride;
-    let line = taps.len() * 3;
-    for (y, dst) in span.zip(rows.chunks_exact_mut(line)) {
-        let start = y * plane.row_stride;
-        let src = &plane.data[start..start + width * bpp];
-        match bpp {
-            4 => horizontal::<4>(src, taps, order, dst),
-            _ => horizontal::<3>(src, taps, order, dst),
         }
     }
 }
