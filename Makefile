@@ -1,12 +1,14 @@
 # prescreen: the two commands of the README, and the steps they are made of.
 #   make demo   fetch + verify + quantize the model, build, screen the sample stream
-#   make test   the same preparation, then formatting, lints and every test
+#   make test   the same preparation, then formatting, lints and every test (Rust, then the
+#               Android binding's Kotlin tests on the host JVM)
 PYTHON ?= python3
 VENV := models/.venv
 VPY := $(VENV)/bin/python
 CARGO ?= cargo
+MVN ?= mvn
 
-.PHONY: demo test model refs venv check bench
+.PHONY: demo test model refs venv check bench test-android test-ios
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +50,20 @@ test: refs check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	$(CARGO) test --test fidelity -- --nocapture
+	$(MAKE) test-android test-ios
+
+# The Android binding on the host JVM: the JNI library built for the host (with the workspace's
+# features, so nothing is rebuilt after the tests above), then the Kotlin API's JUnit tests through
+# it (Maven fetches Kotlin and JUnit from Maven Central).
+test-android: model
+	$(CARGO) build --workspace
+	$(MVN) -B --no-transfer-progress -f mobile/android/kotlin/pom.xml test
+
+# The iOS binding on the host: UniFFI's generated Python bindings of the same library (pytest), and
+# the committed Swift bindings regenerated and compared.
+test-ios: model
+	$(CARGO) build --workspace
+	$(VPY) -m pytest -q mobile/ios/tests
 
 # Criterion benches, then the side-by-side anchors (OpenCV, onnxruntime) in the same run.
 bench: model

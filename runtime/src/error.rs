@@ -142,6 +142,89 @@ pub enum Error {
     /// GPU preprocessing is unavailable or failed (the CPU path is the fallback).
     #[error("GPU preprocessing: {0}")]
     Gpu(#[from] GpuError),
+    /// An argument outside what the API accepts (a rotation of 45 degrees, an empty stream id).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The session (or engine) was closed: nothing more can be done with it.
+    #[error("the screener is closed")]
+    Closed,
+    /// Something the runtime did not expect (a thread that could not start, a panic caught at a
+    /// binding's boundary).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The few kinds of [`Error`] a host app can act on differently: what the mobile bindings turn
+/// into exception classes (Kotlin) and error cases (Swift). Mapped in one place,
+/// [`Error::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The frame is malformed (sizes, strides, buffer lengths): fix the caller; the screener goes
+    /// on.
+    InvalidFrame,
+    /// An argument is out of range (rotation, ids, configuration values).
+    InvalidArgument,
+    /// The model or its manifest could not be read, verified or loaded.
+    ModelLoad,
+    /// The policy could not be read or is invalid.
+    Policy,
+    /// GPU preprocessing was required and no usable GPU was found.
+    GpuUnavailable,
+    /// The outbox could not read or write its files (full disk, permissions).
+    Storage,
+    /// No pending report has this id.
+    UnknownReport,
+    /// Used after close.
+    Closed,
+    /// Inference or preprocessing failed, or an internal error.
+    Internal,
+}
+
+impl ErrorKind {
+    /// A stable lowercase name (`invalid_frame`, `model_load`, ...), the code the bindings pass.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InvalidFrame => "invalid_frame",
+            Self::InvalidArgument => "invalid_argument",
+            Self::ModelLoad => "model_load",
+            Self::Policy => "policy",
+            Self::GpuUnavailable => "gpu_unavailable",
+            Self::Storage => "storage",
+            Self::UnknownReport => "unknown_report",
+            Self::Closed => "closed",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl Error {
+    /// What kind of error this is for a host app.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Frame(_) => ErrorKind::InvalidFrame,
+            Error::InvalidArgument(_) | Error::BadReportId(_) => ErrorKind::InvalidArgument,
+            Error::Io { .. }
+            | Error::Manifest { .. }
+            | Error::NoSuchVariant { .. }
+            | Error::Checksum { .. }
+            | Error::ModelTooLarge { .. }
+            | Error::ModelLoad { .. }
+            | Error::ModelMismatch { .. }
+            | Error::GoldenMismatch { .. } => ErrorKind::ModelLoad,
+            Error::Policy { .. } => ErrorKind::Policy,
+            Error::Gpu(_) => ErrorKind::GpuUnavailable,
+            Error::Storage { .. } => ErrorKind::Storage,
+            Error::UnknownReport(_) => ErrorKind::UnknownReport,
+            Error::Closed => ErrorKind::Closed,
+            Error::TensorSize { .. }
+            | Error::Preprocess(_)
+            | Error::Inference(_)
+            | Error::BadOutput(_)
+            | Error::Report(_)
+            | Error::Upload(_)
+            | Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// What went wrong on the GPU path. Messages name adapters, sizes and wgpu's own diagnostics (which

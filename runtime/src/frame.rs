@@ -247,6 +247,44 @@ pub enum FrameError {
         /// Bytes needed.
         needed: usize,
     },
+    /// A binding could not reach a plane's memory (a null buffer, or a Java heap `ByteBuffer`
+    /// where a direct one is needed).
+    #[error("{plane} plane: {reason}")]
+    PlaneUnavailable {
+        /// The plane.
+        plane: PlaneKind,
+        /// Why (a fixed description, never buffer contents).
+        reason: &'static str,
+    },
+    /// A number describing the frame is out of range (a negative size or stride, a rotation that
+    /// is not a multiple of 90 degrees, an unknown colour code), as passed through a binding.
+    #[error("{what} {value} is out of range")]
+    OutOfRange {
+        /// What the number describes.
+        what: &'static str,
+        /// The number given.
+        value: i64,
+    },
+}
+
+impl FrameError {
+    /// A size, stride or count given as a signed integer by a binding, as a `usize`; a negative
+    /// value is [`FrameError::OutOfRange`].
+    pub fn non_negative(what: &'static str, value: i64) -> Result<usize, FrameError> {
+        usize::try_from(value).map_err(|_| FrameError::OutOfRange { what, value })
+    }
+
+    /// A rotation in degrees as a binding passes it (0, 90, 180, 270; also -90 and 360 style
+    /// values, taken modulo 360); anything else is [`FrameError::OutOfRange`].
+    pub fn rotation(degrees: i64) -> Result<Rotation, FrameError> {
+        i32::try_from(degrees.rem_euclid(360))
+            .ok()
+            .and_then(Rotation::from_degrees)
+            .ok_or(FrameError::OutOfRange {
+                what: "rotation degrees",
+                value: degrees,
+            })
+    }
 }
 
 /// One borrowed plane of a frame: bytes, the distance between rows, the distance between samples.

@@ -15,6 +15,8 @@
 //!   free of clocks, threads and I/O.
 //! * [`report`]: a closed segment as versioned JSON with JPEG evidence; [`outbox`]: the durable,
 //!   budgeted store reports wait in; `upload` (feature `upload`): delivery over HTTP(S).
+//! * [`session`]: one stream with its outbox and an events thread, the object the mobile bindings
+//!   wrap; errors reach hosts through [`ErrorKind`].
 //!
 //! ```no_run
 //! use prescreen_runtime::{frame::{Frame, Plane, Rotation}, manifest::Variant, screener::Screener};
@@ -45,7 +47,8 @@ pub mod report;
 pub mod sampling;
 pub mod screener;
 pub mod segmenter;
+pub mod session;
 #[cfg(feature = "upload")]
 pub mod upload;
 
-pub use error::{Error, GpuError, Result};
+pub use error::{Error, ErrorKind, GpuError, Result};

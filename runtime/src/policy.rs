@@ -108,9 +108,9 @@ impl Policy {
     /// Reads and checks a policy file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy {
             path: path.to_path_buf(),
-            source: e,
+            reason: format!("cannot read: {e}"),
         })?;
         Self::parse(&text).map_err(|reason| Error::Policy {
             path: path.to_path_buf(),

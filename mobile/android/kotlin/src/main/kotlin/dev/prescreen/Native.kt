@@ -1,0 +1,97 @@
+package dev.prescreen
+
+import java.nio.ByteBuffer
+
+/**
+ * The native functions of `libprescreen_android` (mobile/android/src/lib.rs). Only [Screener]
+ * calls them, always with a live handle, under its lock.
+ */
+internal object Native {
+    init {
+        System.loadLibrary("prescreen_android")
+    }
+
+    @JvmStatic
+    external fun open(
+        modelDir: String,
+        policyPath: String,
+        outboxDir: String,
+        streamId: String,
+        backend: Int,
+        int8: Boolean,
+        emitScores: Boolean,
+        budgetBytes: Long,
+        deviceClass: String?,
+        dispatcher: EventDispatcher,
+    ): Long
+
+    @JvmStatic
+    external fun submitYuv420(
+        handle: Long,
+        width: Int,
+        height: Int,
+        y: ByteBuffer?,
+        yRowStride: Int,
+        u: ByteBuffer?,
+        v: ByteBuffer?,
+        uvRowStride: Int,
+        uvPixelStride: Int,
+        rotationDegrees: Int,
+        mirror: Boolean,
+        matrix: Int,
+        range: Int,
+        timestampUs: Long,
+    ): Int
+
+    @JvmStatic
+    external fun submitNv21(
+        handle: Long,
+        data: ByteArray?,
+        width: Int,
+        height: Int,
+        rotationDegrees: Int,
+        mirror: Boolean,
+        matrix: Int,
+        range: Int,
+        timestampUs: Long,
+    ): Int
+
+    @JvmStatic
+    external fun submitRgba(
+        handle: Long,
+        buffer: ByteBuffer?,
+        width: Int,
+        height: Int,
+        rowStride: Int,
+        rotationDegrees: Int,
+        mirror: Boolean,
+        timestampUs: Long,
+    ): Int
+
+    @JvmStatic
+    external fun labels(handle: Long): Array<String>
+
+    @JvmStatic
+    external fun pendingReports(handle: Long): Array<PendingReport>
+
+    @JvmStatic
+    external fun readReport(handle: Long, reportId: String): ByteArray
+
+    @JvmStatic
+    external fun ack(handle: Long, reportId: String): Boolean
+
+    @JvmStatic
+    external fun metrics(handle: Long): LongArray
+
+    @JvmStatic
+    external fun waitIdle(handle: Long)
+
+    @JvmStatic
+    external fun finish(handle: Long): LongArray?
+
+    @JvmStatic
+    external fun free(handle: Long)
+
+    @JvmStatic
+    external fun liveObjects(): LongArray
+}

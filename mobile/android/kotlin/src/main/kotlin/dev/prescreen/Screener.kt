@@ -1,0 +1,240 @@
+package dev.prescreen
+
+import java.nio.ByteBuffer
+import java.util.concurrent.atomic.AtomicBoolean
+import java.util.concurrent.locks.ReentrantReadWriteLock
+import kotlin.concurrent.read
+import kotlin.concurrent.write
+import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.channels.awaitClose
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.buffer
+import kotlinx.coroutines.flow.callbackFlow
+
+/**
+ * Screens one live stream on the device: frames go in through the `submit` functions (from the
+ * camera's analysis thread; they never wait on inference), flagged segments come out as
+ * [ScreenerEvent]s, and each closed segment's report waits in a durable outbox until the app
+ * uploads it with its own networking ([pendingReports], [readReport], [ack]).
+ *
+ * Thread-safe: every function may be called from any thread. [close] is idempotent; any other call
+ * after it throws [IllegalStateException]. Errors throw the [PrescreenException] subclasses
+ * documented on each function.
+ *
+ * ```
+ * Screener.open(ScreenerConfig(modelDir, policyPath, outboxDir, streamId)) { event ->
+ *     if (event is ScreenerEvent.ReportQueued) uploadLater(event.reportId)
+ * }.use { screener ->
+ *     // per camera frame:
+ *     screener.submitNv21(bytes, width, height, rotationDegrees, timestampUs)
+ * }
+ * ```
+ */
+class Screener private constructor(
+    private var handle: Long,
+    private val dispatcher: EventDispatcher,
+) : AutoCloseable {
+    private val lock = ReentrantReadWriteLock()
+    private val closing = AtomicBoolean(false)
+
+    /** The model's labels, in the order of [ScreenerEvent.Scored.scores]. */
+    val labels: List<String> = call { Native.labels(it).toList() }
+
+    /**
+     * Every event, as a [Flow] for coroutine users (in addition to the listener given to [open]).
+     * Each collector gets the events that happen while it collects; the flow completes when the
+     * screener is closed. Events are buffered without bound, so a slow collector never delays the
+     * screener or loses a segment.
+     */
+    val events: Flow<ScreenerEvent> = callbackFlow {
+        val subscriber = EventDispatcher.Subscriber({ trySend(it) }, { channel.close() })
+        dispatcher.subscribe(subscriber)
+        awaitClose { dispatcher.unsubscribe(subscriber) }
+    }.buffer(Channel.UNLIMITED)
+
+    private inline fun <T> call(f: (Long) -> T): T = lock.read {
+        val h = handle
+        check(h != 0L) { "the screener is closed" }
+        f(h)
+    }
+
+    private fun result(code: Int): SubmitResult {
+        val r = SubmitResult.entries[code]
+        check(r != SubmitResult.CLOSED) { "the screener is closed" }
+        return r
+    }
+
+    /**
+     * Offers an Android `YUV_420_888` frame (CameraX `ImageProxy` / Camera2 `Image` planes) without
+     * copying it in Kotlin: the planes are read in place, bounds-checked against each buffer's
+     * capacity. The buffers must be direct and must not be written while this runs; they are free
+     * again when it returns.
+     *
+     * @param rotationDegrees the clockwise rotation that makes the frame upright (0, 90, 180, 270;
+     *   `ImageInfo.rotationDegrees`)
+     * @param timestampUs the camera's monotonic timestamp in microseconds
+     * @throws InvalidFrameException for a malformed frame (it is counted as rejected)
+     * @throws IllegalStateException after [close]
+     */
+    @JvmOverloads
+    fun submitYuv420(
+        width: Int,
+        height: Int,
+        y: ByteBuffer,
+        yRowStride: Int,
+        u: ByteBuffer,
+        v: ByteBuffer,
+        uvRowStride: Int,
+        uvPixelStride: Int,
+        rotationDegrees: Int,
+        timestampUs: Long,
+        mirror: Boolean = false,
+        matrix: ColorMatrix = ColorMatrix.BT601,
+        range: ColorRange = ColorRange.FULL,
+    ): SubmitResult = result(
+        call {
+            Native.submitYuv420(
+                it, width, height, y, yRowStride, u, v, uvRowStride, uvPixelStride,
+                rotationDegrees, mirror, matrix.ordinal, range.ordinal, timestampUs,
+            )
+        },
+    )
+
+    /**
+     * Offers an NV21 frame in a byte array (Camera1 previews, tightly packed: `width * height`
+     * luma bytes, then interleaved V/U rows). The array is read in place; it may be reused when this
+     * returns.
+     *
+     * @throws InvalidFrameException for a malformed frame (it is counted as rejected)
+     * @throws IllegalStateException after [close]
+     */
+    @JvmOverloads
+    fun submitNv21(
+        data: ByteArray,
+        width: Int,
+        height: Int,
+        rotationDegrees: Int,
+        timestampUs: Long,
+        mirror: Boolean = false,
+        matrix: ColorMatrix = ColorMatrix.BT601,
+        range: ColorRange = ColorRange.FULL,
+    ): SubmitResult = result(
+        call {
+            Native.submitNv21(
+                it, data, width, height, rotationDegrees, mirror, matrix.ordinal, range.ordinal,
+                timestampUs,
+            )
+        },
+    )
+
+    /**
+     * Offers a packed RGBA frame in a direct buffer (`ImageAnalysis.OUTPUT_IMAGE_FORMAT_RGBA_8888`,
+     * or a `Bitmap` copied with `copyPixelsToBuffer`), `rowStride` bytes per row.
+     *
+     * @throws InvalidFrameException for a malformed frame (it is counted as rejected)
+     * @throws IllegalStateException after [close]
+     */
+    @JvmOverloads
+    fun submitRgba(
+        buffer: ByteBuffer,
+        width: Int,
+        height: Int,
+        rowStride: Int,
+        rotationDegrees: Int,
+        timestampUs: Long,
+        mirror: Boolean = false,
+    ): SubmitResult = result(
+        call {
+            Native.submitRgba(it, buffer, width, height, rowStride, rotationDegrees, mirror, timestampUs)
+        },
+    )
+
+    /**
+     * Reports waiting for delivery, oldest first, including those an earlier screener left in the
+     * same outbox.
+     */
+    fun pendingReports(): List<PendingReport> = call { Native.pendingReports(it).toList() }
+
+    /**
+     * The JSON of a pending report (schema `prescreen.segment-report/1`), to upload with the app's
+     * own HTTP stack, using its id as the idempotency key.
+     *
+     * @throws UnknownReportException when no pending report has this id
+     * @throws StorageException when the file cannot be read
+     */
+    fun readReport(reportId: String): ByteArray = call { Native.readReport(it, reportId) }
+
+    /**
+     * Removes a delivered report from the outbox. Returns false when no report had this id (for
+     * example, acked already).
+     *
+     * @throws IllegalArgumentException for a string that is not a report id
+     */
+    fun ack(reportId: String): Boolean = call { Native.ack(it, reportId) }
+
+    /** A snapshot of the counters. */
+    fun metrics(): Metrics = call { Metrics.fromNative(Native.metrics(it)) }
+
+    /**
+     * Blocks until every frame taken so far has been scored and its events handed to the events
+     * thread. For replaying recorded streams and for tests; a live camera never needs it.
+     */
+    fun waitIdle() = call { Native.waitIdle(it) }
+
+    /**
+     * Scores the frame still waiting, closes open segments and stores their reports, delivers the
+     * last events, completes [events] and frees the native side. Idempotent: later calls return at
+     * once. Calls racing with it either finish normally or throw [IllegalStateException].
+     */
+    override fun close() {
+        if (!closing.compareAndSet(false, true)) return
+        // Finished under the read lock, so the listener may still call in while the last events
+        // drain (it then gets IllegalStateException); freed under the write lock, which waits for
+        // every call in flight.
+        try {
+            val final = lock.read { handle.takeIf { it != 0L }?.let { Native.finish(it) } }
+            finalMetrics = final?.let { Metrics.fromNative(it) }
+        } finally {
+            lock.write {
+                Native.free(handle)
+                handle = 0
+            }
+            dispatcher.complete()
+        }
+    }
+
+    /** The metrics at [close] (null before). */
+    @Volatile
+    var finalMetrics: Metrics? = null
+        private set
+
+    companion object {
+        /**
+         * Opens a screener: loads and verifies the model (checksum, inputs and outputs, golden
+         * self-test), reads the policy, opens the outbox and starts the worker and events threads.
+         *
+         * @param listener called on the events thread for every event (optional: see [events])
+         * @throws ModelLoadException, PolicyException, StorageException, GpuUnavailableException
+         * @throws IllegalArgumentException for an empty stream id or a negative budget
+         */
+        @JvmStatic
+        @JvmOverloads
+        fun open(config: ScreenerConfig, listener: ScreenerListener? = null): Screener {
+            val dispatcher = EventDispatcher(listener)
+            val handle = Native.open(
+                config.modelDir, config.policyPath, config.outboxDir, config.streamId,
+                config.backend.ordinal, config.variant == ModelVariant.INT8, config.emitScores,
+                config.outboxBudgetBytes, config.deviceClass, dispatcher,
+            )
+            return Screener(handle, dispatcher)
+        }
+
+        /**
+         * `[sessions alive, JNI global references held, bytes on the native heap]` of the native
+         * library in this process, for leak checks and diagnostics. The heap figure counts every
+         * allocation of the library's Rust code (model, engine buffers, outbox), not the JVM's.
+         */
+        @JvmStatic
+        fun nativeLiveObjects(): LongArray = Native.liveObjects()
+    }
+}

@@ -1,0 +1,212 @@
+package dev.prescreen
+
+/** Where frames are preprocessed. */
+enum class Backend {
+    /** A hardware GPU that passes the start-up self-test, else the CPU. */
+    AUTO,
+
+    /** The GPU, or [GpuUnavailableException] at [Screener.open] when none passes the self-test. */
+    GPU,
+
+    /** The CPU only. */
+    CPU,
+}
+
+/** Which of the model's files runs. */
+enum class ModelVariant {
+    /** The float32 model. */
+    FLOAT,
+
+    /** The int8-quantized model. */
+    INT8,
+}
+
+/** The Y'CbCr matrix of a YUV frame. */
+enum class ColorMatrix {
+    /** BT.601 (most camera preview streams). */
+    BT601,
+
+    /** BT.709 (HD video). */
+    BT709,
+}
+
+/** The range of a YUV frame's samples. */
+enum class ColorRange {
+    /** Video range: Y in 16-235, chroma in 16-240. */
+    LIMITED,
+
+    /** Full range: 0-255 (JPEG, most Android camera YUV_420_888 output). */
+    FULL,
+}
+
+/**
+ * How to open a [Screener].
+ *
+ * @property modelDir the model's folder (its `model.toml` and the files it names)
+ * @property policyPath the policy file
+ * @property outboxDir where reports wait for delivery; reports left there by an earlier screener
+ *   stay pending
+ * @property streamId an opaque id of the stream, part of every report (not user data)
+ */
+data class ScreenerConfig(
+    val modelDir: String,
+    val policyPath: String,
+    val outboxDir: String,
+    val streamId: String,
+    val backend: Backend = Backend.AUTO,
+    val variant: ModelVariant = ModelVariant.FLOAT,
+    /** Deliver a [ScreenerEvent.Scored] for every scored frame. */
+    val emitScores: Boolean = false,
+    /** Bytes the pending reports may take on disk. */
+    val outboxBudgetBytes: Long = 32L shl 20,
+    /** Written into reports; by default the OS and CPU architecture. */
+    val deviceClass: String? = null,
+)
+
+/** What happened to a submitted frame. */
+enum class SubmitResult {
+    /** Taken for scoring. */
+    ACCEPTED,
+
+    /** Taken for scoring; a frame still waiting was dropped for it. */
+    ACCEPTED_DROPPING_PREVIOUS,
+
+    /** Not due at the policy's sampling rate. */
+    SKIPPED_RATE,
+
+    /** Same scene as the last scored frame. */
+    SKIPPED_GATE,
+
+    /** Malformed (only reported this way by lent buffers; submits throw [InvalidFrameException]). */
+    REJECTED,
+
+    /** The screener is closing. */
+    CLOSED,
+}
+
+/**
+ * A flagged segment as known when an event is emitted. Times are the frames' timestamps in
+ * microseconds.
+ */
+data class Segment(
+    /** Sequence number of the segment in this stream, from 1. */
+    val id: Long,
+    val label: String,
+    val startUs: Long,
+    val endUs: Long,
+    val peak: Float,
+    val peakUs: Long,
+    val mean: Float,
+    val framesScored: Int,
+    /** Timestamp of the stream's first scored frame. */
+    val streamStartUs: Long,
+)
+
+/** What a [Screener] tells the app, on its events thread, in order. */
+sealed class ScreenerEvent {
+    /** A run above the label's `enter` threshold lasted the minimum duration. */
+    data class SegmentOpened(val segment: Segment) : ScreenerEvent()
+
+    /** The peak of an open segment moved. */
+    data class SegmentUpdated(val segment: Segment) : ScreenerEvent()
+
+    /** The segment ended; its report follows as [ReportQueued]. */
+    data class SegmentClosed(val segment: Segment) : ScreenerEvent()
+
+    /** A closed segment's report is durably in the outbox: see [Screener.pendingReports]. */
+    data class ReportQueued(val reportId: String, val label: String) : ScreenerEvent()
+
+    /** The scores of one frame, in [Screener.labels] order (with [ScreenerConfig.emitScores]). */
+    class Scored(val timestampUs: Long, val scores: FloatArray) : ScreenerEvent() {
+        override fun toString() = "Scored(timestampUs=$timestampUs, scores=${scores.contentToString()})"
+    }
+
+    /** A report was written to the outbox. */
+    data class ReportStored(val reportId: String) : ScreenerEvent()
+
+    /** The outbox budget removed a report's thumbnails (its metadata stays pending). */
+    data class ThumbnailsDropped(val reportId: String, val count: Int) : ScreenerEvent()
+
+    /** The outbox budget removed a whole report. */
+    data class ReportEvicted(val reportId: String) : ScreenerEvent()
+
+    /** A file in the outbox was not a valid report and was set aside. */
+    data class Quarantined(val file: String, val reason: String) : ScreenerEvent()
+
+    /** A report was refused for good by a server (desktop uploader only). */
+    data class DeadLettered(val reportId: String, val reason: String) : ScreenerEvent()
+
+    /** A frame could not be scored or a report not stored yet; the screener goes on. */
+    data class Error(val message: String) : ScreenerEvent()
+}
+
+/** Receives a [Screener]'s events on its events thread (never the camera thread). */
+fun interface ScreenerListener {
+    /** Called once per event, in order. Exceptions thrown here are logged and ignored. */
+    fun onEvent(event: ScreenerEvent)
+}
+
+/** A report waiting for delivery: read it with [Screener.readReport], then [Screener.ack] it. */
+class PendingReport(
+    /** The report's id, also the idempotency key for the server. */
+    val reportId: String,
+    /** Its size in bytes. */
+    val bytes: Long,
+    /** When it was written, in Unix milliseconds. */
+    val createdUnixMillis: Long,
+) {
+    override fun toString() = "PendingReport($reportId, $bytes bytes)"
+}
+
+/**
+ * A screener's counters. Every frame submitted ends in exactly one of `rejected`, `rateSkipped`,
+ * `gated`, `dropped`, `scored`, `failed`.
+ */
+data class Metrics(
+    val seen: Long,
+    val rejected: Long,
+    val rateSkipped: Long,
+    val gated: Long,
+    val dropped: Long,
+    val scored: Long,
+    val failed: Long,
+    val submitP50Us: Long,
+    val submitP99Us: Long,
+    val preprocessP50Us: Long,
+    val inferP50Us: Long,
+    val inferP99Us: Long,
+    /** `"cpu"`, `"gpu"`, or null before the worker started. */
+    val backend: String?,
+    val gpuFallbacks: Long,
+    val pendingReports: Long,
+    val pendingBytes: Long,
+    val reportsStored: Long,
+    val reportsAcked: Long,
+    val thumbnailsDropped: Long,
+    val reportsEvicted: Long,
+    val quarantined: Long,
+    val writeFailures: Long,
+    val reportsLost: Long,
+) {
+    /** True when every frame seen is in exactly one other counter. */
+    val accounted: Boolean
+        get() = seen == rejected + rateSkipped + gated + dropped + scored + failed
+
+    internal companion object {
+        const val SIZE = 23
+
+        fun fromNative(v: LongArray): Metrics {
+            check(v.size == SIZE) { "native metrics have ${v.size} values, expected $SIZE" }
+            return Metrics(
+                seen = v[0], rejected = v[1], rateSkipped = v[2], gated = v[3], dropped = v[4],
+                scored = v[5], failed = v[6], submitP50Us = v[7], submitP99Us = v[8],
+                preprocessP50Us = v[9], inferP50Us = v[10], inferP99Us = v[11],
+                backend = when (v[12]) { 0L -> "cpu"; 1L -> "gpu"; else -> null },
+                gpuFallbacks = v[13], pendingReports = v[14], pendingBytes = v[15],
+                reportsStored = v[16], reportsAcked = v[17], thumbnailsDropped = v[18],
+                reportsEvicted = v[19], quarantined = v[20], writeFailures = v[21],
+                reportsLost = v[22],
+            )
+        }
+    }
+}

@@ -1,0 +1,906 @@
+//! JNI bindings of the prescreen runtime: the native half of the Kotlin class `dev.prescreen.Screener`
+//! (`kotlin/src/main/kotlin/dev/prescreen/`).
+//!
+//! A thin adapter: every function converts Java arguments, calls [`Session`], and converts the
+//! result. Every entry point goes through [`ffi`], which catches panics, turns errors into the
+//! Kotlin exception of their [`ErrorKind`] and returns a neutral value, so nothing undefined crosses
+//! the boundary. The Kotlin side owns the handle's lifetime: it calls `free` exactly once, under a
+//! write lock that waits for every call in flight, so a handle is never used after it is freed.
+//!
+//! Frames are read where they lie: direct `ByteBuffer`s through their address and capacity (every
+//! plane is bounds-checked against its capacity by the runtime's frame validation), `byte[]`s
+//! through a critical section. The engine copies what it keeps before `submit` returns.
+//!
+//! Events reach Kotlin on the session's events thread, attached to the JVM once (and detached when
+//! it ends), by calling `EventDispatcher.onNativeEvent` on a global reference that is released
+//! when the session closes.
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use jni::objects::{
+    GlobalRef, JByteArray, JByteBuffer, JClass, JLongArray, JObject, JObjectArray, JString, JValue,
+    ReleaseMode,
+};
+use jni::sys::{jboolean, jint, jlong, JNI_FALSE, JNI_TRUE};
+use jni::{JNIEnv, JavaVM};
+
+use prescreen_runtime::backend::Backend;
+use prescreen_runtime::engine::Submitted;
+use prescreen_runtime::frame::{
+    ColorMatrix, ColorRange, Frame, FrameError, PixelFormat, Plane, PlaneKind,
+};
+use prescreen_runtime::manifest::Variant;
+use prescreen_runtime::outbox::OutboxEvent;
+use prescreen_runtime::segmenter::{Segment, SegmentEvent};
+use prescreen_runtime::session::{Session, SessionConfig, SessionEvent, SessionMetrics};
+use prescreen_runtime::{Error, ErrorKind};
+
+/// Sessions alive in this process (opened and not yet freed).
+static LIVE_SESSIONS: AtomicI64 = AtomicI64::new(0);
+/// Bytes the library's Rust code holds on the heap (tract, the engine, the outbox, ...).
+static HEAP_BYTES: AtomicI64 = AtomicI64::new(0);
+
+/// The system allocator, counting the bytes live in [`HEAP_BYTES`] so apps and leak tests can read
+/// the library's native memory (`Screener.nativeLiveObjects`). Two relaxed atomic adds per
+/// allocation; the engine does not allocate per frame in steady state.
+struct CountingAllocator;
+
+// SAFETY: every call forwards to `System` with the caller's arguments unchanged; the counter is a
+// side effect that never touches the memory.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is (the caller upholds `GlobalAlloc::alloc`'s contract).
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            HEAP_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            HEAP_BYTES.fetch_add(layout.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as is.
+        unsafe { System.dealloc(ptr, layout) };
+        HEAP_BYTES.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            HEAP_BYTES.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+/// JNI global references this library holds.
+static GLOBAL_REFS: AtomicI64 = AtomicI64::new(0);
+
+/// What a native call can fail with: a runtime error, or a Java exception already thrown by a JNI
+/// call (which must propagate as it is).
+enum Failure {
+    Runtime(Error),
+    Jni(jni::errors::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+impl From<jni::errors::Error> for Failure {
+    fn from(e: jni::errors::Error) -> Self {
+        Failure::Jni(e)
+    }
+}
+
+type Outcome<T> = std::result::Result<T, Failure>;
+
+/// The Java class thrown for each kind of error (all have a `(String)` constructor).
+fn exception_class(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidFrame => "dev/prescreen/InvalidFrameException",
+        ErrorKind::InvalidArgument => "java/lang/IllegalArgumentException",
+        ErrorKind::ModelLoad => "dev/prescreen/ModelLoadException",
+        ErrorKind::Policy => "dev/prescreen/PolicyException",
+        ErrorKind::GpuUnavailable => "dev/prescreen/GpuUnavailableException",
+        ErrorKind::Storage => "dev/prescreen/StorageException",
+        ErrorKind::UnknownReport => "dev/prescreen/UnknownReportException",
+        ErrorKind::Closed => "java/lang/IllegalStateException",
+        ErrorKind::Internal => "dev/prescreen/PrescreenException",
+    }
+}
+
+/// Runs one native call: catches panics, throws errors as Kotlin exceptions, and returns `T`'s
+/// neutral value when anything went wrong (Java ignores it: an exception is pending).
+fn ffi<'l, T: Default>(env: &mut JNIEnv<'l>, f: impl FnOnce(&mut JNIEnv<'l>) -> Outcome<T>) -> T {
+    let result = catch_unwind(AssertUnwindSafe(|| f(env)));
+    let (class, message) = match result {
+        Ok(Ok(value)) => return value,
+        Ok(Err(Failure::Runtime(e))) => (exception_class(e.kind()), e.to_string()),
+        Ok(Err(Failure::Jni(e))) => {
+            if env.exception_check().unwrap_or(false) {
+                return T::default();
+            }
+            match e {
+                jni::errors::Error::NullPtr(what) | jni::errors::Error::NullDeref(what) => (
+                    "java/lang/NullPointerException",
+                    format!("null argument: {what}"),
+                ),
+                other => ("dev/prescreen/PrescreenException", format!("JNI: {other}")),
+            }
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            log::error!("panic in prescreen native code: {what}");
+            (
+                "dev/prescreen/PrescreenException",
+                format!("internal error in native code: {what}"),
+            )
+        }
+    };
+    if !env.exception_check().unwrap_or(true) && env.throw_new(class, &message).is_err() {
+        log::error!("could not throw {class}");
+    }
+    T::default()
+}
+
+/// The native side of a Kotlin `Screener`.
+struct Handle {
+    session: Session,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        LIVE_SESSIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The handle behind a `jlong` from Kotlin.
+///
+/// # Safety
+/// `handle` must be 0 or a value returned by `open` and not yet passed to `free`; the Kotlin
+/// `Screener` guarantees this with its lock (every call under the read lock, `free` under the
+/// write lock, and the handle zeroed there).
+unsafe fn handle<'a>(handle: jlong) -> Outcome<&'a Handle> {
+    if handle == 0 {
+        return Err(Error::Closed.into());
+    }
+    // SAFETY: per this function's contract the pointer came from `Box::into_raw` in `open` and
+    // the box is alive for the duration of the call.
+    Ok(unsafe { &*(handle as *const Handle) })
+}
+
+/// A JNI global reference, counted in [`GLOBAL_REFS`].
+struct Counted(GlobalRef);
+
+impl Counted {
+    fn new(env: &JNIEnv<'_>, object: &JObject<'_>) -> Outcome<Self> {
+        let global = env.new_global_ref(object)?;
+        GLOBAL_REFS.fetch_add(1, Ordering::Relaxed);
+        Ok(Self(global))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        GLOBAL_REFS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn string(env: &mut JNIEnv<'_>, s: &JString<'_>) -> Outcome<String> {
+    if s.is_null() {
+        return Err(jni::errors::Error::NullPtr("string argument").into());
+    }
+    Ok(env.get_string(s)?.into())
+}
+
+fn backend(code: jint) -> Outcome<Backend> {
+    Ok(match code {
+        0 => Backend::Auto,
+        1 => Backend::Gpu,
+        2 => Backend::Cpu,
+        other => {
+            return Err(Error::InvalidArgument(format!("backend code {other}")).into());
+        }
+    })
+}
+
+/// Event kinds passed to `EventDispatcher.onNativeEvent` (the Kotlin side has the same numbers).
+mod kind {
+    pub const SEGMENT_OPENED: i32 = 1;
+    pub const SEGMENT_UPDATED: i32 = 2;
+    pub const SEGMENT_CLOSED: i32 = 3;
+    pub const REPORT_QUEUED: i32 = 4;
+    pub const SCORED: i32 = 5;
+    pub const THUMBNAILS_DROPPED: i32 = 6;
+    pub const REPORT_EVICTED: i32 = 7;
+    pub const QUARANTINED: i32 = 8;
+    pub const REPORT_STORED: i32 = 9;
+    pub const DEAD_LETTERED: i32 = 10;
+    pub const ERROR: i32 = 11;
+}
+
+/// One event flattened for `onNativeEvent(kind, longs, floats, text, detail)`.
+struct Flat {
+    kind: i32,
+    longs: Vec<i64>,
+    floats: Vec<f32>,
+    text: Option<String>,
+    detail: Option<String>,
+}
+
+fn flat_segment(kind: i32, s: &Segment) -> Flat {
+    Flat {
+        kind,
+        // id, start, end, peak time, frames scored, stream start
+        longs: vec![
+            s.id as i64,
+            s.start_us,
+            s.end_us,
+            s.peak_us,
+            i64::from(s.frames_scored),
+            s.stream_start_us,
+        ],
+        floats: vec![s.peak, s.mean],
+        text: Some(s.label.to_string()),
+        detail: None,
+    }
+}
+
+fn flatten(event: SessionEvent) -> Flat {
+    let text = |kind, text: String, detail: Option<String>, longs: Vec<i64>| Flat {
+        kind,
+        longs,
+        floats: vec![],
+        text: Some(text),
+        detail,
+    };
+    match event {
+        SessionEvent::Segment(SegmentEvent::Opened(s)) => flat_segment(kind::SEGMENT_OPENED, &s),
+        SessionEvent::Segment(SegmentEvent::Updated(s)) => flat_segment(kind::SEGMENT_UPDATED, &s),
+        SessionEvent::Segment(SegmentEvent::Closed(s)) => flat_segment(kind::SEGMENT_CLOSED, &s),
+        SessionEvent::ReportQueued { report_id, label } => {
+            text(kind::REPORT_QUEUED, report_id, Some(label), vec![])
+        }
+        SessionEvent::Scored {
+            timestamp_us,
+            scores,
+        } => Flat {
+            kind: kind::SCORED,
+            longs: vec![timestamp_us],
+            floats: scores,
+            text: None,
+            detail: None,
+        },
+        SessionEvent::Outbox(OutboxEvent::Stored { report_id }) => {
+            text(kind::REPORT_STORED, report_id, None, vec![])
+        }
+        SessionEvent::Outbox(OutboxEvent::ThumbnailsDropped { report_id, count }) => text(
+            kind::THUMBNAILS_DROPPED,
+            report_id,
+            None,
+            vec![count as i64],
+        ),
+        SessionEvent::Outbox(OutboxEvent::ReportEvicted { report_id }) => {
+            text(kind::REPORT_EVICTED, report_id, None, vec![])
+        }
+        SessionEvent::Outbox(OutboxEvent::Quarantined { file, reason }) => {
+            text(kind::QUARANTINED, file, Some(reason), vec![])
+        }
+        SessionEvent::Outbox(OutboxEvent::DeadLettered { report_id, reason }) => {
+            text(kind::DEAD_LETTERED, report_id, Some(reason), vec![])
+        }
+        SessionEvent::Error(message) => text(kind::ERROR, message, None, vec![]),
+    }
+}
+
+/// Calls `dispatcher.onNativeEvent(...)` on the current (attached) thread, in a local frame so the
+/// long-lived events thread never accumulates local references.
+fn deliver(env: &mut JNIEnv<'_>, dispatcher: &JObject<'_>, flat: Flat) -> Outcome<()> {
+    env.with_local_frame(8, |env| -> Outcome<()> {
+        let longs = env.new_long_array(flat.longs.len() as i32)?;
+        env.set_long_array_region(&longs, 0, &flat.longs)?;
+        let floats = env.new_float_array(flat.floats.len() as i32)?;
+        env.set_float_array_region(&floats, 0, &flat.floats)?;
+        let text = match &flat.text {
+            Some(t) => JObject::from(env.new_string(t)?),
+            None => JObject::null(),
+        };
+        let detail = match &flat.detail {
+            Some(t) => JObject::from(env.new_string(t)?),
+            None => JObject::null(),
+        };
+        env.call_method(
+            dispatcher,
+            "onNativeEvent",
+            "(I[J[FLjava/lang/String;Ljava/lang/String;)V",
+            &[
+                JValue::Int(flat.kind),
+                JValue::Object(&longs),
+                JValue::Object(&floats),
+                JValue::Object(&text),
+                JValue::Object(&detail),
+            ],
+        )?;
+        Ok(())
+    })
+}
+
+/// The session's listener: forwards each event to the Kotlin dispatcher from the events thread.
+fn listener(vm: JavaVM, dispatcher: Counted) -> Box<dyn FnMut(SessionEvent) + Send> {
+    Box::new(move |event| {
+        let delivered = catch_unwind(AssertUnwindSafe(|| -> Outcome<()> {
+            // Attached once for the thread's life; jni detaches it when the thread ends.
+            let mut env = vm.attach_current_thread_permanently()?;
+            let result = deliver(&mut env, dispatcher.0.as_obj(), flatten(event));
+            if env.exception_check().unwrap_or(false) {
+                // The Kotlin dispatcher catches the listener's exceptions; anything else is
+                // described on stderr and cleared so the thread can go on.
+                let _ = env.exception_describe();
+                let _ = env.exception_clear();
+            }
+            result
+        }));
+        match delivered {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => log::error!("a prescreen event could not be delivered to Kotlin"),
+            Err(_) => log::error!("panic while delivering a prescreen event"),
+        }
+    })
+}
+
+/// `Native.open(...)`: loads the model and policy, opens the outbox, starts the session; returns
+/// the handle.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_open<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    model_dir: JString<'l>,
+    policy_path: JString<'l>,
+    outbox_dir: JString<'l>,
+    stream_id: JString<'l>,
+    backend_code: jint,
+    int8: jboolean,
+    emit_scores: jboolean,
+    budget_bytes: jlong,
+    device_class: JString<'l>,
+    dispatcher: JObject<'l>,
+) -> jlong {
+    init_logging();
+    ffi(&mut env, |env| {
+        let mut config = SessionConfig::new(
+            PathBuf::from(string(env, &model_dir)?),
+            PathBuf::from(string(env, &policy_path)?),
+            PathBuf::from(string(env, &outbox_dir)?),
+            string(env, &stream_id)?,
+        );
+        config.backend = backend(backend_code)?;
+        config.variant = if int8 == JNI_TRUE {
+            Variant::Int8
+        } else {
+            Variant::Float
+        };
+        config.emit_scores = emit_scores == JNI_TRUE;
+        config.outbox_budget_bytes = u64::try_from(budget_bytes).map_err(|_| {
+            Error::InvalidArgument(format!("outbox budget {budget_bytes} is negative"))
+        })?;
+        if !device_class.is_null() {
+            config.device_class = Some(string(env, &device_class)?);
+        }
+        if dispatcher.is_null() {
+            return Err(jni::errors::Error::NullPtr("dispatcher").into());
+        }
+        let listener = listener(env.get_java_vm()?, Counted::new(env, &dispatcher)?);
+        let session = Session::open(&config, listener)?;
+        LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::into_raw(Box::new(Handle { session })) as jlong)
+    })
+}
+
+/// Colour matrix and range codes (Kotlin's `ColorMatrix` / `ColorRange` ordinals).
+fn color(matrix: jint, range: jint) -> Result<(ColorMatrix, ColorRange), FrameError> {
+    let m = match matrix {
+        0 => ColorMatrix::Bt601,
+        1 => ColorMatrix::Bt709,
+        v => {
+            return Err(FrameError::OutOfRange {
+                what: "colour matrix code",
+                value: v.into(),
+            })
+        }
+    };
+    let r = match range {
+        0 => ColorRange::Limited,
+        1 => ColorRange::Full,
+        v => {
+            return Err(FrameError::OutOfRange {
+                what: "colour range code",
+                value: v.into(),
+            })
+        }
+    };
+    Ok((m, r))
+}
+
+/// What is common to every submit: orientation, colour and time.
+#[derive(Clone, Copy)]
+struct Meta {
+    rotation: jint,
+    mirror: jboolean,
+    matrix: jint,
+    range: jint,
+    timestamp_us: jlong,
+}
+
+impl Meta {
+    fn apply<'a>(self, frame: Frame<'a>) -> Result<Frame<'a>, FrameError> {
+        let (matrix, range) = color(self.matrix, self.range)?;
+        Ok(frame
+            .with_color(matrix, range)
+            .with_orientation(
+                FrameError::rotation(self.rotation.into())?,
+                self.mirror == JNI_TRUE,
+            )
+            .with_timestamp_us(self.timestamp_us))
+    }
+}
+
+fn size(what: &'static str, value: jint) -> Result<usize, FrameError> {
+    FrameError::non_negative(what, value.into())
+}
+
+fn dims(width: jint, height: jint) -> Result<(u32, u32), FrameError> {
+    // Sizes beyond u32 cannot come from a jint; the frame's own validation rejects absurd ones.
+    Ok((size("width", width)? as u32, size("height", height)? as u32))
+}
+
+/// The bytes of a direct `ByteBuffer`, from its address to its capacity.
+///
+/// The slice is valid while the buffer is reachable, which the caller's local reference ensures for
+/// the duration of the native call. The app must not write the buffer during `submit` (documented
+/// on the Kotlin side).
+fn direct<'b>(
+    env: &JNIEnv<'_>,
+    buffer: &'b JByteBuffer<'_>,
+    plane: PlaneKind,
+) -> Result<&'b [u8], FrameError> {
+    let unavailable = |reason| FrameError::PlaneUnavailable { plane, reason };
+    if buffer.is_null() {
+        return Err(unavailable("the buffer is null"));
+    }
+    let (Ok(address), Ok(capacity)) = (
+        env.get_direct_buffer_address(buffer),
+        env.get_direct_buffer_capacity(buffer),
+    ) else {
+        return Err(unavailable(
+            "not a direct ByteBuffer (allocateDirect is needed)",
+        ));
+    };
+    if address.is_null() {
+        return Err(unavailable(
+            "not a direct ByteBuffer (allocateDirect is needed)",
+        ));
+    }
+    // SAFETY: the JVM guarantees that a direct buffer's memory spans `capacity` bytes from
+    // `address` while the buffer is alive; it is alive for this call (see above).
+    Ok(unsafe { std::slice::from_raw_parts(address, capacity) })
+}
+
+/// Submits a frame built by `build`, or counts and throws its error.
+fn submit_with(handle: &Handle, built: Result<Frame<'_>, FrameError>) -> Outcome<jint> {
+    let frame = built.map_err(|e| handle.session.reject(e))?;
+    Ok(submitted_code(handle.session.submit(&frame)?))
+}
+
+/// `Submitted` as Kotlin's `SubmitResult` ordinal.
+fn submitted_code(s: Submitted) -> jint {
+    match s {
+        Submitted::Accepted => 0,
+        Submitted::AcceptedDroppingPrevious => 1,
+        Submitted::SkippedRate => 2,
+        Submitted::SkippedGate => 3,
+        Submitted::Rejected => 4,
+        Submitted::Closed => 5,
+    }
+}
+
+/// `Native.submitYuv420(...)`: Android's `YUV_420_888` planes as direct buffers with strides.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_submitYuv420<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+    width: jint,
+    height: jint,
+    y: JByteBuffer<'l>,
+    y_row_stride: jint,
+    u: JByteBuffer<'l>,
+    v: JByteBuffer<'l>,
+    uv_row_stride: jint,
+    uv_pixel_stride: jint,
+    rotation: jint,
+    mirror: jboolean,
+    matrix: jint,
+    range: jint,
+    timestamp_us: jlong,
+) -> jint {
+    let meta = Meta {
+        rotation,
+        mirror,
+        matrix,
+        range,
+        timestamp_us,
+    };
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        let built = (|| {
+            let (w, h) = dims(width, height)?;
+            let uv_stride = size("chroma row stride", uv_row_stride)?;
+            let uv_pixel = size("chroma pixel stride", uv_pixel_stride)?;
+            let frame = Frame::yuv420(
+                w,
+                h,
+                Plane::new(
+                    direct(env, &y, PlaneKind::Y)?,
+                    size("Y row stride", y_row_stride)?,
+                ),
+                Plane::with_pixel_stride(direct(env, &u, PlaneKind::U)?, uv_stride, uv_pixel),
+                Plane::with_pixel_stride(direct(env, &v, PlaneKind::V)?, uv_stride, uv_pixel),
+            )?;
+            meta.apply(frame)
+        })();
+        submit_with(handle, built)
+    })
+}
+
+/// `Native.submitNv21(...)`: an NV21 `byte[]` (Camera1 preview, tightly packed).
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_submitNv21<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+    data: JByteArray<'l>,
+    width: jint,
+    height: jint,
+    rotation: jint,
+    mirror: jboolean,
+    matrix: jint,
+    range: jint,
+    timestamp_us: jlong,
+) -> jint {
+    let meta = Meta {
+        rotation,
+        mirror,
+        matrix,
+        range,
+        timestamp_us,
+    };
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        if data.is_null() {
+            return Err(handle
+                .session
+                .reject(FrameError::PlaneUnavailable {
+                    plane: PlaneKind::Y,
+                    reason: "the array is null",
+                })
+                .into());
+        }
+        let (w, h) = match dims(width, height) {
+            Ok(d) => d,
+            Err(e) => return Err(handle.session.reject(e).into()),
+        };
+        // SAFETY: inside the critical section no JNI function is called (the engine only reads the
+        // bytes and copies what it keeps); the elements are released when `bytes` drops, before
+        // any exception is thrown.
+        let bytes = unsafe { env.get_array_elements_critical(&data, ReleaseMode::NoCopyBack)? };
+        // SAFETY: i8 and u8 have the same size and alignment; the slice lives as long as `bytes`.
+        let bytes: &[u8] =
+            unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u8>(), bytes.len()) };
+        let (wu, hu) = (w as usize, h as usize);
+        let luma = (wu * hu).min(bytes.len());
+        let built = Frame::nv21(
+            w,
+            h,
+            Plane::new(&bytes[..luma], wu),
+            Plane::new(&bytes[luma..], wu.div_ceil(2) * 2),
+        )
+        .and_then(|f| meta.apply(f));
+        submit_with(handle, built)
+    })
+}
+
+/// `Native.submitRgba(...)`: packed RGBA (an `android.graphics.Bitmap` copied to a direct buffer,
+/// or `ImageAnalysis.OUTPUT_IMAGE_FORMAT_RGBA_8888`).
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_submitRgba<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+    buffer: JByteBuffer<'l>,
+    width: jint,
+    height: jint,
+    row_stride: jint,
+    rotation: jint,
+    mirror: jboolean,
+    timestamp_us: jlong,
+) -> jint {
+    let meta = Meta {
+        rotation,
+        mirror,
+        matrix: 0,
+        range: 1,
+        timestamp_us,
+    };
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        let built = (|| {
+            let (w, h) = dims(width, height)?;
+            let frame = Frame::packed(
+                PixelFormat::Rgba8,
+                w,
+                h,
+                direct(env, &buffer, PlaneKind::Packed)?,
+                size("row stride", row_stride)?,
+            )?;
+            meta.apply(frame)
+        })();
+        submit_with(handle, built)
+    })
+}
+
+/// `Native.labels(handle)`: the model's labels in score order.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_labels<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+) -> JObjectArray<'l> {
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        let labels = handle.session.labels();
+        let array =
+            env.new_object_array(labels.len() as i32, "java/lang/String", JObject::null())?;
+        for (i, label) in labels.iter().enumerate() {
+            let s = env.new_string(label)?;
+            env.set_object_array_element(&array, i as i32, &s)?;
+        }
+        Ok(array)
+    })
+}
+
+/// `Native.pendingReports(handle)`: `PendingReport` objects, oldest first.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_pendingReports<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+) -> JObjectArray<'l> {
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        let pending = handle.session.pending_reports()?;
+        let class = env.find_class("dev/prescreen/PendingReport")?;
+        let array = env.new_object_array(pending.len() as i32, &class, JObject::null())?;
+        for (i, p) in pending.iter().enumerate() {
+            env.with_local_frame(4, |env| -> Outcome<()> {
+                let id = env.new_string(&p.report_id)?;
+                let report = env.new_object(
+                    &class,
+                    "(Ljava/lang/String;JJ)V",
+                    &[
+                        JValue::Object(&id),
+                        JValue::Long(p.bytes as i64),
+                        JValue::Long(p.created_unix_millis as i64),
+                    ],
+                )?;
+                env.set_object_array_element(&array, i as i32, &report)?;
+                Ok(())
+            })?;
+        }
+        Ok(array)
+    })
+}
+
+/// `Native.readReport(handle, id)`: the report's JSON bytes.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_readReport<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+    report_id: JString<'l>,
+) -> JByteArray<'l> {
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        let id = string(env, &report_id)?;
+        let bytes = handle.session.read_report(&id)?;
+        Ok(env.byte_array_from_slice(&bytes)?)
+    })
+}
+
+/// `Native.ack(handle, id)`: removes a delivered report; false if it was not pending.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_ack<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+    report_id: JString<'l>,
+) -> jboolean {
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        let id = string(env, &report_id)?;
+        Ok(if handle.session.ack(&id)? {
+            JNI_TRUE
+        } else {
+            JNI_FALSE
+        })
+    })
+}
+
+/// Number of values in a flattened metrics snapshot; the order is that of Kotlin's
+/// `Metrics.fromNative`.
+const METRICS_LEN: usize = 23;
+
+fn flat_metrics(m: &SessionMetrics) -> [i64; METRICS_LEN] {
+    let e = &m.engine;
+    let o = &m.outbox;
+    let us = |d: std::time::Duration| d.as_micros() as i64;
+    let backend = match e.backend {
+        None => -1,
+        Some(prescreen_runtime::backend::ActiveBackend::Cpu) => 0,
+        Some(prescreen_runtime::backend::ActiveBackend::Gpu) => 1,
+    };
+    [
+        e.seen as i64,
+        e.rejected as i64,
+        e.rate_skipped as i64,
+        e.gated as i64,
+        e.dropped as i64,
+        e.scored as i64,
+        e.failed as i64,
+        us(e.submit.quantile(0.5)),
+        us(e.submit.quantile(0.99)),
+        us(e.preprocess.quantile(0.5)),
+        us(e.infer.quantile(0.5)),
+        us(e.infer.quantile(0.99)),
+        backend,
+        e.gpu_fallbacks as i64,
+        o.pending as i64,
+        o.pending_bytes as i64,
+        o.stored as i64,
+        o.acked as i64,
+        o.thumbnails_dropped as i64,
+        o.reports_evicted as i64,
+        o.quarantined as i64,
+        o.write_failures as i64,
+        m.reports_lost as i64,
+    ]
+}
+
+fn metrics_array<'l>(env: &mut JNIEnv<'l>, m: &SessionMetrics) -> Outcome<JLongArray<'l>> {
+    let values = flat_metrics(m);
+    let array = env.new_long_array(values.len() as i32)?;
+    env.set_long_array_region(&array, 0, &values)?;
+    Ok(array)
+}
+
+/// `Native.metrics(handle)`: a flattened [`SessionMetrics`] snapshot.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_metrics<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+) -> JLongArray<'l> {
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        let m = handle.session.metrics()?;
+        metrics_array(env, &m)
+    })
+}
+
+/// `Native.waitIdle(handle)`: blocks until every frame taken so far has been scored.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_waitIdle<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+) {
+    ffi(&mut env, |_env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        Ok(handle.session.wait_idle()?)
+    })
+}
+
+/// `Native.finish(handle)`: closes the session (scores what waits, closes segments, stores their
+/// reports, delivers the last events); returns the final metrics, or null if already closed.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_finish<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+) -> JLongArray<'l> {
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        match handle.session.close()? {
+            Some(m) => metrics_array(env, &m),
+            None => Ok(JLongArray::from(JObject::null())),
+        }
+    })
+}
+
+/// `Native.free(handle)`: releases the native session. Called once, by `Screener.close`, under its
+/// write lock.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_free<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+) {
+    ffi(&mut env, |_env| {
+        if handle_ptr != 0 {
+            // SAFETY: the pointer came from `Box::into_raw` in `open`; the Kotlin Screener calls
+            // `free` once, after every other call on it has returned, and then forgets it.
+            drop(unsafe { Box::from_raw(handle_ptr as *mut Handle) });
+        }
+        Ok(())
+    })
+}
+
+/// `Native.liveObjects()`: `[sessions alive, JNI global references held, heap bytes held]`, for
+/// leak checks and diagnostics.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_liveObjects<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+) -> JLongArray<'l> {
+    ffi(&mut env, |env| {
+        let values = [
+            LIVE_SESSIONS.load(Ordering::Relaxed),
+            GLOBAL_REFS.load(Ordering::Relaxed),
+            HEAP_BYTES.load(Ordering::Relaxed),
+        ];
+        let array = env.new_long_array(values.len() as i32)?;
+        env.set_long_array_region(&array, 0, &values)?;
+        Ok(array)
+    })
+}
+
+/// Routes the `log` facade to logcat on Android (once); elsewhere the host installs a logger.
+fn init_logging() {
+    #[cfg(target_os = "android")]
+    android_logger::init_once(
+        android_logger::Config::default()
+            .with_max_level(log::LevelFilter::Info)
+            .with_tag("prescreen"),
+    );
+}

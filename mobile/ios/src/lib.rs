@@ -1,0 +1,651 @@
+//! UniFFI bindings of the prescreen runtime: what iOS apps reach through the generated Swift
+//! (`Sources/Prescreen/prescreen.swift`), and host tests through generated Python.
+//!
+//! A thin adapter: [`Screener`] wraps a runtime [`Session`] (its `inner`), converts arguments and
+//! results, and maps errors in one place ([`PrescreenError::from`]). UniFFI catches panics in every
+//! exported call and raises them as an internal error in Swift or Python, so none crosses the
+//! boundary. Plane bytes arrive as `&[u8]`, which UniFFI passes as a pointer into the caller's own
+//! buffer (Swift `Data`, Python `bytes`): nothing is copied on the way in, and the engine copies
+//! only the frames it takes for scoring.
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+use std::sync::Arc;
+
+use prescreen_runtime::engine::Submitted;
+use prescreen_runtime::frame::{self as rt, Frame, FrameError, PixelFormat, Plane};
+use prescreen_runtime::manifest::Variant;
+use prescreen_runtime::outbox::OutboxEvent;
+use prescreen_runtime::segmenter::{self, SegmentEvent};
+use prescreen_runtime::session::{Session, SessionConfig, SessionEvent, SessionMetrics};
+use prescreen_runtime::{Error, ErrorKind};
+
+uniffi::setup_scaffolding!("prescreen");
+
+/// Errors, one case per kind a host can act on; each carries a message that names sizes, formats,
+/// files, labels and ids, never pixels or user data. Swift: `PrescreenError` (`throws`).
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum PrescreenError {
+    /// The frame is malformed (sizes, strides, buffer lengths, rotation); counted as rejected, and
+    /// the screener keeps working.
+    #[error("{message}")]
+    InvalidFrame {
+        /// What is wrong.
+        message: String,
+    },
+    /// An argument is out of range (an empty stream id, a string that is not a report id).
+    #[error("{message}")]
+    InvalidArgument {
+        /// What is wrong.
+        message: String,
+    },
+    /// The model or its manifest could not be read, verified or loaded.
+    #[error("{message}")]
+    ModelLoad {
+        /// What is wrong.
+        message: String,
+    },
+    /// The policy could not be read or is invalid.
+    #[error("{message}")]
+    Policy {
+        /// What is wrong.
+        message: String,
+    },
+    /// `Backend::Gpu` was required and no usable GPU passed the self-test.
+    #[error("{message}")]
+    GpuUnavailable {
+        /// What is wrong.
+        message: String,
+    },
+    /// The outbox could not read or write its files (full disk, permissions); nothing is lost.
+    #[error("{message}")]
+    Storage {
+        /// What is wrong.
+        message: String,
+    },
+    /// No pending report has this id.
+    #[error("{message}")]
+    UnknownReport {
+        /// What is wrong.
+        message: String,
+    },
+    /// The screener was closed.
+    #[error("{message}")]
+    Closed {
+        /// What is wrong.
+        message: String,
+    },
+    /// Inference failed, or an internal error.
+    #[error("{message}")]
+    Internal {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl From<Error> for PrescreenError {
+    fn from(e: Error) -> Self {
+        let message = e.to_string();
+        match e.kind() {
+            ErrorKind::InvalidFrame => Self::InvalidFrame { message },
+            ErrorKind::InvalidArgument => Self::InvalidArgument { message },
+            ErrorKind::ModelLoad => Self::ModelLoad { message },
+            ErrorKind::Policy => Self::Policy { message },
+            ErrorKind::GpuUnavailable => Self::GpuUnavailable { message },
+            ErrorKind::Storage => Self::Storage { message },
+            ErrorKind::UnknownReport => Self::UnknownReport { message },
+            ErrorKind::Closed => Self::Closed { message },
+            ErrorKind::Internal => Self::Internal { message },
+        }
+    }
+}
+
+/// What a listener can fail with; an exception thrown by a Swift or Python listener arrives here
+/// and is logged, never propagated.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum ListenerError {
+    /// The listener threw.
+    #[error("listener failed: {message}")]
+    Failed {
+        /// The foreign error's description.
+        message: String,
+    },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for ListenerError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        Self::Failed { message: e.reason }
+    }
+}
+
+/// Where frames are preprocessed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum Backend {
+    /// A hardware GPU (Metal on iOS) that passes the start-up self-test, else the CPU.
+    Auto,
+    /// The GPU, or `GpuUnavailable` when none passes the self-test.
+    Gpu,
+    /// The CPU only.
+    Cpu,
+}
+
+/// Which model file runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum ModelVariant {
+    /// float32.
+    Float,
+    /// int8-quantized.
+    Int8,
+}
+
+/// The Y'CbCr matrix of an NV12 frame (the pixel buffer's `kCVImageBufferYCbCrMatrixKey`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum ColorMatrix {
+    /// ITU-R BT.601.
+    Bt601,
+    /// ITU-R BT.709 (the usual matrix of iOS camera output).
+    Bt709,
+}
+
+/// The range of an NV12 frame's samples: `...VideoRange` or `...FullRange` pixel formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum ColorRange {
+    /// Video range (`kCVPixelFormatType_420YpCbCr8BiPlanarVideoRange`).
+    Video,
+    /// Full range (`kCVPixelFormatType_420YpCbCr8BiPlanarFullRange`).
+    Full,
+}
+
+/// How to open a [`Screener`].
+#[derive(Clone, Debug, uniffi::Record)]
+pub struct ScreenerConfig {
+    /// The model's folder (`model.toml` and the files it names).
+    pub model_dir: String,
+    /// The policy file.
+    pub policy_path: String,
+    /// The outbox folder; reports an earlier screener left there stay pending.
+    pub outbox_dir: String,
+    /// An opaque id of the stream, part of every report (not user data).
+    pub stream_id: String,
+    /// Where frames are preprocessed.
+    pub backend: Backend,
+    /// Which model file runs.
+    pub variant: ModelVariant,
+    /// Deliver `Scored` events for every scored frame.
+    #[uniffi(default = false)]
+    pub emit_scores: bool,
+    /// Bytes the pending reports may take on disk.
+    #[uniffi(default = 33554432)]
+    pub outbox_budget_bytes: u64,
+    /// Written into reports; by default the OS and CPU architecture.
+    #[uniffi(default = None)]
+    pub device_class: Option<String>,
+}
+
+/// Orientation, colour and time of a frame.
+#[derive(Clone, Copy, Debug, uniffi::Record)]
+pub struct FrameInfo {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The clockwise rotation that makes the frame upright: 0, 90, 180 or 270.
+    pub rotation_degrees: u32,
+    /// Mirror horizontally after rotating (front camera).
+    #[uniffi(default = false)]
+    pub mirrored: bool,
+    /// Monotonic timestamp in microseconds (`CMSampleBuffer`'s presentation time).
+    pub timestamp_us: i64,
+    /// The Y'CbCr matrix (NV12 only).
+    pub color_matrix: ColorMatrix,
+    /// The sample range (NV12 only).
+    pub color_range: ColorRange,
+}
+
+/// What happened to a submitted frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
+pub enum SubmitResult {
+    /// Taken for scoring.
+    Accepted,
+    /// Taken for scoring; a frame still waiting was dropped for it.
+    AcceptedDroppingPrevious,
+    /// Not due at the policy's sampling rate.
+    SkippedRate,
+    /// Same scene as the last scored frame.
+    SkippedGate,
+}
+
+/// A flagged segment as known when an event is emitted (times in microseconds).
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct Segment {
+    /// Sequence number in this stream, from 1.
+    pub id: u64,
+    /// The label flagged.
+    pub label: String,
+    /// Start (with pre-roll).
+    pub start_us: i64,
+    /// End (with post-roll once closed).
+    pub end_us: i64,
+    /// Highest smoothed score.
+    pub peak: f32,
+    /// Time of the peak.
+    pub peak_us: i64,
+    /// Mean smoothed score.
+    pub mean: f32,
+    /// Frames scored inside the segment.
+    pub frames_scored: u32,
+    /// Timestamp of the stream's first scored frame.
+    pub stream_start_us: i64,
+}
+
+impl From<&segmenter::Segment> for Segment {
+    fn from(s: &segmenter::Segment) -> Self {
+        Self {
+            id: s.id,
+            label: s.label.to_string(),
+            start_us: s.start_us,
+            end_us: s.end_us,
+            peak: s.peak,
+            peak_us: s.peak_us,
+            mean: s.mean,
+            frames_scored: s.frames_scored,
+            stream_start_us: s.stream_start_us,
+        }
+    }
+}
+
+/// What a screener tells the app, on its events thread, in order.
+#[derive(Clone, Debug, PartialEq, uniffi::Enum)]
+pub enum ScreenerEvent {
+    /// A run above the label's `enter` threshold lasted the minimum duration.
+    SegmentOpened {
+        /// The segment.
+        segment: Segment,
+    },
+    /// The peak of an open segment moved.
+    SegmentUpdated {
+        /// The segment.
+        segment: Segment,
+    },
+    /// The segment ended; its report follows as `ReportQueued`.
+    SegmentClosed {
+        /// The segment.
+        segment: Segment,
+    },
+    /// A closed segment's report is durably in the outbox.
+    ReportQueued {
+        /// The report's id (also the upload's idempotency key).
+        report_id: String,
+        /// The segment's label.
+        label: String,
+    },
+    /// The scores of one frame, in `labels()` order (with `emit_scores`).
+    Scored {
+        /// The frame's timestamp.
+        timestamp_us: i64,
+        /// Probabilities.
+        scores: Vec<f32>,
+    },
+    /// A report was written to the outbox.
+    ReportStored {
+        /// Its id.
+        report_id: String,
+    },
+    /// The outbox budget removed a report's thumbnails (its metadata stays pending).
+    ThumbnailsDropped {
+        /// The report.
+        report_id: String,
+        /// Thumbnails removed.
+        count: u32,
+    },
+    /// The outbox budget removed a whole report.
+    ReportEvicted {
+        /// The report.
+        report_id: String,
+    },
+    /// A file in the outbox was not a valid report and was set aside.
+    Quarantined {
+        /// Its name in `quarantine/`.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// A report was refused for good by a server (desktop uploader only).
+    DeadLettered {
+        /// The report.
+        report_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A frame could not be scored or a report not stored yet; the screener goes on.
+    Error {
+        /// What happened.
+        message: String,
+    },
+}
+
+impl From<SessionEvent> for ScreenerEvent {
+    fn from(e: SessionEvent) -> Self {
+        match e {
+            SessionEvent::Segment(SegmentEvent::Opened(s)) => Self::SegmentOpened {
+                segment: (&s).into(),
+            },
+            SessionEvent::Segment(SegmentEvent::Updated(s)) => Self::SegmentUpdated {
+                segment: (&s).into(),
+            },
+            SessionEvent::Segment(SegmentEvent::Closed(s)) => Self::SegmentClosed {
+                segment: (&s).into(),
+            },
+            SessionEvent::ReportQueued { report_id, label } => {
+                Self::ReportQueued { report_id, label }
+            }
+            SessionEvent::Scored {
+                timestamp_us,
+                scores,
+            } => Self::Scored {
+                timestamp_us,
+                scores,
+            },
+            SessionEvent::Outbox(OutboxEvent::Stored { report_id }) => {
+                Self::ReportStored { report_id }
+            }
+            SessionEvent::Outbox(OutboxEvent::ThumbnailsDropped { report_id, count }) => {
+                Self::ThumbnailsDropped {
+                    report_id,
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                }
+            }
+            SessionEvent::Outbox(OutboxEvent::ReportEvicted { report_id }) => {
+                Self::ReportEvicted { report_id }
+            }
+            SessionEvent::Outbox(OutboxEvent::Quarantined { file, reason }) => {
+                Self::Quarantined { file, reason }
+            }
+            SessionEvent::Outbox(OutboxEvent::DeadLettered { report_id, reason }) => {
+                Self::DeadLettered { report_id, reason }
+            }
+            SessionEvent::Error(message) => Self::Error { message },
+        }
+    }
+}
+
+/// Receives a screener's events on its events thread (never the capture queue). Swift: a
+/// `Sendable` class implementing the `ScreenerListener` protocol.
+#[uniffi::export(foreign)]
+pub trait ScreenerListener: Send + Sync {
+    /// Called once per event, in order. A thrown error is logged and ignored.
+    fn on_event(&self, event: ScreenerEvent) -> Result<(), ListenerError>;
+}
+
+/// A report waiting for delivery.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct PendingReport {
+    /// The report's id, also the idempotency key for the server.
+    pub report_id: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// When it was written, in Unix milliseconds.
+    pub created_unix_millis: u64,
+}
+
+/// A screener's counters. Every frame submitted ends in exactly one of `rejected`,
+/// `rate_skipped`, `gated`, `dropped`, `scored`, `failed`.
+#[derive(Clone, Debug, PartialEq, uniffi::Record)]
+pub struct ScreenerMetrics {
+    /// Frames submitted.
+    pub seen: u64,
+    /// Malformed frames.
+    pub rejected: u64,
+    /// Frames not due at the sampling rate.
+    pub rate_skipped: u64,
+    /// Frames skipped by the scene gate.
+    pub gated: u64,
+    /// Frames replaced by a newer one before the worker got to them.
+    pub dropped: u64,
+    /// Frames scored.
+    pub scored: u64,
+    /// Frames whose preprocessing or inference failed.
+    pub failed: u64,
+    /// Median time `submit` took, in microseconds.
+    pub submit_p50_us: u64,
+    /// 99th percentile of `submit`, in microseconds.
+    pub submit_p99_us: u64,
+    /// Median preprocessing time, in microseconds.
+    pub preprocess_p50_us: u64,
+    /// Median inference time, in microseconds.
+    pub infer_p50_us: u64,
+    /// `cpu` or `gpu` (`None` before the worker started).
+    pub backend: Option<String>,
+    /// Times the GPU failed mid-stream and the CPU took over.
+    pub gpu_fallbacks: u64,
+    /// Reports pending in the outbox.
+    pub pending_reports: u64,
+    /// Bytes they take.
+    pub pending_bytes: u64,
+    /// Reports stored since the outbox opened.
+    pub reports_stored: u64,
+    /// Reports acked since the outbox opened.
+    pub reports_acked: u64,
+    /// Thumbnails the disk budget removed.
+    pub thumbnails_dropped: u64,
+    /// Reports the disk budget removed.
+    pub reports_evicted: u64,
+    /// Files set aside as invalid.
+    pub quarantined: u64,
+    /// Writes that failed (then retried).
+    pub write_failures: u64,
+    /// Reports lost because the outbox kept failing.
+    pub reports_lost: u64,
+}
+
+impl From<SessionMetrics> for ScreenerMetrics {
+    fn from(m: SessionMetrics) -> Self {
+        let (e, o) = (&m.engine, &m.outbox);
+        let us = |d: std::time::Duration| d.as_micros() as u64;
+        Self {
+            seen: e.seen,
+            rejected: e.rejected,
+            rate_skipped: e.rate_skipped,
+            gated: e.gated,
+            dropped: e.dropped,
+            scored: e.scored,
+            failed: e.failed,
+            submit_p50_us: us(e.submit.quantile(0.5)),
+            submit_p99_us: us(e.submit.quantile(0.99)),
+            preprocess_p50_us: us(e.preprocess.quantile(0.5)),
+            infer_p50_us: us(e.infer.quantile(0.5)),
+            backend: e.backend.map(|b| b.to_string()),
+            gpu_fallbacks: e.gpu_fallbacks,
+            pending_reports: o.pending,
+            pending_bytes: o.pending_bytes,
+            reports_stored: o.stored,
+            reports_acked: o.acked,
+            thumbnails_dropped: o.thumbnails_dropped,
+            reports_evicted: o.reports_evicted,
+            quarantined: o.quarantined,
+            write_failures: o.write_failures,
+            reports_lost: m.reports_lost,
+        }
+    }
+}
+
+/// Screens one live stream: frames in through `submit_*` (from the capture queue; they never wait
+/// on inference), events out to the listener, reports in a durable outbox until the app uploads
+/// them ([`Screener::pending_reports`], [`Screener::read_report`], [`Screener::ack`]).
+/// Thread-safe; `close` is idempotent and every other method throws `Closed` after it.
+#[derive(uniffi::Object)]
+pub struct Screener {
+    inner: Session,
+}
+
+impl std::fmt::Debug for Screener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+fn submitted(s: Submitted) -> Result<SubmitResult, PrescreenError> {
+    Ok(match s {
+        Submitted::Accepted => SubmitResult::Accepted,
+        Submitted::AcceptedDroppingPrevious => SubmitResult::AcceptedDroppingPrevious,
+        Submitted::SkippedRate => SubmitResult::SkippedRate,
+        Submitted::SkippedGate => SubmitResult::SkippedGate,
+        // Copying submits reject by error, never by result; `Closed` races with close.
+        Submitted::Rejected => return Err(Error::Internal("frame rejected".into()).into()),
+        Submitted::Closed => return Err(Error::Closed.into()),
+    })
+}
+
+impl FrameInfo {
+    fn apply<'a>(&self, frame: Frame<'a>) -> Result<Frame<'a>, FrameError> {
+        let matrix = match self.color_matrix {
+            ColorMatrix::Bt601 => rt::ColorMatrix::Bt601,
+            ColorMatrix::Bt709 => rt::ColorMatrix::Bt709,
+        };
+        let range = match self.color_range {
+            ColorRange::Video => rt::ColorRange::Limited,
+            ColorRange::Full => rt::ColorRange::Full,
+        };
+        Ok(frame
+            .with_color(matrix, range)
+            .with_orientation(
+                FrameError::rotation(self.rotation_degrees.into())?,
+                self.mirrored,
+            )
+            .with_timestamp_us(self.timestamp_us))
+    }
+}
+
+impl Screener {
+    fn submit(&self, built: Result<Frame<'_>, FrameError>) -> Result<SubmitResult, PrescreenError> {
+        let frame = built.map_err(|e| self.inner.reject(e))?;
+        submitted(self.inner.submit(&frame)?)
+    }
+}
+
+#[uniffi::export]
+impl Screener {
+    /// Opens a screener: loads and verifies the model (checksum, inputs and outputs, golden
+    /// self-test), reads the policy, opens the outbox and starts the worker and events threads.
+    #[uniffi::constructor]
+    pub fn new(
+        config: ScreenerConfig,
+        listener: Arc<dyn ScreenerListener>,
+    ) -> Result<Arc<Self>, PrescreenError> {
+        let mut c = SessionConfig::new(
+            config.model_dir,
+            config.policy_path,
+            config.outbox_dir,
+            config.stream_id,
+        );
+        c.backend = match config.backend {
+            Backend::Auto => prescreen_runtime::backend::Backend::Auto,
+            Backend::Gpu => prescreen_runtime::backend::Backend::Gpu,
+            Backend::Cpu => prescreen_runtime::backend::Backend::Cpu,
+        };
+        c.variant = match config.variant {
+            ModelVariant::Float => Variant::Float,
+            ModelVariant::Int8 => Variant::Int8,
+        };
+        c.emit_scores = config.emit_scores;
+        c.outbox_budget_bytes = config.outbox_budget_bytes;
+        c.device_class = config.device_class;
+        let inner = Session::open(
+            &c,
+            Box::new(move |event| {
+                if let Err(e) = listener.on_event(event.into()) {
+                    log::warn!("prescreen listener: {e}");
+                }
+            }),
+        )?;
+        Ok(Arc::new(Self { inner }))
+    }
+
+    /// The model's labels, in the order of `Scored` scores.
+    pub fn labels(&self) -> Vec<String> {
+        self.inner.labels().to_vec()
+    }
+
+    /// Offers an NV12 frame (bi-planar 4:2:0: a Y plane and an interleaved CbCr plane) with its
+    /// row strides. The planes are read in place during the call; each is checked against its
+    /// length. Throws `InvalidFrame` for a malformed frame (counted as rejected).
+    pub fn submit_nv12(
+        &self,
+        y: &[u8],
+        y_row_stride: u32,
+        uv: &[u8],
+        uv_row_stride: u32,
+        info: FrameInfo,
+    ) -> Result<SubmitResult, PrescreenError> {
+        self.submit(
+            Frame::nv12(
+                info.width,
+                info.height,
+                Plane::new(y, y_row_stride as usize),
+                Plane::new(uv, uv_row_stride as usize),
+            )
+            .and_then(|f| info.apply(f)),
+        )
+    }
+
+    /// Offers a BGRA frame (`kCVPixelFormatType_32BGRA`) with its row stride.
+    pub fn submit_bgra(
+        &self,
+        data: &[u8],
+        row_stride: u32,
+        info: FrameInfo,
+    ) -> Result<SubmitResult, PrescreenError> {
+        self.submit(
+            Frame::packed(
+                PixelFormat::Bgra8,
+                info.width,
+                info.height,
+                data,
+                row_stride as usize,
+            )
+            .and_then(|f| info.apply(f)),
+        )
+    }
+
+    /// Reports waiting for delivery, oldest first (also those an earlier screener left).
+    pub fn pending_reports(&self) -> Result<Vec<PendingReport>, PrescreenError> {
+        Ok(self
+            .inner
+            .pending_reports()?
+            .into_iter()
+            .map(|p| PendingReport {
+                report_id: p.report_id,
+                bytes: p.bytes,
+                created_unix_millis: p.created_unix_millis,
+            })
+            .collect())
+    }
+
+    /// The JSON of a pending report, to upload with `URLSession` using its id as the idempotency
+    /// key.
+    pub fn read_report(&self, report_id: String) -> Result<Vec<u8>, PrescreenError> {
+        Ok(self.inner.read_report(&report_id)?)
+    }
+
+    /// Removes a delivered report; false if no report had this id (acked already).
+    pub fn ack(&self, report_id: String) -> Result<bool, PrescreenError> {
+        Ok(self.inner.ack(&report_id)?)
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> Result<ScreenerMetrics, PrescreenError> {
+        Ok(self.inner.metrics()?.into())
+    }
+
+    /// Blocks until every frame taken so far has been scored and its events handed to the events
+    /// thread (for replaying recorded streams and tests; a live camera never needs it).
+    pub fn wait_idle(&self) -> Result<(), PrescreenError> {
+        Ok(self.inner.wait_idle()?)
+    }
+
+    /// Scores the frame still waiting, closes open segments and stores their reports, delivers
+    /// the last events and stops the threads. Returns the final metrics the first time, `None`
+    /// after that.
+    pub fn close(&self) -> Result<Option<ScreenerMetrics>, PrescreenError> {
+        Ok(self.inner.close()?.map(Into::into))
+    }
+}

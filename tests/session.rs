@@ -1,0 +1,226 @@
+//! The session the mobile bindings wrap: model + policy + outbox + engine + events thread, with
+//! close semantics and error kinds. Real tract, the real test classifier, real files.
+
+mod common;
+
+use std::sync::{mpsc, Arc, Mutex};
+
+use prescreen::framegen::OwnedFrame;
+use prescreen_runtime::backend::Backend;
+use prescreen_runtime::frame::{ColorMatrix, ColorRange, FrameError, PixelFormat};
+use prescreen_runtime::outbox::OutboxEvent;
+use prescreen_runtime::segmenter::SegmentEvent;
+use prescreen_runtime::session::{Session, SessionConfig, SessionEvent};
+use prescreen_runtime::{Error, ErrorKind};
+
+fn config(outbox: &std::path::Path, stream_id: &str) -> SessionConfig {
+    let dir = common::root().join("models/redness");
+    assert!(
+        dir.join("redness.onnx").is_file(),
+        "TEST CLASSIFIER NOT BUILT: run `make model` (models/test_classifier.py) first"
+    );
+    let mut c = SessionConfig::new(
+        dir,
+        common::root().join("models/policies/redness.toml"),
+        outbox,
+        stream_id,
+    );
+    c.backend = Backend::Cpu;
+    c
+}
+
+fn frame(red: bool, t_us: i64) -> OwnedFrame {
+    let rgb = if red { [220, 30, 30] } else { [128, 128, 128] };
+    let (w, h) = (160, 120);
+    let px: Vec<u8> = (0..w * h).flat_map(|_| rgb).collect();
+    let mut f = OwnedFrame::from_rgb(
+        &px,
+        w,
+        h,
+        PixelFormat::Nv21,
+        ColorMatrix::Bt601,
+        ColorRange::Limited,
+    )
+    .unwrap();
+    f.timestamp_us = t_us;
+    f
+}
+
+fn listener() -> (
+    Box<dyn FnMut(SessionEvent) + Send>,
+    mpsc::Receiver<SessionEvent>,
+) {
+    let (tx, rx) = mpsc::channel();
+    (Box::new(move |e| drop(tx.send(e))), rx)
+}
+
+/// 6 s at 30 fps, red during [1, 2.5) s.
+fn stream(session: &Session) {
+    for i in 0..180 {
+        let t = i * 1_000_000 / 30;
+        let f = frame((1_000_000..2_500_000).contains(&t), t);
+        session.submit(&f.frame().unwrap()).unwrap();
+        session.wait_idle().unwrap();
+    }
+}
+
+#[test]
+fn a_session_reports_its_segment_survives_reopening_and_acks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, rx) = listener();
+    let session = Session::open(&config(dir.path(), "s1"), l).unwrap();
+    assert_eq!(session.labels(), ["other", "red"]);
+    stream(&session);
+    let metrics = session
+        .close()
+        .unwrap()
+        .expect("first close returns the metrics");
+    assert!(metrics.engine.accounted(), "{metrics:?}");
+    assert_eq!(metrics.engine.seen, 180);
+    assert_eq!(metrics.outbox.pending, 1);
+    // close joined the events thread: every event is here, in order.
+    let events: Vec<SessionEvent> = rx.try_iter().collect();
+    let closed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Segment(SegmentEvent::Closed(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed.len(), 1, "{events:?}");
+    assert!(
+        (closed[0].start_us - 1_000_000).abs() <= 200_000,
+        "{closed:?}"
+    );
+    let queued: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::ReportQueued { report_id, .. } => Some(report_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queued.len(), 1);
+    let position = |f: &dyn Fn(&SessionEvent) -> bool| events.iter().position(f).unwrap();
+    let closed_at = position(&|e| matches!(e, SessionEvent::Segment(SegmentEvent::Closed(_))));
+    let queued_at = position(&|e| matches!(e, SessionEvent::ReportQueued { .. }));
+    assert!(queued_at > closed_at, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Outbox(OutboxEvent::Stored { report_id }) if *report_id == queued[0])),
+        "the outbox's Stored event is forwarded: {events:?}"
+    );
+
+    // Closed: a second close is a no-op, everything else is Error::Closed.
+    assert!(session.close().unwrap().is_none());
+    assert!(!session.is_open());
+    let f = frame(false, 0);
+    assert!(matches!(
+        session.submit(&f.frame().unwrap()),
+        Err(Error::Closed)
+    ));
+    assert_eq!(
+        session.pending_reports().unwrap_err().kind(),
+        ErrorKind::Closed
+    );
+    assert_eq!(session.metrics().unwrap_err().kind(), ErrorKind::Closed);
+
+    // A new session on the same outbox sees the report, reads it, acks it.
+    let (l, _rx) = listener();
+    let again = Session::open(&config(dir.path(), "s2"), l).unwrap();
+    let pending = again.pending_reports().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].report_id, queued[0]);
+    let json = String::from_utf8(again.read_report(&queued[0]).unwrap()).unwrap();
+    assert!(json.contains("\"stream_id\":\"s1\""), "{json}");
+    assert!(again.ack(&queued[0]).unwrap());
+    assert!(!again.ack(&queued[0]).unwrap());
+    assert_eq!(
+        again.read_report(&queued[0]).unwrap_err().kind(),
+        ErrorKind::UnknownReport
+    );
+    assert_eq!(
+        again.ack("not an id").unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    drop(again); // Drop closes.
+}
+
+#[test]
+fn rejected_frames_are_counted_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _rx) = listener();
+    let session = Session::open(&config(dir.path(), "s"), l).unwrap();
+    let e = session.reject(FrameError::ZeroSize {
+        width: 0,
+        height: 1,
+    });
+    assert_eq!(e.kind(), ErrorKind::InvalidFrame);
+    stream(&session);
+    let m = session.metrics().unwrap();
+    assert_eq!((m.engine.seen, m.engine.rejected), (181, 1));
+    assert!(m.engine.accounted(), "{m:?}");
+    session.close().unwrap();
+    // After close, a rejection reports the closed session instead.
+    let e = session.reject(FrameError::ZeroSize {
+        width: 0,
+        height: 1,
+    });
+    assert_eq!(e.kind(), ErrorKind::Closed);
+}
+
+#[test]
+fn a_listener_may_close_its_own_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let slot: Arc<Mutex<Option<Arc<Session>>>> = Arc::default();
+    let (tx, rx) = mpsc::channel();
+    let inner = slot.clone();
+    let session = Arc::new(
+        Session::open(
+            &config(dir.path(), "s"),
+            Box::new(move |e| {
+                if matches!(e, SessionEvent::Segment(SegmentEvent::Opened(_))) {
+                    let s = inner.lock().unwrap().take().unwrap();
+                    // Inside the listener: the last events are delivered after it returns.
+                    let m = s.close().unwrap();
+                    let _ = tx.send(m.is_some());
+                }
+            }),
+        )
+        .unwrap(),
+    );
+    *slot.lock().unwrap() = Some(session.clone());
+    for i in 0..180 {
+        let t = i * 1_000_000 / 30;
+        let f = frame((1_000_000..2_500_000).contains(&t), t);
+        if session.submit(&f.frame().unwrap()).is_err() {
+            break;
+        }
+        let _ = session.wait_idle();
+    }
+    assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap());
+    assert!(!session.is_open());
+}
+
+#[test]
+fn opening_fails_with_the_kind_a_host_can_act_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |c: &SessionConfig| {
+        let (l, _rx) = listener();
+        Session::open(c, l).unwrap_err().kind()
+    };
+    let mut c = config(dir.path(), "s");
+    c.model_dir = dir.path().join("missing");
+    assert_eq!(open(&c), ErrorKind::ModelLoad);
+    let mut c = config(dir.path(), "s");
+    c.policy_path = dir.path().join("missing.toml");
+    assert_eq!(open(&c), ErrorKind::Policy);
+    let mut c = config(dir.path(), "s");
+    c.stream_id = String::new();
+    assert_eq!(open(&c), ErrorKind::InvalidArgument);
+    // An outbox path that is a file cannot be opened.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let c = config(&file, "s");
+    assert_eq!(open(&c), ErrorKind::Storage);
+}
