@@ -46,23 +46,25 @@ check:
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 	$(CARGO) clippy -p prescreen-runtime --all-targets --no-default-features -- -D warnings
 
+# Every cargo command names the whole workspace: features then resolve the same way each time, so
+# nothing is rebuilt between the steps.
 test: refs check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
-	$(CARGO) test --test fidelity -- --nocapture
+	$(CARGO) test --workspace --test fidelity -- --nocapture
 	$(MAKE) test-android test-ios
 
-# The Android binding on the host JVM: the JNI library built for the host (with the workspace's
-# features, so nothing is rebuilt after the tests above), then the Kotlin API's JUnit tests through
-# it (Maven fetches Kotlin and JUnit from Maven Central).
+# The Android binding on the host JVM: the JNI library built for the host, then the Kotlin API's
+# JUnit tests through it (Maven fetches Kotlin and JUnit from Maven Central). `--all-targets` keeps
+# the features the tests above resolved (dev-dependencies included), so nothing is rebuilt.
 test-android: model
-	$(CARGO) build --workspace
+	$(CARGO) build --workspace --all-targets
 	$(MVN) -B --no-transfer-progress -f mobile/android/kotlin/pom.xml test
 
 # The iOS binding on the host: UniFFI's generated Python bindings of the same library (pytest), and
 # the committed Swift bindings regenerated and compared.
 test-ios: model
-	$(CARGO) build --workspace
+	$(CARGO) build --workspace --all-targets
 	$(VPY) -m pytest -q mobile/ios/tests
 
 # Criterion benches, then the side-by-side anchors (OpenCV, onnxruntime) in the same run.

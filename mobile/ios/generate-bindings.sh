@@ -11,7 +11,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="${1:-$here}"
 cd "$root"
-cargo build --workspace --quiet
+cargo build --workspace --all-targets --quiet
 case "$(uname -s)" in
   Darwin) lib=target/debug/libprescreen_ios.dylib ;;
   *) lib=target/debug/libprescreen_ios.so ;;

@@ -621,7 +621,8 @@ pub extern "system" fn Java_dev_prescreen_Native_submitNv21<'l>(
         let bytes: &[u8] =
             unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u8>(), bytes.len()) };
         let (wu, hu) = (w as usize, h as usize);
-        let luma = (wu * hu).min(bytes.len());
+        // Saturating: on 32-bit ABIs an absurd size must reach the frame's own size check.
+        let luma = wu.saturating_mul(hu).min(bytes.len());
         let built = Frame::nv21(
             w,
             h,

@@ -20,7 +20,7 @@ BINDGEN = ROOT / "target" / "debug" / "uniffi-bindgen"
 @pytest.fixture(scope="session")
 def prescreen(tmp_path_factory):
     for path in (LIB, BINDGEN):
-        assert path.is_file(), f"{path} is missing: run `cargo build --workspace` (make test-ios does)"
+        assert path.is_file(), f"{path} is missing: run `cargo build --workspace --all-targets` (make test-ios does)"
     out = tmp_path_factory.mktemp("bindings")
     subprocess.run(
         [str(BINDGEN), "generate", str(LIB), "--language", "python", "--out-dir", str(out)],
