@@ -87,6 +87,14 @@ enum class SubmitResult {
 /**
  * A flagged segment as known when an event is emitted. Times are the frames' timestamps in
  * microseconds.
+ *
+ * @property label the label flagged
+ * @property startUs start, with the policy's pre-roll
+ * @property endUs end: the last frame above `exit` (plus post-roll once closed)
+ * @property peak the highest smoothed score
+ * @property peakUs the time of the peak
+ * @property mean the mean smoothed score over the frames scored inside the segment
+ * @property framesScored frames scored inside the segment
  */
 data class Segment(
     /** Sequence number of the segment in this stream, from 1. */
@@ -160,7 +168,30 @@ class PendingReport(
 
 /**
  * A screener's counters. Every frame submitted ends in exactly one of `rejected`, `rateSkipped`,
- * `gated`, `dropped`, `scored`, `failed`.
+ * `gated`, `dropped`, `scored`, `failed`. Latencies are in microseconds.
+ *
+ * @property seen frames submitted
+ * @property rejected malformed frames
+ * @property rateSkipped frames not due at the policy's sampling rate
+ * @property gated frames skipped by the scene gate (same scene as the last scored one)
+ * @property dropped frames replaced by a newer one before the worker got to them
+ * @property scored frames scored
+ * @property failed frames whose preprocessing or inference failed
+ * @property submitP50Us median time a submit call took
+ * @property submitP99Us 99th percentile of a submit call
+ * @property preprocessP50Us median preprocessing time of a scored frame
+ * @property inferP50Us median inference time
+ * @property inferP99Us 99th percentile of inference
+ * @property gpuFallbacks times the GPU failed mid-stream and the CPU took over
+ * @property pendingReports reports waiting in the outbox
+ * @property pendingBytes bytes they take on disk
+ * @property reportsStored reports written since the outbox opened
+ * @property reportsAcked reports acked since the outbox opened
+ * @property thumbnailsDropped thumbnails the disk budget removed
+ * @property reportsEvicted whole reports the disk budget removed
+ * @property quarantined files set aside as invalid
+ * @property writeFailures outbox writes that failed (the report is retried)
+ * @property reportsLost reports given up on because the outbox kept failing
  */
 data class Metrics(
     val seen: Long,
