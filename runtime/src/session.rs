@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
-use crate::backend::{ActiveBackend, Backend};
+use crate::backend::Backend;
 use crate::engine::{Engine, EngineOptions, Event, Metrics, Submitted};
 use crate::error::{Error, Result};
 use crate::frame::{Frame, FrameError};
@@ -286,11 +286,6 @@ impl Session {
     /// A snapshot of the counters.
     pub fn metrics(&self) -> Result<SessionMetrics> {
         self.with(|live| Ok(live.metrics(live.engine.metrics())))
-    }
-
-    /// The backend preprocessing frames now.
-    pub fn active_backend(&self) -> Result<Option<ActiveBackend>> {
-        self.with(|live| Ok(live.engine.metrics().backend))
     }
 
     /// Scores the frame still waiting, closes open segments (their reports are stored), stops the
