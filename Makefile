@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CARGO ?= cargo
 MVN ?= mvn
 
-.PHONY: demo test model refs venv check bench test-android test-ios
+.PHONY: demo test model refs venv check bench size test-android test-ios
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -67,7 +67,18 @@ test-ios: model
 	$(CARGO) build --workspace --all-targets
 	$(VPY) -m pytest -q mobile/ios/tests
 
-# Criterion benches, then the side-by-side anchors (OpenCV, onnxruntime) in the same run.
+# Criterion benches, then the side-by-side runs in the same session: preprocessing against OpenCV,
+# inference against onnxruntime (float and int8, 1 and 2 threads, load time, memory, file and
+# library size; the mobile library is listed when `make size` has built it).
 bench: model
 	$(CARGO) bench --bench preprocess --bench inference
+	$(CARGO) build --release
 	$(VPY) benches/anchors.py
+	$(VPY) benches/side_by_side.py $(if $(wildcard $(MOBILE_LIB)),--lib $(MOBILE_LIB))
+
+# The Android library built for this host with the profile the phones get (`mobile`: fat LTO, one
+# codegen unit, stripped), and its size. The same crate and profile as mobile/android/build-native.sh.
+MOBILE_LIB := target/mobile/libprescreen_android.so
+size:
+	$(CARGO) build --profile mobile --package prescreen-android
+	@ls -l $(MOBILE_LIB)

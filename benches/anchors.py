@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
-"""Side-by-side anchors for `make bench`: the same work done by the reference implementations.
+"""Preprocessing anchor for `make bench`: the same work done by OpenCV.
 
 * Preprocessing: OpenCV's NV12/NV21 -> RGB (cv2.cvtColor) or BGRA -> RGB, then cv2.resize to
   256x256 (INTER_AREA, OpenCV's antialiased shrink), centre crop 224, float32 BGR minus mean;
   720p and 1080p, one thread.
-* Inference: onnxruntime on the float and int8 files, one intra-op thread, batch 1.
 
-Prints medians in milliseconds, in the same units as criterion's output for benches/preprocess.rs
-and benches/inference.rs, so the two can be read side by side.
+Prints medians in milliseconds, in the same units as criterion's output for benches/preprocess.rs,
+so the two can be read side by side. Inference against onnxruntime is benches/side_by_side.py.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
 MEAN = np.array([104, 117, 123], dtype=np.float32)
@@ -62,15 +60,6 @@ def main() -> None:
                 return np.ascontiguousarray(small[16:240, 16:240].astype(np.float32) - MEAN)
 
             print(f"  preprocess_cpu/{name}/{label:<6} {median_ms(run, 50):8.3f} ms")
-    print("anchor: onnxruntime inference (median ms, batch 1)")
-    x = np.random.default_rng(0).uniform(-120, 130, (1, 224, 224, 3)).astype(np.float32)
-    for threads in (1, 2):
-        for variant, name in (("float", "open-nsfw.onnx"), ("int8", "open-nsfw.int8.onnx")):
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            sess = ort.InferenceSession(str(ROOT / "models/open_nsfw" / name), opts, providers=["CPUExecutionProvider"])
-            ms = median_ms(lambda: sess.run(None, {"input:0": x}), 30)
-            print(f"  infer_ort/{variant:<5} threads={threads}  {ms:8.3f} ms")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import argparse
 import hashlib
 import importlib.metadata
 import importlib.resources
+import json
 import os
 import re
 import shutil
@@ -137,7 +138,15 @@ def reference_tensor(path: Path) -> np.ndarray:
     return preprocess(str(path), jpeg_reencode=False)
 
 
-def quantize(spec: dict, model_dir: Path, float_path: Path, int8_path: Path, photos, recalibrate):
+def quantize(
+    spec: dict,
+    model_dir: Path,
+    float_path: Path,
+    int8_path: Path,
+    photos,
+    recalibrate,
+    keep_float_ops=None,
+):
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -166,7 +175,9 @@ def quantize(spec: dict, model_dir: Path, float_path: Path, int8_path: Path, pho
 
     # Per-channel QDQ needs DequantizeLinear's `axis` (opset 13); the packaged model is opset 9.
     model = version_converter.convert_version(onnx.load(str(float_path)), 13)
-    keep_float = [n.name for n in model.graph.node if n.op_type in entry["keep_float_ops"]]
+    if keep_float_ops is None:
+        keep_float_ops = entry["keep_float_ops"]
+    keep_float = [n.name for n in model.graph.node if n.op_type in keep_float_ops]
     keep_float += entry["keep_float_nodes"]
     with tempfile.TemporaryDirectory() as tmp:
         upgraded = Path(tmp) / "float-opset13.onnx"
@@ -185,6 +196,24 @@ def quantize(spec: dict, model_dir: Path, float_path: Path, int8_path: Path, pho
             calibration_cache_path=str(cache),
         )
         atomic_copy(out, int8_path)
+
+
+def known_bad_quantized_softmax(spec, model_dir, float_path, photos) -> None:
+    """The int8 recipe with Softmax quantized too, for the regression test in tests/model.rs.
+
+    tract 0.23 runs this file without an error but returns [1.0, 1.0] for every input (onnxruntime
+    gives proper probabilities), which is why the manifest keeps Softmax in float. The test checks
+    that the runtime's golden self-test refuses the file. Written with onnxruntime's output on the
+    golden input (`<file>.json`), so the test can build a manifest for it.
+    """
+    bad = model_dir / "regressions" / "open-nsfw.int8-qsoftmax.onnx"
+    meta = bad.with_suffix(".json")
+    if not bad.exists() or not meta.exists():
+        bad.parent.mkdir(exist_ok=True)
+        quantize(spec, model_dir, float_path, bad, photos, False, keep_float_ops=[])
+        out = run_ort(bad, spec["input"]["name"], golden_input(spec))[0].tolist()
+        meta.write_text(json.dumps({"sha256": sha256_of(bad), "golden_output": out}) + "\n")
+    print(f"prepare: regression file {bad.relative_to(HERE.parent)}")
 
 
 def run_ort(path: Path, name: str, x: np.ndarray) -> np.ndarray:
@@ -260,6 +289,8 @@ def main() -> None:
         quantize(spec, model_dir, float_path, int8_path, photos, args.recalibrate)
     int8_sha = sha256_of(int8_path)
     print(f"prepare: {files['int8']['path']} sha256 {int8_sha}")
+
+    known_bad_quantized_softmax(spec, model_dir, float_path, photos)
 
     # 4. Checksums and golden outputs.
     x = golden_input(spec)

@@ -18,7 +18,7 @@ use prescreen_runtime::backend::Backend;
 use prescreen_runtime::engine::{Engine, EngineOptions, Event};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat, Rotation};
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::model::Model;
+use prescreen_runtime::model::{golden_input, LoadOptions, Model};
 use prescreen_runtime::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
 use prescreen_runtime::policy::Policy;
 use prescreen_runtime::report::{now_unix_millis, ReportContext};
@@ -87,6 +87,9 @@ struct ModelArgs {
     /// Which model file to run.
     #[arg(long, value_enum, default_value = "float")]
     variant: VariantArg,
+    /// Inference threads (tract's multithreaded matrix products when above 1).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Write one JSON object per screened frame to this file (`-` for stdout).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -116,6 +119,27 @@ struct ModelArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Time inference alone on the manifest's golden input, as benches/side_by_side.py runs it next
+    /// to onnxruntime: load time to the first result, then the median of `--runs` runs. Prints one
+    /// JSON object (times in ms, memory in KiB from /proc/self/status).
+    BenchInfer {
+        /// Folder with model.toml and the fetched model files.
+        #[arg(long, default_value = prescreen::DEFAULT_MODEL_DIR)]
+        model_dir: PathBuf,
+        /// Which model file to run.
+        #[arg(long, value_enum, default_value = "float")]
+        variant: VariantArg,
+        /// Inference threads (tract's multithreaded matrix products when above 1).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Timed runs after the first result.
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Also time every node and print, on stderr, the time per run of each kind of operator
+        /// (tract's optimised graph), largest first.
+        #[arg(long)]
+        profile: bool,
+    },
     /// Screen an image, a folder of images, or a .y4m video; print per-frame scores and timings.
     Screen {
         /// Image file (PNG/JPEG), folder of images, or .y4m file.
@@ -232,7 +256,14 @@ struct Run {
 impl Run {
     fn new(args: &ModelArgs) -> Result<Self> {
         let started = Instant::now();
-        let model = Model::load_dir(&args.model_dir, args.variant.into()).with_context(|| {
+        let model = Model::load_dir_with(
+            &args.model_dir,
+            args.variant.into(),
+            &LoadOptions {
+                threads: args.threads,
+            },
+        )
+        .with_context(|| {
             format!(
                 "loading the model from {} (run `make model` to fetch it)",
                 args.model_dir.display()
@@ -390,8 +421,14 @@ struct EngineRun {
 
 impl EngineRun {
     fn new(args: &ModelArgs, policy: &Path) -> Result<Self> {
-        let model = Model::load_dir(&args.model_dir, args.variant.into())
-            .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
+        let model = Model::load_dir_with(
+            &args.model_dir,
+            args.variant.into(),
+            &LoadOptions {
+                threads: args.threads,
+            },
+        )
+        .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
         let policy = Policy::load(policy)?;
         let (tx, events) = mpsc::channel();
         let mut sink: prescreen_runtime::engine::EventSink = Box::new(move |e| drop(tx.send(e)));
@@ -889,6 +926,81 @@ fn ingest(listen: &str, dir: &Path) -> Result<()> {
     }
 }
 
+fn bench_infer(
+    model_dir: &Path,
+    variant: Variant,
+    threads: usize,
+    runs: usize,
+    profile: bool,
+) -> Result<()> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let rss_before = proc_status_kib("VmRSS");
+    let started = Instant::now();
+    let options = LoadOptions { threads };
+    let model = Model::load_dir_with(model_dir, variant, &options)
+        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
+    let mut session = model.session()?;
+    let m = model.manifest();
+    golden_input(&m.golden.input, &m.input, session.input_mut())?;
+    let first = session.run()?;
+    let load = started.elapsed();
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let scores = session.run()?;
+        times.push(t.elapsed());
+        if scores != first {
+            bail!("inference is not deterministic: {scores:?} after {first:?}");
+        }
+    }
+    let s = summarize(&times);
+    if profile {
+        let ops = session.profile(runs)?;
+        let total: Duration = ops.iter().map(|o| o.per_run).sum();
+        eprintln!(
+            "per-operator time per run ({} runs, profiled total {:.2} ms):",
+            runs,
+            ms(total)
+        );
+        for o in &ops {
+            eprintln!(
+                "  {:<40} {:>4} nodes {:>9.2} ms {:>5.1}%",
+                o.op,
+                o.nodes,
+                ms(o.per_run),
+                100.0 * o.per_run.as_secs_f64() / total.as_secs_f64().max(1e-12)
+            );
+        }
+    }
+    let file_bytes = std::fs::metadata(model.path())?.len();
+    let out = serde_json::json!({
+        "engine": "prescreen",
+        "variant": variant.name(),
+        "threads": threads,
+        "file_bytes": file_bytes,
+        "load_to_first_result_ms": ms(load),
+        "median_ms": ms(s.median),
+        "p95_ms": ms(s.p95),
+        "runs": runs,
+        "rss_before_load_kib": rss_before,
+        "peak_rss_kib": proc_status_kib("VmHWM"),
+        "output": first.probabilities,
+    });
+    println!("{out}");
+    Ok(())
+}
+
+/// A `kB` field of /proc/self/status (Linux), e.g. `VmHWM`, the peak resident set.
+fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches("kB").trim().parse().ok()
+    })
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -912,5 +1024,12 @@ fn main() -> Result<()> {
             height,
         } => make_stream(&output, shot_seconds, width, height),
         Command::Ingest { listen, dir } => ingest(&listen, &dir),
+        Command::BenchInfer {
+            model_dir,
+            variant,
+            threads,
+            runs,
+            profile,
+        } => bench_infer(&model_dir, variant.into(), threads, runs, profile),
     }
 }

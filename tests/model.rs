@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use prescreen_runtime::manifest::{Manifest, Variant};
-use prescreen_runtime::model::{golden_input, Model};
+use prescreen_runtime::model::{golden_input, LoadOptions, Model, MAX_THREADS};
 use prescreen_runtime::Error;
 use sha2::{Digest, Sha256};
 
@@ -187,4 +187,108 @@ fn missing_files_are_io_errors() {
         Manifest::load(dir.path().join("nowhere")),
         Err(Error::Io { .. })
     ));
+}
+
+/// tract 0.23 runs open_nsfw with a quantized Softmax (QDQ around it) without an error, but returns
+/// [1.0, 1.0] for every input, where onnxruntime gives proper probabilities. The shipped int8
+/// recipe keeps Softmax in float because of it; this checks that the load-time golden self-test
+/// refuses such a file (models/prepare.py writes it, with onnxruntime's golden output, under
+/// models/open_nsfw/regressions/). If tract fixes the operator, this fails: then the recipe can
+/// quantize Softmax again and this test goes.
+#[test]
+fn tract_quantized_softmax_is_caught_by_the_golden_self_test() {
+    let src = common::model_dir();
+    let bad = src.join("regressions/open-nsfw.int8-qsoftmax.onnx");
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(bad.with_extension("json"))
+            .expect("regression file missing: run `make model`"),
+    )
+    .unwrap();
+    assert_eq!(meta["sha256"].as_str().unwrap(), sha256(&bad));
+    let reference: Vec<f64> = meta["golden_output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        (reference.iter().sum::<f64>() - 1.0).abs() < 0.02,
+        "onnxruntime's own output is a probability vector: {reference:?}"
+    );
+    let manifest = Manifest::load(&src).unwrap();
+    let int8 = manifest.file(Variant::Int8).unwrap();
+    let dir = folder(&common::manifest_variant(&[
+        (
+            &format!("path = \"{}\"", int8.path),
+            "path = \"qsoftmax.onnx\"",
+        ),
+        (&int8.sha256, meta["sha256"].as_str().unwrap()),
+        (
+            "variant = \"int8\"\noutput = [",
+            &format!(
+                "variant = \"int8\"\noutput = [{}, {}] # was [",
+                reference[0], reference[1]
+            ),
+        ),
+    ]));
+    std::os::unix::fs::symlink(&bad, dir.path().join("qsoftmax.onnx")).unwrap();
+    match load(dir.path(), Variant::Int8) {
+        Err(Error::GoldenMismatch { actual, .. }) => {
+            assert!(
+                actual.iter().all(|&p| (p - 1.0).abs() < 1e-3),
+                "tract's quantized Softmax changed behaviour (got {actual:?}); revisit the recipe"
+            );
+        }
+        other => panic!("expected the golden self-test to refuse the file, got {other:?}"),
+    }
+}
+
+#[test]
+fn multithreaded_inference_gives_the_single_threaded_scores() {
+    let dir = common::model_dir();
+    let manifest = Manifest::load(&dir).unwrap();
+    let scores = |threads: usize| {
+        let model = Model::load_with(&manifest, Variant::Float, &LoadOptions { threads }).unwrap();
+        assert_eq!(model.threads(), threads);
+        let mut session = model.session().unwrap();
+        golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
+        session.run().unwrap().probabilities
+    };
+    let one = scores(1);
+    let two = scores(2);
+    let (max, _) = common::diff(&one, &two);
+    assert!(max < 1e-5, "1 thread {one:?}, 2 threads {two:?}");
+    for threads in [0, MAX_THREADS + 1] {
+        match Model::load_with(&manifest, Variant::Float, &LoadOptions { threads }) {
+            Err(Error::InvalidArgument(_)) => {}
+            other => panic!("{threads} threads: expected InvalidArgument, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_profile_accounts_for_every_kind_of_operator() {
+    let model = Model::load_dir(common::model_dir(), Variant::Float).unwrap();
+    let mut session = model.session().unwrap();
+    let manifest = model.manifest();
+    golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
+    let ops = session.profile(2).unwrap();
+    assert!(
+        ops.windows(2).all(|w| w[0].per_run >= w[1].per_run),
+        "{ops:?}"
+    );
+    // ResNet-50: the convolutions are matrix products, and they take most of the time.
+    let matmul = ops
+        .iter()
+        .find(|o| o.op.contains("MatMul"))
+        .unwrap_or_else(|| panic!("no matrix product in {ops:?}"));
+    assert!(matmul.nodes >= 50, "{matmul:?}");
+    assert_eq!(ops[0].op, matmul.op, "{ops:?}");
+    // Profiling does not disturb the session.
+    let after = session.run().unwrap().probabilities;
+    let expect = &manifest.golden_for(Variant::Float).unwrap().output;
+    assert!(
+        (after[1] - expect[1]).abs() < 1e-4,
+        "{after:?} vs {expect:?}"
+    );
 }

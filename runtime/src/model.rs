@@ -23,6 +23,25 @@ use crate::manifest::{Activation, Layout, Manifest, Variant};
 /// Largest model file accepted, in bytes.
 pub const MAX_MODEL_BYTES: u64 = 1 << 30;
 
+/// Most inference threads a model accepts ([`LoadOptions::threads`]).
+pub const MAX_THREADS: usize = 16;
+
+/// How a model is run. The default, one thread, is what the mobile bindings use: a phone streaming
+/// video has the camera, encoder and UI competing for its cores, and one inference thread keeps
+/// prescreen's share predictable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Threads tract's matrix products may use (1 to [`MAX_THREADS`]). More than one starts a
+    /// private thread pool for this model; the calling thread still runs everything else.
+    pub threads: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { threads: 1 }
+    }
+}
+
 type Plan = TypedSimplePlan;
 
 /// A verified, optimised model, ready to open sessions on. Cheap to clone and share.
@@ -37,6 +56,7 @@ struct Inner {
     path: PathBuf,
     sha256: String,
     plan: Arc<Plan>,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Model {
@@ -72,8 +92,19 @@ impl Scores {
 
 impl Model {
     /// Loads, verifies and optimises the `variant` file of `manifest`, then runs the golden
-    /// self-test.
+    /// self-test, with the default [`LoadOptions`] (one thread).
     pub fn load(manifest: &Manifest, variant: Variant) -> Result<Self> {
+        Self::load_with(manifest, variant, &LoadOptions::default())
+    }
+
+    /// [`Model::load`] with options.
+    pub fn load_with(manifest: &Manifest, variant: Variant, options: &LoadOptions) -> Result<Self> {
+        if !(1..=MAX_THREADS).contains(&options.threads) {
+            return Err(Error::InvalidArgument(format!(
+                "threads must be 1 to {MAX_THREADS}, got {}",
+                options.threads
+            )));
+        }
         let entry = manifest.file(variant)?;
         let path = manifest.dir().join(&entry.path);
         let bytes = read_limited(&path)?;
@@ -85,7 +116,7 @@ impl Model {
                 expected: entry.sha256.clone(),
             });
         }
-        let plan = build_plan(manifest, &path, bytes)?;
+        let plan = build_plan(manifest, &path, bytes, options.threads)?;
         let model = Model {
             inner: Arc::new(Inner {
                 manifest: manifest.clone(),
@@ -93,6 +124,7 @@ impl Model {
                 path,
                 sha256,
                 plan,
+                threads: options.threads,
             }),
         };
         model.self_test()?;
@@ -109,6 +141,20 @@ impl Model {
     /// Loads the model from a folder holding `model.toml` and the fetched files.
     pub fn load_dir(dir: impl AsRef<Path>, variant: Variant) -> Result<Self> {
         Self::load(&Manifest::load(dir)?, variant)
+    }
+
+    /// [`Model::load_dir`] with options.
+    pub fn load_dir_with(
+        dir: impl AsRef<Path>,
+        variant: Variant,
+        options: &LoadOptions,
+    ) -> Result<Self> {
+        Self::load_with(&Manifest::load(dir)?, variant, options)
+    }
+
+    /// Threads inference uses ([`LoadOptions::threads`]).
+    pub fn threads(&self) -> usize {
+        self.inner.threads
     }
 
     /// The manifest the model was loaded with.
@@ -240,6 +286,54 @@ impl Session {
     }
 }
 
+/// Time one kind of tract operator took in [`Session::profile`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpTime {
+    /// tract's name for the operator (after optimisation, e.g. `OptMatMul`).
+    pub op: String,
+    /// Nodes of this kind in the optimised graph.
+    pub nodes: usize,
+    /// Time per run, summed over those nodes.
+    pub per_run: std::time::Duration,
+}
+
+impl Session {
+    /// Runs the model `runs` times on the current input, timing every node, and returns the time
+    /// per run each kind of operator took, largest first: where inference time goes (the harness's
+    /// `bench-infer --profile`). Timing each node adds a little to the total.
+    pub fn profile(&mut self, runs: usize) -> Result<Vec<OpTime>> {
+        use std::collections::HashMap;
+        let mut per_op: HashMap<String, (std::collections::HashSet<usize>, f64)> = HashMap::new();
+        for _ in 0..runs.max(1) {
+            let input = self.input.clone().into_tvalue();
+            let state = &mut self.state;
+            let per_op = &mut per_op;
+            catch_unwind(AssertUnwindSafe(|| {
+                state.run_plan_with_eval(tvec!(input), |ctx, op_state, node, inputs| {
+                    let started = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    let entry = per_op.entry(node.op().name().to_string()).or_default();
+                    entry.0.insert(node.id);
+                    entry.1 += started.elapsed().as_secs_f64();
+                    out
+                })
+            }))
+            .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
+            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        }
+        let mut times: Vec<OpTime> = per_op
+            .into_iter()
+            .map(|(op, (nodes, secs))| OpTime {
+                op,
+                nodes: nodes.len(),
+                per_run: std::time::Duration::from_secs_f64(secs / runs.max(1) as f64),
+            })
+            .collect();
+        times.sort_by(|a, b| b.per_run.cmp(&a.per_run).then(a.op.cmp(&b.op)));
+        Ok(times)
+    }
+}
+
 fn check_probabilities(activation: Activation, values: &[f32]) -> Result<()> {
     let in_range = values
         .iter()
@@ -277,7 +371,12 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
 
 /// Parses, checks and optimises. tract is fed a file that passed its checksum, but tract is a large
 /// parser: a panic in it becomes a load error, never an abort of the host app.
-fn build_plan(manifest: &Manifest, path: &Path, bytes: Vec<u8>) -> Result<Arc<Plan>> {
+fn build_plan(
+    manifest: &Manifest,
+    path: &Path,
+    bytes: Vec<u8>,
+    threads: usize,
+) -> Result<Arc<Plan>> {
     let load = |reason: String| Error::ModelLoad {
         path: path.to_path_buf(),
         reason,
@@ -312,9 +411,18 @@ fn build_plan(manifest: &Manifest, path: &Path, bytes: Vec<u8>) -> Result<Arc<Pl
                 out.datum_type, out.shape, manifest.output.shape
             )));
         }
+        let options = RunOptions {
+            executor: (threads > 1).then(|| {
+                tract_linalg::multithread::Executor::multithread_with_name(
+                    threads,
+                    "prescreen-infer",
+                )
+            }),
+            ..RunOptions::default()
+        };
         typed
             .into_optimized()
-            .and_then(|m| m.into_runnable())
+            .and_then(|m| m.into_runnable_with_options(&options))
             .map_err(|e| load(format!("{e:#}")))
     }));
     result.unwrap_or_else(|_| Err(load("tract panicked while loading the model".into())))

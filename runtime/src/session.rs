@@ -18,7 +18,7 @@ use crate::engine::{Engine, EngineOptions, Event, Metrics, Submitted};
 use crate::error::{Error, Result};
 use crate::frame::{Frame, FrameError};
 use crate::manifest::Variant;
-use crate::model::Model;
+use crate::model::{LoadOptions, Model};
 use crate::outbox::{
     reporting_sink, Outbox, OutboxEvent, OutboxMetrics, OutboxOptions, PendingReport,
     ReportingStats,
@@ -50,11 +50,13 @@ pub struct SessionConfig {
     pub outbox_budget_bytes: u64,
     /// The device class written into reports (default: the OS and CPU architecture).
     pub device_class: Option<String>,
+    /// Inference threads (default 1: see [`crate::model::LoadOptions`]).
+    pub inference_threads: usize,
 }
 
 impl SessionConfig {
     /// A configuration with the defaults: float model, `auto` backend, no per-frame scores, a
-    /// 32 MiB outbox.
+    /// 32 MiB outbox, one inference thread.
     pub fn new(
         model_dir: impl Into<PathBuf>,
         policy_path: impl Into<PathBuf>,
@@ -71,6 +73,7 @@ impl SessionConfig {
             emit_scores: false,
             outbox_budget_bytes: OutboxOptions::default().budget_bytes,
             device_class: None,
+            inference_threads: 1,
         }
     }
 }
@@ -147,7 +150,10 @@ impl Session {
                 config.stream_id.len()
             )));
         }
-        let model = Model::load_dir(&config.model_dir, config.variant)?;
+        let options = LoadOptions {
+            threads: config.inference_threads,
+        };
+        let model = Model::load_dir_with(&config.model_dir, config.variant, &options)?;
         let policy = Policy::load(&config.policy_path)?;
         let (tx, rx) = mpsc::channel::<SessionEvent>();
         let outbox_tx = tx.clone();

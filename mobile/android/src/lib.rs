@@ -385,6 +385,7 @@ pub extern "system" fn Java_dev_prescreen_Native_open<'l>(
     emit_scores: jboolean,
     budget_bytes: jlong,
     device_class: JString<'l>,
+    inference_threads: jint,
     dispatcher: JObject<'l>,
 ) -> jlong {
     init_logging();
@@ -408,6 +409,9 @@ pub extern "system" fn Java_dev_prescreen_Native_open<'l>(
         if !device_class.is_null() {
             config.device_class = Some(string(env, &device_class)?);
         }
+        config.inference_threads = usize::try_from(inference_threads).map_err(|_| {
+            Error::InvalidArgument(format!("inference threads {inference_threads} is negative"))
+        })?;
         if dispatcher.is_null() {
             return Err(jni::errors::Error::NullPtr("dispatcher").into());
         }

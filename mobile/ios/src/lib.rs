@@ -179,6 +179,10 @@ pub struct ScreenerConfig {
     /// Written into reports; by default the OS and CPU architecture.
     #[uniffi(default = None)]
     pub device_class: Option<String>,
+    /// Threads inference may use, 1 to 16. The default, 1, leaves the other cores to the camera,
+    /// encoder and UI.
+    #[uniffi(default = 1)]
+    pub inference_threads: u32,
 }
 
 /// Orientation, colour and time of a frame.
@@ -549,6 +553,7 @@ impl Screener {
         c.emit_scores = config.emit_scores;
         c.outbox_budget_bytes = config.outbox_budget_bytes;
         c.device_class = config.device_class;
+        c.inference_threads = config.inference_threads as usize;
         let inner = Session::open(
             &c,
             Box::new(move |event| {

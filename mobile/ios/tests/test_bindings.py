@@ -170,6 +170,11 @@ def test_malformed_frames_raise_invalid_frame_and_the_screener_keeps_working(pre
     cfg.policy_path = str(tmp_path / "missing.toml")
     with pytest.raises(prescreen.PrescreenError.Policy):
         prescreen.Screener(cfg, Recorder(prescreen).listener)
+    for threads in (0, 17):
+        cfg = config(prescreen, redness, tmp_path)
+        cfg.inference_threads = threads
+        with pytest.raises(prescreen.PrescreenError.InvalidArgument):
+            prescreen.Screener(cfg, Recorder(prescreen).listener)
 
 
 def test_callbacks_arrive_on_their_own_screeners_listener(prescreen, redness, tmp_path):

@@ -1384,6 +1384,11 @@ public struct ScreenerConfig: Equatable, Hashable {
      * Written into reports; by default the OS and CPU architecture.
      */
     public var deviceClass: String?
+    /**
+     * Threads inference may use, 1 to 16. The default, 1, leaves the other cores to the camera,
+     * encoder and UI.
+     */
+    public var inferenceThreads: UInt32
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1414,7 +1419,11 @@ public struct ScreenerConfig: Equatable, Hashable {
          */outboxBudgetBytes: UInt64 = UInt64(33554432), 
         /**
          * Written into reports; by default the OS and CPU architecture.
-         */deviceClass: String? = nil) {
+         */deviceClass: String? = nil, 
+        /**
+         * Threads inference may use, 1 to 16. The default, 1, leaves the other cores to the camera,
+         * encoder and UI.
+         */inferenceThreads: UInt32 = UInt32(1)) {
         self.modelDir = modelDir
         self.policyPath = policyPath
         self.outboxDir = outboxDir
@@ -1424,6 +1433,7 @@ public struct ScreenerConfig: Equatable, Hashable {
         self.emitScores = emitScores
         self.outboxBudgetBytes = outboxBudgetBytes
         self.deviceClass = deviceClass
+        self.inferenceThreads = inferenceThreads
     }
 
     
@@ -1450,7 +1460,8 @@ public struct FfiConverterTypeScreenerConfig: FfiConverterRustBuffer {
                 variant: FfiConverterTypeModelVariant.read(from: &buf), 
                 emitScores: FfiConverterBool.read(from: &buf), 
                 outboxBudgetBytes: FfiConverterUInt64.read(from: &buf), 
-                deviceClass: FfiConverterOptionString.read(from: &buf)
+                deviceClass: FfiConverterOptionString.read(from: &buf), 
+                inferenceThreads: FfiConverterUInt32.read(from: &buf)
         )
     }
 
@@ -1464,6 +1475,7 @@ public struct FfiConverterTypeScreenerConfig: FfiConverterRustBuffer {
         FfiConverterBool.write(value.emitScores, into: &buf)
         FfiConverterUInt64.write(value.outboxBudgetBytes, into: &buf)
         FfiConverterOptionString.write(value.deviceClass, into: &buf)
+        FfiConverterUInt32.write(value.inferenceThreads, into: &buf)
     }
 }
 

@@ -22,6 +22,7 @@ internal object Native {
         emitScores: Boolean,
         budgetBytes: Long,
         deviceClass: String?,
+        inferenceThreads: Int,
         dispatcher: EventDispatcher,
     ): Long
 

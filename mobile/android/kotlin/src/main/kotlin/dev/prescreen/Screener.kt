@@ -215,7 +215,8 @@ class Screener private constructor(
          *
          * @param listener called on the events thread for every event (optional: see [events])
          * @throws ModelLoadException, PolicyException, StorageException, GpuUnavailableException
-         * @throws IllegalArgumentException for an empty stream id or a negative budget
+         * @throws IllegalArgumentException for an empty stream id, a negative budget or a thread
+         *   count outside 1 to 16
          */
         @JvmStatic
         @JvmOverloads
@@ -224,7 +225,7 @@ class Screener private constructor(
             val handle = Native.open(
                 config.modelDir, config.policyPath, config.outboxDir, config.streamId,
                 config.backend.ordinal, config.variant == ModelVariant.INT8, config.emitScores,
-                config.outboxBudgetBytes, config.deviceClass, dispatcher,
+                config.outboxBudgetBytes, config.deviceClass, config.inferenceThreads, dispatcher,
             )
             return Screener(handle, dispatcher)
         }

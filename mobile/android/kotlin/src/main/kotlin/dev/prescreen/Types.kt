@@ -61,6 +61,11 @@ data class ScreenerConfig(
     val outboxBudgetBytes: Long = 32L shl 20,
     /** Written into reports; by default the OS and CPU architecture. */
     val deviceClass: String? = null,
+    /**
+     * Threads inference may use, 1 to 16. The default, 1, leaves the other cores to the camera,
+     * encoder and UI; more threads lower latency only where cores are idle.
+     */
+    val inferenceThreads: Int = 1,
 )
 
 /** What happened to a submitted frame. */

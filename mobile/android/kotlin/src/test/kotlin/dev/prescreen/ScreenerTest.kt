@@ -165,6 +165,17 @@ class ScreenerTest {
         assertThrows<IllegalArgumentException> {
             Screener.open(Streams.config(outbox).copy(outboxBudgetBytes = -1))
         }
+        for (threads in listOf(-1, 0, 17)) {
+            assertThrows<IllegalArgumentException>("$threads threads") {
+                Screener.open(Streams.config(outbox).copy(inferenceThreads = threads))
+            }
+        }
+        // Two inference threads: a private pool inside the native library, released on close.
+        Screener.open(Streams.config(outbox).copy(inferenceThreads = 2)).use { s ->
+            Streams.Yuv420(64, 48, false).submit(s, 3)
+            s.waitIdle()
+            assertTrue(s.metrics().scored > 0)
+        }
         assertEquals(0L, Screener.nativeLiveObjects()[0])
         outbox.deleteRecursively()
     }
