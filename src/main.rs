@@ -75,12 +75,7 @@ impl From<BackendArg> for Backend {
 }
 
 #[derive(clap::Args)]
-struct ModelArgs {
-    /// Preprocessing backend. `auto` takes a hardware GPU that passes the start-up self-test and
-    /// never a software rasteriser (slower than the CPU path). GPU stage times (upload, dispatch,
-    /// readback) are printed with the other stages.
-    #[arg(long, value_enum, default_value = "auto")]
-    backend: BackendArg,
+struct ModelFile {
     /// Folder with model.toml and the fetched model files.
     #[arg(long, default_value = prescreen::DEFAULT_MODEL_DIR)]
     model_dir: PathBuf,
@@ -90,6 +85,32 @@ struct ModelArgs {
     /// Inference threads (tract's multithreaded matrix products when above 1).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+}
+
+impl ModelFile {
+    /// Loads, verifies and self-tests the model file.
+    fn load(&self) -> Result<Model> {
+        let options = LoadOptions {
+            threads: self.threads,
+        };
+        Model::load_dir_with(&self.model_dir, self.variant.into(), &options).with_context(|| {
+            format!(
+                "loading the model from {} (run `make model` to fetch it)",
+                self.model_dir.display()
+            )
+        })
+    }
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Preprocessing backend. `auto` takes a hardware GPU that passes the start-up self-test and
+    /// never a software rasteriser (slower than the CPU path). GPU stage times (upload, dispatch,
+    /// readback) are printed with the other stages.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    #[command(flatten)]
+    file: ModelFile,
     /// Write one JSON object per screened frame to this file (`-` for stdout).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -123,15 +144,8 @@ enum Command {
     /// to onnxruntime: load time to the first result, then the median of `--runs` runs. Prints one
     /// JSON object (times in ms, memory in KiB from /proc/self/status).
     BenchInfer {
-        /// Folder with model.toml and the fetched model files.
-        #[arg(long, default_value = prescreen::DEFAULT_MODEL_DIR)]
-        model_dir: PathBuf,
-        /// Which model file to run.
-        #[arg(long, value_enum, default_value = "float")]
-        variant: VariantArg,
-        /// Inference threads (tract's multithreaded matrix products when above 1).
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        #[command(flatten)]
+        file: ModelFile,
         /// Timed runs after the first result.
         #[arg(long, default_value_t = 30)]
         runs: usize,
@@ -256,19 +270,7 @@ struct Run {
 impl Run {
     fn new(args: &ModelArgs) -> Result<Self> {
         let started = Instant::now();
-        let model = Model::load_dir_with(
-            &args.model_dir,
-            args.variant.into(),
-            &LoadOptions {
-                threads: args.threads,
-            },
-        )
-        .with_context(|| {
-            format!(
-                "loading the model from {} (run `make model` to fetch it)",
-                args.model_dir.display()
-            )
-        })?;
+        let model = args.file.load()?;
         let m = model.manifest();
         eprintln!(
             "model {} {} ({}, sha256 {}…) loaded and self-tested in {:.0} ms",
@@ -421,14 +423,7 @@ struct EngineRun {
 
 impl EngineRun {
     fn new(args: &ModelArgs, policy: &Path) -> Result<Self> {
-        let model = Model::load_dir_with(
-            &args.model_dir,
-            args.variant.into(),
-            &LoadOptions {
-                threads: args.threads,
-            },
-        )
-        .with_context(|| format!("loading the model from {}", args.model_dir.display()))?;
+        let model = args.file.load()?;
         let policy = Policy::load(policy)?;
         let (tx, events) = mpsc::channel();
         let mut sink: prescreen_runtime::engine::EventSink = Box::new(move |e| drop(tx.send(e)));
@@ -926,21 +921,13 @@ fn ingest(listen: &str, dir: &Path) -> Result<()> {
     }
 }
 
-fn bench_infer(
-    model_dir: &Path,
-    variant: Variant,
-    threads: usize,
-    runs: usize,
-    profile: bool,
-) -> Result<()> {
+fn bench_infer(file: &ModelFile, runs: usize, profile: bool) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
     let rss_before = proc_status_kib("VmRSS");
     let started = Instant::now();
-    let options = LoadOptions { threads };
-    let model = Model::load_dir_with(model_dir, variant, &options)
-        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
+    let model = file.load()?;
     let mut session = model.session()?;
     let m = model.manifest();
     golden_input(&m.golden.input, &m.input, session.input_mut())?;
@@ -977,8 +964,8 @@ fn bench_infer(
     let file_bytes = std::fs::metadata(model.path())?.len();
     let out = serde_json::json!({
         "engine": "prescreen",
-        "variant": variant.name(),
-        "threads": threads,
+        "variant": model.variant().name(),
+        "threads": model.threads(),
         "file_bytes": file_bytes,
         "load_to_first_result_ms": ms(load),
         "median_ms": ms(s.median),
@@ -1025,11 +1012,9 @@ fn main() -> Result<()> {
         } => make_stream(&output, shot_seconds, width, height),
         Command::Ingest { listen, dir } => ingest(&listen, &dir),
         Command::BenchInfer {
-            model_dir,
-            variant,
-            threads,
+            file,
             runs,
             profile,
-        } => bench_infer(&model_dir, variant.into(), threads, runs, profile),
+        } => bench_infer(&file, runs, profile),
     }
 }
