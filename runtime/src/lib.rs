@@ -44,6 +44,7 @@ pub mod outbox;
 pub mod policy;
 pub mod preprocess;
 pub mod report;
+mod rewrite;
 pub mod sampling;
 pub mod screener;
 pub mod segmenter;

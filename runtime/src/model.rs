@@ -420,6 +420,12 @@ fn build_plan(
             }),
             ..RunOptions::default()
         };
+        let mut typed = typed;
+        let fused = crate::rewrite::fuse_quantize_dequantize(&mut typed)
+            .map_err(|e| load(format!("rewriting quantize/dequantize pairs: {e:#}")))?;
+        if fused > 0 {
+            log::debug!("fused {fused} quantize/dequantize pairs into f32 arithmetic");
+        }
         typed
             .into_optimized()
             .and_then(|m| m.into_runnable_with_options(&options))
