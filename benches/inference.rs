@@ -12,7 +12,14 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     for threads in [1, 2] {
         for variant in [Variant::Float, Variant::Int8] {
-            let model = match Model::load_dir_with(&dir, variant, &LoadOptions { threads }) {
+            let model = match Model::load_dir_with(
+                &dir,
+                variant,
+                &LoadOptions {
+                    threads,
+                    ..LoadOptions::default()
+                },
+            ) {
                 Ok(m) => m,
                 Err(e) => panic!("model not available ({e}); run `make model` first"),
             };

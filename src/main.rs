@@ -85,6 +85,10 @@ struct ModelFile {
     /// Inference threads (tract's multithreaded matrix products when above 1).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Run an int8 file's convolutions with tract's f32 kernels even where prescreen's integer
+    /// convolution could run them (a CPU with AVX-512 VNNI): for comparisons.
+    #[arg(long)]
+    tract_kernels: bool,
 }
 
 impl ModelFile {
@@ -92,6 +96,7 @@ impl ModelFile {
     fn load(&self) -> Result<Model> {
         let options = LoadOptions {
             threads: self.threads,
+            integer_kernels: !self.tract_kernels,
         };
         Model::load_dir_with(&self.model_dir, self.variant.into(), &options).with_context(|| {
             format!(
@@ -966,6 +971,7 @@ fn bench_infer(file: &ModelFile, runs: usize, profile: bool) -> Result<()> {
         "engine": "prescreen",
         "variant": model.variant().name(),
         "threads": model.threads(),
+        "integer_convolutions": model.integer_convolutions(),
         "file_bytes": file_bytes,
         "load_to_first_result_ms": ms(load),
         "median_ms": ms(s.median),

@@ -153,7 +153,7 @@ fn fidelity(backend: Backend) {
         l_sum / n
     );
     println!(
-        "int8 (tract) vs float (tract): p_nsfw max |d| {q_p_max:.4}, mean logit |d| {:.3}",
+        "int8 vs float (prescreen): p_nsfw max |d| {q_p_max:.4}, mean logit |d| {:.3}",
         q_l_sum / n
     );
     println!(

@@ -283,19 +283,33 @@ fn tract_quantized_softmax_is_wrong_alone_and_right_through_the_loader() {
 fn multithreaded_inference_gives_the_single_threaded_scores() {
     let dir = common::model_dir();
     let manifest = Manifest::load(&dir).unwrap();
-    let scores = |threads: usize| {
-        let model = Model::load_with(&manifest, Variant::Float, &LoadOptions { threads }).unwrap();
-        assert_eq!(model.threads(), threads);
-        let mut session = model.session().unwrap();
-        golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
-        session.run().unwrap().probabilities
-    };
-    let one = scores(1);
-    let two = scores(2);
-    let (max, _) = common::diff(&one, &two);
-    assert!(max < 1e-5, "1 thread {one:?}, 2 threads {two:?}");
+    // int8 on a CPU with AVX-512 VNNI: the integer convolutions share their channel blocks out.
+    for variant in [Variant::Float, Variant::Int8] {
+        let scores = |threads: usize| {
+            let options = LoadOptions {
+                threads,
+                ..LoadOptions::default()
+            };
+            let model = Model::load_with(&manifest, variant, &options).unwrap();
+            assert_eq!(model.threads(), threads);
+            let mut session = model.session().unwrap();
+            golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
+            session.run().unwrap().probabilities
+        };
+        let one = scores(1);
+        let two = scores(2);
+        let (max, _) = common::diff(&one, &two);
+        assert!(max < 1e-5, "{variant}: 1 thread {one:?}, 2 threads {two:?}");
+    }
     for threads in [0, MAX_THREADS + 1] {
-        match Model::load_with(&manifest, Variant::Float, &LoadOptions { threads }) {
+        match Model::load_with(
+            &manifest,
+            Variant::Float,
+            &LoadOptions {
+                threads,
+                ..LoadOptions::default()
+            },
+        ) {
             Err(Error::InvalidArgument(_)) => {}
             other => panic!("{threads} threads: expected InvalidArgument, got {other:?}"),
         }
@@ -327,4 +341,50 @@ fn the_profile_accounts_for_every_kind_of_operator() {
         (after[1] - expect[1]).abs() < 1e-4,
         "{after:?} vs {expect:?}"
     );
+}
+
+#[test]
+fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_vnni() {
+    let manifest = Manifest::load(common::model_dir()).unwrap();
+    let run = |variant, integer_kernels| {
+        let options = LoadOptions {
+            integer_kernels,
+            ..LoadOptions::default()
+        };
+        let model = Model::load_with(&manifest, variant, &options).unwrap();
+        let mut session = model.session().unwrap();
+        golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
+        let scores = session.run().unwrap().probabilities;
+        let ops = session.profile(1).unwrap();
+        (model.integer_convolutions(), scores, ops)
+    };
+    let (float_count, _, _) = run(Variant::Float, true);
+    assert_eq!(float_count, 0, "a float file has no quantized convolution");
+    let (tract_count, tract, _) = run(Variant::Int8, false);
+    assert_eq!(
+        tract_count, 0,
+        "integer_kernels: false keeps tract's kernels"
+    );
+    let (count, integer, ops) = run(Variant::Int8, true);
+    #[cfg(target_arch = "x86_64")]
+    let vnni = is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vnni");
+    #[cfg(not(target_arch = "x86_64"))]
+    let vnni = false;
+    if !vnni {
+        assert_eq!(count, 0);
+        eprintln!("SKIPPED: this CPU has no AVX-512 VNNI, so int8 convolutions stay with tract");
+        return;
+    }
+    // ResNet-50 has 53 convolutions; the first, on raw pixels, is kept in float by the recipe.
+    assert_eq!(count, 52, "{ops:?}");
+    let qconv = ops
+        .iter()
+        .find(|o| o.op == "QConv")
+        .expect("no QConv in the profile");
+    assert_eq!(qconv.nodes, 52);
+    // Both forms passed the golden self-test on load; they also agree with each other.
+    let (max, _) = common::diff(&tract, &integer);
+    assert!(max < 0.01, "tract kernels {tract:?}, integer {integer:?}");
 }

@@ -43,6 +43,7 @@ pub mod model;
 pub mod outbox;
 pub mod policy;
 pub mod preprocess;
+mod qconv;
 pub mod report;
 mod rewrite;
 pub mod sampling;

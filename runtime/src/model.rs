@@ -34,11 +34,18 @@ pub struct LoadOptions {
     /// Threads tract's matrix products may use (1 to [`MAX_THREADS`]). More than one starts a
     /// private thread pool for this model; the calling thread still runs everything else.
     pub threads: usize,
+    /// Run a quantized (QDQ) file's convolutions as integer convolutions (u8 × s8 summed in i32)
+    /// where the CPU has the instructions for it: x86-64 with AVX-512 VNNI today. Elsewhere, or when
+    /// false, tract runs them with its f32 kernels. On by default; off is for comparisons.
+    pub integer_kernels: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { threads: 1 }
+        LoadOptions {
+            threads: 1,
+            integer_kernels: true,
+        }
     }
 }
 
@@ -57,6 +64,7 @@ struct Inner {
     sha256: String,
     plan: Arc<Plan>,
     threads: usize,
+    integer_convolutions: usize,
 }
 
 impl std::fmt::Debug for Model {
@@ -116,7 +124,7 @@ impl Model {
                 expected: entry.sha256.clone(),
             });
         }
-        let plan = build_plan(manifest, &path, bytes, options.threads)?;
+        let (plan, integer_convolutions) = build_plan(manifest, &path, bytes, options)?;
         let model = Model {
             inner: Arc::new(Inner {
                 manifest: manifest.clone(),
@@ -125,6 +133,7 @@ impl Model {
                 sha256,
                 plan,
                 threads: options.threads,
+                integer_convolutions,
             }),
         };
         model.self_test()?;
@@ -170,6 +179,13 @@ impl Model {
     /// sha256 of the loaded file.
     pub fn sha256(&self) -> &str {
         &self.inner.sha256
+    }
+
+    /// How many of the model's convolutions run as integer convolutions
+    /// ([`LoadOptions::integer_kernels`]); 0 for a float file or where the CPU lacks the
+    /// instructions.
+    pub fn integer_convolutions(&self) -> usize {
+        self.inner.integer_convolutions
     }
 
     /// Path of the loaded file.
@@ -375,8 +391,9 @@ fn build_plan(
     manifest: &Manifest,
     path: &Path,
     bytes: Vec<u8>,
-    threads: usize,
-) -> Result<Arc<Plan>> {
+    options: &LoadOptions,
+) -> Result<(Arc<Plan>, usize)> {
+    let threads = options.threads;
     let load = |reason: String| Error::ModelLoad {
         path: path.to_path_buf(),
         reason,
@@ -385,9 +402,13 @@ fn build_plan(
         path: path.to_path_buf(),
         reason,
     };
-    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Arc<Plan>> {
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut Cursor::new(bytes))
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<(Arc<Plan>, usize)> {
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_read(&mut Cursor::new(bytes))
+            .map_err(|e| load(format!("{e:#}")))?;
+        let model = onnx
+            .model_for_proto_model(&proto)
             .map_err(|e| load(format!("{e:#}")))?;
         check_io(manifest, &model).map_err(mismatch)?;
         let spec = &manifest.input;
@@ -411,7 +432,7 @@ fn build_plan(
                 out.datum_type, out.shape, manifest.output.shape
             )));
         }
-        let options = RunOptions {
+        let run_options = RunOptions {
             executor: (threads > 1).then(|| {
                 tract_linalg::multithread::Executor::multithread_with_name(
                     threads,
@@ -420,16 +441,42 @@ fn build_plan(
             }),
             ..RunOptions::default()
         };
+        use crate::rewrite::{fuse_quantize_dequantize, quantized_convolutions, Pairs};
         let mut typed = typed;
-        let fused = crate::rewrite::fuse_quantize_dequantize(&mut typed)
+        let mut integer = 0;
+        // On a CPU with AVX-512 VNNI, quantized convolutions run as integer ones (crate::qconv).
+        // The pairs on their inputs and outputs are left for that rewrite, which needs tract's
+        // decluttered graph (1×1 convolutions as EinSum); every other pair is fused first, so that
+        // decluttering cannot turn `DequantizeLinear → Softmax → QuantizeLinear` into tract's
+        // quantized Softmax (wrong, see tests/model.rs).
+        let weights = if options.integer_kernels && crate::qconv::vnni_here() {
+            crate::rewrite::QuantizedWeights::from_proto(&onnx, &proto)
+                .map_err(|e| load(format!("reading quantized weights: {e:#}")))?
+        } else {
+            Default::default()
+        };
+        drop(proto);
+        let mut fused = 0;
+        if !weights.is_empty() {
+            fused += fuse_quantize_dequantize(&mut typed, Pairs::NotAroundConvolutions)
+                .map_err(|e| load(format!("rewriting quantize/dequantize pairs: {e:#}")))?;
+            typed = typed
+                .into_decluttered()
+                .map_err(|e| load(format!("{e:#}")))?;
+            integer = quantized_convolutions(&mut typed, &weights)
+                .map_err(|e| load(format!("rewriting quantized convolutions: {e:#}")))?;
+            log::debug!("{integer} quantized convolutions run as integer convolutions");
+        }
+        fused += fuse_quantize_dequantize(&mut typed, Pairs::All)
             .map_err(|e| load(format!("rewriting quantize/dequantize pairs: {e:#}")))?;
         if fused > 0 {
             log::debug!("fused {fused} quantize/dequantize pairs into f32 arithmetic");
         }
-        typed
+        let plan = typed
             .into_optimized()
-            .and_then(|m| m.into_runnable_with_options(&options))
-            .map_err(|e| load(format!("{e:#}")))
+            .and_then(|m| m.into_runnable_with_options(&run_options))
+            .map_err(|e| load(format!("{e:#}")))?;
+        Ok((plan, integer))
     }));
     result.unwrap_or_else(|_| Err(load("tract panicked while loading the model".into())))
 }

@@ -23,18 +23,38 @@
 //! is exactly 1), which is the rounding ONNX and tract use. The values the graph computes are
 //! therefore those of the unfused pair; the tests check it against tract's own operators.
 
+use std::collections::HashMap;
+
+use tract_onnx::pb;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
+use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::math;
+use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearU8};
+use tract_onnx::tract_core::ops::Downsample;
+
+use crate::qconv::{Geometry, QConv, Requantize};
 
 /// `1.5 · 2²³`: adding then subtracting it rounds an f32 below 2²² in magnitude to an integer, ties
 /// to even.
 const ROUNDING_BIAS: f32 = 12_582_912.0;
 
+/// Which quantize/dequantize pairs [`fuse_quantize_dequantize`] fuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pairs {
+    /// Every pair.
+    All,
+    /// Every pair but those on a convolution's input or output, which [`quantized_convolutions`]
+    /// reads or absorbs.
+    NotAroundConvolutions,
+}
+
 /// Replaces each `QuantizeLinear(u8) → DequantizeLinear(f32)` pair whose quantized tensor feeds only
 /// the dequantization by the equivalent f32 arithmetic. Returns how many pairs were fused.
-pub(crate) fn fuse_quantize_dequantize(model: &mut TypedModel) -> TractResult<usize> {
+pub(crate) fn fuse_quantize_dequantize(model: &mut TypedModel, which: Pairs) -> TractResult<usize> {
     let mut fused = 0;
     // Patching renumbers nothing that is still to be visited: each patch removes two nodes and
     // appends its own at the end, so walking the original ids and re-reading each node is safe.
@@ -42,6 +62,16 @@ pub(crate) fn fuse_quantize_dequantize(model: &mut TypedModel) -> TractResult<us
         let Some((scale_inv, zero_point, scale, dequant)) = pair_at(model, id)? else {
             continue;
         };
+        if which == Pairs::NotAroundConvolutions {
+            let after = model.nodes[model.nodes[id].inputs[0].node].op_is::<Conv>();
+            let before = model.nodes[dequant].outputs[0]
+                .successors
+                .iter()
+                .any(|s| model.nodes[s.node].op_is::<Conv>());
+            if after || before {
+                continue;
+            }
+        }
         let quant = &model.nodes[id];
         let name = quant.name.clone();
         let mut patch = TypedModelPatch::default();
@@ -69,6 +99,25 @@ pub(crate) fn fuse_quantize_dequantize(model: &mut TypedModel) -> TractResult<us
         fused += 1;
     }
     Ok(fused)
+}
+
+/// If `outlet` carries a dequantized u8 tensor (directly, or subsampled by `Downsample`): its
+/// scale and zero point.
+fn dequantized_input(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(f32, u8)>> {
+    let mut node = &model.nodes[outlet.node];
+    while node.op_is::<Downsample>() {
+        node = &model.nodes[node.inputs[0].node];
+    }
+    let Some(dequant) = node.op_as::<DequantizeLinearF32>() else {
+        return Ok(None);
+    };
+    if model.outlet_fact(node.inputs[0])?.datum_type != u8::datum_type()
+        || !(0..=255).contains(&dequant.zero_point)
+        || !(dequant.scale.is_finite() && dequant.scale > 0.0)
+    {
+        return Ok(None);
+    }
+    Ok(Some((dequant.scale, dequant.zero_point as u8)))
 }
 
 /// If node `id` quantizes f32 to u8 and its only consumer dequantizes with the same scale and zero
@@ -100,9 +149,445 @@ fn pair_at(model: &TypedModel, id: usize) -> TractResult<Option<(f32, u8, f32, u
     Ok(consistent.then_some((quant.scale, quant.zero_point, dequant.scale, next.id)))
 }
 
+/// s8 weights (output channel first) and one scale per output channel.
+type Weights = (Vec<i8>, Vec<f32>);
+
+/// The s8 weights and per-channel scales of a file's quantized convolutions, found by the f32 kernel
+/// tract folds them into: `(q − zero point) · scale`, bit for bit.
+#[derive(Default)]
+pub(crate) struct QuantizedWeights {
+    by_hash: HashMap<u64, Vec<Weights>>,
+}
+
+impl QuantizedWeights {
+    /// Collects every `DequantizeLinear` of a constant s8 tensor with a zero zero point and one
+    /// scale per output channel (axis 0) or one for the whole tensor.
+    pub(crate) fn from_proto(onnx: &tract_onnx::Onnx, proto: &pb::ModelProto) -> TractResult<Self> {
+        let load = |t: &pb::TensorProto| tract_onnx::tensor::load_tensor(&*onnx.provider, t, None);
+        let mut found = QuantizedWeights::default();
+        let Some(graph) = proto.graph.as_ref() else {
+            return Ok(found);
+        };
+        let initializers: HashMap<&str, &pb::TensorProto> = graph
+            .initializer
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        for node in graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "DequantizeLinear")
+        {
+            let input = |i: usize| {
+                node.input
+                    .get(i)
+                    .and_then(|name| initializers.get(name.as_str()))
+            };
+            let (Some(q), Some(scale)) = (input(0), input(1)) else {
+                continue;
+            };
+            // A tensor tract cannot read here only leaves its convolution to tract.
+            let (Ok(q), Ok(scale)) = (load(q), load(scale)) else {
+                continue;
+            };
+            if q.datum_type() != i8::datum_type()
+                || scale.datum_type() != f32::datum_type()
+                || q.rank() < 2
+            {
+                continue;
+            }
+            if let Some(zero) = input(2) {
+                let Ok(zero) = load(zero) else {
+                    continue;
+                };
+                if zero
+                    .cast_to::<i32>()?
+                    .try_as_plain_ram()?
+                    .as_slice::<i32>()?
+                    .iter()
+                    .any(|&z| z != 0)
+                {
+                    continue;
+                }
+            }
+            let axis = node.get_attr_opt::<i64>("axis")?.unwrap_or(1);
+            let out_channels = q.shape()[0];
+            let scales: Vec<f32> = scale.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+            let scales = match scales.len() {
+                1 => vec![scales[0]; out_channels],
+                n if n == out_channels && axis == 0 => scales,
+                _ => continue,
+            };
+            found.add(q.try_as_plain_ram()?.as_slice::<i8>()?.to_vec(), scales);
+        }
+        Ok(found)
+    }
+
+    fn add(&mut self, q: Vec<i8>, scales: Vec<f32>) {
+        let folded = fold(&q, &scales);
+        self.by_hash
+            .entry(hash_bits(&folded))
+            .or_default()
+            .push((q, scales));
+    }
+
+    /// The integer weights and scales whose folding is exactly `kernel` (O first), if any.
+    fn find(&self, kernel: &[f32]) -> Option<(&[i8], &[f32])> {
+        let candidates = self.by_hash.get(&hash_bits(kernel))?;
+        candidates
+            .iter()
+            .find(|(q, scales)| {
+                q.len() == kernel.len()
+                    && fold(q, scales)
+                        .iter()
+                        .zip(kernel)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+            })
+            .map(|(q, scales)| (&q[..], &scales[..]))
+    }
+
+    /// Whether the file has no quantized weights.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+/// What tract's DequantizeLinear makes of s8 weights with zero point 0: `(q − 0) as f32 · scale`.
+fn fold(q: &[i8], scales: &[f32]) -> Vec<f32> {
+    let per = q.len() / scales.len().max(1);
+    q.iter()
+        .enumerate()
+        .map(|(i, &w)| f32::from(w) * scales[i / per.max(1)])
+        .collect()
+}
+
+fn hash_bits(values: &[f32]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    values.len().hash(&mut hasher);
+    for v in values {
+        v.to_bits().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// One convolution the rewrite replaces, found before any patch is applied.
+struct Candidate {
+    conv: usize,
+    op: QConv,
+    /// The nodes the operator stands for, after the convolution (bias add, quantize, dequantize).
+    absorbed: Vec<usize>,
+    /// The node whose output the operator's output replaces.
+    last: usize,
+}
+
+/// Replaces each f32 convolution of dequantized activations by quantized weights (tract's `Conv`
+/// with stride 1, or the `EinSum` a 1×1 convolution becomes) with a [`QConv`], absorbing the bias
+/// and the output's quantize/dequantize pair when they follow. Returns how many were replaced.
+///
+/// Only a convolution whose input comes from a `DequantizeLinear` of u8 (through `Downsample`, a
+/// strided 1×1 convolution's subsampling, at most) and whose kernel is exactly the folding of the
+/// file's s8 weights is replaced: its integer form then computes what the float graph means.
+pub(crate) fn quantized_convolutions(
+    model: &mut TypedModel,
+    weights: &QuantizedWeights,
+) -> TractResult<usize> {
+    let mut candidates = vec![];
+    for id in 0..model.nodes.len() {
+        if let Some(c) = candidate(model, weights, id)? {
+            candidates.push(c);
+        }
+    }
+    let replaced = candidates.len();
+    for c in candidates {
+        let node = &model.nodes[c.conv];
+        let name = node.name.clone();
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, node.inputs[0])?;
+        let y = patch.wire_node(format!("{name}.qconv"), c.op, &[x])?[0];
+        patch.shunt_outside(model, OutletId::new(c.last, 0), y)?;
+        patch.obliterate(c.conv)?;
+        for id in c.absorbed {
+            patch.obliterate(id)?;
+        }
+        patch.apply(model)?;
+    }
+    Ok(replaced)
+}
+
+fn candidate(
+    model: &TypedModel,
+    weights: &QuantizedWeights,
+    id: usize,
+) -> TractResult<Option<Candidate>> {
+    let node = &model.nodes[id];
+    let Some(Convolution {
+        geometry,
+        kernel,
+        mut bias,
+    }) = convolution(model, node)?
+    else {
+        return Ok(None);
+    };
+    if !geometry.is_valid() {
+        return Ok(None);
+    }
+    let Some((in_scale, in_zero)) = dequantized_input(model, node.inputs[0])? else {
+        return Ok(None);
+    };
+    let kernel = kernel.try_as_plain_ram()?;
+    let Some((q, scales)) = weights.find(kernel.as_slice::<f32>()?) else {
+        return Ok(None);
+    };
+    let (q, scales) = (q.to_vec(), scales.to_vec());
+    if model.outputs.contains(&OutletId::new(id, 0)) {
+        return Ok(None);
+    }
+    let mut absorbed = vec![];
+    let mut last = id;
+    // `+ bias` as a separate add of one value per output channel.
+    if bias.is_none() {
+        if let Some(add) = model.single_succ(last)? {
+            if let Some(b) = channel_bias(model, add, last, geometry.out_channels)? {
+                bias = Some(b);
+                absorbed.push(add.id);
+                last = add.id;
+            }
+        }
+    }
+    let mut requantize = None;
+    if !model.outputs.contains(&OutletId::new(last, 0)) {
+        if let Some(quant) = model.single_succ(last)? {
+            if let Some((inv_scale, zero_point, scale, dequant)) = pair_at(model, quant.id)? {
+                requantize = Some(Requantize {
+                    inv_scale,
+                    zero_point,
+                    scale,
+                });
+                absorbed.extend([quant.id, dequant]);
+                last = dequant;
+            }
+        }
+    }
+    let out_shape = match model
+        .outlet_fact(OutletId::new(last, 0))?
+        .shape
+        .as_concrete()
+    {
+        Some(s) => s.into(),
+        None => return Ok(None),
+    };
+    let op = match QConv::new(
+        geometry,
+        in_scale,
+        in_zero,
+        &q,
+        &scales,
+        bias.as_deref(),
+        requantize,
+        out_shape,
+    ) {
+        Ok(op) => op,
+        Err(_) => return Ok(None),
+    };
+    Ok(Some(Candidate {
+        conv: id,
+        op,
+        absorbed,
+        last,
+    }))
+}
+
+/// A stride-1 f32 convolution over a CHW image with a constant kernel.
+struct Convolution {
+    geometry: Geometry,
+    /// OIHW (a 1×1 convolution's OI).
+    kernel: Arc<Tensor>,
+    bias: Option<Vec<f32>>,
+}
+
+/// The node as a [`Convolution`], if it is one.
+fn convolution(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Convolution>> {
+    let facts = model.node_input_facts(node.id)?;
+    let Some(x) = facts.first().and_then(|f| f.shape.as_concrete()) else {
+        return Ok(None);
+    };
+    let Some(out) = model
+        .outlet_fact(OutletId::new(node.id, 0))?
+        .shape
+        .as_concrete()
+    else {
+        return Ok(None);
+    };
+    if facts[0].datum_type != f32::datum_type() || x.len() < 3 || out.len() < 3 {
+        return Ok(None);
+    }
+    let unit_batch = |s: &[usize]| s.len() == 3 || (s.len() == 4 && s[0] == 1);
+    if !unit_batch(x) || !unit_batch(out) {
+        return Ok(None);
+    }
+    let [channels, height, width] = [x[x.len() - 3], x[x.len() - 2], x[x.len() - 1]];
+    if let Some(einsum) = node.op_as::<EinSum>() {
+        let Some(kernel) = facts.get(1).and_then(|f| f.konst.clone()) else {
+            return Ok(None);
+        };
+        if facts.len() != 2
+            || einsum.q_params.is_some()
+            || einsum.operating_dt != f32::datum_type()
+            || kernel.datum_type() != f32::datum_type()
+            || kernel.rank() != 2
+            || kernel.shape()[1] != channels
+            || !is_pointwise_convolution(einsum, x.len(), out.len())
+            || out[out.len() - 3] != kernel.shape()[0]
+            || out[out.len() - 2..] != x[x.len() - 2..]
+        {
+            return Ok(None);
+        }
+        let geometry = Geometry {
+            channels,
+            height,
+            width,
+            kernel: [1, 1],
+            pad: [0; 4],
+            out_channels: kernel.shape()[0],
+        };
+        return Ok(Some(Convolution {
+            geometry,
+            kernel,
+            bias: None,
+        }));
+    }
+    let Some(conv) = node.op_as::<Conv>() else {
+        return Ok(None);
+    };
+    let spec = &conv.pool_spec;
+    let ones = |v: &Option<TVec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
+    let chw = matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
+        && (spec.data_format == DataFormat::NCHW) == (x.len() == 4);
+    if conv.q_params.is_some()
+        || conv.group != 1
+        || conv.kernel_fmt != KernelFormat::OIHW
+        || !chw
+        || spec.kernel_shape.len() != 2
+        || !ones(&spec.strides)
+        || !ones(&spec.dilations)
+        || facts.len() < 2
+    {
+        return Ok(None);
+    }
+    let (before, after) = match &spec.padding {
+        PaddingSpec::Explicit(b, a) if b.len() == 2 && a.len() == 2 => ([b[0], b[1]], [a[0], a[1]]),
+        PaddingSpec::Valid => ([0, 0], [0, 0]),
+        _ => return Ok(None),
+    };
+    let Some(kernel) = facts[1].konst.clone() else {
+        return Ok(None);
+    };
+    let k = kernel.shape();
+    if kernel.datum_type() != f32::datum_type()
+        || k.len() != 4
+        || k[1] != channels
+        || k[2..] != spec.kernel_shape[..]
+    {
+        return Ok(None);
+    }
+    let bias = match facts.get(2) {
+        None => None,
+        Some(f) => match &f.konst {
+            Some(b) if b.datum_type() == f32::datum_type() && b.len() == k[0] => {
+                Some(b.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+            }
+            Some(b) if b.datum_type() == f32::datum_type() && b.len() == 1 => {
+                Some(vec![b.try_as_plain_ram()?.as_slice::<f32>()?[0]; k[0]])
+            }
+            _ => return Ok(None),
+        },
+    };
+    let geometry = Geometry {
+        channels,
+        height,
+        width,
+        kernel: [k[2], k[3]],
+        pad: [before[0], before[1], after[0], after[1]],
+        out_channels: k[0],
+    };
+    let (oh, ow) = geometry.output();
+    if out[out.len() - 3..] != [k[0], oh, ow] {
+        return Ok(None);
+    }
+    Ok(Some(Convolution {
+        geometry,
+        kernel,
+        bias,
+    }))
+}
+
+/// Whether an EinSum over (x, weights) is `[N] I H W, O I -> [N] O H W`.
+fn is_pointwise_convolution(op: &EinSum, x_rank: usize, out_rank: usize) -> bool {
+    let mut seen = 0;
+    for axis in op.axes.iter_all_axes() {
+        if axis.inputs.len() != 2 || axis.outputs.len() != 1 {
+            return false;
+        }
+        let (x, w, y) = (
+            &axis.inputs[0][..],
+            &axis.inputs[1][..],
+            &axis.outputs[0][..],
+        );
+        let ok = match (x, w, y) {
+            ([], [0], [o]) => *o == out_rank - 3,
+            ([i], [1], []) => *i == x_rank - 3,
+            ([h], [], [o]) if *h == x_rank - 2 => *o == out_rank - 2,
+            ([v], [], [o]) if *v == x_rank - 1 => *o == out_rank - 1,
+            // the unit batch axis, on either side or both
+            ([0], [], []) | ([0], [], [0]) => x_rank == 4,
+            ([], [], [0]) => out_rank == 4,
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        if !w.is_empty() || x.first().is_some_and(|&p| p + 2 >= x_rank) {
+            seen += 1;
+        }
+    }
+    seen == 4
+}
+
+/// If `add` adds a constant with one value per output channel to `conv`'s output: those values.
+fn channel_bias(
+    model: &TypedModel,
+    add: &TypedNode,
+    conv: usize,
+    channels: usize,
+) -> TractResult<Option<Vec<f32>>> {
+    let is_add = add
+        .op_as::<TypedBinOp>()
+        .is_some_and(|op| op.0.is::<math::Add>() && op.1.is_none());
+    if !is_add || add.inputs.len() != 2 || add.inputs[0] != OutletId::new(conv, 0) {
+        return Ok(None);
+    }
+    let out = model.outlet_fact(OutletId::new(conv, 0))?;
+    let Some(bias) = model.outlet_fact(add.inputs[1])?.konst.clone() else {
+        return Ok(None);
+    };
+    let rank = out.rank();
+    // [.., O, 1, 1] with O on the channel axis (third from the end) of a same-rank output.
+    let shape = bias.shape();
+    let per_channel = bias.datum_type() == f32::datum_type()
+        && shape.len() == rank
+        && shape[rank - 3] == channels
+        && shape.iter().product::<usize>() == channels;
+    if !per_channel || model.outlet_fact(OutletId::new(add.id, 0))?.shape != out.shape {
+        return Ok(None);
+    }
+    Ok(Some(bias.try_as_plain_ram()?.as_slice::<f32>()?.to_vec()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_onnx::tract_core::ops::cnn::PoolSpec;
     use tract_onnx::tract_core::ops::quant::quantize_linear_u8;
 
     /// A model `x → Quantize(1/scale, zp) → Dequantize(scale, zp)` over a 1-D input of `n` values.
@@ -121,6 +606,145 @@ mod tests {
             .unwrap();
         model.select_output_outlets(&y).unwrap();
         model
+    }
+
+    /// `x → Q → DQ → Conv (kernel: s8 weights folded to f32, bias) → Q → DQ` on a 1×C×H×W input,
+    /// decluttered as the loader has it, the table of its integer weights, and an input.
+    fn quantized_conv_model(
+        channels: usize,
+        size: usize,
+        out_channels: usize,
+        kernel: usize,
+        quantized_input: bool,
+    ) -> (TypedModel, QuantizedWeights, Vec<f32>) {
+        let taps = kernel * kernel;
+        let q: Vec<i8> = (0..out_channels * channels * taps)
+            .map(|i| ((i * 37 + 11) % 255) as u8 as i8)
+            .collect();
+        let scales: Vec<f32> = (0..out_channels)
+            .map(|o| 0.002 + 0.0003 * o as f32)
+            .collect();
+        let bias: Vec<f32> = (0..out_channels).map(|o| 0.1 * o as f32 - 0.3).collect();
+        let folded = fold(&q, &scales);
+        let mut model = TypedModel::default();
+        let x = model
+            .add_source("x", f32::fact([1, channels, size, size]))
+            .unwrap();
+        let mut x = tvec![x];
+        if quantized_input {
+            x = model
+                .wire_node("xq", quantize_linear_u8(1.0 / 0.02, 3), &x)
+                .unwrap();
+            x = model
+                .wire_node("xdq", DequantizeLinearF32::new(0.02, 3), &x)
+                .unwrap();
+        }
+        let k = Tensor::from_shape(&[out_channels, channels, kernel, kernel], &folded).unwrap();
+        let k = model.add_const("kernel", k).unwrap();
+        let b = model.add_const("bias", tensor1(&bias)).unwrap();
+        let pad = kernel / 2;
+        let spec = PoolSpec::new(
+            DataFormat::NCHW,
+            tvec![kernel, kernel],
+            PaddingSpec::Explicit(tvec![pad, pad], tvec![pad, pad]),
+            None,
+            None,
+            channels,
+            out_channels,
+        );
+        let conv = Conv::new(spec, KernelFormat::OIHW, 1, None);
+        let y = model.wire_node("conv", conv, &[x[0], k, b]).unwrap();
+        let y = model
+            .wire_node("yq", quantize_linear_u8(1.0 / 0.05, 100), &y)
+            .unwrap();
+        let y = model
+            .wire_node("ydq", DequantizeLinearF32::new(0.05, 100), &y)
+            .unwrap();
+        model.select_output_outlets(&y).unwrap();
+        let mut weights = QuantizedWeights::default();
+        weights.add(q, scales);
+        let input = (0..channels * size * size)
+            .map(|i| ((i * 29 % 256) as f32 - 3.0) * 0.02)
+            .collect();
+        (model.into_decluttered().unwrap(), weights, input)
+    }
+
+    fn run_image(model: TypedModel, shape: &[usize], xs: &[f32]) -> Vec<f32> {
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let x = Tensor::from_shape(shape, xs).unwrap();
+        let out = plan.run(tvec!(x.into_tvalue())).unwrap();
+        out[0]
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn op_names(model: &TypedModel) -> Vec<String> {
+        model
+            .nodes
+            .iter()
+            .map(|n| n.op().name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn quantized_convolutions_become_integer_ones_with_the_same_outputs() {
+        // 3x3 stays a Conv after decluttering; 1x1 becomes an EinSum plus a bias Add.
+        for (channels, size, out_channels, kernel) in [(12, 9, 10, 3), (20, 6, 16, 1)] {
+            let (model, weights, input) =
+                quantized_conv_model(channels, size, out_channels, kernel, true);
+            let mut rewritten = model.clone();
+            let replaced = quantized_convolutions(&mut rewritten, &weights).unwrap();
+            assert_eq!(replaced, 1, "{kernel}x{kernel}");
+            let names = op_names(&rewritten.clone().into_optimized().unwrap());
+            assert!(names.iter().any(|n| n == "QConv"), "{names:?}");
+            assert!(
+                !names
+                    .iter()
+                    .any(|n| (n.contains("Conv") && n != "QConv") || n.contains("MatMul")),
+                "a float convolution is left: {names:?}"
+            );
+            let shape = [1, channels, size, size];
+            let float = run_image(model, &shape, &input);
+            let integer = run_image(rewritten, &shape, &input);
+            assert_eq!(float.len(), out_channels * size * size);
+            // Both sides are on the output grid (step 0.05); the exact integer sums may round a
+            // value that tract's f32 sums put within float error of a tie to the next step.
+            let mut same = 0;
+            for (a, b) in float.iter().zip(&integer) {
+                assert!((a - b).abs() <= 0.05 * 1.001, "{a} vs {b}");
+                same += usize::from(a.to_bits() == b.to_bits());
+            }
+            assert!(
+                same * 100 >= float.len() * 99,
+                "{same} of {} equal",
+                float.len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_kernel_that_is_not_the_files_weights_is_left_alone() {
+        let (model, weights, _) = quantized_conv_model(8, 5, 8, 3, true);
+        // The same weights with one scale one ulp off: the folded kernel differs in some bits.
+        let (q, mut scales) = weights.by_hash.into_values().next().unwrap().remove(0);
+        scales[2] = f32::from_bits(scales[2].to_bits() + 1);
+        let mut other = QuantizedWeights::default();
+        other.add(q, scales);
+        let mut rewritten = model;
+        assert_eq!(quantized_convolutions(&mut rewritten, &other).unwrap(), 0);
+        assert!(op_names(&rewritten).iter().any(|n| n == "Conv"));
+    }
+
+    #[test]
+    fn a_convolution_of_float_activations_is_left_alone() {
+        // The same convolution and weights, its input straight from the source: nothing says
+        // the activations are quantized, so the integer form would not compute the same thing.
+        let (model, weights, _) = quantized_conv_model(8, 5, 8, 3, false);
+        let mut patched = model;
+        assert_eq!(quantized_convolutions(&mut patched, &weights).unwrap(), 0);
     }
 
     fn run(model: TypedModel, xs: &[f32]) -> Vec<f32> {
@@ -148,7 +772,7 @@ mod tests {
         for zero_point in [0u8, 3, 128, 255] {
             let reference = run(pair_model(scale, zero_point, xs.len()), &xs);
             let mut model = pair_model(scale, zero_point, xs.len());
-            assert_eq!(fuse_quantize_dequantize(&mut model).unwrap(), 1);
+            assert_eq!(fuse_quantize_dequantize(&mut model, Pairs::All).unwrap(), 1);
             let names: Vec<String> = model
                 .nodes
                 .iter()
@@ -182,7 +806,7 @@ mod tests {
             .wire_node("dq", DequantizeLinearF32::new(0.5, 0), &q)
             .unwrap();
         model.select_output_outlets(&[y[0], q[0]]).unwrap();
-        assert_eq!(fuse_quantize_dequantize(&mut model).unwrap(), 0);
+        assert_eq!(fuse_quantize_dequantize(&mut model, Pairs::All).unwrap(), 0);
     }
 
     #[test]
@@ -196,6 +820,6 @@ mod tests {
             .wire_node("dq", DequantizeLinearF32::new(0.5, 0), &q)
             .unwrap();
         model.select_output_outlets(&y).unwrap();
-        assert_eq!(fuse_quantize_dequantize(&mut model).unwrap(), 0);
+        assert_eq!(fuse_quantize_dequantize(&mut model, Pairs::All).unwrap(), 0);
     }
 }

@@ -152,6 +152,7 @@ impl Session {
         }
         let options = LoadOptions {
             threads: config.inference_threads,
+            ..LoadOptions::default()
         };
         let model = Model::load_dir_with(&config.model_dir, config.variant, &options)?;
         let policy = Policy::load(&config.policy_path)?;

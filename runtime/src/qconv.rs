@@ -1,0 +1,873 @@
+//! An integer convolution for quantized (QDQ) models: u8 activations × s8 weights summed exactly in
+//! i32, with AVX-512 VNNI (`vpdpbusd`) where the CPU has it.
+//!
+//! tract runs a QDQ file's convolutions in f32: it folds the int8 weights back to floats. On a CPU
+//! with VNNI one `vpdpbusd` does 64 u8×s8 multiply-adds, four times the f32 FMA rate, which is
+//! where onnxruntime's int8 speed comes from. [`QConv`] is the operator the loader puts in place of
+//! `DequantizeLinear → Conv → (+ bias) → QuantizeLinear → DequantizeLinear` (see
+//! [`crate::rewrite::quantized_convolutions`]). It computes what that chain means:
+//!
+//! ```text
+//! qx = clamp(round_even(x · (1/sx)) + zx, 0, 255)                  (the input's quantization)
+//! y[o] = (Σ (qx − zx) · qw[o]) · (sx · sw[o]) + bias[o]            (exact integer sum, one scale)
+//! out = (clamp(round_even(y · (1/sy)), −zy, 255 − zy)) · sy        (the output's Q/DQ pair, if any)
+//! ```
+//!
+//! Its input is the dequantized tensor, whose values are `(q − zx) · sx`; quantizing it again with
+//! `1/sx` gives back `q` exactly (the error is below 10⁻⁴ of a step), so the operator may sit on the
+//! same wire as the float graph's other consumers.
+//!
+//! # Layout
+//!
+//! Activations are planar (CHW), as tract keeps ONNX's NCHW models. The input is quantized into a
+//! padded image whose pixels are 4 consecutive channels, one byte each (`[C/4][Hp·Wp][4]`), which is
+//! what `vpdpbusd` multiplies against 4 bytes of weights. The output is computed over the padded
+//! width (`out_h × Wp` pixels, the `Wp − out_w` extra columns discarded when stored): each kernel tap
+//! is then a constant offset into the padded image, so a row of 16 output pixels reads 64
+//! contiguous bytes per tap and channel group, and no im2col copy is made.
+
+use std::cell::RefCell;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+/// Output channels per register block.
+const BLOCK_O: usize = 8;
+/// Pixels per vector.
+const LANES: usize = 16;
+/// Vectors of pixels per full register block (3 × 8 = 24 accumulators).
+const BLOCK_P: usize = 3;
+
+/// The shape of one convolution: stride 1, no dilation, one group.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Geometry {
+    /// Input channels.
+    pub channels: usize,
+    /// Input height and width.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Zero padding: top, left, bottom, right.
+    pub pad: [usize; 4],
+    /// Output channels.
+    pub out_channels: usize,
+}
+
+impl Geometry {
+    fn padded(&self) -> (usize, usize) {
+        (
+            self.height + self.pad[0] + self.pad[2],
+            self.width + self.pad[1] + self.pad[3],
+        )
+    }
+
+    /// Output height and width (stride 1).
+    pub fn output(&self) -> (usize, usize) {
+        let (hp, wp) = self.padded();
+        (hp + 1 - self.kernel[0], wp + 1 - self.kernel[1])
+    }
+
+    fn groups(&self) -> usize {
+        self.channels.div_ceil(4)
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    /// Output pixels computed: every row over the padded width.
+    fn flat(&self) -> usize {
+        self.output().0 * self.padded().1
+    }
+
+    fn vectors(&self) -> usize {
+        self.flat().div_ceil(LANES)
+    }
+
+    /// Pixels in one channel group's plane of the quantized input: the padded image plus the slack
+    /// the last vector's furthest tap reads.
+    fn plane(&self) -> usize {
+        let wp = self.padded().1;
+        let reach = (self.kernel[0] - 1) * wp + self.kernel[1] - 1;
+        let plane = (self.vectors() * LANES + reach).max(self.padded().0 * wp);
+        plane.next_multiple_of(LANES)
+    }
+
+    fn offsets(&self) -> Vec<usize> {
+        let wp = self.padded().1;
+        (0..self.kernel[0])
+            .flat_map(|dy| (0..self.kernel[1]).map(move |dx| dy * wp + dx))
+            .collect()
+    }
+
+    /// Whether the shapes are ones this operator computes exactly and in bounds.
+    pub fn is_valid(&self) -> bool {
+        let (hp, wp) = self.padded();
+        self.channels > 0
+            && self.out_channels > 0
+            && self.height > 0
+            && self.width > 0
+            && self.kernel.iter().all(|&k| k > 0)
+            && hp >= self.kernel[0]
+            && wp >= self.kernel[1]
+            && self.pad[0] < self.kernel[0]
+            && self.pad[2] < self.kernel[0]
+            && self.pad[1] < self.kernel[1]
+            && self.pad[3] < self.kernel[1]
+            // |Σ| ≤ K · 255 · 128 must fit an i32 (the sum is exact).
+            && (self.groups() * 4)
+                .checked_mul(self.taps())
+                .and_then(|k| k.checked_mul(255 * 128))
+                .is_some_and(|bound| bound < i32::MAX as usize)
+            && self.plane().checked_mul(self.groups() * 4).is_some()
+    }
+}
+
+/// The output's quantize/dequantize pair, folded into the operator.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Requantize {
+    /// `1/scale` as the quantization multiplies by it.
+    pub inv_scale: f32,
+    /// Zero point.
+    pub zero_point: u8,
+    /// Scale the dequantization multiplies by.
+    pub scale: f32,
+}
+
+/// The integer convolution operator (see the module documentation).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct QConv {
+    geometry: Geometry,
+    /// Multiplier that quantizes the input (`1/sx`) and the input's zero point.
+    in_inv_scale: f32,
+    in_zero: u8,
+    /// Weights, s8, `[O/8][tap][C/4][8][4]`, zero beyond the real channels.
+    packed: Arc<Vec<i8>>,
+    /// `zx · Σ qw[o]`, what the input's zero point adds to each output channel's sum.
+    zero_sums: Vec<i32>,
+    /// `sx · sw[o]`.
+    scales: Vec<f32>,
+    bias: Vec<f32>,
+    requantize: Option<Requantize>,
+    out_shape: TVec<usize>,
+}
+
+impl Eq for QConv {}
+
+impl QConv {
+    /// Builds the operator from s8 weights in OIHW order, one scale per output channel.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        geometry: Geometry,
+        in_scale: f32,
+        in_zero: u8,
+        weights: &[i8],
+        weight_scales: &[f32],
+        bias: Option<&[f32]>,
+        requantize: Option<Requantize>,
+        out_shape: TVec<usize>,
+    ) -> TractResult<QConv> {
+        let g = &geometry;
+        ensure!(g.is_valid(), "convolution geometry out of range: {g:?}");
+        let (oh, ow) = g.output();
+        ensure!(
+            out_shape.iter().product::<usize>() == g.out_channels * oh * ow,
+            "output shape {out_shape:?} does not hold {} × {oh} × {ow}",
+            g.out_channels
+        );
+        let taps = g.taps();
+        ensure!(weights.len() == g.out_channels * g.channels * taps);
+        ensure!(weight_scales.len() == g.out_channels);
+        ensure!(in_scale.is_finite() && in_scale > 0.0);
+        ensure!(weight_scales.iter().all(|s| s.is_finite()));
+        let bias = match bias {
+            Some(b) => {
+                ensure!(b.len() == g.out_channels);
+                b.to_vec()
+            }
+            None => vec![0.0; g.out_channels],
+        };
+        if let Some(r) = requantize {
+            ensure!(r.inv_scale.is_finite() && r.inv_scale > 0.0 && r.scale.is_finite());
+        }
+        let groups = g.groups();
+        let blocks = g.out_channels.div_ceil(BLOCK_O);
+        let mut packed = vec![0i8; blocks * taps * groups * BLOCK_O * 4];
+        for o in 0..g.out_channels {
+            for c in 0..g.channels {
+                for t in 0..taps {
+                    let w = weights[(o * g.channels + c) * taps + t];
+                    let at = (((o / BLOCK_O * taps + t) * groups + c / 4) * BLOCK_O + o % BLOCK_O)
+                        * 4
+                        + c % 4;
+                    packed[at] = w;
+                }
+            }
+        }
+        let per_o = g.channels * taps;
+        let zero_sums = (0..g.out_channels)
+            .map(|o| {
+                let sum: i32 = weights[o * per_o..(o + 1) * per_o]
+                    .iter()
+                    .map(|&w| i32::from(w))
+                    .sum();
+                sum * i32::from(in_zero)
+            })
+            .collect();
+        let scales = weight_scales.iter().map(|&s| in_scale * s).collect();
+        Ok(QConv {
+            geometry,
+            in_inv_scale: in_scale.recip(),
+            in_zero,
+            packed: Arc::new(packed),
+            zero_sums,
+            scales,
+            bias,
+            requantize,
+            out_shape,
+        })
+    }
+
+    /// Runs the convolution on one CHW image.
+    fn convolve(&self, input: &[f32], output: &mut [f32], simd: bool) {
+        let g = &self.geometry;
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let len = g.groups() * g.plane();
+            if scratch.len() < len {
+                scratch.resize(len, 0);
+            }
+            let image = &mut scratch[..len];
+            #[cfg(target_arch = "x86_64")]
+            if simd {
+                // SAFETY: `simd` is only true when `vnni_here()` said the CPU has these features.
+                unsafe { x86::quantize(self, input, image) };
+                let image = &*image;
+                let (oh, ow) = g.output();
+                let per_block = BLOCK_O * oh * ow;
+                let plan = x86::store_plan(g);
+                let offsets = g.offsets();
+                let run = |(block, out): (usize, &mut [f32])| {
+                    // SAFETY: as above; `out` is output channels block·8.. of `output`.
+                    unsafe { x86::convolve_block(self, image, &offsets, &plan, block, out) }
+                };
+                let chunks = output[..g.out_channels * oh * ow].chunks_mut(per_block);
+                // Output-channel blocks are independent: with tract's multithreaded executor
+                // (`SessionConfig::threads` above 1) they are shared among its threads.
+                match tract_linalg::multithread::current_tract_executor() {
+                    tract_linalg::multithread::Executor::MultiThread(pool)
+                        if pool.current_num_threads() > 1 && chunks.len() > 1 =>
+                    {
+                        use rayon::prelude::*;
+                        let chunks: Vec<(usize, &mut [f32])> = chunks.enumerate().collect();
+                        pool.install(|| chunks.into_par_iter().for_each(run));
+                    }
+                    _ => chunks.enumerate().for_each(run),
+                }
+                return;
+            }
+            let _ = simd;
+            quantize_portable(self, input, image);
+            convolve_portable(self, image, output);
+        })
+    }
+
+    fn epilogue(&self, o: usize, sum: i32) -> f32 {
+        let v = (sum - self.zero_sums[o]) as f32 * self.scales[o] + self.bias[o];
+        match self.requantize {
+            None => v,
+            Some(r) => {
+                let z = f32::from(r.zero_point);
+                (v * r.inv_scale).max(-z).min(255.0 - z).round_ties_even() * r.scale
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The quantized input of the convolution running on this thread, reused between calls.
+    static SCRATCH: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this CPU runs the AVX-512 VNNI kernel (the loader rewrites convolutions only then).
+pub(crate) fn vnni_here() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn quantize_one(v: f32, inv: f32, zero: u8) -> u32 {
+    let z = f32::from(zero);
+    ((v * inv).max(-z).min(255.0 - z).round_ties_even() + z) as u32
+}
+
+/// Fills the padded, channel-interleaved quantized image (the zero point outside the input).
+fn quantize_portable(op: &QConv, input: &[f32], image: &mut [u32]) {
+    let g = &op.geometry;
+    let (_, wp) = g.padded();
+    let plane = g.plane();
+    let hw = g.height * g.width;
+    let fill = u32::from(op.in_zero) * 0x0101_0101;
+    image.fill(fill);
+    for group in 0..g.groups() {
+        let dst = &mut image[group * plane..(group + 1) * plane];
+        for y in 0..g.height {
+            for x in 0..g.width {
+                let mut px = 0u32;
+                for i in 0..4 {
+                    let c = group * 4 + i;
+                    let q = if c < g.channels {
+                        quantize_one(input[c * hw + y * g.width + x], op.in_inv_scale, op.in_zero)
+                    } else {
+                        u32::from(op.in_zero)
+                    };
+                    px |= q << (8 * i);
+                }
+                dst[(y + g.pad[0]) * wp + x + g.pad[1]] = px;
+            }
+        }
+    }
+}
+
+/// The reference kernel: the same sums and epilogue, one output at a time.
+fn convolve_portable(op: &QConv, image: &[u32], output: &mut [f32]) {
+    let g = &op.geometry;
+    let (oh, ow) = g.output();
+    let (_, wp) = g.padded();
+    let plane = g.plane();
+    let offsets = g.offsets();
+    let groups = g.groups();
+    for o in 0..g.out_channels {
+        for y in 0..oh {
+            for x in 0..ow {
+                let at = y * wp + x;
+                let mut sum = 0i32;
+                for (t, off) in offsets.iter().enumerate() {
+                    for group in 0..groups {
+                        let px = image[group * plane + at + off].to_le_bytes();
+                        let w = (((o / BLOCK_O * offsets.len() + t) * groups + group) * BLOCK_O
+                            + o % BLOCK_O)
+                            * 4;
+                        for (i, &x) in px.iter().enumerate() {
+                            sum += i32::from(x) * i32::from(op.packed[w + i]);
+                        }
+                    }
+                }
+                output[(o * oh + y) * ow + x] = op.epilogue(o, sum);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Quantizes 16 floats (`mask` of them loaded) to u8 values in i32 lanes.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn quantize16(
+        src: *const f32,
+        mask: __mmask16,
+        inv: __m512,
+        lo: __m512,
+        hi: __m512,
+        z: __m512i,
+    ) -> __m512i {
+        // SAFETY: the caller guarantees `mask` covers only readable floats.
+        let v = unsafe { _mm512_maskz_loadu_ps(mask, src) };
+        let v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi);
+        // MXCSR's default rounding: nearest, ties to even, as `round_ties_even`.
+        _mm512_add_epi32(_mm512_cvtps_epi32(v), z)
+    }
+
+    /// The SIMD twin of [`quantize_portable`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F/BW/VNNI; `input` holds the C×H×W image and `image` is
+    /// `groups × plane` pixels.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32]) {
+        let g = &op.geometry;
+        let (_, wp) = g.padded();
+        let plane = g.plane();
+        let hw = g.height * g.width;
+        debug_assert!(input.len() >= g.channels * hw && image.len() >= g.groups() * plane);
+        let fill = u32::from(op.in_zero) * 0x0101_0101;
+        let z = f32::from(op.in_zero);
+        let inv = _mm512_set1_ps(op.in_inv_scale);
+        let lo = _mm512_set1_ps(-z);
+        let hi = _mm512_set1_ps(255.0 - z);
+        let zi = _mm512_set1_epi32(i32::from(op.in_zero));
+        for group in 0..g.groups() {
+            let dst = &mut image[group * plane..(group + 1) * plane];
+            // The padding and the slack: the zero point.
+            let top = g.pad[0] * wp;
+            dst[..top + g.pad[1]].fill(fill);
+            for y in 0..g.height {
+                let row = (y + g.pad[0]) * wp + g.pad[1];
+                let next = if y + 1 < g.height { row + wp } else { plane };
+                dst[row + g.width..next].fill(fill);
+            }
+            let channels: [Option<usize>; 4] =
+                std::array::from_fn(|i| Some(group * 4 + i).filter(|&c| c < g.channels));
+            for y in 0..g.height {
+                let row = (y + g.pad[0]) * wp + g.pad[1];
+                let mut x = 0;
+                while x < g.width {
+                    let n = (g.width - x).min(LANES);
+                    let mask: __mmask16 = if n == LANES { 0xFFFF } else { (1 << n) - 1 };
+                    let mut px = _mm512_setzero_si512();
+                    for (i, c) in channels.iter().enumerate() {
+                        let q = match c {
+                            // SAFETY: row y, columns x..x+n of channel c are inside `input`.
+                            Some(c) => unsafe {
+                                quantize16(
+                                    input.as_ptr().add(c * hw + y * g.width + x),
+                                    mask,
+                                    inv,
+                                    lo,
+                                    hi,
+                                    zi,
+                                )
+                            },
+                            None => zi,
+                        };
+                        px = _mm512_or_si512(
+                            px,
+                            _mm512_sllv_epi32(q, _mm512_set1_epi32(8 * i as i32)),
+                        );
+                    }
+                    // SAFETY: pixels row+x..row+x+n are inside this group's plane.
+                    unsafe {
+                        _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(row + x).cast(), mask, px)
+                    };
+                    x += n;
+                }
+            }
+        }
+    }
+
+    /// Where each output vector's valid lanes go: (lane mask, index of the first in the channel).
+    pub(super) fn store_plan(g: &Geometry) -> Vec<(__mmask16, usize)> {
+        let (_, ow) = g.output();
+        let (_, wp) = g.padded();
+        let flat = g.flat();
+        (0..g.vectors())
+            .map(|v| {
+                let j0 = v * LANES;
+                let mut mask: __mmask16 = 0;
+                for l in 0..LANES {
+                    let j = j0 + l;
+                    if j < flat && j % wp < ow {
+                        mask |= 1 << l;
+                    }
+                }
+                (mask, j0 / wp * ow + (j0 % wp).min(ow))
+            })
+            .collect()
+    }
+
+    /// The SIMD twin of [`convolve_portable`] for output channels `block·8 .. block·8 + 8`,
+    /// written to `out` (those channels of the output).
+    ///
+    /// # Safety
+    /// As [`quantize`]; `image` was filled by it, `offsets` and `plan` are the geometry's.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn convolve_block(
+        op: &QConv,
+        image: &[u32],
+        offsets: &[usize],
+        plan: &[(__mmask16, usize)],
+        block: usize,
+        out: &mut [f32],
+    ) {
+        let g = &op.geometry;
+        let vectors = g.vectors();
+        let chunk = offsets.len() * g.groups() * BLOCK_O * 4;
+        let weights = &op.packed[block * chunk..(block + 1) * chunk];
+        let mut v = 0;
+        while v < vectors {
+            let n = (vectors - v).min(BLOCK_P);
+            // SAFETY: vectors v..v+n and their furthest taps lie inside each plane
+            // (`Geometry::plane`), the weights chunk is whole, and the plan only stores the
+            // outputs' valid lanes, for the channels `out` holds.
+            unsafe {
+                match n {
+                    3 => tile::<3>(op, image, weights, offsets, block, v, plan, out),
+                    2 => tile::<2>(op, image, weights, offsets, block, v, plan, out),
+                    _ => tile::<1>(op, image, weights, offsets, block, v, plan, out),
+                }
+            }
+            v += n;
+        }
+    }
+
+    /// One register block: `P` vectors of 16 pixels × 8 output channels, summed over every tap
+    /// and channel group, then scaled, biased, requantized and stored.
+    // Indexing the accumulators by (pixel vector, channel) reads as the block it is.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile<const P: usize>(
+        op: &QConv,
+        image: &[u32],
+        weights: &[i8],
+        offsets: &[usize],
+        block: usize,
+        first: usize,
+        plan: &[(__mmask16, usize)],
+        output: &mut [f32],
+    ) {
+        let g = &op.geometry;
+        let plane = g.plane();
+        let groups = g.groups();
+        let mut acc = [[_mm512_setzero_si512(); BLOCK_O]; P];
+        let mut w = weights.as_ptr();
+        let base = image.as_ptr();
+        for &off in offsets {
+            // SAFETY (whole loop): see `convolve`.
+            let mut src = unsafe { base.add(first * LANES + off) };
+            for _ in 0..groups {
+                let mut xs = [_mm512_setzero_si512(); P];
+                for (p, x) in xs.iter_mut().enumerate() {
+                    *x = unsafe { _mm512_loadu_si512(src.add(p * LANES).cast()) };
+                }
+                for o in 0..BLOCK_O {
+                    let wb =
+                        _mm512_set1_epi32(unsafe { w.add(4 * o).cast::<i32>().read_unaligned() });
+                    for p in 0..P {
+                        acc[p][o] = _mm512_dpbusd_epi32(acc[p][o], xs[p], wb);
+                    }
+                }
+                unsafe {
+                    w = w.add(4 * BLOCK_O);
+                    src = src.add(plane);
+                }
+            }
+        }
+        let (oh, ow) = g.output();
+        let per_channel = oh * ow;
+        let requant = match op.requantize {
+            Some(r) => {
+                let z = f32::from(r.zero_point);
+                Some((
+                    _mm512_set1_ps(r.inv_scale),
+                    _mm512_set1_ps(-z),
+                    _mm512_set1_ps(255.0 - z),
+                    _mm512_set1_ps(r.scale),
+                ))
+            }
+            None => None,
+        };
+        for o in 0..BLOCK_O {
+            let oc = block * BLOCK_O + o;
+            if oc >= g.out_channels {
+                break;
+            }
+            let zero = _mm512_set1_epi32(op.zero_sums[oc]);
+            let scale = _mm512_set1_ps(op.scales[oc]);
+            let bias = _mm512_set1_ps(op.bias[oc]);
+            for p in 0..P {
+                let sum = _mm512_sub_epi32(acc[p][o], zero);
+                let mut v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), scale), bias);
+                if let Some((inv, lo, hi, s)) = requant {
+                    let r = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi);
+                    let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                        r,
+                    );
+                    v = _mm512_mul_ps(r, s);
+                }
+                let (mask, at) = plan[first + p];
+                debug_assert!((o + 1) * per_channel <= output.len());
+                // SAFETY: `at` + the valid lane count stays inside channel o of the block.
+                unsafe {
+                    let dst = output.as_mut_ptr().add(o * per_channel + at);
+                    if mask == 0xFFFF {
+                        _mm512_storeu_ps(dst, v);
+                    } else {
+                        let packed = _mm512_maskz_compress_ps(mask, v);
+                        let n = mask.count_ones();
+                        _mm512_mask_storeu_ps(dst, ((1u32 << n) - 1) as __mmask16, packed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Op for QConv {
+    fn name(&self) -> StaticName {
+        "QConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = &self.geometry;
+        Ok(vec![format!(
+            "{}x{} {}→{} on {}x{}, pad {:?}, input zero point {}, requantized: {}",
+            g.kernel[0],
+            g.kernel[1],
+            g.channels,
+            g.out_channels,
+            g.height,
+            g.width,
+            g.pad,
+            self.in_zero,
+            self.requantize.is_some()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for QConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].try_as_plain_ram()?;
+        let input = input.as_slice::<f32>()?;
+        let g = &self.geometry;
+        ensure!(
+            input.len() == g.channels * g.height * g.width,
+            "QConv input has {} values, expected {}",
+            input.len(),
+            g.channels * g.height * g.width
+        );
+        let mut output = Tensor::zero::<f32>(&self.out_shape)?;
+        {
+            let mut out = output.try_as_plain_ram_mut()?;
+            let out = out.as_slice_mut::<f32>()?;
+            self.convolve(input, out, vnni_here());
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for QConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(f32::fact(self.out_shape.clone())))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random values (xorshift), no dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn case(g: Geometry, in_zero: u8, requant: bool, seed: u64) -> (QConv, Vec<f32>, Vec<i8>) {
+        let mut rng = Rng(seed);
+        let sx = 0.02f32;
+        // Inputs on the quantization grid, as a dequantized tensor is, plus a few off it.
+        let input: Vec<f32> = (0..g.channels * g.height * g.width)
+            .map(|i| {
+                let q = rng.below(256) as f32;
+                let off = if i % 7 == 0 { 0.004 } else { 0.0 };
+                (q - f32::from(in_zero)) * sx + off
+            })
+            .collect();
+        let weights: Vec<i8> = (0..g.out_channels * g.channels * g.taps())
+            .map(|_| (rng.below(256) as i32 - 128) as i8)
+            .collect();
+        let scales: Vec<f32> = (0..g.out_channels)
+            .map(|o| 0.001 + o as f32 * 1e-4)
+            .collect();
+        let bias: Vec<f32> = (0..g.out_channels).map(|o| o as f32 * 0.25 - 1.0).collect();
+        let requantize = requant.then_some(Requantize {
+            inv_scale: 1.0 / 0.05,
+            zero_point: 100,
+            scale: 0.05,
+        });
+        let (oh, ow) = g.output();
+        let shape = tvec![1, g.out_channels, oh, ow];
+        let op = QConv::new(
+            g,
+            sx,
+            in_zero,
+            &weights,
+            &scales,
+            Some(&bias),
+            requantize,
+            shape,
+        )
+        .unwrap();
+        (op, input, weights)
+    }
+
+    /// The convolution in f64 straight from the definition, on the quantized input.
+    fn direct(
+        op: &QConv,
+        weights_of: impl Fn(usize, usize, usize) -> i8,
+        input: &[f32],
+    ) -> Vec<f64> {
+        let g = &op.geometry;
+        let (oh, ow) = g.output();
+        let mut out = vec![0.0; g.out_channels * oh * ow];
+        for o in 0..g.out_channels {
+            for y in 0..oh {
+                for x in 0..ow {
+                    let mut sum = 0i64;
+                    for c in 0..g.channels {
+                        for dy in 0..g.kernel[0] {
+                            for dx in 0..g.kernel[1] {
+                                let (iy, ix) = (y + dy, x + dx);
+                                if iy < g.pad[0] || ix < g.pad[1] {
+                                    continue;
+                                }
+                                let (iy, ix) = (iy - g.pad[0], ix - g.pad[1]);
+                                if iy >= g.height || ix >= g.width {
+                                    continue;
+                                }
+                                let v = input[(c * g.height + iy) * g.width + ix];
+                                let q =
+                                    i64::from(quantize_one(v, op.in_inv_scale, op.in_zero) as u8)
+                                        - i64::from(op.in_zero);
+                                let w = i64::from(weights_of(o, c, dy * g.kernel[1] + dx));
+                                sum += q * w;
+                            }
+                        }
+                    }
+                    out[(o * oh + y) * ow + x] =
+                        sum as f64 * f64::from(op.scales[o]) + f64::from(op.bias[o]);
+                }
+            }
+        }
+        out
+    }
+
+    fn geometries() -> Vec<Geometry> {
+        let g = |channels, height, width, kernel: [usize; 2], pad, out_channels| Geometry {
+            channels,
+            height,
+            width,
+            kernel,
+            pad,
+            out_channels,
+        };
+        vec![
+            g(64, 7, 7, [1, 1], [0; 4], 24), // 1x1, channels a multiple of 4 and 8
+            g(13, 9, 21, [1, 1], [0; 4], 11), // ragged channels, width over one vector
+            g(32, 14, 14, [3, 3], [1; 4], 16), // 3x3 "same"
+            g(5, 6, 17, [3, 3], [1, 1, 1, 1], 9), // ragged everything
+            g(8, 5, 5, [3, 2], [2, 1, 0, 1], 3), // uneven kernel and padding
+            g(3, 4, 4, [3, 3], [0; 4], 2),   // no padding, 2x2 output
+        ]
+    }
+
+    #[test]
+    fn the_portable_kernel_computes_the_exact_integer_convolution() {
+        for (i, g) in geometries().into_iter().enumerate() {
+            for zero in [0u8, 3, 128] {
+                let (op, input, weights) = case(g.clone(), zero, false, 7 + i as u64);
+                let taps = g.taps();
+                let expected = direct(
+                    &op,
+                    |o, c, t| weights[(o * g.channels + c) * taps + t],
+                    &input,
+                );
+                let mut out = vec![f32::NAN; expected.len()];
+                op.convolve(&input, &mut out, false);
+                for (k, (&got, &want)) in out.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (f64::from(got) - want).abs() <= 1e-5 * want.abs().max(1.0),
+                        "{g:?} zero point {zero}: output {k} is {got}, expected {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn requantized_outputs_lie_on_the_output_grid() {
+        let (op, input, _) = case(geometries()[3].clone(), 3, true, 99);
+        let (plain, _, _) = case(geometries()[3].clone(), 3, false, 99);
+        let mut out = vec![0.0; op.out_shape.iter().product()];
+        let mut raw = out.clone();
+        op.convolve(&input, &mut out, false);
+        plain.convolve(&input, &mut raw, false);
+        for (&q, &v) in out.iter().zip(&raw) {
+            let step = (q / 0.05).round();
+            assert!(
+                (q - step * 0.05).abs() < 1e-6,
+                "{q} is not a multiple of the scale"
+            );
+            assert!(
+                (-100.0..=155.0).contains(&step),
+                "{q} is outside the u8 range"
+            );
+            let expected = (v * (1.0 / 0.05)).clamp(-100.0, 155.0).round_ties_even() * 0.05;
+            assert_eq!(q.to_bits(), expected.to_bits());
+        }
+    }
+
+    #[test]
+    fn the_vnni_kernel_matches_the_portable_one_bit_for_bit() {
+        if !vnni_here() {
+            // Only CPUs with AVX-512 VNNI run this kernel; the loader never selects it elsewhere.
+            eprintln!("SKIPPED: this CPU has no AVX-512 VNNI; the portable kernel is tested alone");
+            return;
+        }
+        for (i, g) in geometries().into_iter().enumerate() {
+            for (zero, requant) in [(0u8, false), (3, true), (200, false), (128, true)] {
+                let (op, input, _) = case(g.clone(), zero, requant, 1000 + i as u64);
+                let n = op.out_shape.iter().product();
+                let (mut simd, mut portable) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+                op.convolve(&input, &mut simd, true);
+                op.convolve(&input, &mut portable, false);
+                for (k, (a, b)) in simd.iter().zip(&portable).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{g:?} zero point {zero}: output {k}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_geometries_are_refused() {
+        let g = Geometry {
+            channels: 1 << 20,
+            height: 2,
+            width: 2,
+            kernel: [1, 1],
+            pad: [0; 4],
+            out_channels: 1,
+        };
+        assert!(!g.is_valid());
+        let g = Geometry {
+            kernel: [3, 3],
+            pad: [3, 0, 0, 0],
+            channels: 4,
+            height: 4,
+            width: 4,
+            out_channels: 1,
+        };
+        assert!(!g.is_valid());
+    }
+}
