@@ -592,19 +592,35 @@ mod tests {
 
     /// A model `x → Quantize(1/scale, zp) → Dequantize(scale, zp)` over a 1-D input of `n` values.
     fn pair_model(scale: f32, zero_point: u8, n: usize) -> TypedModel {
+        pair_model_with(scale, zero_point, zero_point, n, false)
+    }
+
+    /// [`pair_model`] with separate zero points for the two sides, and with the u8 tensor also a
+    /// model output when `expose_quantized`.
+    fn pair_model_with(
+        scale: f32,
+        quant_zero: u8,
+        dequant_zero: u8,
+        n: usize,
+        expose_quantized: bool,
+    ) -> TypedModel {
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact([n])).unwrap();
         let q = model
-            .wire_node("q", quantize_linear_u8(scale.recip(), zero_point), &[x])
+            .wire_node("q", quantize_linear_u8(scale.recip(), quant_zero), &[x])
             .unwrap();
         let y = model
             .wire_node(
                 "dq",
-                DequantizeLinearF32::new(scale, i32::from(zero_point)),
+                DequantizeLinearF32::new(scale, i32::from(dequant_zero)),
                 &q,
             )
             .unwrap();
-        model.select_output_outlets(&y).unwrap();
+        let mut outputs = vec![y[0]];
+        if expose_quantized {
+            outputs.push(q[0]);
+        }
+        model.select_output_outlets(&outputs).unwrap();
         model
     }
 
@@ -797,29 +813,13 @@ mod tests {
 
     #[test]
     fn a_quantized_tensor_with_another_consumer_is_left_alone() {
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact([4])).unwrap();
-        let q = model
-            .wire_node("q", quantize_linear_u8(2.0, 0), &[x])
-            .unwrap();
-        let y = model
-            .wire_node("dq", DequantizeLinearF32::new(0.5, 0), &q)
-            .unwrap();
-        model.select_output_outlets(&[y[0], q[0]]).unwrap();
+        let mut model = pair_model_with(0.5, 0, 0, 4, true);
         assert_eq!(fuse_quantize_dequantize(&mut model, Pairs::All).unwrap(), 0);
     }
 
     #[test]
     fn a_pair_with_different_zero_points_is_left_alone() {
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact([4])).unwrap();
-        let q = model
-            .wire_node("q", quantize_linear_u8(2.0, 10), &[x])
-            .unwrap();
-        let y = model
-            .wire_node("dq", DequantizeLinearF32::new(0.5, 0), &q)
-            .unwrap();
-        model.select_output_outlets(&y).unwrap();
+        let mut model = pair_model_with(0.5, 10, 0, 4, false);
         assert_eq!(fuse_quantize_dequantize(&mut model, Pairs::All).unwrap(), 0);
     }
 }
