@@ -95,6 +95,26 @@ impl Geometry {
         plane.next_multiple_of(LANES)
     }
 
+    /// Where each output vector's valid lanes go: (lane mask, index of the first in its channel).
+    fn store_plan(&self) -> Vec<(u16, usize)> {
+        let (_, ow) = self.output();
+        let (_, wp) = self.padded();
+        let flat = self.flat();
+        (0..self.vectors())
+            .map(|v| {
+                let j0 = v * LANES;
+                let mut mask = 0u16;
+                for l in 0..LANES {
+                    let j = j0 + l;
+                    if j < flat && j % wp < ow {
+                        mask |= 1 << l;
+                    }
+                }
+                (mask, j0 / wp * ow + (j0 % wp).min(ow))
+            })
+            .collect()
+    }
+
     fn offsets(&self) -> Vec<usize> {
         let wp = self.padded().1;
         (0..self.kernel[0])
@@ -152,6 +172,10 @@ pub(crate) struct QConv {
     bias: Vec<f32>,
     requantize: Option<Requantize>,
     out_shape: TVec<usize>,
+    /// Each tap's offset in the padded image (`Geometry::offsets`).
+    offsets: Vec<usize>,
+    /// Where each output vector's lanes are stored (`Geometry::store_plan`).
+    plan: Vec<(u16, usize)>,
 }
 
 impl Eq for QConv {}
@@ -218,6 +242,8 @@ impl QConv {
             .collect();
         let scales = weight_scales.iter().map(|&s| in_scale * s).collect();
         Ok(QConv {
+            offsets: geometry.offsets(),
+            plan: geometry.store_plan(),
             geometry,
             in_inv_scale: in_scale.recip(),
             in_zero,
@@ -247,11 +273,9 @@ impl QConv {
                 let image = &*image;
                 let (oh, ow) = g.output();
                 let per_block = BLOCK_O * oh * ow;
-                let plan = x86::store_plan(g);
-                let offsets = g.offsets();
                 let run = |(block, out): (usize, &mut [f32])| {
                     // SAFETY: as above; `out` is output channels block·8.. of `output`.
-                    unsafe { x86::convolve_block(self, image, &offsets, &plan, block, out) }
+                    unsafe { x86::convolve_block(self, image, block, out) }
                 };
                 let chunks = output[..g.out_channels * oh * ow].chunks_mut(per_block);
                 // Output-channel blocks are independent: with tract's multithreaded executor
@@ -344,7 +368,7 @@ fn convolve_portable(op: &QConv, image: &[u32], output: &mut [f32]) {
     let (oh, ow) = g.output();
     let (_, wp) = g.padded();
     let plane = g.plane();
-    let offsets = g.offsets();
+    let offsets = &op.offsets;
     let groups = g.groups();
     for o in 0..g.out_channels {
         for y in 0..oh {
@@ -457,41 +481,15 @@ mod x86 {
         }
     }
 
-    /// Where each output vector's valid lanes go: (lane mask, index of the first in the channel).
-    pub(super) fn store_plan(g: &Geometry) -> Vec<(__mmask16, usize)> {
-        let (_, ow) = g.output();
-        let (_, wp) = g.padded();
-        let flat = g.flat();
-        (0..g.vectors())
-            .map(|v| {
-                let j0 = v * LANES;
-                let mut mask: __mmask16 = 0;
-                for l in 0..LANES {
-                    let j = j0 + l;
-                    if j < flat && j % wp < ow {
-                        mask |= 1 << l;
-                    }
-                }
-                (mask, j0 / wp * ow + (j0 % wp).min(ow))
-            })
-            .collect()
-    }
-
     /// The SIMD twin of [`convolve_portable`] for output channels `block·8 .. block·8 + 8`,
     /// written to `out` (those channels of the output).
     ///
     /// # Safety
-    /// As [`quantize`]; `image` was filled by it, `offsets` and `plan` are the geometry's.
+    /// As [`quantize`]; `image` was filled by it.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn convolve_block(
-        op: &QConv,
-        image: &[u32],
-        offsets: &[usize],
-        plan: &[(__mmask16, usize)],
-        block: usize,
-        out: &mut [f32],
-    ) {
+    pub(super) unsafe fn convolve_block(op: &QConv, image: &[u32], block: usize, out: &mut [f32]) {
         let g = &op.geometry;
+        let (offsets, plan) = (&op.offsets[..], &op.plan[..]);
         let vectors = g.vectors();
         let chunk = offsets.len() * g.groups() * BLOCK_O * 4;
         let weights = &op.packed[block * chunk..(block + 1) * chunk];
@@ -525,7 +523,7 @@ mod x86 {
         offsets: &[usize],
         block: usize,
         first: usize,
-        plan: &[(__mmask16, usize)],
+        plan: &[(u16, usize)],
         output: &mut [f32],
     ) {
         let g = &op.geometry;

@@ -764,14 +764,7 @@ mod tests {
     }
 
     fn run(model: TypedModel, xs: &[f32]) -> Vec<f32> {
-        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
-        let out = plan.run(tvec!(tensor1(xs).into_tvalue())).unwrap();
-        out[0]
-            .to_plain_array_view::<f32>()
-            .unwrap()
-            .iter()
-            .copied()
-            .collect()
+        run_image(model, &[xs.len()], xs)
     }
 
     #[test]
