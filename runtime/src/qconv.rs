@@ -279,7 +279,7 @@ impl QConv {
                 };
                 let chunks = output[..g.out_channels * oh * ow].chunks_mut(per_block);
                 // Output-channel blocks are independent: with tract's multithreaded executor
-                // (`SessionConfig::threads` above 1) they are shared among its threads.
+                // (`LoadOptions::threads` above 1) they are shared among its threads.
                 match tract_linalg::multithread::current_tract_executor() {
                     tract_linalg::multithread::Executor::MultiThread(pool)
                         if pool.current_num_threads() > 1 && chunks.len() > 1 =>
