@@ -285,6 +285,125 @@ fn gpu_ring_pipelines_two_frames_in_order() {
     assert!(t.upload > std::time::Duration::ZERO && t.readback > std::time::Duration::ZERO);
 }
 
+/// Many preprocessors on one shared device, from several threads, with the other core kept busy:
+/// thousands of tiny odd-sized frames through the fallback-guarded path, the pipelined ring and
+/// the signature kernel. wgpu runs a readback's map callback on whichever thread's poll took the
+/// mapping, a moment after that poll returns; a reader that checked for the callback only once
+/// failed here (a 1x1 NV21 frame in the property test) and moved its stream to the CPU. Every
+/// frame must come back from the GPU, equal to the same frame run alone, with zero fallbacks.
+#[test]
+fn gpu_shared_device_never_falls_back_under_contention() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(ctx) = gpu() else { return };
+    let spec = common::spec();
+    let n = spec.len();
+    let sizes = [
+        (1, 1),
+        (1, 3),
+        (3, 1),
+        (2, 2),
+        (5, 7),
+        (17, 9),
+        (33, 31),
+        (64, 3),
+    ];
+    let cases: Vec<Case> = sizes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &(w, h))| {
+            PixelFormat::ALL.into_iter().map(move |format| Case {
+                format,
+                w,
+                h,
+                rotation: Rotation::ALL[i % 4],
+                mirror: i % 2 == 0,
+                matrix: ColorMatrix::Bt601,
+                range: ColorRange::Full,
+                pad: i % 3,
+                chroma_pixel_stride: 2,
+                seed: 7000 + i as u64,
+            })
+        })
+        .collect();
+    let built: Vec<Built> = cases.iter().map(build).collect();
+    let frames: Vec<Frame<'_>> = cases.iter().zip(&built).map(|(c, b)| frame(c, b)).collect();
+    // Each frame alone, on a preprocessor of its own, before any contention.
+    let mut alone = GpuPreprocessor::new(ctx, &spec).unwrap();
+    let expect: Vec<Vec<f32>> = frames
+        .iter()
+        .map(|f| {
+            let mut o = vec![0f32; n];
+            alone.run(f, &mut o).unwrap();
+            o
+        })
+        .collect();
+    let signatures: Vec<Signature> = frames
+        .iter()
+        .map(|f| {
+            let mut s = Signature::default();
+            s.compute(f);
+            s
+        })
+        .collect();
+    const THREADS: usize = 3;
+    const ROUNDS: usize = 12;
+    let busy = AtomicBool::new(true);
+    let submits = std::thread::scope(|scope| {
+        // The other core: a busy loop for as long as the readers run.
+        scope.spawn(|| {
+            let mut x = 0u64;
+            while busy.load(Ordering::Relaxed) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        });
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (spec, frames, expect, signatures) = (&spec, &frames, &expect, &signatures);
+                scope.spawn(move || {
+                    let mut guarded = Preprocessor::with_context(spec, Backend::Gpu, ctx).unwrap();
+                    let mut ring = GpuPreprocessor::new(ctx, spec).unwrap();
+                    let mut out = vec![0f32; n];
+                    let mut sig = Signature::default();
+                    let mut submits = 0usize;
+                    for round in 0..ROUNDS {
+                        for k in 0..frames.len() {
+                            // Threads walk the frames in different orders.
+                            let i = (k * (2 * t + 1) + round) % frames.len();
+                            guarded.run(&frames[i], &mut out).unwrap();
+                            assert!(out == expect[i], "thread {t}: frame {i} differs");
+                            // The ring: this frame and the next in flight together.
+                            let j = (i + 1) % frames.len();
+                            ring.submit(&frames[i]).unwrap();
+                            ring.submit(&frames[j]).unwrap();
+                            for want in [i, j] {
+                                ring.receive(&mut out).unwrap_or_else(|e| {
+                                    panic!("thread {t}, round {round}, frame {want}: {e}")
+                                });
+                                assert!(out == expect[want], "thread {t}: ring frame {want}");
+                            }
+                            ring.signature(&frames[i], &mut sig).unwrap();
+                            assert_eq!(sig, signatures[i], "thread {t}: signature {i}");
+                            submits += 4;
+                        }
+                    }
+                    assert_eq!(guarded.active_backend(), ActiveBackend::Gpu);
+                    assert_eq!(guarded.fallbacks(), 0, "{:?}", guarded.gpu_error());
+                    submits
+                })
+            })
+            .collect();
+        let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        // Stop the busy loop before a failed reader's panic propagates, or the scope never ends.
+        busy.store(false, Ordering::Relaxed);
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .sum::<usize>()
+    });
+    assert!(submits >= 4000, "{submits} submits");
+    eprintln!("{submits} GPU submits from {THREADS} threads on one device, 0 fallbacks");
+}
+
 /// A GPU failure mid-stream: the failing frame and all later ones are preprocessed on the CPU;
 /// every frame gets exactly one result, equal to the CPU's.
 #[test]

@@ -156,9 +156,12 @@ impl GpuContext {
         self.device_type == wgpu::DeviceType::Cpu
     }
 
+    /// How long the GPU may take for one frame's work or readback before it counts as hung.
+    pub(crate) const TIMEOUT: Duration = Duration::from_secs(20);
+
     /// Waits for the device's work up to `submission`, with a timeout.
     pub(crate) fn wait(&self, submission: wgpu::SubmissionIndex) -> Result<(), GpuError> {
-        const TIMEOUT: Duration = Duration::from_secs(20);
+        const TIMEOUT: Duration = GpuContext::TIMEOUT;
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(submission),

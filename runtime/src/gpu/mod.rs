@@ -20,8 +20,7 @@ mod context;
 
 use std::collections::VecDeque;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub use context::GpuContext;
@@ -221,10 +220,86 @@ struct TapsLayout {
     chroma_rows: std::ops::Range<usize>,
 }
 
-/// Where a readback stands (set by wgpu's map callback).
-const MAP_PENDING: u8 = 0;
-const MAP_OK: u8 = 1;
-const MAP_FAILED: u8 = 2;
+/// Where a readback stands, as wgpu's map callback reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MapState {
+    /// `map_async` was called; its callback has not run yet.
+    Pending,
+    /// Mapped: the readback can be read.
+    Mapped,
+    /// wgpu refused the mapping.
+    Failed,
+}
+
+/// The state of one readback's mapping, set by its callback and waited for by the reader.
+///
+/// wgpu runs a map callback on whichever thread's `poll` dequeued the mapping, after that poll
+/// has let go of the device's locks. Preprocessors share one device ([`GpuContext`]), so another
+/// thread's poll can take this readback's mapping and call its callback a moment after our own
+/// wait for the GPU has returned: the GPU is done, the buffer is mapped, the callback not yet
+/// run. Reading the state once at that point failed the frame (and moved the stream to the CPU);
+/// [`MapSignal::wait`] waits for the callback itself.
+#[derive(Debug)]
+struct MapSignal {
+    state: Mutex<MapState>,
+    changed: Condvar,
+}
+
+impl MapSignal {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(MapState::Pending),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MapState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts mapping `buffer` for reading; the callback reports to this signal.
+    fn map(self: &Arc<Self>, buffer: &wgpu::Buffer) {
+        *self.lock() = MapState::Pending;
+        let signal = Arc::clone(self);
+        buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            *signal.lock() = if r.is_ok() {
+                MapState::Mapped
+            } else {
+                MapState::Failed
+            };
+            signal.changed.notify_all();
+        });
+    }
+
+    /// Waits until the callback has run (polling the device, which runs it when the mapping is
+    /// still queued on it), at most the context's GPU timeout.
+    fn wait(&self, ctx: &GpuContext, what: &str) -> Result<(), GpuError> {
+        let deadline = Instant::now() + GpuContext::TIMEOUT;
+        loop {
+            {
+                let state = self.lock();
+                match *state {
+                    MapState::Mapped => return Ok(()),
+                    MapState::Failed => {
+                        return Err(GpuError::Map(format!("{what} could not be mapped")))
+                    }
+                    MapState::Pending => {}
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(GpuError::Timeout(GpuContext::TIMEOUT.as_millis() as u64));
+                }
+                // Woken at once when another thread runs the callback; otherwise poll again soon.
+                let slice = (deadline - now).min(Duration::from_millis(1));
+                drop(self.changed.wait_timeout(state, slice));
+            }
+            ctx.device
+                .poll(wgpu::PollType::Poll)
+                .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
+            ctx.health.check()?;
+        }
+    }
+}
 
 /// One frame's worth of buffers.
 #[derive(Debug)]
@@ -238,7 +313,7 @@ struct Slot {
     bind_groups: Option<(wgpu::BindGroup, wgpu::BindGroup)>,
     key: Option<GeometryKey>,
     layout: TapsLayout,
-    map_state: Arc<AtomicU8>,
+    mapping: Arc<MapSignal>,
     submission: Option<wgpu::SubmissionIndex>,
     upload: Duration,
     submitted_at: Option<Instant>,
@@ -272,7 +347,7 @@ impl Slot {
             bind_groups: None,
             key: None,
             layout: TapsLayout::default(),
-            map_state: Arc::new(AtomicU8::new(MAP_PENDING)),
+            mapping: MapSignal::new(),
             submission: None,
             upload: Duration::ZERO,
             submitted_at: None,
@@ -287,6 +362,7 @@ struct SignatureBuffers {
     src: Grow,
     cells: wgpu::Buffer,
     readback: wgpu::Buffer,
+    mapping: Arc<MapSignal>,
     bind_group: Option<wgpu::BindGroup>,
 }
 
@@ -363,6 +439,7 @@ impl GpuPreprocessor {
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),
+            mapping: MapSignal::new(),
             bind_group: None,
         };
         scope.pop()?;
@@ -698,14 +775,7 @@ impl GpuPreprocessor {
         encoder.copy_buffer_to_buffer(&slot.out, 0, &slot.readback, 0, slot.out.size());
         slot.submitted_at = Some(Instant::now());
         let submission = queue.submit([encoder.finish()]);
-        slot.map_state.store(MAP_PENDING, Ordering::Release);
-        let state = Arc::clone(&slot.map_state);
-        slot.readback.map_async(wgpu::MapMode::Read, .., move |r| {
-            state.store(
-                if r.is_ok() { MAP_OK } else { MAP_FAILED },
-                Ordering::Release,
-            );
-        });
+        slot.mapping.map(&slot.readback);
         slot.submission = Some(submission);
         scope.pop()
     }
@@ -731,21 +801,7 @@ impl GpuPreprocessor {
             }
             *n -= 1;
         }
-        // The map callback runs inside the poll above; poll once more in case it was queued.
-        let mut state = slot.map_state.load(Ordering::Acquire);
-        if state == MAP_PENDING {
-            let _ = self.ctx.device.poll(wgpu::PollType::Poll);
-            state = slot.map_state.load(Ordering::Acquire);
-        }
-        match state {
-            MAP_OK => {}
-            MAP_FAILED => return Err(GpuError::Map("readback buffer could not be mapped".into())),
-            _ => {
-                return Err(GpuError::Map(
-                    "readback not mapped after the GPU finished".into(),
-                ))
-            }
-        }
+        slot.mapping.wait(&self.ctx, "the tensor readback")?;
         {
             let view = slot
                 .readback
@@ -858,21 +914,10 @@ impl GpuPreprocessor {
         }
         encoder.copy_buffer_to_buffer(&sig.cells, 0, &sig.readback, 0, sig.cells.size());
         let submission = queue.submit([encoder.finish()]);
-        let state = Arc::new(AtomicU8::new(MAP_PENDING));
-        let s = Arc::clone(&state);
-        sig.readback.map_async(wgpu::MapMode::Read, .., move |r| {
-            s.store(
-                if r.is_ok() { MAP_OK } else { MAP_FAILED },
-                Ordering::Release,
-            );
-        });
+        sig.mapping.map(&sig.readback);
         scope.pop()?;
         self.ctx.wait(submission)?;
-        if state.load(Ordering::Acquire) != MAP_OK {
-            return Err(GpuError::Map(
-                "signature readback could not be mapped".into(),
-            ));
-        }
+        sig.mapping.wait(&self.ctx, "the signature readback")?;
         {
             let view = sig
                 .readback
