@@ -4,7 +4,9 @@
 #![warn(missing_docs)]
 
 pub mod framegen;
+pub mod images;
 pub mod ingest;
+pub mod soak;
 pub mod stats;
 pub mod stream;
 pub mod timeline;

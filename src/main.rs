@@ -25,6 +25,7 @@ use prescreen_runtime::report::{now_unix_millis, ReportContext};
 use prescreen_runtime::screener::Screener;
 use prescreen_runtime::segmenter::SegmentEvent;
 use prescreen_runtime::upload::{UploadConfig, Uploader};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -158,6 +159,22 @@ enum Command {
         /// (tract's optimised graph), largest first.
         #[arg(long)]
         profile: bool,
+    },
+    /// Soak the live engine: a long stream (the frames' clock, as fast as the engine goes) with
+    /// segments, reports, uploads to a loopback receiver and acknowledgements, sampling resident
+    /// memory, file descriptors and threads. Fails when anything grows after the warm-up or a
+    /// report is lost.
+    Soak {
+        /// Frames to stream (30 per second of stream).
+        #[arg(long, default_value_t = 100_000)]
+        frames: u64,
+        /// Frames between samples.
+        #[arg(long, default_value_t = 10_000)]
+        sample_every: u64,
+        /// Folder for the outbox and the received reports (default: a new temporary folder,
+        /// removed afterwards).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
     },
     /// Screen an image, a folder of images, or a .y4m video; print per-frame scores and timings.
     Screen {
@@ -414,6 +431,8 @@ impl Run {
 struct EngineRun {
     engine: Engine,
     outbox: Option<Arc<Outbox>>,
+    /// Reports the outbox could not store (counted by the reporting sink).
+    stats: Option<Arc<ReportingStats>>,
     delivery: Option<Delivery>,
     queued: Vec<String>,
     raw_bytes: u64,
@@ -432,6 +451,7 @@ impl EngineRun {
         let policy = Policy::load(policy)?;
         let (tx, events) = mpsc::channel();
         let mut sink: prescreen_runtime::engine::EventSink = Box::new(move |e| drop(tx.send(e)));
+        let mut stats = None;
         let outbox = match &args.outbox {
             Some(dir) => {
                 let outbox = Arc::new(
@@ -443,8 +463,10 @@ impl EngineRun {
                     .clone()
                     .unwrap_or_else(|| format!("harness-{}", now_unix_millis()));
                 let context = ReportContext::new(stream_id, &model, &policy);
-                let stats = Arc::new(ReportingStats::default());
-                sink = reporting_sink(context, outbox.clone(), stats, sink);
+                context.check()?;
+                let reporting = Arc::new(ReportingStats::default());
+                sink = reporting_sink(context, outbox.clone(), reporting.clone(), sink);
+                stats = Some(reporting);
                 Some(outbox)
             }
             None => None,
@@ -483,6 +505,7 @@ impl EngineRun {
         Ok(Self {
             engine,
             outbox,
+            stats,
             delivery,
             queued: vec![],
             raw_bytes: 0,
@@ -614,6 +637,15 @@ impl EngineRun {
             std::fs::write(path, timeline::svg(&series, &self.segments, end))?;
             eprintln!("timeline written to {}", path.display());
         }
+        let lost = self
+            .stats
+            .as_ref()
+            .map_or(0, |s| s.lost.load(Ordering::Relaxed));
+        if lost > 0 {
+            bail!(
+                "{lost} report(s) could not be stored in the outbox and were lost (see the errors above)"
+            );
+        }
         Ok(())
     }
 }
@@ -712,9 +744,7 @@ fn is_image(p: &Path) -> bool {
 }
 
 fn load_image(path: &Path, format: PixelFormat) -> Result<OwnedFrame> {
-    let img = image::open(path)
-        .with_context(|| format!("decoding {}", path.display()))?
-        .to_rgb8();
+    let img = prescreen::images::load_rgb(path)?;
     let (w, h) = img.dimensions();
     // Photographs are full-range BT.601 (JPEG convention) when converted to YUV here.
     Ok(OwnedFrame::from_rgb(
@@ -801,13 +831,24 @@ fn screen(
     let limit = limit.unwrap_or(usize::MAX);
     if let Some(policy) = &args.policy {
         let mut run = EngineRun::new(args, policy)?;
-        for_each_frame(input, format, limit, |mut frame, _, bar| {
+        let input_result = for_each_frame(input, format, limit, |mut frame, _, bar| {
             frame.rotation = rotation;
             let r = run.submit(&frame, bar);
             bar.inc(1);
             r
-        })?;
-        return run.finish(args.timeline.as_deref());
+        });
+        // Input that ends in an error (a truncated file) still ends the stream properly: open
+        // segments are closed and their reports stored before the error is returned.
+        let finished = run.finish(args.timeline.as_deref());
+        return match (input_result, finished) {
+            (Err(e), Ok(())) => {
+                Err(e.context("reading the input (segments so far were finished and stored)"))
+            }
+            (Err(e), Err(f)) => {
+                Err(e.context(format!("reading the input; finishing also failed: {f:#}")))
+            }
+            (Ok(()), finished) => finished,
+        };
     }
     let mut run = Run::new(args)?;
     let labels = run.labels.clone();
@@ -994,7 +1035,79 @@ fn proc_status_kib(field: &str) -> Option<u64> {
     })
 }
 
+fn soak(frames: u64, sample_every: u64, workdir: Option<PathBuf>) -> Result<()> {
+    let temp;
+    let dir = match workdir {
+        Some(dir) => dir,
+        None => {
+            temp = TempDir::new()?;
+            temp.0.clone()
+        }
+    };
+    let mut config = prescreen::soak::SoakConfig::new(".", frames, &dir);
+    config.sample_every = sample_every.max(1);
+    eprintln!(
+        "soak: {frames} frames of {}x{} NV21 through the live engine ({}), outbox and receiver in {}",
+        config.width,
+        config.height,
+        config.model_dir.display(),
+        dir.display()
+    );
+    eprintln!(
+        "{:>9} {:>10} {:>5} {:>8} {:>8}",
+        "frames", "RSS KiB", "fds", "threads", "pending"
+    );
+    let started = Instant::now();
+    let result = prescreen::soak::run(&config, |s| {
+        eprintln!(
+            "{:>9} {:>10} {:>5} {:>8} {:>8}",
+            s.frames, s.rss_kib, s.fds, s.threads, s.pending
+        )
+    })?;
+    let m = &result.metrics;
+    eprintln!(
+        "{} frames in {:.1} s ({:.0} frames/s): {} scored, {} rate-skipped, {} gated; {} reports stored, {} received, {} lost; RSS growth after warm-up {} KiB per 10,000 frames",
+        m.seen,
+        started.elapsed().as_secs_f64(),
+        m.seen as f64 / started.elapsed().as_secs_f64(),
+        m.scored,
+        m.rate_skipped,
+        m.gated,
+        result.reports,
+        result.received,
+        result.lost,
+        result.growth_kib_per_10k()
+    );
+    result.check()
+}
+
+/// A temporary folder removed on drop (the harness has no tempfile dependency).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "prescreen-soak-{}-{}",
+            std::process::id(),
+            now_unix_millis()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn main() -> Result<()> {
+    // The runtime's warnings (quarantined files, evictions, retries, lost reports) are shown by
+    // default; RUST_LOG chooses more or less (e.g. RUST_LOG=info, RUST_LOG=off).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Screen {
@@ -1017,6 +1130,11 @@ fn main() -> Result<()> {
             height,
         } => make_stream(&output, shot_seconds, width, height),
         Command::Ingest { listen, dir } => ingest(&listen, &dir),
+        Command::Soak {
+            frames,
+            sample_every,
+            workdir,
+        } => soak(frames, sample_every, workdir),
         Command::BenchInfer {
             file,
             runs,

@@ -1,9 +1,14 @@
-//! A small reader for YUV4MPEG2 (`.y4m`) files with 4:2:0 chroma.
+//! A small reader for YUV4MPEG2 (`.y4m`) files with 8-bit 4:2:0 chroma.
+//!
+//! Untrusted input: everything the header says is checked before it is used. Sizes within the
+//! runtime's frame limits, a frame rate from one frame an hour to 1000 per second, 8-bit 4:2:0
+//! only (`C420p10` and other deeper or subsampled formats are refused, never misread as 8-bit),
+//! and timestamps that cannot overflow.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use prescreen_runtime::frame::ColorRange;
+use prescreen_runtime::frame::{ColorRange, MAX_DIMENSION, MAX_PIXELS};
 
 use crate::framegen::OwnedFrame;
 
@@ -63,25 +68,37 @@ impl<R: Read> Y4mReader<R> {
                         .map_err(|_| Y4mError::Format("bad height".into()))?
                 }
                 "F" => {
-                    let (n, d) = value
-                        .split_once(':')
-                        .ok_or_else(|| Y4mError::Format("bad frame rate".into()))?;
-                    fps = (n.parse().unwrap_or(30), d.parse().unwrap_or(1));
-                    if fps.0 == 0 || fps.1 == 0 {
-                        return Err(Y4mError::Format("zero frame rate".into()));
+                    let bad = || Y4mError::Format(format!("bad frame rate F{value}"));
+                    let (n, d) = value.split_once(':').ok_or_else(bad)?;
+                    let (n, d): (u32, u32) =
+                        (n.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+                    // From one frame an hour to 1000 frames per second.
+                    let rate = n as f64 / d as f64;
+                    if n == 0 || d == 0 || !(1.0 / 3600.0..=1000.0).contains(&rate) {
+                        return Err(Y4mError::Format(format!(
+                            "frame rate {n}:{d} (one frame an hour to 1000 per second are read)"
+                        )));
                     }
+                    fps = (n, d);
                 }
-                "C" if !value.starts_with("420") => {
+                "C" if !matches!(value, "420" | "420jpeg" | "420paldv" | "420mpeg2") => {
                     return Err(Y4mError::Format(format!(
-                        "colour space C{value} (only 4:2:0 is read)"
+                        "colour space C{value} (only 8-bit 4:2:0 is read)"
                     )))
                 }
                 "X" if value == "COLORRANGE=FULL" => range = ColorRange::Full,
                 _ => {}
             }
         }
-        if width == 0 || height == 0 || width > 16384 || height > 16384 {
-            return Err(Y4mError::Format(format!("size {width}x{height}")));
+        if width == 0
+            || height == 0
+            || width > MAX_DIMENSION
+            || height > MAX_DIMENSION
+            || width as u64 * height as u64 > MAX_PIXELS
+        {
+            return Err(Y4mError::Format(format!(
+                "size {width}x{height} (frames are 1 to {MAX_DIMENSION} a side, at most {MAX_PIXELS} pixels)"
+            )));
         }
         Ok(Self {
             input,
@@ -104,15 +121,22 @@ impl<R: Read> Y4mReader<R> {
         }
         let (w, h) = (self.width as usize, self.height as usize);
         let c = w.div_ceil(2) * h.div_ceil(2);
+        // Read as the bytes arrive rather than allocated from the header's size up front: a
+        // header claiming a large frame over a short file costs what the file holds.
         let mut read = |n: usize| -> Result<Vec<u8>, Y4mError> {
-            let mut buf = vec![0u8; n];
-            self.input.read_exact(&mut buf)?;
+            let mut buf = Vec::new();
+            self.input.by_ref().take(n as u64).read_to_end(&mut buf)?;
+            if buf.len() < n {
+                return Err(Y4mError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
             Ok(buf)
         };
         let (y, u, v) = (read(w * h)?, read(c)?, read(c)?);
         let mut frame = OwnedFrame::from_i420(self.width, self.height, y, u, v, self.range);
-        frame.timestamp_us =
-            (self.index * 1_000_000 * self.fps.1 as u64 / self.fps.0 as u64) as i64;
+        // At most u64::MAX * 1e6 * u32::MAX: fits in u128.
+        let t = self.index as u128 * 1_000_000 * self.fps.1 as u128 / self.fps.0 as u128;
+        frame.timestamp_us = i64::try_from(t)
+            .map_err(|_| Y4mError::Format(format!("frame {} is too late", self.index)))?;
         self.index += 1;
         Ok(Some(frame))
     }
@@ -157,4 +181,66 @@ pub fn write_header(
         out,
         "YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(header: &str, frames: usize, frame_bytes: usize) -> Vec<u8> {
+        let mut v = format!("{header}\n").into_bytes();
+        for i in 0..frames {
+            v.extend_from_slice(b"FRAME\n");
+            v.extend((0..frame_bytes).map(|k| (i * 7 + k) as u8));
+        }
+        v
+    }
+
+    #[test]
+    fn an_8_bit_420_stream_reads_with_timestamps_from_its_rate() {
+        // 5x3: luma 15 bytes, each chroma plane 3x2 = 6.
+        let bytes = stream("YUV4MPEG2 W5 H3 F25:2 Ip A1:1 C420jpeg", 3, 15 + 12);
+        let mut r = Y4mReader::new(&bytes[..]).unwrap();
+        assert_eq!((r.width, r.height, r.fps), (5, 3, (25, 2)));
+        let mut ts = Vec::new();
+        while let Some(f) = r.next_frame().unwrap() {
+            ts.push(f.timestamp_us);
+        }
+        assert_eq!(ts, [0, 80_000, 160_000]);
+    }
+
+    #[test]
+    fn deep_or_odd_colour_spaces_absurd_sizes_and_rates_are_refused() {
+        let max = MAX_DIMENSION + 1;
+        for header in [
+            "YUV4MPEG2 W4 H4 F30:1 C420p10",
+            "YUV4MPEG2 W4 H4 F30:1 C420p12",
+            "YUV4MPEG2 W4 H4 F30:1 C444",
+            "YUV4MPEG2 W4 H4 F30:1 Cmono",
+            &format!("YUV4MPEG2 W{max} H4 F30:1"),
+            "YUV4MPEG2 W16384 H16384 F30:1",
+            "YUV4MPEG2 W0 H4 F30:1",
+            "YUV4MPEG2 W4 H4 F30:0",
+            "YUV4MPEG2 W4 H4 F1:4294967295",
+            "YUV4MPEG2 W4 H4 F4294967295:1",
+            "YUV4MPEG2 W4 H4 Fx:1",
+            "YUV4MPEG2 W4 H4 F30",
+            "YUV4MPEG W4 H4 F30:1",
+        ] {
+            match Y4mReader::new(header.as_bytes()) {
+                Err(Y4mError::Format(_)) => {}
+                Err(e) => panic!("{header}: {e}"),
+                Ok(_) => panic!("{header} was accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_truncated_frame_is_an_error_not_a_short_frame() {
+        let mut bytes = stream("YUV4MPEG2 W4 H4 F30:1", 2, 16 + 8);
+        bytes.truncate(bytes.len() - 3);
+        let mut r = Y4mReader::new(&bytes[..]).unwrap();
+        assert!(r.next_frame().unwrap().is_some());
+        assert!(matches!(r.next_frame(), Err(Y4mError::Io(_))));
+    }
 }

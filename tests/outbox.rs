@@ -405,6 +405,67 @@ fn a_full_disk_is_a_typed_error_and_loses_nothing() {
     assert_eq!(stats.lost.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
+/// The stream ends while the store still fails: the sink retries each waiting report once more
+/// as it is dropped, and a report it still cannot store is counted lost and reported as an error,
+/// never dropped silently. One that can be stored at the end is stored.
+#[test]
+fn reports_unstorable_when_the_stream_ends_are_retried_then_counted_lost() {
+    use std::sync::atomic::Ordering::Relaxed;
+    for disk_recovers in [false, true] {
+        let store = MemStore::new();
+        let outbox = Arc::new(
+            Outbox::with_store(Box::new(store.clone()), OutboxOptions::default()).unwrap(),
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stats = Arc::new(ReportingStats::default());
+        let mut sink = reporting_sink(
+            common::report_context("s"),
+            outbox.clone(),
+            stats.clone(),
+            Box::new(move |e| drop(tx.send(e))),
+        );
+        store.set_fail_writes(true);
+        for i in 0..3 {
+            let (seg, thumbs) = segment(i, 10 * i as i64, 10 * i as i64 + 5, 1);
+            sink(Event::Segment(SegmentEvent::Closed(seg), thumbs));
+        }
+        assert!(outbox.pending().is_empty());
+        assert_eq!(
+            stats.lost.load(Relaxed),
+            0,
+            "kept for a retry while the stream runs"
+        );
+        let _ = rx.try_iter().count();
+        store.set_fail_writes(!disk_recovers);
+        // The engine drops its sink when its worker stops (after `finish`, or on drop).
+        drop(sink);
+        let events: Vec<Event> = rx.try_iter().collect();
+        let lost = events
+            .iter()
+            .filter(|e| matches!(e, Event::Error(m) if m.contains("lost")))
+            .count();
+        let queued = events
+            .iter()
+            .filter(|e| matches!(e, Event::ReportQueued { .. }))
+            .count();
+        if disk_recovers {
+            assert_eq!(
+                (lost, queued, outbox.pending().len()),
+                (0, 3, 3),
+                "{events:?}"
+            );
+            assert_eq!(stats.lost.load(Relaxed), 0);
+        } else {
+            assert_eq!(
+                (lost, queued, outbox.pending().len()),
+                (3, 0, 0),
+                "{events:?}"
+            );
+            assert_eq!(stats.lost.load(Relaxed), 3);
+        }
+    }
+}
+
 const CHILD_ENV: &str = "PRESCREEN_CRASH_CHILD_DIR";
 
 /// The child of the crash test: writes reports as fast as it can, printing each id once `put`

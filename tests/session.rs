@@ -224,3 +224,40 @@ fn opening_fails_with_the_kind_a_host_can_act_on() {
     let c = config(&file, "s");
     assert_eq!(open(&c), ErrorKind::Storage);
 }
+
+/// The outbox can no longer write (its `tmp/` is gone, as on a broken or full disk) when the
+/// stream ends with a segment open: `close` stores the segment's report, fails, retries it once,
+/// then counts it in `reports_lost` and sends an error event naming it. Nothing vanishes silently.
+#[test]
+fn a_report_that_cannot_be_stored_at_close_is_counted_and_reported_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, rx) = listener();
+    let session = Session::open(&config(dir.path(), "s"), l).unwrap();
+    // Red from 1 s to the end: the segment is still open when the session closes.
+    for i in 0..90 {
+        let t = i * 1_000_000 / 30;
+        let f = frame(t >= 1_000_000, t);
+        session.submit(&f.frame().unwrap()).unwrap();
+        session.wait_idle().unwrap();
+    }
+    let tmp = dir.path().join("tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a folder").unwrap();
+    let m = session.close().unwrap().unwrap();
+    assert_eq!(m.reports_lost, 1, "{m:?}");
+    assert_eq!(m.outbox.pending, 0);
+    assert!(m.outbox.write_failures >= 2, "stored, then retried: {m:?}");
+    let events: Vec<SessionEvent> = rx.try_iter().collect();
+    let closed = events
+        .iter()
+        .position(|e| matches!(e, SessionEvent::Segment(SegmentEvent::Closed(_))))
+        .expect("the open segment is closed by close()");
+    let lost = events
+        .iter()
+        .position(|e| matches!(e, SessionEvent::Error(m) if m.contains("lost")))
+        .unwrap_or_else(|| panic!("no error event says the report is lost: {events:?}"));
+    assert!(lost > closed, "{events:?}");
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::ReportQueued { .. })));
+}

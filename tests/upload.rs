@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use prescreen::ingest::{Receiver, ReceiverStats, REPORTS_PATH};
+use prescreen::ingest::{Receiver, ReceiverOptions, ReceiverStats, REPORTS_PATH};
 use prescreen_runtime::engine::Thumbnail;
 use prescreen_runtime::outbox::{Outbox, OutboxOptions};
 use prescreen_runtime::report::Report;
@@ -536,6 +536,7 @@ fn reference_receiver_stores_once_and_refuses_invalid_reports() {
             new_reports: 4,
             duplicates: 2,
             rejected: 8,
+            turned_away: 0,
         }
     );
     receiver.stop();
@@ -549,4 +550,103 @@ fn reference_receiver_stores_once_and_refuses_invalid_reports() {
     assert_eq!(reply.status, 200);
     assert_eq!(receiver.stats().duplicates, 1);
     assert_eq!(stored(store.path()), files);
+}
+
+/// Waits (bounded) until `done` holds: for the receiver to have taken a connection in.
+fn eventually(what: &str, done: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < until, "never happened: {what}");
+        std::thread::sleep(MS);
+    }
+}
+
+/// A client that sends the head of an upload and a few body bytes, then nothing.
+fn stalled_client(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST {REPORTS_PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{{\"sch"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s
+}
+
+/// One client stalls mid-body with the receiver's generous timeouts: the others are served
+/// meanwhile. Past the connection cap a connection is answered 503 at once instead of waiting or
+/// costing a thread. Stopping cuts the stalled client off instead of waiting for it.
+#[test]
+fn a_stalled_client_never_holds_up_the_receiver() {
+    let store = tempfile::tempdir().unwrap();
+    let options = ReceiverOptions {
+        workers: 2,
+        max_connections: 4,
+        read_timeout: Duration::from_secs(600),
+        request_deadline: Duration::from_secs(600),
+    };
+    let receiver = Receiver::start_with("127.0.0.1:0", store.path(), None, options).unwrap();
+    let addr = receiver.addr();
+    let _stalled = stalled_client(addr);
+    eventually("the stalled client is being served", || {
+        receiver.open_connections() == 1
+    });
+    let (_dir, outbox, ids) = outbox(3);
+    let mut up = Uploader::new(config(&receiver.url(), Duration::from_secs(10), 3)).unwrap();
+    let s = up.deliver(&outbox);
+    assert_eq!(s.delivered, ids, "{:?}", s.last_error);
+    assert_eq!(receiver.stats().new_reports, 3);
+    // Fill the cap: one more stalled client (now both workers wait) and two waiting for a worker.
+    let _more: Vec<TcpStream> = (0..3).map(|_| stalled_client(addr)).collect();
+    eventually("four connections open", || receiver.open_connections() == 4);
+    assert_eq!(raw_status(addr, "POST /v1/reports HTTP/1.1\r\n\r\n"), 503);
+    assert_eq!(receiver.stats().turned_away, 1);
+    receiver.stop();
+}
+
+/// A client that stops sending is answered 408 after the read timeout, and the worker is free
+/// again: the next upload is stored.
+#[test]
+fn a_client_that_stops_sending_is_cut_off_after_the_read_timeout() {
+    let store = tempfile::tempdir().unwrap();
+    let options = ReceiverOptions {
+        workers: 1,
+        max_connections: 4,
+        read_timeout: Duration::from_millis(200),
+        ..ReceiverOptions::default()
+    };
+    let receiver = Receiver::start_with("127.0.0.1:0", store.path(), None, options).unwrap();
+    let mut stalled = stalled_client(receiver.addr());
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stalled.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+    let (_dir, outbox, ids) = outbox(1);
+    let mut up = Uploader::new(config(&receiver.url(), Duration::from_secs(10), 3)).unwrap();
+    assert_eq!(up.deliver(&outbox).delivered, ids);
+    let stats = receiver.stats();
+    assert_eq!((stats.new_reports, stats.rejected), (1, 1));
+}
+
+/// Malformed heads are refused with a status, not a panic or a hang.
+#[test]
+fn malformed_request_heads_are_refused_with_a_status() {
+    let store = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start("127.0.0.1:0", store.path(), None).unwrap();
+    let addr = receiver.addr();
+    let post = |headers: &str| format!("POST {REPORTS_PATH} HTTP/1.1\r\n{headers}\r\n");
+    for (request, status) in [
+        ("garbage\r\n\r\n".to_string(), 400),
+        ("POST /v1/reports\r\n\r\n".to_string(), 400),
+        (post("Content-Length: nine\r\n"), 400),
+        (post("Content-Length: 5\r\nContent-Length: 6\r\n"), 400),
+        (post(""), 411),
+        (post("Transfer-Encoding: chunked\r\n"), 411),
+        (post(&"X-Pad: y\r\n".repeat(2000)), 431),
+        (post(&"X: y\r\n".repeat(100)), 431),
+    ] {
+        assert_eq!(raw_status(addr, &request), status, "{request:.60}");
+    }
+    assert_eq!(receiver.stats().new_reports, 0);
 }

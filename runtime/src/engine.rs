@@ -52,8 +52,8 @@ pub enum Submitted {
     SkippedRate,
     /// Skipped by the scene gate: same scene as the last scored frame.
     SkippedGate,
-    /// Malformed: a frame the host could not build ([`Engine::reject`]) or a lent buffer whose
-    /// frame is invalid.
+    /// Malformed: a frame the host could not build ([`Engine::reject`]), a lent buffer whose
+    /// frame is invalid, or a timestamp beyond [`MAX_TIMESTAMP_US`].
     Rejected,
     /// The engine is finished or closed.
     Closed,
@@ -389,6 +389,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Largest frame timestamp magnitude accepted, in microseconds (about 285 years): differences of
+/// timestamps, and of timestamps and policy durations, can never overflow. A frame beyond it is
+/// rejected.
+pub const MAX_TIMESTAMP_US: i64 = 1 << 53;
+
 /// Niceness of the worker thread: inference yields to the host's camera and UI threads (as Android's
 /// `THREAD_PRIORITY_BACKGROUND` does), so a busy core never delays `submit`.
 pub const WORKER_NICE: i32 = 10;
@@ -429,6 +434,8 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Starts an engine on `model` under `policy`; `sink` receives events on the worker thread.
+    ///
+    /// Refuses ([`Error::PolicyLabel`]) a policy that flags a label the model does not have.
     pub fn start(
         model: &Model,
         policy: &Policy,
@@ -436,6 +443,7 @@ impl Engine {
         sink: EventSink,
     ) -> Result<Self> {
         let labels = model.manifest().output.labels.clone();
+        policy.check_labels(&model.manifest().id, &labels)?;
         let shared = Arc::new(Shared {
             front: Mutex::new(Front {
                 sampler: Sampler::new(&policy.sampling),
@@ -559,6 +567,10 @@ impl Engine {
             },
         };
         let t = frame.timestamp_us();
+        if !(-MAX_TIMESTAMP_US..=MAX_TIMESTAMP_US).contains(&t) {
+            log::debug!("frame rejected: timestamp outside ±{MAX_TIMESTAMP_US} µs");
+            return Submitted::Rejected;
+        }
         let mut front = lock(&s.front);
         let burst = s.burst.load(Ordering::Relaxed);
         front.sampler.set_burst(burst);

@@ -42,6 +42,21 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The policy flags a label the model does not have (it would never be flagged).
+    #[error(
+        "policy {policy_version} flags label {label:?}, which model {model} does not have \
+         (its labels: {labels:?})"
+    )]
+    PolicyLabel {
+        /// The policy's version.
+        policy_version: String,
+        /// The label the model lacks.
+        label: String,
+        /// The model's id.
+        model: String,
+        /// The model's labels.
+        labels: Vec<String>,
+    },
     /// The manifest lists no file for the variant.
     #[error("the manifest has no {variant} model file")]
     NoSuchVariant {
@@ -211,7 +226,7 @@ impl Error {
             | Error::ModelLoad { .. }
             | Error::ModelMismatch { .. }
             | Error::GoldenMismatch { .. } => ErrorKind::ModelLoad,
-            Error::Policy { .. } => ErrorKind::Policy,
+            Error::Policy { .. } | Error::PolicyLabel { .. } => ErrorKind::Policy,
             Error::Gpu(_) => ErrorKind::GpuUnavailable,
             Error::Storage { .. } => ErrorKind::Storage,
             Error::UnknownReport(_) => ErrorKind::UnknownReport,

@@ -15,6 +15,7 @@
 //!   free of clocks, threads and I/O.
 //! * [`report`]: a closed segment as versioned JSON with JPEG evidence; [`outbox`]: the durable,
 //!   budgeted store reports wait in; `upload` (feature `upload`): delivery over HTTP(S).
+//! * [`files`]: reading untrusted files (regular files only, through a hard limit).
 //! * [`session`]: one stream with its outbox and an events thread, the object the mobile bindings
 //!   wrap; errors reach hosts through [`ErrorKind`].
 //!
@@ -35,6 +36,7 @@
 pub mod backend;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod frame;
 #[cfg(feature = "gpu")]
 pub mod gpu;

@@ -332,19 +332,28 @@ pub struct GoldenExpect {
     pub variant: Variant,
     /// Output values from the reference runtime (onnxruntime).
     pub output: Vec<f32>,
-    /// Largest accepted difference of the natural log of each probability.
+    /// Largest accepted difference of the natural log of each probability: finite, above 0 and
+    /// at most [`MAX_GOLDEN_TOLERANCE`].
     pub tolerance: f32,
 }
 
+/// Loosest golden tolerance a manifest may set: each probability within a factor of e^0.1
+/// (about 10 %) of the reference's. A looser one would let a wrong model pass its self-test.
+pub const MAX_GOLDEN_TOLERANCE: f32 = 0.1;
+
+/// Largest manifest or policy file read (they are a few kilobytes).
+pub const MAX_TEXT_BYTES: u64 = 1 << 20;
+
 impl Manifest {
-    /// Reads and checks `dir/model.toml`.
+    /// Reads and checks `dir/model.toml` (a regular file of at most [`MAX_TEXT_BYTES`]).
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let path = dir.join("model.toml");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
-            path: path.clone(),
-            source: e,
-        })?;
+        let text =
+            crate::files::read_regular_text(&path, MAX_TEXT_BYTES).map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?;
         let mut manifest = Self::parse(&text).map_err(|reason| Error::Manifest { path, reason })?;
         manifest.dir = dir.to_path_buf();
         Ok(manifest)
@@ -365,6 +374,21 @@ impl Manifest {
         {
             return Err("output shape and labels disagree".into());
         }
+        for (i, label) in m.output.labels.iter().enumerate() {
+            let n = label.chars().count();
+            if n == 0 || n > crate::report::MAX_LABEL_CHARS || label.chars().any(char::is_control) {
+                return Err(format!(
+                    "label {i} must have 1 to {} printable characters",
+                    crate::report::MAX_LABEL_CHARS
+                ));
+            }
+            if m.output.labels[..i].contains(label) {
+                return Err(format!("label {label:?} appears twice"));
+            }
+        }
+        if m.id.is_empty() {
+            return Err("the model needs an id".into());
+        }
         for f in &m.files {
             if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(format!("{} file has no valid sha256", f.variant));
@@ -383,6 +407,18 @@ impl Manifest {
             if e.output.len() != m.output.labels.len() {
                 return Err(format!(
                     "golden output for {} has the wrong length",
+                    e.variant
+                ));
+            }
+            if !(e.tolerance > 0.0 && e.tolerance <= MAX_GOLDEN_TOLERANCE) {
+                return Err(format!(
+                    "golden tolerance for {} must be above 0 and at most {MAX_GOLDEN_TOLERANCE}",
+                    e.variant
+                ));
+            }
+            if !e.output.iter().all(|v| (0.0..=1.0).contains(v)) {
+                return Err(format!(
+                    "golden output for {} must be probabilities (0..=1)",
                     e.variant
                 ));
             }

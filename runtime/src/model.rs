@@ -374,15 +374,17 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
         path: path.to_path_buf(),
         source,
     };
-    let size = std::fs::metadata(path).map_err(io)?.len();
-    if size > MAX_MODEL_BYTES {
-        return Err(Error::ModelTooLarge {
-            path: path.to_path_buf(),
-            size,
-            limit: MAX_MODEL_BYTES,
-        });
-    }
-    std::fs::read(path).map_err(io)
+    crate::files::read_regular(path, MAX_MODEL_BYTES).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::FileTooLarge {
+            Error::ModelTooLarge {
+                path: path.to_path_buf(),
+                size: std::fs::metadata(path).map_or(MAX_MODEL_BYTES + 1, |m| m.len()),
+                limit: MAX_MODEL_BYTES,
+            }
+        } else {
+            io(e)
+        }
+    })
 }
 
 /// Parses, checks and optimises. tract is fed a file that passed its checksum, but tract is a large

@@ -13,6 +13,20 @@ use crate::error::{Error, Result};
 /// Policy schema version this runtime reads.
 pub const SCHEMA: u32 = 1;
 
+/// Longest segment shaping time (`min_duration_ms`, `pre_roll_ms`, `post_roll_ms`,
+/// `merge_gap_ms`): one hour.
+pub const MAX_SEGMENT_MS: u64 = 3_600_000;
+/// Lowest base sampling rate: one frame every ten seconds. Below it a stream is not screened.
+pub const MIN_BASE_FPS: f64 = 0.1;
+/// Highest sampling rate.
+pub const MAX_FPS: f64 = 1000.0;
+/// Longest a scene gate may skip frames: one minute.
+pub const MAX_GATE_INTERVAL_MS: u64 = 60_000;
+/// Longest side of an evidence thumbnail, in pixels (at least 16).
+pub const MAX_THUMBNAIL_SIZE: u32 = 512;
+/// Longest policy version, in characters.
+pub const MAX_VERSION_CHARS: usize = 128;
+
 /// A parsed and checked policy.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,7 +35,9 @@ pub struct Policy {
     pub schema: u32,
     /// Version of this policy, reported with every segment.
     pub version: String,
-    /// Thresholds per label; labels not listed are never flagged.
+    /// Thresholds per label, at least one; labels not listed are never flagged. Every label must
+    /// be one of the model's ([`Policy::check_labels`], checked when an engine starts).
+    #[serde(default)]
     pub labels: BTreeMap<String, LabelPolicy>,
     /// Score smoothing.
     pub smoothing: Smoothing,
@@ -55,7 +71,7 @@ pub struct Smoothing {
     pub window: usize,
 }
 
-/// Segment shaping, in milliseconds.
+/// Segment shaping, in milliseconds, each at most [`MAX_SEGMENT_MS`].
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Segments {
@@ -69,7 +85,8 @@ pub struct Segments {
     pub merge_gap_ms: u64,
 }
 
-/// Scoring rates, in frames per second.
+/// Scoring rates, in frames per second: [`MIN_BASE_FPS`] <= `base_fps` <= `burst_fps` <=
+/// [`MAX_FPS`].
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sampling {
@@ -88,7 +105,7 @@ pub struct SceneGate {
     pub enabled: bool,
     /// Mean absolute difference of the luma signatures (0..=1) under which a frame is unchanged.
     pub threshold: f32,
-    /// Never skip for longer than this.
+    /// Never skip for longer than this (1..=[`MAX_GATE_INTERVAL_MS`]).
     pub max_interval_ms: u64,
 }
 
@@ -96,9 +113,10 @@ pub struct SceneGate {
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
-    /// Number of frames kept (the highest-scoring ones).
+    /// Number of frames kept (the highest-scoring ones), at most
+    /// [`crate::report::MAX_EVIDENCE`] (what a report may carry).
     pub thumbnails: usize,
-    /// Longer side of a thumbnail, in pixels.
+    /// Longer side of a thumbnail, in pixels (16..=[`MAX_THUMBNAIL_SIZE`]).
     pub size: u32,
     /// JPEG quality, 1..=100.
     pub jpeg_quality: u8,
@@ -108,10 +126,12 @@ impl Policy {
     /// Reads and checks a policy file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy {
-            path: path.to_path_buf(),
-            reason: format!("cannot read: {e}"),
-        })?;
+        let text = crate::files::read_regular_text(path, crate::manifest::MAX_TEXT_BYTES).map_err(
+            |e| Error::Policy {
+                path: path.to_path_buf(),
+                reason: format!("cannot read: {e}"),
+            },
+        )?;
         Self::parse(&text).map_err(|reason| Error::Policy {
             path: path.to_path_buf(),
             reason,
@@ -126,6 +146,18 @@ impl Policy {
                 "schema {} is not supported (this runtime reads {SCHEMA})",
                 p.schema
             ));
+        }
+        let version_chars = p.version.chars().count();
+        if version_chars == 0
+            || version_chars > MAX_VERSION_CHARS
+            || p.version.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "version must have 1 to {MAX_VERSION_CHARS} printable characters"
+            ));
+        }
+        if p.labels.is_empty() {
+            return Err("no label to flag: a policy without labels would screen nothing".into());
         }
         for (label, l) in &p.labels {
             let ok = (0.0..=1.0).contains(&l.exit)
@@ -142,16 +174,62 @@ impl Policy {
         if p.smoothing.window == 0 || p.smoothing.window > 1000 {
             return Err("smoothing window must be 1..=1000 frames".into());
         }
+        let g = p.segments;
+        for (name, ms) in [
+            ("min_duration_ms", g.min_duration_ms),
+            ("pre_roll_ms", g.pre_roll_ms),
+            ("post_roll_ms", g.post_roll_ms),
+            ("merge_gap_ms", g.merge_gap_ms),
+        ] {
+            if ms > MAX_SEGMENT_MS {
+                return Err(format!(
+                    "segments.{name} = {ms} is more than {MAX_SEGMENT_MS} (one hour)"
+                ));
+            }
+        }
         let s = p.sampling;
-        if !(s.base_fps > 0.0 && s.burst_fps >= s.base_fps && s.burst_fps <= 1000.0) {
-            return Err("sampling needs 0 < base_fps <= burst_fps <= 1000".into());
+        if !(s.base_fps >= MIN_BASE_FPS && s.burst_fps >= s.base_fps && s.burst_fps <= MAX_FPS) {
+            return Err(format!(
+                "sampling needs {MIN_BASE_FPS} <= base_fps <= burst_fps <= {MAX_FPS}"
+            ));
         }
         if !(0.0..=1.0).contains(&p.scene_gate.threshold) {
             return Err("scene_gate.threshold must be within 0..=1".into());
         }
-        if p.evidence.jpeg_quality == 0 || p.evidence.jpeg_quality > 100 || p.evidence.size == 0 {
-            return Err("evidence needs 1..=100 JPEG quality and a non-zero size".into());
+        if !(1..=MAX_GATE_INTERVAL_MS).contains(&p.scene_gate.max_interval_ms) {
+            return Err(format!(
+                "scene_gate.max_interval_ms must be within 1..={MAX_GATE_INTERVAL_MS}"
+            ));
+        }
+        let e = p.evidence;
+        if e.jpeg_quality == 0 || e.jpeg_quality > 100 {
+            return Err("evidence.jpeg_quality must be within 1..=100".into());
+        }
+        if !(16..=MAX_THUMBNAIL_SIZE).contains(&e.size) {
+            return Err(format!(
+                "evidence.size must be within 16..={MAX_THUMBNAIL_SIZE} pixels"
+            ));
+        }
+        if e.thumbnails > crate::report::MAX_EVIDENCE {
+            return Err(format!(
+                "evidence.thumbnails must be at most {} (what a report carries)",
+                crate::report::MAX_EVIDENCE
+            ));
         }
         Ok(p)
+    }
+
+    /// Checks that every label this policy flags is one of the model's `labels`. A label the
+    /// model does not have would never be flagged: screening for it would be silently off.
+    pub fn check_labels(&self, model: &str, labels: &[String]) -> Result<()> {
+        match self.labels.keys().find(|l| !labels.contains(l)) {
+            None => Ok(()),
+            Some(label) => Err(Error::PolicyLabel {
+                policy_version: self.version.clone(),
+                label: label.clone(),
+                model: model.to_string(),
+                labels: labels.to_vec(),
+            }),
+        }
     }
 }

@@ -533,9 +533,11 @@ mod x86 {
         let mut w = weights.as_ptr();
         let base = image.as_ptr();
         for &off in offsets {
-            // SAFETY (whole loop): see `convolve`.
-            let mut src = unsafe { base.add(first * LANES + off) };
-            for _ in 0..groups {
+            for group in 0..groups {
+                // SAFETY (whole loop): see `convolve`. The pointer is formed for each group
+                // rather than advanced past the last one: `add` must stay inside the image even
+                // when the result is never read.
+                let src = unsafe { base.add(first * LANES + off + group * plane) };
                 let mut xs = [_mm512_setzero_si512(); P];
                 for (p, x) in xs.iter_mut().enumerate() {
                     *x = unsafe { _mm512_loadu_si512(src.add(p * LANES).cast()) };
@@ -547,9 +549,9 @@ mod x86 {
                         acc[p][o] = _mm512_dpbusd_epi32(acc[p][o], xs[p], wb);
                     }
                 }
+                // At most one past the block's weights after the last group, which `add` allows.
                 unsafe {
                     w = w.add(4 * BLOCK_O);
-                    src = src.add(plane);
                 }
             }
         }

@@ -26,6 +26,17 @@ pub const SCHEMA_ID: &str = "prescreen.segment-report/1";
 /// The JSON Schema (draft 2020-12) reports are validated against.
 pub const JSON_SCHEMA: &str = include_str!("../schema/segment-report-v1.schema.json");
 
+/// Most characters in a report's `stream_id` (the schema's `maxLength`).
+pub const MAX_STREAM_ID_CHARS: usize = 256;
+/// Most characters in a report's `label` (the schema's `maxLength`).
+pub const MAX_LABEL_CHARS: usize = 256;
+/// Most characters in a report's `device_class` (the schema's `maxLength`).
+pub const MAX_DEVICE_CLASS_CHARS: usize = 64;
+/// Most evidence frames in a report (the schema's `maxItems`).
+pub const MAX_EVIDENCE: usize = 64;
+/// Longest side of an evidence thumbnail, in pixels (the schema's `maximum`).
+pub const MAX_THUMBNAIL_SIDE: u32 = 4096;
+
 /// Largest report accepted when parsing (a report with three thumbnails is ~40 KB).
 pub const MAX_REPORT_BYTES: usize = 16 << 20;
 
@@ -131,11 +142,43 @@ impl Report {
         Ok(r)
     }
 
+    /// Checks every limit of the report's JSON Schema ([`JSON_SCHEMA`]), and the consistency of
+    /// its times: a report that passes is one the schema accepts (a property test holds the two
+    /// together), so the runtime never stores a report its receiver would dead-letter.
     fn check(&self) -> std::result::Result<(), String> {
         if self.schema != SCHEMA_ID {
             return Err(format!("schema {:?}, expected {SCHEMA_ID:?}", self.schema));
         }
         check_id(&self.report_id).map_err(|e| e.to_string())?;
+        // JSON Schema's `maxLength` counts characters (code points), not bytes.
+        let chars = |s: &str| s.chars().count();
+        let within = |what: &str, s: &str, min: usize, max: usize| {
+            let n = chars(s);
+            if (min..=max).contains(&n) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} has {n} characters, the schema allows {min} to {max}"
+                ))
+            }
+        };
+        within("stream_id", &self.stream_id, 0, MAX_STREAM_ID_CHARS)?;
+        within("label", &self.label, 1, MAX_LABEL_CHARS)?;
+        within(
+            "device_class",
+            &self.device_class,
+            0,
+            MAX_DEVICE_CLASS_CHARS,
+        )?;
+        within("model.id", &self.model.id, 1, usize::MAX)?;
+        if !matches!(self.model.variant.as_str(), "float" | "int8") {
+            return Err("model.variant must be float or int8".into());
+        }
+        if self.model.sha256.len() != 64
+            || !self.model.sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err("model.sha256 must be 64 hex digits".into());
+        }
         let unit = |v: f32| (0.0..=1.0).contains(&v);
         if !unit(self.peak_score)
             || !unit(self.mean_score)
@@ -148,8 +191,23 @@ impl Report {
         {
             return Err("segment times are inconsistent".into());
         }
+        if self.evidence.len() > MAX_EVIDENCE {
+            return Err(format!(
+                "{} evidence frames, the schema allows {MAX_EVIDENCE}",
+                self.evidence.len()
+            ));
+        }
         if self.evidence.iter().any(|e| !unit(e.score)) {
             return Err("evidence score out of range".into());
+        }
+        if self
+            .evidence
+            .iter()
+            .any(|e| e.width > MAX_THUMBNAIL_SIDE || e.height > MAX_THUMBNAIL_SIDE)
+        {
+            return Err(format!(
+                "evidence thumbnails are at most {MAX_THUMBNAIL_SIDE} pixels a side"
+            ));
         }
         Ok(())
     }
@@ -245,6 +303,39 @@ impl ReportContext {
         }
     }
 
+    /// Checks what the context puts in every report against the schema's limits: the stream id
+    /// (at most [`MAX_STREAM_ID_CHARS`]), the device class (at most [`MAX_DEVICE_CLASS_CHARS`]),
+    /// the model id and variant. Hosts call it once when a stream starts, so that no report of
+    /// the stream is refused later.
+    pub fn check(&self) -> Result<()> {
+        let refuse = |what: &str, max: usize, s: &str| {
+            Error::InvalidArgument(format!(
+                "{what} has {} characters; a report allows {max}",
+                s.chars().count()
+            ))
+        };
+        if self.stream_id.chars().count() > MAX_STREAM_ID_CHARS {
+            return Err(refuse(
+                "the stream id",
+                MAX_STREAM_ID_CHARS,
+                &self.stream_id,
+            ));
+        }
+        if self.device_class.chars().count() > MAX_DEVICE_CLASS_CHARS {
+            return Err(refuse(
+                "the device class",
+                MAX_DEVICE_CLASS_CHARS,
+                &self.device_class,
+            ));
+        }
+        if self.model.id.is_empty() || !matches!(self.model.variant.as_str(), "float" | "int8") {
+            return Err(Error::InvalidArgument(
+                "a report's model needs an id and a float or int8 variant".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The report of a closed segment, its thumbnails encoded as JPEG. `created_unix_millis` is
     /// the wall-clock time (taken by the caller, so this stays free of clocks).
     pub fn build(
@@ -254,7 +345,7 @@ impl ReportContext {
         created_unix_millis: u64,
     ) -> Result<Report> {
         let origin = segment.stream_start_us;
-        let ms = |t_us: i64| ((t_us - origin).max(0) / 1000) as u64;
+        let ms = |t_us: i64| (t_us.saturating_sub(origin).max(0) / 1000) as u64;
         let (start, end) = (
             ms(segment.start_us),
             ms(segment.end_us).max(ms(segment.start_us)),

@@ -172,6 +172,7 @@ impl Session {
             .device_class
             .clone()
             .unwrap_or_else(default_device_class);
+        context.check()?;
         let stats = Arc::new(ReportingStats::default());
         let engine_tx = tx;
         let sink = reporting_sink(
