@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CARGO ?= cargo
 MVN ?= mvn
 
-.PHONY: demo test model refs venv check bench size test-android test-ios
+.PHONY: demo test model refs venv check bench size test-android test-ios nightly fuzz fuzz-ci asan soak
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,12 +47,54 @@ check:
 	$(CARGO) clippy -p prescreen-runtime --all-targets --no-default-features -- -D warnings
 
 # Every cargo command names the whole workspace: features then resolve the same way each time, so
-# nothing is rebuilt between the steps.
+# nothing is rebuilt between the steps. Then the sanitizer runs: the kernels under AddressSanitizer
+# and a short round of every fuzz target.
 test: refs check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	$(CARGO) test --workspace --test fidelity -- --nocapture
 	$(MAKE) test-android test-ios
+	$(MAKE) asan fuzz-ci
+
+# Nightly Rust (for -Zsanitizer and libFuzzer) and cargo-fuzz from crates.io, pinned.
+NIGHTLY := $(CARGO) +nightly
+HOST := $(shell rustc -vV | sed -n 's/^host: //p')
+nightly:
+	@$(NIGHTLY) --version >/dev/null 2>&1 || { echo "AddressSanitizer and fuzzing need nightly Rust with its sanitizer runtimes (rustup toolchain install nightly)" >&2; exit 1; }
+	@cargo-fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --version 0.13.2 --locked
+
+# The runtime's own tests under AddressSanitizer: the integer convolution (portable and SIMD
+# kernels, bit for bit), the filter tables, the plane copy; separate build folder.
+asan: nightly
+	RUSTFLAGS="-Zsanitizer=address" $(NIGHTLY) test --target $(HOST) --target-dir target/asan \
+		-p prescreen-runtime --lib
+
+# Fuzzing with libFuzzer and AddressSanitizer: every parser of untrusted bytes (fuzz/fuzz_targets),
+# each for FUZZ_LIMIT from its committed seeds (fuzz/seeds/<target>; the policies for
+# policy_toml). What a run finds new stays in target/fuzz-corpus/; a crash stops with its input in
+# fuzz/artifacts/. `make fuzz` runs a minute each. `fuzz-ci` (in `make test`) runs a fixed number of
+# inputs from a fixed seed, so a CI run is reproducible and cannot turn red by luck.
+FUZZ_TARGETS := y4m policy_toml manifest_toml report_json ingest_request frame_preprocess image_decode
+FUZZ_LIMIT ?= -max_total_time=60
+FUZZ_CORPUS ?= target/fuzz-corpus
+fuzz: nightly
+	$(NIGHTLY) fuzz build --fuzz-dir fuzz
+	for t in $(FUZZ_TARGETS); do \
+		seeds=fuzz/seeds/$$t; [ $$t = policy_toml ] && seeds=models/policies; \
+		mkdir -p $(FUZZ_CORPUS)/$$t; \
+		$(NIGHTLY) fuzz run --fuzz-dir fuzz $$t $(FUZZ_CORPUS)/$$t $$seeds -- \
+			$(FUZZ_LIMIT) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+			|| exit 1; \
+	done
+
+fuzz-ci:
+	rm -rf target/fuzz-ci-corpus
+	$(MAKE) fuzz FUZZ_LIMIT="-runs=40000 -seed=20261201" FUZZ_CORPUS=target/fuzz-ci-corpus
+
+# The long soak (README, "Soak"): 100,000 frames with reports through the live engine.
+soak: model
+	$(CARGO) build --release --quiet
+	./target/release/prescreen soak --frames 100000
 
 # The Android binding on the host JVM: the JNI library built for the host, then the Kotlin API's
 # JUnit tests through it (Maven fetches Kotlin and JUnit from Maven Central). `--all-targets` keeps

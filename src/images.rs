@@ -49,12 +49,11 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     decode_rgb(&bytes).with_context(|| format!("image {}", path.display()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
+/// Test inputs, shared by this module's tests and the harness's (`tests/harness.rs`).
+#[doc(hidden)]
+pub mod testing {
     /// A PNG whose header claims `w` x `h` 8-bit RGB pixels, with an empty image stream.
-    fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    pub fn png_claiming(w: u32, h: u32) -> Vec<u8> {
         fn crc32(bytes: &[u8]) -> u32 {
             let mut c = !0u32;
             for &b in bytes {
@@ -89,11 +88,16 @@ mod tests {
         ]
         .concat()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn images_claiming_more_than_the_frame_limits_are_refused_before_decoding() {
         for (w, h) in [(20_000, 20_000), (MAX_DIMENSION + 1, 1), (8193, 8193)] {
-            let e = decode_rgb(&png_claiming(w, h)).unwrap_err();
+            let e = decode_rgb(&testing::png_claiming(w, h)).unwrap_err();
             assert!(format!("{e:#}").contains("limit"), "{w}x{h}: {e:#}");
         }
     }
@@ -107,6 +111,6 @@ mod tests {
         assert_eq!(decode_rgb(&png).unwrap(), img);
         assert!(decode_rgb(b"not an image").is_err());
         // The header is right, the data is missing: an error, not a picture of zeros.
-        assert!(decode_rgb(&png_claiming(4, 4)).is_err());
+        assert!(decode_rgb(&testing::png_claiming(4, 4)).is_err());
     }
 }

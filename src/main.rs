@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use prescreen::framegen::OwnedFrame;
 use prescreen::ingest::{self, Receiver};
+use prescreen::soak::proc_status as proc_status_kib;
 use prescreen::stats::{ms, summarize};
 use prescreen::stream::SampleStream;
 use prescreen::timeline::{self, Series};
@@ -1024,15 +1025,6 @@ fn bench_infer(file: &ModelFile, runs: usize, profile: bool) -> Result<()> {
     });
     println!("{out}");
     Ok(())
-}
-
-/// A `kB` field of /proc/self/status (Linux), e.g. `VmHWM`, the peak resident set.
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|line| {
-        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-        rest.trim().trim_end_matches("kB").trim().parse().ok()
-    })
 }
 
 fn soak(frames: u64, sample_every: u64, workdir: Option<PathBuf>) -> Result<()> {

@@ -87,21 +87,24 @@ pub struct Sample {
     pub pending: usize,
 }
 
+/// A numeric field of `/proc/self/status` (Linux), e.g. `VmRSS` or `VmHWM` in KiB, or `Threads`;
+/// `None` elsewhere.
+pub fn proc_status(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches("kB").trim().parse().ok()
+    })
+}
+
 impl Sample {
     /// Reads the process's figures (Linux: `/proc/self`); `None` elsewhere.
     pub fn now(frames: u64, pending: usize) -> Option<Self> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let field = |name: &str| -> Option<u64> {
-            status.lines().find_map(|line| {
-                let rest = line.strip_prefix(name)?.strip_prefix(':')?;
-                rest.trim().trim_end_matches("kB").trim().parse().ok()
-            })
-        };
         Some(Self {
             frames,
-            rss_kib: field("VmRSS")?,
+            rss_kib: proc_status("VmRSS")?,
             fds: std::fs::read_dir("/proc/self/fd").ok()?.count() as u64,
-            threads: field("Threads")?,
+            threads: proc_status("Threads")?,
             pending,
         })
     }

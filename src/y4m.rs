@@ -55,7 +55,11 @@ impl<R: Read> Y4mReader<R> {
         }
         let (mut width, mut height, mut fps, mut range) = (0, 0, (30, 1), ColorRange::Limited);
         for f in fields {
-            let (tag, value) = f.split_at(1.min(f.len()));
+            // The tag is the field's first character, which may be any character (found by
+            // fuzzing: splitting at byte 1 panicked inside a multi-byte one).
+            let mut chars = f.chars();
+            let tag = chars.next().map_or("", |c| &f[..c.len_utf8()]);
+            let value = chars.as_str();
             match tag {
                 "W" => {
                     width = value
@@ -226,6 +230,7 @@ mod tests {
             "YUV4MPEG2 W4 H4 Fx:1",
             "YUV4MPEG2 W4 H4 F30",
             "YUV4MPEG W4 H4 F30:1",
+            "YUV4MPEG2 \u{32e}4 W0 H4",
         ] {
             match Y4mReader::new(header.as_bytes()) {
                 Err(Y4mError::Format(_)) => {}

@@ -119,26 +119,8 @@ fn a_policy_for_another_models_labels_is_refused() {
 fn an_image_beyond_the_frame_limits_is_refused_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("huge.png");
-    // IHDR of a 20000x20000 RGB image, no image data: what a decoder reads first.
-    let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
-    bytes.extend_from_slice(&20_000u32.to_be_bytes());
-    bytes.extend_from_slice(&20_000u32.to_be_bytes());
-    bytes.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let crc = {
-        let mut c = !0u32;
-        for &b in &bytes[12..] {
-            c ^= b as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
-    };
-    bytes.extend_from_slice(&crc.to_be_bytes());
+    // A header claiming 20000x20000 RGB pixels, and no image data.
+    let bytes = prescreen::images::testing::png_claiming(20_000, 20_000);
     std::fs::write(&png, bytes).unwrap();
     let o = prescreen()
         .arg("screen")

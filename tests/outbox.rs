@@ -355,6 +355,25 @@ fn corrupt_and_foreign_files_are_quarantined_and_block_nothing() {
     assert!(outbox.ack(&good.report_id).unwrap());
 }
 
+/// A reporting sink into `outbox` whose host events arrive on the receiver, and its counters.
+fn recording_sink(
+    outbox: &Arc<Outbox>,
+) -> (
+    prescreen_runtime::engine::EventSink,
+    std::sync::mpsc::Receiver<Event>,
+    Arc<ReportingStats>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stats = Arc::new(ReportingStats::default());
+    let sink = reporting_sink(
+        common::report_context("s"),
+        outbox.clone(),
+        stats.clone(),
+        Box::new(move |e| drop(tx.send(e))),
+    );
+    (sink, rx, stats)
+}
+
 #[test]
 fn a_full_disk_is_a_typed_error_and_loses_nothing() {
     let store = MemStore::new();
@@ -376,14 +395,7 @@ fn a_full_disk_is_a_typed_error_and_loses_nothing() {
     assert_eq!(outbox.metrics().write_failures, 1);
 
     // Through the engine's sink: the report is kept and stored once the disk has room again.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stats = Arc::new(ReportingStats::default());
-    let mut sink = reporting_sink(
-        common::report_context("s"),
-        outbox.clone(),
-        stats.clone(),
-        Box::new(move |e| drop(tx.send(e))),
-    );
+    let (mut sink, rx, stats) = recording_sink(&outbox);
     let (seg, thumbs) = segment(1, 0, 5, 2);
     sink(Event::Segment(SegmentEvent::Closed(seg), thumbs));
     assert!(outbox.pending().is_empty());
@@ -416,14 +428,7 @@ fn reports_unstorable_when_the_stream_ends_are_retried_then_counted_lost() {
         let outbox = Arc::new(
             Outbox::with_store(Box::new(store.clone()), OutboxOptions::default()).unwrap(),
         );
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stats = Arc::new(ReportingStats::default());
-        let mut sink = reporting_sink(
-            common::report_context("s"),
-            outbox.clone(),
-            stats.clone(),
-            Box::new(move |e| drop(tx.send(e))),
-        );
+        let (mut sink, rx, stats) = recording_sink(&outbox);
         store.set_fail_writes(true);
         for i in 0..3 {
             let (seg, thumbs) = segment(i, 10 * i as i64, 10 * i as i64 + 5, 1);
