@@ -89,7 +89,7 @@ fuzz: nightly
 
 fuzz-ci:
 	rm -rf target/fuzz-ci-corpus
-	$(MAKE) fuzz FUZZ_LIMIT="-runs=40000 -seed=20261201" FUZZ_CORPUS=target/fuzz-ci-corpus
+	$(MAKE) fuzz FUZZ_LIMIT="-runs=20000 -seed=20261201" FUZZ_CORPUS=target/fuzz-ci-corpus
 
 # The long soak (README, "Soak"): 100,000 frames with reports through the live engine.
 soak: model
