@@ -344,9 +344,17 @@ impl Run {
         self.validate.push(validated);
         self.preprocess.push(out.preprocess);
         self.infer.push(out.infer);
-        let gpu = self.screener.preprocessor().gpu_stage_times();
+        // Upload, dispatch and readback on the GPU (built with the `gpu` feature).
+        #[cfg(feature = "gpu")]
+        let gpu = self
+            .screener
+            .preprocessor()
+            .gpu_stage_times()
+            .map(|t| [t.upload, t.dispatch, t.readback]);
+        #[cfg(not(feature = "gpu"))]
+        let gpu: Option<[Duration; 3]> = None;
         if let Some(t) = gpu {
-            for (v, d) in self.gpu.iter_mut().zip([t.upload, t.dispatch, t.readback]) {
+            for (v, d) in self.gpu.iter_mut().zip(t) {
                 v.push(d);
             }
         }
@@ -375,10 +383,10 @@ impl Run {
                     "infer": out.infer.as_micros() as u64,
                 },
                 "backend": self.screener.active_backend().to_string(),
-                "gpu_timing_us": gpu.map(|t| serde_json::json!({
-                    "upload": t.upload.as_micros() as u64,
-                    "dispatch": t.dispatch.as_micros() as u64,
-                    "readback": t.readback.as_micros() as u64,
+                "gpu_timing_us": gpu.map(|[upload, dispatch, readback]| serde_json::json!({
+                    "upload": upload.as_micros() as u64,
+                    "dispatch": dispatch.as_micros() as u64,
+                    "readback": readback.as_micros() as u64,
                 })),
             });
             writeln!(json, "{line}")?;
@@ -1014,6 +1022,7 @@ fn bench_infer(file: &ModelFile, runs: usize, profile: bool) -> Result<()> {
         "variant": model.variant().name(),
         "threads": model.threads(),
         "integer_convolutions": model.integer_convolutions(),
+        "integer_kernel": model.integer_kernel(),
         "file_bytes": file_bytes,
         "load_to_first_result_ms": ms(load),
         "median_ms": ms(s.median),

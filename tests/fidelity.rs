@@ -73,7 +73,9 @@ fn prescreen_matches_the_reference_pipeline_on_photographs() {
 }
 
 /// The same photographs and bounds with preprocessing on the GPU. Without an adapter: skipped
-/// with a reason on a developer machine, a failure in CI (which runs it on lavapipe).
+/// with a reason on a developer machine, a failure in CI (which runs it on lavapipe). Built with
+/// the `gpu` feature (the aarch64 run under qemu has no GPU and builds without it).
+#[cfg(feature = "gpu")]
 #[test]
 fn gpu_preprocessing_matches_the_reference_pipeline_on_photographs() {
     if let Err(e) = prescreen_runtime::gpu::GpuContext::new() {

@@ -12,7 +12,7 @@ use prescreen::y4m;
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat};
 
 fn prescreen() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_prescreen"));
+    let mut c = common::command(env!("CARGO_BIN_EXE_prescreen"));
     c.current_dir(common::root()).env_remove("RUST_LOG");
     c
 }

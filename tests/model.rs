@@ -344,7 +344,12 @@ fn the_profile_accounts_for_every_kind_of_operator() {
 }
 
 #[test]
-fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_vnni() {
+fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_an_integer_kernel() {
+    let load_int8 = |manifest: &Manifest| {
+        let model = Model::load_with(manifest, Variant::Int8, &LoadOptions::default()).unwrap();
+        let count = model.integer_convolutions();
+        (model, count)
+    };
     let manifest = Manifest::load(common::model_dir()).unwrap();
     let run = |variant, integer_kernels| {
         let options = LoadOptions {
@@ -366,17 +371,24 @@ fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_vnni() {
         "integer_kernels: false keeps tract's kernels"
     );
     let (count, integer, ops) = run(Variant::Int8, true);
+    // Detected here independently of the runtime's own detection.
     #[cfg(target_arch = "x86_64")]
-    let vnni = is_x86_feature_detected!("avx512f")
+    let kernel = (is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vnni");
-    #[cfg(not(target_arch = "x86_64"))]
-    let vnni = false;
-    if !vnni {
+        && is_x86_feature_detected!("avx512vnni"))
+    .then_some("avx512-vnni");
+    #[cfg(target_arch = "aarch64")]
+    let kernel = std::arch::is_aarch64_feature_detected!("dotprod").then_some("neon-dotprod");
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let kernel: Option<&str> = None;
+    let (model, _) = load_int8(&manifest);
+    assert_eq!(model.integer_kernel(), kernel);
+    let Some(kernel) = kernel else {
         assert_eq!(count, 0);
-        eprintln!("SKIPPED: this CPU has no AVX-512 VNNI, so int8 convolutions stay with tract");
+        eprintln!("SKIPPED: this CPU has no integer kernel, so int8 convolutions stay with tract");
         return;
-    }
+    };
+    eprintln!("integer kernel: {kernel}");
     // ResNet-50 has 53 convolutions; the first, on raw pixels, is kept in float by the recipe.
     assert_eq!(count, 52, "{ops:?}");
     let qconv = ops

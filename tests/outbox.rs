@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -504,7 +504,7 @@ fn crash_at_random_moments_never_loses_or_tears_a_report() {
     let (mut returned, mut durable, mut torn_temps) = (Vec::new(), 0, 0);
     let cycles = 200;
     for cycle in 0..cycles {
-        let mut child = Command::new(&exe)
+        let mut child = common::command(&exe)
             .args([
                 "--exact",
                 "crash_child",

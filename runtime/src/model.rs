@@ -35,8 +35,9 @@ pub struct LoadOptions {
     /// private thread pool for this model; the calling thread still runs everything else.
     pub threads: usize,
     /// Run a quantized (QDQ) file's convolutions as integer convolutions (u8 × s8 summed in i32)
-    /// where the CPU has the instructions for it: x86-64 with AVX-512 VNNI today. Elsewhere, or when
-    /// false, tract runs them with its f32 kernels. On by default; off is for comparisons.
+    /// where the CPU has the instructions for it: x86-64 with AVX-512 VNNI, aarch64 with the dot
+    /// product extension (detected at run time). Elsewhere, or when false, tract runs them with
+    /// its f32 kernels. On by default; off is for comparisons.
     pub integer_kernels: bool,
 }
 
@@ -186,6 +187,15 @@ impl Model {
     /// instructions.
     pub fn integer_convolutions(&self) -> usize {
         self.inner.integer_convolutions
+    }
+
+    /// The SIMD kernel the integer convolutions run on (`"avx512-vnni"`, `"neon-dotprod"`), or
+    /// `None` when there are none.
+    pub fn integer_kernel(&self) -> Option<&'static str> {
+        (self.inner.integer_convolutions > 0)
+            .then(crate::qconv::Kernel::detect)
+            .flatten()
+            .map(crate::qconv::Kernel::name)
     }
 
     /// Path of the loaded file.
@@ -446,12 +456,13 @@ fn build_plan(
         use crate::rewrite::{fuse_quantize_dequantize, quantized_convolutions, Pairs};
         let mut typed = typed;
         let mut integer = 0;
-        // On a CPU with AVX-512 VNNI, quantized convolutions run as integer ones (crate::qconv).
+        // On a CPU with an integer kernel (AVX-512 VNNI, aarch64 dotprod), quantized
+        // convolutions run as integer ones (crate::qconv).
         // The pairs on their inputs and outputs are left for that rewrite, which needs tract's
         // decluttered graph (1×1 convolutions as EinSum); every other pair is fused first, so that
         // decluttering cannot turn `DequantizeLinear → Softmax → QuantizeLinear` into tract's
         // quantized Softmax (wrong, see tests/model.rs).
-        let weights = if options.integer_kernels && crate::qconv::vnni_here() {
+        let weights = if options.integer_kernels && crate::qconv::Kernel::detect().is_some() {
             crate::rewrite::QuantizedWeights::from_proto(&onnx, &proto)
                 .map_err(|e| load(format!("reading quantized weights: {e:#}")))?
         } else {

@@ -1,9 +1,11 @@
 //! An integer convolution for quantized (QDQ) models: u8 activations × s8 weights summed exactly in
-//! i32, with AVX-512 VNNI (`vpdpbusd`) where the CPU has it.
+//! i32, with AVX-512 VNNI (`vpdpbusd`) on x86-64 and the dot product instructions (`sdot`) on
+//! aarch64, where the CPU has them (see [`Kernel`]).
 //!
 //! tract runs a QDQ file's convolutions in f32: it folds the int8 weights back to floats. On a CPU
-//! with VNNI one `vpdpbusd` does 64 u8×s8 multiply-adds, four times the f32 FMA rate, which is
-//! where onnxruntime's int8 speed comes from. [`QConv`] is the operator the loader puts in place of
+//! with VNNI one `vpdpbusd` does 64 u8×s8 multiply-adds, four times the f32 FMA rate; on an ARM
+//! core with dotprod (every phone core since about 2018) one `sdot` does 16, against 4 for an f32
+//! `fmla`. That is where onnxruntime's int8 speed comes from. [`QConv`] is the operator the loader puts in place of
 //! `DequantizeLinear → Conv → (+ bias) → QuantizeLinear → DequantizeLinear` (see
 //! [`crate::rewrite::quantized_convolutions`]). It computes what that chain means:
 //!
@@ -21,7 +23,8 @@
 //!
 //! Activations are planar (CHW), as tract keeps ONNX's NCHW models. The input is quantized into a
 //! padded image whose pixels are 4 consecutive channels, one byte each (`[C/4][Hp·Wp][4]`), which is
-//! what `vpdpbusd` multiplies against 4 bytes of weights. The output is computed over the padded
+//! what `vpdpbusd` and `sdot` multiply against 4 bytes of weights (`sdot` multiplies s8 by s8, so
+//! its kernel stores each byte as `q − 128` and adds `128 · Σw` back). The output is computed over the padded
 //! width (`out_h × Wp` pixels, the `Wp − out_w` extra columns discarded when stored): each kernel tap
 //! is then a constant offset into the padded image, so a row of 16 output pixels reads 64
 //! contiguous bytes per tap and channel group, and no im2col copy is made.
@@ -35,8 +38,60 @@ use tract_onnx::tract_core::internal::*;
 const BLOCK_O: usize = 8;
 /// Pixels per vector.
 const LANES: usize = 16;
-/// Vectors of pixels per full register block (3 × 8 = 24 accumulators).
+/// Vectors of pixels per full register block of the AVX-512 kernel (3 × 8 = 24 accumulators).
+#[cfg(target_arch = "x86_64")]
 const BLOCK_P: usize = 3;
+
+/// The kernels a [`QConv`] runs on. Every SIMD kernel computes the portable one's sums exactly
+/// and its epilogue with the same f32 operations in the same order, so their outputs are
+/// bit-identical (tests below).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// The scalar reference: any CPU.
+    Portable,
+    /// x86-64 with AVX-512 F, BW and VNNI: `vpdpbusd`, 64 u8 × s8 multiply-adds per instruction.
+    Vnni,
+    /// aarch64 with the ARMv8.2 dot product extension: `sdot`, 16 s8 × s8 multiply-adds per
+    /// instruction, on activations offset by −128.
+    Dotprod,
+}
+
+impl Kernel {
+    /// The SIMD kernels, fastest first.
+    pub const SIMD: [Kernel; 2] = [Kernel::Vnni, Kernel::Dotprod];
+
+    /// Whether this CPU runs the kernel (detected at run time, on every OS: Android included).
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Dotprod => std::arch::is_aarch64_feature_detected!("dotprod"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The fastest SIMD kernel this CPU runs, if any: the loader rewrites quantized convolutions
+    /// only when there is one (the portable kernel is slower than tract's f32 ones).
+    pub fn detect() -> Option<Kernel> {
+        Kernel::SIMD.into_iter().find(|k| k.available())
+    }
+
+    /// A short name for logs and benchmark tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            Kernel::Vnni => "avx512-vnni",
+            Kernel::Dotprod => "neon-dotprod",
+        }
+    }
+}
 
 /// The shape of one convolution: stride 1, no dilation, one group.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -71,6 +126,13 @@ impl Geometry {
 
     fn groups(&self) -> usize {
         self.channels.div_ceil(4)
+    }
+
+    /// Values in one output channel.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    fn output_len(&self) -> usize {
+        let (oh, ow) = self.output();
+        oh * ow
     }
 
     fn taps(&self) -> usize {
@@ -167,6 +229,9 @@ pub(crate) struct QConv {
     packed: Arc<Vec<i8>>,
     /// `zx · Σ qw[o]`, what the input's zero point adds to each output channel's sum.
     zero_sums: Vec<i32>,
+    /// `(zx − 128) · Σ qw[o]`: the same for the `sdot` kernel, whose activations are `q − 128`.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    signed_zero_sums: Vec<i32>,
     /// `sx · sw[o]`.
     scales: Vec<f32>,
     bias: Vec<f32>,
@@ -231,14 +296,19 @@ impl QConv {
             }
         }
         let per_o = g.channels * taps;
-        let zero_sums = (0..g.out_channels)
+        // |Σ qw| ≤ K · 128 and |zx − 128| ≤ 128: within the bound `is_valid` checked.
+        let weight_sums: Vec<i32> = (0..g.out_channels)
             .map(|o| {
-                let sum: i32 = weights[o * per_o..(o + 1) * per_o]
+                weights[o * per_o..(o + 1) * per_o]
                     .iter()
                     .map(|&w| i32::from(w))
-                    .sum();
-                sum * i32::from(in_zero)
+                    .sum()
             })
+            .collect();
+        let zero_sums = weight_sums.iter().map(|s| s * i32::from(in_zero)).collect();
+        let signed_zero_sums = weight_sums
+            .iter()
+            .map(|s| s * (i32::from(in_zero) - 128))
             .collect();
         let scales = weight_scales.iter().map(|&s| in_scale * s).collect();
         Ok(QConv {
@@ -249,6 +319,7 @@ impl QConv {
             in_zero,
             packed: Arc::new(packed),
             zero_sums,
+            signed_zero_sums,
             scales,
             bias,
             requantize,
@@ -256,9 +327,15 @@ impl QConv {
         })
     }
 
-    /// Runs the convolution on one CHW image.
-    fn convolve(&self, input: &[f32], output: &mut [f32], simd: bool) {
+    /// Runs the convolution on one CHW image with `kernel` (the portable one where this CPU
+    /// cannot run it).
+    fn convolve(&self, input: &[f32], output: &mut [f32], kernel: Kernel) {
         let g = &self.geometry;
+        let kernel = if kernel.available() {
+            kernel
+        } else {
+            Kernel::Portable
+        };
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let len = g.groups() * g.plane();
@@ -266,36 +343,61 @@ impl QConv {
                 scratch.resize(len, 0);
             }
             let image = &mut scratch[..len];
-            #[cfg(target_arch = "x86_64")]
-            if simd {
-                // SAFETY: `simd` is only true when `vnni_here()` said the CPU has these features.
-                unsafe { x86::quantize(self, input, image) };
-                let image = &*image;
-                let (oh, ow) = g.output();
-                let per_block = BLOCK_O * oh * ow;
-                let run = |(block, out): (usize, &mut [f32])| {
-                    // SAFETY: as above; `out` is output channels block·8.. of `output`.
-                    unsafe { x86::convolve_block(self, image, block, out) }
-                };
-                let chunks = output[..g.out_channels * oh * ow].chunks_mut(per_block);
-                // Output-channel blocks are independent: with tract's multithreaded executor
-                // (`LoadOptions::threads` above 1) they are shared among its threads.
-                match tract_linalg::multithread::current_tract_executor() {
-                    tract_linalg::multithread::Executor::MultiThread(pool)
-                        if pool.current_num_threads() > 1 && chunks.len() > 1 =>
-                    {
-                        use rayon::prelude::*;
-                        let chunks: Vec<(usize, &mut [f32])> = chunks.enumerate().collect();
-                        pool.install(|| chunks.into_par_iter().for_each(run));
-                    }
-                    _ => chunks.enumerate().for_each(run),
+            match kernel {
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Vnni => {
+                    // SAFETY: `available()` said the CPU has the kernel's features.
+                    unsafe { x86::quantize(self, input, image) };
+                    let image = &*image;
+                    self.per_block(output, |block, out| {
+                        // SAFETY: as above; `out` is output channels block·8.. of `output`.
+                        unsafe { x86::convolve_block(self, image, block, out) }
+                    });
                 }
-                return;
+                #[cfg(target_arch = "aarch64")]
+                Kernel::Dotprod => {
+                    // SAFETY: `available()` said the CPU has the kernel's features.
+                    unsafe { arm::quantize(self, input, image, true) };
+                    let image = &*image;
+                    self.per_block(output, |block, out| {
+                        // SAFETY: as above; `out` is output channels block·8.. of `output`.
+                        unsafe { arm::convolve_block_dotprod(self, image, block, out) }
+                    });
+                }
+                _ => {
+                    quantize_portable(self, input, image);
+                    convolve_portable(self, image, output);
+                }
             }
-            let _ = simd;
-            quantize_portable(self, input, image);
-            convolve_portable(self, image, output);
         })
+    }
+
+    /// Runs `run(block, channels)` for every block of 8 output channels. Blocks are independent:
+    /// with tract's multithreaded executor (`LoadOptions::threads` above 1) they are shared among
+    /// its threads.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
+    fn per_block(&self, output: &mut [f32], run: impl Fn(usize, &mut [f32]) + Sync) {
+        let g = &self.geometry;
+        let (oh, ow) = g.output();
+        let per_block = BLOCK_O * oh * ow;
+        let chunks = output[..g.out_channels * oh * ow].chunks_mut(per_block);
+        match tract_linalg::multithread::current_tract_executor() {
+            tract_linalg::multithread::Executor::MultiThread(pool)
+                if pool.current_num_threads() > 1 && chunks.len() > 1 =>
+            {
+                use rayon::prelude::*;
+                let chunks: Vec<(usize, &mut [f32])> = chunks.enumerate().collect();
+                pool.install(|| {
+                    chunks
+                        .into_par_iter()
+                        .for_each(|(block, out)| run(block, out))
+                });
+            }
+            _ => chunks.enumerate().for_each(|(block, out)| run(block, out)),
+        }
     }
 
     fn epilogue(&self, o: usize, sum: i32) -> f32 {
@@ -313,20 +415,6 @@ impl QConv {
 thread_local! {
     /// The quantized input of the convolution running on this thread, reused between calls.
     static SCRATCH: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Whether this CPU runs the AVX-512 VNNI kernel (the loader rewrites convolutions only then).
-pub(crate) fn vnni_here() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 fn quantize_one(v: f32, inv: f32, zero: u8) -> u32 {
@@ -605,6 +693,258 @@ mod x86 {
     }
 }
 
+/// The aarch64 kernels. `sdot` and friends are still unstable as intrinsics in Rust, so the dot
+/// products are single `asm!` instructions inside functions compiled for the extension; the
+/// rest is NEON intrinsics (baseline on aarch64).
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::*;
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    /// Pixels per NEON vector of the quantized image (one pixel's 4 channels per 32-bit lane).
+    const QUAD: usize = 4;
+    /// Quads per register block: 3 quads × 8 output channels = 24 accumulators, plus 3 vectors
+    /// of pixels and 2 of weights: 29 of the 32 vector registers.
+    const BLOCK_Q: usize = 3;
+
+    /// Quantizes 4 floats to u8 values in i32 lanes: the same f32 operations as
+    /// [`quantize_one`]. `fmaxnm`/`fminnm` return the number when the other operand is NaN, as
+    /// `f32::max`/`min` do; `fcvtns` rounds to nearest, ties to even, as `round_ties_even`.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn quantize4(
+        v: float32x4_t,
+        inv: float32x4_t,
+        lo: float32x4_t,
+        hi: float32x4_t,
+        z: int32x4_t,
+    ) -> uint32x4_t {
+        let v = vminnmq_f32(vmaxnmq_f32(vmulq_f32(v, inv), lo), hi);
+        vreinterpretq_u32_s32(vaddq_s32(vcvtnq_s32_f32(v), z))
+    }
+
+    /// The NEON twin of [`quantize_portable`]. With `offset`, every byte is stored as `q − 128`
+    /// (`q ^ 0x80`): the signed operand `sdot` multiplies.
+    ///
+    /// # Safety
+    /// `input` holds the C×H×W image and `image` is `groups × plane` pixels.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32], offset: bool) {
+        let g = &op.geometry;
+        let (_, wp) = g.padded();
+        let plane = g.plane();
+        let hw = g.height * g.width;
+        assert!(input.len() >= g.channels * hw && image.len() >= g.groups() * plane);
+        let flip = if offset { 0x8080_8080u32 } else { 0 };
+        image.fill((u32::from(op.in_zero) * 0x0101_0101) ^ flip);
+        let zero = f32::from(op.in_zero);
+        let (inv, lo, hi) = (
+            vdupq_n_f32(op.in_inv_scale),
+            vdupq_n_f32(-zero),
+            vdupq_n_f32(255.0 - zero),
+        );
+        let z = vdupq_n_s32(i32::from(op.in_zero));
+        let flip_v = vdupq_n_u32(flip);
+        for group in 0..g.groups() {
+            let dst = &mut image[group * plane..(group + 1) * plane];
+            let channels: [Option<usize>; 4] =
+                std::array::from_fn(|i| Some(group * 4 + i).filter(|&c| c < g.channels));
+            for y in 0..g.height {
+                let row = (y + g.pad[0]) * wp + g.pad[1];
+                let mut x = 0;
+                while x + QUAD <= g.width {
+                    let mut px = flip_v;
+                    for (i, c) in channels.iter().enumerate() {
+                        let q = match c {
+                            Some(c) => {
+                                let at = c * hw + y * g.width + x;
+                                // SAFETY: row y, columns x..x+4 of channel c are inside `input`.
+                                let v = unsafe { vld1q_f32(input.as_ptr().add(at)) };
+                                unsafe { quantize4(v, inv, lo, hi, z) }
+                            }
+                            None => vreinterpretq_u32_s32(z),
+                        };
+                        px = veorq_u32(px, vshlq_u32(q, vdupq_n_s32(8 * i as i32)));
+                    }
+                    // SAFETY: pixels row+x..row+x+4 are inside this group's plane.
+                    unsafe { vst1q_u32(dst.as_mut_ptr().add(row + x), px) };
+                    x += QUAD;
+                }
+                for x in x..g.width {
+                    let mut px = 0u32;
+                    for (i, c) in channels.iter().enumerate() {
+                        let q = match c {
+                            Some(c) => quantize_one(
+                                input[c * hw + y * g.width + x],
+                                op.in_inv_scale,
+                                op.in_zero,
+                            ),
+                            None => u32::from(op.in_zero),
+                        };
+                        px |= q << (8 * i);
+                    }
+                    dst[row + x] = px ^ flip;
+                }
+            }
+        }
+    }
+
+    /// One indexed dot product: `acc.4s += x.16b · w.4b[lane]`.
+    macro_rules! dot {
+        ($ins:literal, $acc:expr, $x:expr, $w:expr, $lane:literal) => {
+            // SAFETY: register-only arithmetic; the caller's target features include the
+            // instruction's extension.
+            unsafe {
+                asm!(
+                    concat!($ins, " {a:v}.4s, {x:v}.16b, {w:v}.4b[", $lane, "]"),
+                    a = inout(vreg) $acc,
+                    x = in(vreg) $x,
+                    w = in(vreg) $w,
+                    options(pure, nomem, nostack, preserves_flags)
+                )
+            }
+        };
+    }
+
+    /// The `sdot` twin of [`convolve_portable`] for output channels `block·8 .. block·8 + 8`,
+    /// written to `out` (those channels of the output).
+    ///
+    /// # Safety
+    /// The CPU must have dotprod; `image` was filled by [`quantize`] with `offset`.
+    #[target_feature(enable = "neon,dotprod")]
+    pub(super) unsafe fn convolve_block_dotprod(
+        op: &QConv,
+        image: &[u32],
+        block: usize,
+        out: &mut [f32],
+    ) {
+        let g = &op.geometry;
+        let quads = g.vectors() * (LANES / QUAD);
+        let chunk = op.offsets.len() * g.groups() * BLOCK_O * 4;
+        let weights = &op.packed[block * chunk..(block + 1) * chunk];
+        let mut q = 0;
+        while q < quads {
+            let n = (quads - q).min(BLOCK_Q);
+            // SAFETY: quads q..q+n and their furthest taps lie inside each plane
+            // (`Geometry::plane` covers every vector's reach), the weights chunk is whole, and
+            // `store` writes only the valid lanes of the channels `out` holds.
+            unsafe {
+                match n {
+                    3 => tile_dotprod::<3>(op, image, weights, block, q, out),
+                    2 => tile_dotprod::<2>(op, image, weights, block, q, out),
+                    _ => tile_dotprod::<1>(op, image, weights, block, q, out),
+                }
+            }
+            q += n;
+        }
+    }
+
+    /// One register block: `P` quads of 4 pixels × 8 output channels, summed over every tap and
+    /// channel group, then finished and stored.
+    // Indexing the accumulators by (quad, channel) reads as the block it is.
+    #[allow(clippy::needless_range_loop)]
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn tile_dotprod<const P: usize>(
+        op: &QConv,
+        image: &[u32],
+        weights: &[i8],
+        block: usize,
+        first: usize,
+        out: &mut [f32],
+    ) {
+        let g = &op.geometry;
+        let plane = g.plane();
+        let groups = g.groups();
+        let mut acc = [[vdupq_n_s32(0); BLOCK_O]; P];
+        let base = image.as_ptr();
+        let mut w = weights.as_ptr();
+        for &off in &op.offsets {
+            for group in 0..groups {
+                // SAFETY (whole loop): see `convolve_block_dotprod`; the pointer is formed for
+                // each group, so it never leaves the image.
+                let src = unsafe { base.add(first * QUAD + off + group * plane) };
+                let xs: [int8x16_t; P] =
+                    std::array::from_fn(|p| unsafe { vld1q_s8(src.add(p * QUAD).cast()) });
+                let (w0, w1) = unsafe { (vld1q_s8(w), vld1q_s8(w.add(16))) };
+                for p in 0..P {
+                    dot!("sdot", acc[p][0], xs[p], w0, 0);
+                    dot!("sdot", acc[p][1], xs[p], w0, 1);
+                    dot!("sdot", acc[p][2], xs[p], w0, 2);
+                    dot!("sdot", acc[p][3], xs[p], w0, 3);
+                    dot!("sdot", acc[p][4], xs[p], w1, 0);
+                    dot!("sdot", acc[p][5], xs[p], w1, 1);
+                    dot!("sdot", acc[p][6], xs[p], w1, 2);
+                    dot!("sdot", acc[p][7], xs[p], w1, 3);
+                }
+                // At most one past the block's weights after the last group, which `add` allows.
+                w = unsafe { w.add(4 * BLOCK_O) };
+            }
+        }
+        for o in 0..BLOCK_O {
+            let oc = block * BLOCK_O + o;
+            if oc >= g.out_channels {
+                break;
+            }
+            let zero = vdupq_n_s32(op.signed_zero_sums[oc]);
+            for p in 0..P {
+                let sum = vsubq_s32(acc[p][o], zero);
+                // SAFETY: as the caller's.
+                unsafe { finish_and_store(op, oc, sum, first + p, &mut out[o * g.output_len()..]) };
+            }
+        }
+    }
+
+    /// The epilogue of [`QConv::epilogue`] on 4 sums (the same f32 operations in the same order:
+    /// no fused multiply-add), stored at quad `quad`'s valid lanes in one output channel.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn finish_and_store(
+        op: &QConv,
+        oc: usize,
+        sum: int32x4_t,
+        quad: usize,
+        out: &mut [f32],
+    ) {
+        let mut v = vaddq_f32(
+            vmulq_f32(vcvtq_f32_s32(sum), vdupq_n_f32(op.scales[oc])),
+            vdupq_n_f32(op.bias[oc]),
+        );
+        if let Some(r) = op.requantize {
+            let z = f32::from(r.zero_point);
+            let clamped = vminnmq_f32(
+                vmaxnmq_f32(vmulq_f32(v, vdupq_n_f32(r.inv_scale)), vdupq_n_f32(-z)),
+                vdupq_n_f32(255.0 - z),
+            );
+            v = vmulq_f32(vrndnq_f32(clamped), vdupq_n_f32(r.scale));
+        }
+        let (mask, at) = op.plan[quad / (LANES / QUAD)];
+        let shift = QUAD * (quad % (LANES / QUAD));
+        let lanes = (mask >> shift) & 0xF;
+        if lanes == 0 {
+            return;
+        }
+        let at = at + (mask & ((1u16 << shift) - 1)).count_ones() as usize;
+        if lanes == 0xF {
+            assert!(at + QUAD <= out.len());
+            // SAFETY: checked just above.
+            unsafe { vst1q_f32(out.as_mut_ptr().add(at), v) };
+        } else {
+            let mut values = [0f32; QUAD];
+            // SAFETY: 4 floats into a 4-float array.
+            unsafe { vst1q_f32(values.as_mut_ptr(), v) };
+            let mut k = at;
+            for (l, value) in values.iter().enumerate() {
+                if lanes & (1 << l) != 0 {
+                    out[k] = *value;
+                    k += 1;
+                }
+            }
+        }
+    }
+}
+
 impl Op for QConv {
     fn name(&self) -> StaticName {
         "QConv".into()
@@ -646,7 +986,8 @@ impl EvalOp for QConv {
         {
             let mut out = output.try_as_plain_ram_mut()?;
             let out = out.as_slice_mut::<f32>()?;
-            self.convolve(input, out, vnni_here());
+            let kernel = Kernel::detect().unwrap_or(Kernel::Portable);
+            self.convolve(input, out, kernel);
         }
         Ok(tvec!(output.into_tvalue()))
     }
@@ -790,7 +1131,7 @@ mod tests {
                     &input,
                 );
                 let mut out = vec![f32::NAN; expected.len()];
-                op.convolve(&input, &mut out, false);
+                op.convolve(&input, &mut out, Kernel::Portable);
                 for (k, (&got, &want)) in out.iter().zip(&expected).enumerate() {
                     assert!(
                         (f64::from(got) - want).abs() <= 1e-5 * want.abs().max(1.0),
@@ -807,8 +1148,8 @@ mod tests {
         let (plain, _, _) = case(geometries()[3].clone(), 3, false, 99);
         let mut out = vec![0.0; op.out_shape.iter().product()];
         let mut raw = out.clone();
-        op.convolve(&input, &mut out, false);
-        plain.convolve(&input, &mut raw, false);
+        op.convolve(&input, &mut out, Kernel::Portable);
+        plain.convolve(&input, &mut raw, Kernel::Portable);
         for (&q, &v) in out.iter().zip(&raw) {
             let step = (q / 0.05).round();
             assert!(
@@ -824,28 +1165,96 @@ mod tests {
         }
     }
 
+    /// Kernels this test must find on this machine, named in `PRESCREEN_REQUIRE_KERNELS`
+    /// (comma-separated [`Kernel::name`]s): `make test-arm` sets it for the emulated CPUs that
+    /// have them, so a detection bug cannot turn the bit-exactness test into a skip.
+    fn required_kernels() -> Vec<String> {
+        std::env::var("PRESCREEN_REQUIRE_KERNELS")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
-    fn the_vnni_kernel_matches_the_portable_one_bit_for_bit() {
-        if !vnni_here() {
-            // Only CPUs with AVX-512 VNNI run this kernel; the loader never selects it elsewhere.
-            eprintln!("SKIPPED: this CPU has no AVX-512 VNNI; the portable kernel is tested alone");
-            return;
+    fn every_simd_kernel_matches_the_portable_one_bit_for_bit() {
+        let required = required_kernels();
+        for name in &required {
+            assert!(
+                Kernel::SIMD
+                    .iter()
+                    .any(|k| k.name() == name && k.available()),
+                "PRESCREEN_REQUIRE_KERNELS names {name}, which this CPU does not run"
+            );
         }
-        for (i, g) in geometries().into_iter().enumerate() {
-            for (zero, requant) in [(0u8, false), (3, true), (200, false), (128, true)] {
-                let (op, input, _) = case(g.clone(), zero, requant, 1000 + i as u64);
-                let n = op.out_shape.iter().product();
-                let (mut simd, mut portable) = (vec![f32::NAN; n], vec![f32::NAN; n]);
-                op.convolve(&input, &mut simd, true);
-                op.convolve(&input, &mut portable, false);
-                for (k, (a, b)) in simd.iter().zip(&portable).enumerate() {
-                    assert_eq!(
-                        a.to_bits(),
-                        b.to_bits(),
-                        "{g:?} zero point {zero}: output {k}: {a} vs {b}"
-                    );
+        for kernel in Kernel::SIMD {
+            if !kernel.available() {
+                // The loader never selects a kernel the CPU lacks (`Kernel::detect`).
+                eprintln!("SKIPPED {}: not on this CPU", kernel.name());
+                continue;
+            }
+            for (i, g) in geometries().into_iter().enumerate() {
+                for (zero, requant) in [
+                    (0u8, false),
+                    (3, true),
+                    (200, false),
+                    (128, true),
+                    (255, true),
+                ] {
+                    let (op, input, _) = case(g.clone(), zero, requant, 1000 + i as u64);
+                    let n = op.out_shape.iter().product();
+                    let (mut simd, mut portable) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+                    op.convolve(&input, &mut simd, kernel);
+                    op.convolve(&input, &mut portable, Kernel::Portable);
+                    for (k, (a, b)) in simd.iter().zip(&portable).enumerate() {
+                        assert_eq!(
+                            a.to_bits(),
+                            b.to_bits(),
+                            "{} {g:?} zero point {zero}: output {k}: {a} vs {b}",
+                            kernel.name()
+                        );
+                    }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn extreme_inputs_quantize_alike_in_every_kernel() {
+        // NaN, infinities, values far outside the grid and exact ties: the SIMD quantizers must
+        // clamp and round them as `quantize_one` does.
+        let g = Geometry {
+            channels: 6,
+            height: 3,
+            width: 11,
+            kernel: [1, 1],
+            pad: [0; 4],
+            out_channels: 9,
+        };
+        let (op, mut input, _) = case(g, 7, true, 5);
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            1e30,
+            -1e30,
+            0.01,
+            0.03,
+            -0.01,
+            f32::MIN_POSITIVE,
+        ];
+        for (i, v) in input.iter_mut().enumerate().step_by(3) {
+            *v = specials[i / 3 % specials.len()];
+        }
+        for kernel in Kernel::SIMD.into_iter().filter(|k| k.available()) {
+            let n = op.out_shape.iter().product();
+            let (mut simd, mut portable) = (vec![0f32; n], vec![1f32; n]);
+            op.convolve(&input, &mut simd, kernel);
+            op.convolve(&input, &mut portable, Kernel::Portable);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&simd), bits(&portable), "{}", kernel.name());
         }
     }
 

@@ -7,6 +7,22 @@ use std::path::PathBuf;
 
 use prescreen_runtime::manifest::{InputSpec, Manifest};
 
+/// A command that runs `program`, a binary of this build. Under `make test-arm` the tests are
+/// aarch64 binaries run by qemu-user, which cannot start another aarch64 binary by itself:
+/// `PRESCREEN_TEST_RUNNER` (e.g. `qemu-aarch64 -cpu max`) then runs it.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let runner = std::env::var("PRESCREEN_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(first) => {
+            let mut c = std::process::Command::new(first);
+            c.args(words).arg(program);
+            c
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
 /// Repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
