@@ -378,7 +378,11 @@ fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_an_integer_kernel() {
         && is_x86_feature_detected!("avx512vnni"))
     .then_some("avx512-vnni");
     #[cfg(target_arch = "aarch64")]
-    let kernel = std::arch::is_aarch64_feature_detected!("dotprod").then_some("neon-dotprod");
+    let kernel = if std::arch::is_aarch64_feature_detected!("i8mm") {
+        Some("neon-i8mm")
+    } else {
+        std::arch::is_aarch64_feature_detected!("dotprod").then_some("neon-dotprod")
+    };
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let kernel: Option<&str> = None;
     let (model, _) = load_int8(&manifest);

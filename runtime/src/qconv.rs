@@ -54,11 +54,14 @@ pub enum Kernel {
     /// aarch64 with the ARMv8.2 dot product extension: `sdot`, 16 s8 × s8 multiply-adds per
     /// instruction, on activations offset by −128.
     Dotprod,
+    /// aarch64 with the ARMv8.6 int8 matrix multiply extension: `usmmla`, 32 u8 × s8
+    /// multiply-adds per instruction (a 2×8 by 8×2 matrix product).
+    I8mm,
 }
 
 impl Kernel {
     /// The SIMD kernels, fastest first.
-    pub const SIMD: [Kernel; 2] = [Kernel::Vnni, Kernel::Dotprod];
+    pub const SIMD: [Kernel; 3] = [Kernel::Vnni, Kernel::I8mm, Kernel::Dotprod];
 
     /// Whether this CPU runs the kernel (detected at run time, on every OS: Android included).
     pub fn available(self) -> bool {
@@ -72,6 +75,8 @@ impl Kernel {
             }
             #[cfg(target_arch = "aarch64")]
             Kernel::Dotprod => std::arch::is_aarch64_feature_detected!("dotprod"),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::I8mm => std::arch::is_aarch64_feature_detected!("i8mm"),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -89,6 +94,7 @@ impl Kernel {
             Kernel::Portable => "portable",
             Kernel::Vnni => "avx512-vnni",
             Kernel::Dotprod => "neon-dotprod",
+            Kernel::I8mm => "neon-i8mm",
         }
     }
 }
@@ -227,6 +233,9 @@ pub(crate) struct QConv {
     in_zero: u8,
     /// Weights, s8, `[O/8][tap][C/4][8][4]`, zero beyond the real channels.
     packed: Arc<Vec<i8>>,
+    /// The same weights for `usmmla`, where the CPU has it (see `arm::pack_mmla`).
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    packed_mmla: Option<Arc<Vec<i8>>>,
     /// `zx · Σ qw[o]`, what the input's zero point adds to each output channel's sum.
     zero_sums: Vec<i32>,
     /// `(zx − 128) · Σ qw[o]`: the same for the `sdot` kernel, whose activations are `q − 128`.
@@ -311,12 +320,14 @@ impl QConv {
             .map(|s| s * (i32::from(in_zero) - 128))
             .collect();
         let scales = weight_scales.iter().map(|&s| in_scale * s).collect();
+        let packed_mmla = mmla_weights(&geometry, &packed);
         Ok(QConv {
             offsets: geometry.offsets(),
             plan: geometry.store_plan(),
             geometry,
             in_inv_scale: in_scale.recip(),
             in_zero,
+            packed_mmla,
             packed: Arc::new(packed),
             zero_sums,
             signed_zero_sums,
@@ -338,7 +349,9 @@ impl QConv {
         };
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            let len = g.groups() * g.plane();
+            // An even number of planes: `usmmla` reads channel groups in pairs, and the last
+            // pair's second plane is multiplied by zero weights when the groups are odd.
+            let len = g.groups().next_multiple_of(2) * g.plane();
             if scratch.len() < len {
                 scratch.resize(len, 0);
             }
@@ -355,8 +368,20 @@ impl QConv {
                     });
                 }
                 #[cfg(target_arch = "aarch64")]
-                Kernel::Dotprod => {
+                Kernel::I8mm if self.packed_mmla.is_some() => {
                     // SAFETY: `available()` said the CPU has the kernel's features.
+                    unsafe { arm::quantize(self, input, image, false) };
+                    let image = &*image;
+                    self.per_block(output, |block, out| {
+                        // SAFETY: as above; `out` is output channels block·8.. of `output`, and
+                        // the image has an even number of planes.
+                        unsafe { arm::convolve_block_mmla(self, image, block, out) }
+                    });
+                }
+                // Every CPU with i8mm has dotprod (ARMv8.4 made it mandatory); checked anyway.
+                #[cfg(target_arch = "aarch64")]
+                Kernel::Dotprod | Kernel::I8mm if Kernel::Dotprod.available() => {
+                    // SAFETY: the guard said the CPU has dotprod.
                     unsafe { arm::quantize(self, input, image, true) };
                     let image = &*image;
                     self.per_block(output, |block, out| {
@@ -410,6 +435,38 @@ impl QConv {
             }
         }
     }
+}
+
+/// The weights in `usmmla`'s layout when this CPU runs it: `[O/8][tap][pair of channel groups]
+/// [pair of output channels][2][8]`, each output channel's 8 bytes being its weights for the pair's
+/// 8 input channels (zero beyond the real ones). Built from the `[O/8][tap][C/4][8][4]` layout.
+fn mmla_weights(g: &Geometry, packed: &[i8]) -> Option<Arc<Vec<i8>>> {
+    if !Kernel::I8mm.available() {
+        return None;
+    }
+    let (taps, groups) = (g.taps(), g.groups());
+    let pairs = groups.div_ceil(2);
+    let blocks = g.out_channels.div_ceil(BLOCK_O);
+    let mut out = vec![0i8; blocks * taps * pairs * BLOCK_O * 8];
+    for block in 0..blocks {
+        for t in 0..taps {
+            for pair in 0..pairs {
+                for o in 0..BLOCK_O {
+                    for k in 0..8 {
+                        let group = 2 * pair + k / 4;
+                        if group >= groups {
+                            continue;
+                        }
+                        let from =
+                            (((block * taps + t) * groups + group) * BLOCK_O + o) * 4 + k % 4;
+                        let to = (((block * taps + t) * pairs + pair) * BLOCK_O + o) * 8 + k;
+                        out[to] = packed[from];
+                    }
+                }
+            }
+        }
+    }
+    Some(Arc::new(out))
 }
 
 thread_local! {
@@ -857,7 +914,10 @@ mod arm {
         let g = &op.geometry;
         let plane = g.plane();
         let groups = g.groups();
-        let mut acc = [[vdupq_n_s32(0); BLOCK_O]; P];
+        // Accumulators for up to BLOCK_Q quads, the unused ones never touched. They are indexed
+        // with constants only (the `quad!` copies below), so they stay in registers; the
+        // epilogue reads a copy.
+        let mut acc = [[vdupq_n_s32(0); BLOCK_O]; BLOCK_Q];
         let base = image.as_ptr();
         let mut w = weights.as_ptr();
         for &off in &op.offsets {
@@ -865,23 +925,32 @@ mod arm {
                 // SAFETY (whole loop): see `convolve_block_dotprod`; the pointer is formed for
                 // each group, so it never leaves the image.
                 let src = unsafe { base.add(first * QUAD + off + group * plane) };
-                let xs: [int8x16_t; P] =
-                    std::array::from_fn(|p| unsafe { vld1q_s8(src.add(p * QUAD).cast()) });
                 let (w0, w1) = unsafe { (vld1q_s8(w), vld1q_s8(w.add(16))) };
-                for p in 0..P {
-                    dot!("sdot", acc[p][0], xs[p], w0, 0);
-                    dot!("sdot", acc[p][1], xs[p], w0, 1);
-                    dot!("sdot", acc[p][2], xs[p], w0, 2);
-                    dot!("sdot", acc[p][3], xs[p], w0, 3);
-                    dot!("sdot", acc[p][4], xs[p], w1, 0);
-                    dot!("sdot", acc[p][5], xs[p], w1, 1);
-                    dot!("sdot", acc[p][6], xs[p], w1, 2);
-                    dot!("sdot", acc[p][7], xs[p], w1, 3);
+                // Written out per quad: a loop around `asm!` is not unrolled, and its
+                // accumulators would go through the stack.
+                macro_rules! quad {
+                    ($p:literal) => {
+                        if P > $p {
+                            let x = unsafe { vld1q_s8(src.add($p * QUAD).cast()) };
+                            dot!("sdot", acc[$p][0], x, w0, 0);
+                            dot!("sdot", acc[$p][1], x, w0, 1);
+                            dot!("sdot", acc[$p][2], x, w0, 2);
+                            dot!("sdot", acc[$p][3], x, w0, 3);
+                            dot!("sdot", acc[$p][4], x, w1, 0);
+                            dot!("sdot", acc[$p][5], x, w1, 1);
+                            dot!("sdot", acc[$p][6], x, w1, 2);
+                            dot!("sdot", acc[$p][7], x, w1, 3);
+                        }
+                    };
                 }
+                quad!(0);
+                quad!(1);
+                quad!(2);
                 // At most one past the block's weights after the last group, which `add` allows.
                 w = unsafe { w.add(4 * BLOCK_O) };
             }
         }
+        let sums = acc;
         for o in 0..BLOCK_O {
             let oc = block * BLOCK_O + o;
             if oc >= g.out_channels {
@@ -889,9 +958,150 @@ mod arm {
             }
             let zero = vdupq_n_s32(op.signed_zero_sums[oc]);
             for p in 0..P {
-                let sum = vsubq_s32(acc[p][o], zero);
+                let sum = vsubq_s32(sums[p][o], zero);
                 // SAFETY: as the caller's.
                 unsafe { finish_and_store(op, oc, sum, first + p, &mut out[o * g.output_len()..]) };
+            }
+        }
+    }
+
+    /// One `usmmla`: `acc.4s += [x row 0, x row 1] · [w row 0, w row 1]ᵀ` (u8 × s8, 2×8 by 8×2).
+    macro_rules! mmla {
+        ($acc:expr, $x:expr, $w:expr) => {
+            // SAFETY: register-only arithmetic; the caller's target features include i8mm.
+            unsafe {
+                asm!(
+                    "usmmla {a:v}.4s, {x:v}.16b, {w:v}.16b",
+                    a = inout(vreg) $acc,
+                    x = in(vreg) $x,
+                    w = in(vreg) $w,
+                    options(pure, nomem, nostack, preserves_flags)
+                )
+            }
+        };
+    }
+
+    /// Quads per `usmmla` register block: 2 quads × 2 pixel pairs × 4 channel pairs = 16
+    /// accumulators, 4 pixel vectors and 4 weight vectors.
+    const BLOCK_Q_MMLA: usize = 2;
+
+    /// The `usmmla` twin of [`convolve_portable`] for output channels `block·8 .. block·8 + 8`.
+    ///
+    /// # Safety
+    /// The CPU must have i8mm; `image` was filled by [`quantize`] without the offset and has an
+    /// even number of planes; `op.packed_mmla` is set.
+    #[target_feature(enable = "neon,i8mm")]
+    pub(super) unsafe fn convolve_block_mmla(
+        op: &QConv,
+        image: &[u32],
+        block: usize,
+        out: &mut [f32],
+    ) {
+        let g = &op.geometry;
+        let quads = g.vectors() * (LANES / QUAD);
+        let packed = op.packed_mmla.as_deref().expect("usmmla weights");
+        let chunk = op.offsets.len() * g.groups().div_ceil(2) * BLOCK_O * 8;
+        let weights = &packed[block * chunk..(block + 1) * chunk];
+        assert!(image.len() >= g.groups().next_multiple_of(2) * g.plane());
+        let mut q = 0;
+        while q < quads {
+            let n = (quads - q).min(BLOCK_Q_MMLA);
+            // SAFETY: as in `convolve_block_dotprod`, over the even number of planes.
+            unsafe {
+                match n {
+                    2 => tile_mmla::<2>(op, image, weights, block, q, out),
+                    _ => tile_mmla::<1>(op, image, weights, block, q, out),
+                }
+            }
+            q += n;
+        }
+    }
+
+    /// One register block: `P` quads × 8 output channels. Each `usmmla` multiplies two pixels'
+    /// 8 channels (a pair of channel groups, zipped from their two planes) by two output
+    /// channels' weights: its 4 lanes are (pixel 0, channel 0), (0, 1), (1, 0), (1, 1).
+    #[allow(clippy::needless_range_loop)]
+    #[inline]
+    #[target_feature(enable = "neon,i8mm")]
+    unsafe fn tile_mmla<const P: usize>(
+        op: &QConv,
+        image: &[u32],
+        weights: &[i8],
+        block: usize,
+        first: usize,
+        out: &mut [f32],
+    ) {
+        let g = &op.geometry;
+        let plane = g.plane();
+        let pairs = g.groups().div_ceil(2);
+        // [quad][pixel pair][output channel pair], indexed with constants only (see
+        // `tile_dotprod`).
+        let mut acc = [[[vdupq_n_s32(0); BLOCK_O / 2]; 2]; BLOCK_Q_MMLA];
+        let base = image.as_ptr();
+        let mut w = weights.as_ptr();
+        for &off in &op.offsets {
+            for pair in 0..pairs {
+                // SAFETY (whole loop): both planes of the pair lie inside the image (an even
+                // number of planes), each quad's reach inside its plane.
+                let a = unsafe { base.add(first * QUAD + off + 2 * pair * plane) };
+                let b = unsafe { a.add(plane) };
+                let (w0, w1, w2, w3) = unsafe {
+                    (
+                        vld1q_s8(w),
+                        vld1q_s8(w.add(16)),
+                        vld1q_s8(w.add(32)),
+                        vld1q_s8(w.add(48)),
+                    )
+                };
+                macro_rules! quad {
+                    ($p:literal) => {
+                        if P > $p {
+                            let (xa, xb) = unsafe {
+                                (vld1q_u32(a.add($p * QUAD)), vld1q_u32(b.add($p * QUAD)))
+                            };
+                            let low = vreinterpretq_u8_u32(vzip1q_u32(xa, xb));
+                            let high = vreinterpretq_u8_u32(vzip2q_u32(xa, xb));
+                            mmla!(acc[$p][0][0], low, w0);
+                            mmla!(acc[$p][0][1], low, w1);
+                            mmla!(acc[$p][0][2], low, w2);
+                            mmla!(acc[$p][0][3], low, w3);
+                            mmla!(acc[$p][1][0], high, w0);
+                            mmla!(acc[$p][1][1], high, w1);
+                            mmla!(acc[$p][1][2], high, w2);
+                            mmla!(acc[$p][1][3], high, w3);
+                        }
+                    };
+                }
+                quad!(0);
+                quad!(1);
+                // At most one past the block's weights after the last pair, which `add` allows.
+                w = unsafe { w.add(8 * BLOCK_O) };
+            }
+        }
+        let sums = acc;
+        for o in 0..BLOCK_O {
+            let oc = block * BLOCK_O + o;
+            if oc >= g.out_channels {
+                break;
+            }
+            let zero = vdupq_n_s32(op.zero_sums[oc]);
+            for p in 0..P {
+                let (pixels01, pixels23) = (sums[p][0][o / 2], sums[p][1][o / 2]);
+                let sums = if o % 2 == 0 {
+                    vuzp1q_s32(pixels01, pixels23)
+                } else {
+                    vuzp2q_s32(pixels01, pixels23)
+                };
+                // SAFETY: as the caller's.
+                unsafe {
+                    finish_and_store(
+                        op,
+                        oc,
+                        vsubq_s32(sums, zero),
+                        first + p,
+                        &mut out[o * g.output_len()..],
+                    )
+                };
             }
         }
     }
