@@ -345,11 +345,6 @@ fn the_profile_accounts_for_every_kind_of_operator() {
 
 #[test]
 fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_an_integer_kernel() {
-    let load_int8 = |manifest: &Manifest| {
-        let model = Model::load_with(manifest, Variant::Int8, &LoadOptions::default()).unwrap();
-        let count = model.integer_convolutions();
-        (model, count)
-    };
     let manifest = Manifest::load(common::model_dir()).unwrap();
     let run = |variant, integer_kernels| {
         let options = LoadOptions {
@@ -385,7 +380,7 @@ fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_an_integer_kernel() {
     };
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let kernel: Option<&str> = None;
-    let (model, _) = load_int8(&manifest);
+    let model = Model::load_with(&manifest, Variant::Int8, &LoadOptions::default()).unwrap();
     assert_eq!(model.integer_kernel(), kernel);
     let Some(kernel) = kernel else {
         assert_eq!(count, 0);

@@ -951,18 +951,12 @@ mod arm {
             }
         }
         let sums = acc;
-        for o in 0..BLOCK_O {
-            let oc = block * BLOCK_O + o;
-            if oc >= g.out_channels {
-                break;
-            }
-            let zero = vdupq_n_s32(op.signed_zero_sums[oc]);
-            for p in 0..P {
-                let sum = vsubq_s32(sums[p][o], zero);
-                // SAFETY: as the caller's.
-                unsafe { finish_and_store(op, oc, sum, first + p, &mut out[o * g.output_len()..]) };
-            }
-        }
+        // SAFETY: as the caller's.
+        unsafe {
+            finish_block::<P>(op, &op.signed_zero_sums, block, first, out, |p, o| {
+                sums[p][o]
+            })
+        };
     }
 
     /// One `usmmla`: `acc.4s += [x row 0, x row 1] · [w row 0, w row 1]ᵀ` (u8 × s8, 2×8 by 8×2).
@@ -1079,29 +1073,44 @@ mod arm {
             }
         }
         let sums = acc;
+        // Lanes (pixel 0, channel 0), (0, 1), (1, 0), (1, 1): the even lanes of two pixel pairs
+        // are an even channel's 4 pixels, the odd lanes the odd channel's.
+        // SAFETY: as the caller's.
+        unsafe {
+            finish_block::<P>(op, &op.zero_sums, block, first, out, |p, o| {
+                let (pixels01, pixels23) = (sums[p][0][o / 2], sums[p][1][o / 2]);
+                if o % 2 == 0 {
+                    vuzp1q_s32(pixels01, pixels23)
+                } else {
+                    vuzp2q_s32(pixels01, pixels23)
+                }
+            })
+        };
+    }
+
+    /// The shared epilogue of a register block: for each output channel `o` of the block and
+    /// quad `p`, the sums `sum_of(p, o)` less the channel's zero-point term, finished and stored.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn finish_block<const P: usize>(
+        op: &QConv,
+        zero_sums: &[i32],
+        block: usize,
+        first: usize,
+        out: &mut [f32],
+        sum_of: impl Fn(usize, usize) -> int32x4_t,
+    ) {
+        let g = &op.geometry;
         for o in 0..BLOCK_O {
             let oc = block * BLOCK_O + o;
             if oc >= g.out_channels {
                 break;
             }
-            let zero = vdupq_n_s32(op.zero_sums[oc]);
+            let zero = vdupq_n_s32(zero_sums[oc]);
             for p in 0..P {
-                let (pixels01, pixels23) = (sums[p][0][o / 2], sums[p][1][o / 2]);
-                let sums = if o % 2 == 0 {
-                    vuzp1q_s32(pixels01, pixels23)
-                } else {
-                    vuzp2q_s32(pixels01, pixels23)
-                };
+                let sum = vsubq_s32(sum_of(p, o), zero);
                 // SAFETY: as the caller's.
-                unsafe {
-                    finish_and_store(
-                        op,
-                        oc,
-                        vsubq_s32(sums, zero),
-                        first + p,
-                        &mut out[o * g.output_len()..],
-                    )
-                };
+                unsafe { finish_and_store(op, oc, sum, first + p, &mut out[o * g.output_len()..]) };
             }
         }
     }
