@@ -45,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
     let (cw, ch) = (wu.div_ceil(2), hu.div_ceil(2));
     // Planes are cut out of the fuzzer's bytes at strides it chose: often too short, which the
     // constructors must refuse.
-    let cut = |from: usize, len: usize| pixels.get(from.min(pixels.len())..(from + len).min(pixels.len())).unwrap_or(&[]);
+    let cut = |from: usize, len: usize| {
+        pixels
+            .get(from.min(pixels.len())..(from + len).min(pixels.len()))
+            .unwrap_or(&[])
+    };
     let frame = match format {
         PixelFormat::Nv12 | PixelFormat::Nv21 => {
             let ys = wu + pad;
