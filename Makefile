@@ -71,13 +71,13 @@ test: refs check
 ARM := aarch64-unknown-linux-gnu
 ARM_RUSTC ?= /usr/bin/rustc
 ARM_CARGO = RUSTC=$(ARM_RUSTC) $(CARGO)
-ARM_BUILD := --target $(ARM) --target-dir target/arm -p prescreen -p prescreen-runtime \
-	--no-default-features $(ARM_PROFILE)
 # The runtime without debug assertions and overflow checks under qemu: its kernels' pointer and
 # overflow debug checks made inference three times longer there. The x86-64 run keeps them; the
 # aarch64 kernels check their bounds with plain asserts.
 ARM_PROFILE := --config 'profile.dev.package.prescreen-runtime.debug-assertions=false' \
 	--config 'profile.dev.package.prescreen-runtime.overflow-checks=false'
+ARM_BUILD := --target $(ARM) --target-dir target/arm -p prescreen -p prescreen-runtime \
+	--no-default-features $(ARM_PROFILE)
 ARM_MAX := max,sve=off
 ARM_RUN = CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu $(1)" \
 	PRESCREEN_TEST_RUNNER="qemu-aarch64 -cpu $(1)"
