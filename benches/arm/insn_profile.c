@@ -6,7 +6,7 @@
  *
  *   qemu-aarch64 -cpu cortex-a76 -plugin ./insn_profile.so,outfile=/tmp/blocks ./program args
  *
- * The same header-free plugin API (version 1, qemu 7.2) as insn_count.c, plus the block's address.
+ * QEMU's plugin API, version 1 (qemu 7.2), through qemu_plugin_v1.h, as insn_count.c.
  * A block translated twice (after its code was flushed) gets two lines; the reader adds them up.
  */
 #include <inttypes.h>
@@ -15,21 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef uint64_t qemu_plugin_id_t;
-struct qemu_info_t;
-struct qemu_plugin_tb;
-enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
-typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
-typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
-extern void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id,
-                                                  qemu_plugin_vcpu_tb_trans_cb_t cb);
-extern void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb,
-                                                     enum qemu_plugin_op op, void *ptr,
-                                                     uint64_t imm);
-extern size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
-extern uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
-extern void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb,
-                                           void *userdata);
+#include "qemu_plugin_v1.h"
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
@@ -79,13 +65,8 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
                                                                const struct qemu_info_t *info,
                                                                int argc, char **argv) {
     (void)info;
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], "outfile=", 8) == 0 && strlen(argv[i] + 8) < sizeof outfile) {
-            strcpy(outfile, argv[i] + 8);
-        } else {
-            fprintf(stderr, "insn_profile: unknown argument %s (expected outfile=PATH)\n", argv[i]);
-            return -1;
-        }
+    if (plugin_outfile("insn_profile", argc, argv, outfile, sizeof outfile) != 0) {
+        return -1;
     }
     if (!outfile[0]) {
         fprintf(stderr, "insn_profile: outfile=PATH is required\n");
