@@ -439,3 +439,92 @@ fn lent_camera_buffers_are_scored_and_given_back() {
     drop(engine);
     assert_eq!(returned.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
+
+/// A lent buffer that a misbehaving host recycles while the engine holds it: its frame reads fine
+/// when submitted, then fails (or panics) when the worker reads it.
+struct Recycled {
+    frame: OwnedFrame,
+    panics: bool,
+    calls: std::sync::atomic::AtomicUsize,
+    returned: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CameraBuffer for Recycled {
+    fn frame(&self) -> Result<Frame<'_>, FrameError> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return self.frame.frame();
+        }
+        if self.panics {
+            panic!("buffer recycled while lent");
+        }
+        Frame::packed(PixelFormat::Rgb8, 4, 4, &[0; 8], 12)
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        self.returned
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A frame that fails inside the worker (an error or a panic while reading it) is counted in
+/// `failed`, reported as one error event, and its buffer goes back; the engine goes on scoring.
+/// Frames submitted after `finish` are `Closed` and counted as rejected. The accounting stays
+/// exact throughout. Fails if the worker's `failed` counter or its error event were dropped, or
+/// `Closed` were counted elsewhere (or not at all).
+#[test]
+fn a_frame_that_fails_in_the_worker_is_counted_and_reported() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let model = redness();
+    let p = policy(&[("[labels.nsfw]", "[labels.red]")]);
+    for panics in [false, true] {
+        let returned = Arc::new(AtomicUsize::new(0));
+        let (sink, rx) = collect();
+        let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
+        let good = solid(96, 64, [30, 200, 30], 0);
+        assert_eq!(engine.submit(&good.frame().unwrap()), Submitted::Accepted);
+        engine.wait_idle();
+        let recycled = Recycled {
+            frame: solid(96, 64, [200, 30, 30], 1_000_000),
+            panics,
+            calls: AtomicUsize::new(0),
+            returned: returned.clone(),
+        };
+        assert_eq!(
+            engine.submit_buffer(Box::new(recycled)),
+            Submitted::Accepted
+        );
+        engine.wait_idle();
+        let m = engine.metrics();
+        assert_eq!((m.seen, m.scored, m.failed), (2, 1, 1), "{m:?}");
+        assert!(m.accounted(), "{m:?}");
+        assert_eq!(
+            returned.load(SeqCst),
+            1,
+            "the failed frame's buffer went back"
+        );
+        let errors: Vec<String> = rx
+            .try_iter()
+            .filter_map(|e| match e {
+                Event::Error(message) => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        // The engine goes on: the next frame is scored.
+        let next = solid(96, 64, [30, 30, 200], 2_000_000);
+        assert_eq!(engine.submit(&next.frame().unwrap()), Submitted::Accepted);
+        let m = engine.finish();
+        assert_eq!((m.seen, m.scored, m.failed), (3, 2, 1), "{m:?}");
+        let late = solid(96, 64, [30, 200, 30], 3_000_000);
+        assert_eq!(engine.submit(&late.frame().unwrap()), Submitted::Closed);
+        let after = engine.metrics();
+        assert_eq!(
+            (after.seen, after.rejected, after.scored, after.failed),
+            (m.seen + 1, m.rejected + 1, 2, 1),
+            "{after:?}"
+        );
+        assert!(after.accounted(), "{after:?}");
+    }
+}

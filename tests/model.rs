@@ -42,11 +42,15 @@ fn both_variants_load_and_pass_their_golden_self_test() {
         let mut session = model.session().unwrap();
         golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
         let scores = session.run().unwrap();
-        let expected = &manifest.golden_for(variant).unwrap().output;
-        for (got, want) in scores.probabilities.iter().zip(expected) {
+        // At the manifest's own tolerance, compared as the self-test does (natural logs).
+        let expect = manifest.golden_for(variant).unwrap();
+        assert_eq!(scores.probabilities.len(), expect.output.len());
+        for (&got, &want) in scores.probabilities.iter().zip(&expect.output) {
+            let d = ((got as f64).max(1e-30).ln() - (want as f64).max(1e-30).ln()).abs();
             assert!(
-                (got.ln() - want.ln()).abs() < 0.05,
-                "{variant}: {got} vs {want}"
+                d <= expect.tolerance as f64,
+                "{variant}: {got} vs {want}, |ln d| {d} > {}",
+                expect.tolerance
             );
         }
         assert_eq!(model.sha256(), manifest.file(variant).unwrap().sha256);
@@ -109,6 +113,39 @@ fn a_model_that_fails_its_golden_self_test_is_refused() {
             assert!(text.contains("golden self-test"), "{text}");
         }
         other => panic!("expected a golden mismatch, got {other:?}"),
+    }
+}
+
+/// The default manifest with the golden output of `variant` replaced by `output`.
+fn with_golden_output(variant: Variant, output: &[f32]) -> String {
+    let text = std::fs::read_to_string(common::root().join("models/open_nsfw/model.toml")).unwrap();
+    let block = format!("[[golden.expect]]\nvariant = \"{variant}\"\n");
+    let at = text.find(&block).expect("golden block") + block.len();
+    assert!(
+        text[at..].starts_with("output = ["),
+        "output follows the variant"
+    );
+    let end = at + text[at..].find('\n').unwrap();
+    format!("{}output = {output:?}{}", &text[..at], &text[end..])
+}
+
+/// Near misses, for both files: an expected output moved by three times the manifest's tolerance
+/// (in log space, as the self-test compares; the loaded model's own deviation is within one)
+/// makes the load fail. Fails if the self-test ran for the float file only, or its tolerance were
+/// loosened: the gross `[0.5, 0.5]` miss above cannot tell.
+#[test]
+fn a_near_miss_of_the_golden_output_is_refused_for_both_files() {
+    let manifest = Manifest::load(common::model_dir()).unwrap();
+    for variant in [Variant::Float, Variant::Int8] {
+        let expect = manifest.golden_for(variant).unwrap();
+        let mut output = expect.output.clone();
+        let last = output.len() - 1;
+        output[last] = (output[last] as f64 * (3.0 * expect.tolerance as f64).exp()) as f32;
+        let dir = folder(&with_golden_output(variant, &output));
+        match load(dir.path(), variant) {
+            Err(Error::GoldenMismatch { .. }) => {}
+            other => panic!("{variant}: expected a golden mismatch, got {other:?}"),
+        }
     }
 }
 

@@ -176,3 +176,90 @@ fn bgra_extreme_vertical_upscale_matches_reference() {
     let mut pre = CpuPreprocessor::new(&spec);
     check(&c, &spec, &mut pre).unwrap();
 }
+
+/// YUV colour against independent values, not against our own reference: the 8-bit 100 % colour
+/// bars of ITU-R BT.709 and BT.601 in limited range (the codes of the SMPTE colour-bar tables), and
+/// BT.601 full range (JFIF's equations, rounded), decoded by the CPU backend and by the scalar
+/// reference to within 2 of 0 or 255 per channel (the 8-bit codes themselves are off by up to
+/// 1.2). A wrong matrix coefficient or range offset moves the backends and the reference together,
+/// which the agreement tests cannot see; this test fails on it.
+#[test]
+fn yuv_colour_bars_decode_to_their_primaries() {
+    // RGB tensor in 0..=255: no mean, RGB order (the layout stays NHWC).
+    let text = common::manifest_variant(&[
+        ("channel_order = \"BGR\"", "channel_order = \"RGB\""),
+        ("mean = [104.0, 117.0, 123.0]", "mean = [0.0, 0.0, 0.0]"),
+    ]);
+    let spec = prescreen_runtime::manifest::Manifest::parse(&text)
+        .expect("manifest")
+        .input;
+    let mut pre = CpuPreprocessor::new(&spec);
+    const BARS_709: [([u8; 3], [u8; 3]); 8] = [
+        ([63, 102, 240], [255, 0, 0]),
+        ([173, 42, 26], [0, 255, 0]),
+        ([32, 240, 118], [0, 0, 255]),
+        ([219, 16, 138], [255, 255, 0]),
+        ([188, 154, 16], [0, 255, 255]),
+        ([78, 214, 230], [255, 0, 255]),
+        ([235, 128, 128], [255, 255, 255]),
+        ([16, 128, 128], [0, 0, 0]),
+    ];
+    const BARS_601: [([u8; 3], [u8; 3]); 8] = [
+        ([81, 90, 240], [255, 0, 0]),
+        ([145, 54, 34], [0, 255, 0]),
+        ([41, 240, 110], [0, 0, 255]),
+        ([210, 16, 146], [255, 255, 0]),
+        ([170, 166, 16], [0, 255, 255]),
+        ([106, 202, 222], [255, 0, 255]),
+        ([235, 128, 128], [255, 255, 255]),
+        ([16, 128, 128], [0, 0, 0]),
+    ];
+    const FULL_601: [([u8; 3], [u8; 3]); 5] = [
+        ([76, 85, 255], [255, 0, 0]),
+        ([150, 44, 21], [0, 255, 0]),
+        ([29, 255, 107], [0, 0, 255]),
+        ([255, 128, 128], [255, 255, 255]),
+        ([0, 128, 128], [0, 0, 0]),
+    ];
+    // (Y', Cb, Cr) codes and the R'G'B' they stand for.
+    type Bars<'a> = &'a [([u8; 3], [u8; 3])];
+    let sets: [(ColorMatrix, ColorRange, Bars); 3] = [
+        (ColorMatrix::Bt709, ColorRange::Limited, &BARS_709),
+        (ColorMatrix::Bt601, ColorRange::Limited, &BARS_601),
+        (ColorMatrix::Bt601, ColorRange::Full, &FULL_601),
+    ];
+    let (w, h) = (16u32, 16u32);
+    for (matrix, range, bars) in sets {
+        for &([y, cb, cr], rgb) in bars {
+            let luma = vec![y; (w * h) as usize];
+            let (u, v) = (vec![cb; 64], vec![cr; 64]);
+            let frame = Frame::i420(
+                w,
+                h,
+                prescreen_runtime::frame::Plane::new(&luma, w as usize),
+                prescreen_runtime::frame::Plane::new(&u, 8),
+                prescreen_runtime::frame::Plane::new(&v, 8),
+            )
+            .unwrap()
+            .with_color(matrix, range);
+            let mut cpu = vec![0f32; spec.len()];
+            pre.run(&frame, &mut cpu).unwrap();
+            let reference = reference::preprocess(&frame, &spec);
+            for (what, out) in [("cpu", &cpu), ("reference", &reference)] {
+                for (i, px) in out.chunks_exact(3).enumerate() {
+                    for c in 0..3 {
+                        let d = (px[c] - rgb[c] as f32).abs();
+                        assert!(
+                            d <= 2.0,
+                            "{what} {matrix:?} {range:?} Y'CbCr {:?}: pixel {i} channel {c} is {}, \
+                             want {}",
+                            [y, cb, cr],
+                            px[c],
+                            rgb[c]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

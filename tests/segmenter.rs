@@ -152,6 +152,63 @@ fn merge_gap_joins_runs_closer_than_the_gap() {
     assert_ne!(segs[0].id, segs[1].id);
 }
 
+/// A segment cooling below `exit` resumes only on a new run above `enter`: scores that climb back
+/// into [exit, enter) leave it cooling until the gap runs out. Fails if a cooling segment resumed
+/// at `exit` (the hysteresis band) instead of `enter`.
+#[test]
+fn a_cooling_segment_resumes_only_above_enter() {
+    let p = policy(1, 0, 0, 0, 500);
+    // Open at 0, below exit at 100, back in the band (0.7) from 200 on: the gap (500 ms from the
+    // last frame above exit, at 0) runs out at 500, and the band never resumes the segment.
+    let ev = run(&p, 100, &[0.9, 0.4, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7], true);
+    let segs = closed(&ev);
+    assert_eq!(segs.len(), 1, "{ev:?}");
+    assert_eq!((segs[0].start_us, segs[0].end_us), (0, 0), "{segs:?}");
+    // A frame above enter within the gap resumes the same segment, the band frames before it join.
+    let ev = run(
+        &p,
+        100,
+        &[0.9, 0.4, 0.7, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2],
+        true,
+    );
+    let segs = closed(&ev);
+    assert_eq!(segs.len(), 1, "{ev:?}");
+    assert_eq!(
+        (segs[0].start_us, segs[0].end_us),
+        (0, 300 * MS),
+        "{segs:?}"
+    );
+    assert_eq!(
+        segs[0].frames_scored, 4,
+        "the cooling frames are merged in: {segs:?}"
+    );
+}
+
+/// The merge gap is inclusive: a run that starts exactly `merge_gap_ms` after the last frame above
+/// `exit` is a new segment, one a frame earlier joins the old one. Fails if the gap closed at
+/// `> gap` instead of `>= gap`.
+#[test]
+fn a_run_exactly_one_gap_later_starts_a_new_segment() {
+    let p = policy(1, 0, 0, 0, 500);
+    let at_gap = [0.9, 0.1, 0.1, 0.1, 0.1, 0.9, 0.1];
+    let segs = closed(&run(&p, 100, &at_gap, true));
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    assert_eq!((segs[1].start_us, segs[1].end_us), (500 * MS, 500 * MS));
+    let within = [0.9, 0.1, 0.1, 0.1, 0.9, 0.1];
+    let segs = closed(&run(&p, 100, &within, true));
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert_eq!((segs[0].start_us, segs[0].end_us), (0, 400 * MS));
+    // Without frames: `advance` to exactly the gap closes, a microsecond before does not.
+    let mut seg = Segmenter::new(&p, &["other".into(), "x".into()]);
+    let mut out = Vec::new();
+    seg.observe(0, &[0.1, 0.9], &mut out);
+    seg.observe(100 * MS, &[0.9, 0.1], &mut out);
+    seg.advance(500 * MS - 1, &mut out);
+    assert!(closed(&out).is_empty(), "gap not over yet");
+    seg.advance(500 * MS, &mut out);
+    assert_eq!(closed(&out).len(), 1);
+}
+
 #[test]
 fn a_segment_closes_once_the_gap_runs_out_even_without_frames() {
     let p = policy(1, 0, 0, 0, 500);
@@ -312,12 +369,44 @@ proptest! {
         }
     }
 
+    /// Scores that never reach `enter` (below `exit` and in the hysteresis band alike) never open a
+    /// segment, whatever the smoothing window. Fails if a segment opened at `exit`.
     #[test]
-    fn scores_below_exit_never_make_a_segment(
-        scores in prop::collection::vec(0.0f32..0.5, 0..300),
+    fn scores_below_enter_never_make_a_segment(
+        scores in prop::collection::vec(prop_oneof![0.0f32..0.5, 0.5f32..0.8], 0..300),
         window in 1usize..8, min_ms in 0u64..600, gap in 0u64..800,
     ) {
         let p = policy(window, min_ms, 100, 100, gap);
         prop_assert!(run(&p, 33, &scores, true).is_empty());
+    }
+
+    /// The other direction of coverage: every segment holds a real run. Without smoothing and rolls,
+    /// a segment starts on a frame at or above `enter` that begins an unbroken run above `enter`
+    /// lasting the minimum duration, and ends on a frame that kept it open: at or above `exit`
+    /// while it was not cooling, or at or above `enter` after its scores fell below `exit` (band
+    /// scores do not resume a cooling segment). Fails if a segment opened on a short run, or a
+    /// cooling segment resumed at `exit`.
+    #[test]
+    fn every_segment_holds_a_real_run(
+        scores in prop::collection::vec(prop_oneof![0.0f32..0.5, 0.5f32..0.8, 0.8f32..=1.0], 1..200),
+        min_ms in 0u64..600, gap in 0u64..800,
+    ) {
+        let p = policy(1, min_ms, 0, 0, gap);
+        let segs = closed(&run(&p, 100, &scores, true));
+        for s in &segs {
+            let (a, b) = ((s.start_us / (100 * MS)) as usize, (s.end_us / (100 * MS)) as usize);
+            prop_assert!(scores[a] >= 0.8, "starts below enter: {s:?}");
+            let run = scores[a..].iter().take_while(|&&x| x >= 0.8).count() as i64;
+            prop_assert!((run - 1) * 100 >= min_ms as i64, "starts on a short run: {s:?}");
+            let mut cooling = false;
+            for &x in &scores[a..=b] {
+                if x < 0.5 {
+                    cooling = true;
+                } else if x >= 0.8 {
+                    cooling = false;
+                }
+            }
+            prop_assert!(!cooling, "ends on a frame that does not keep it open: {s:?}");
+        }
     }
 }

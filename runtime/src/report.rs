@@ -428,3 +428,60 @@ pub fn now_unix_millis() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Report ids pinned to values computed outside Rust (Python's `hashlib`: the first 16 bytes of
+    /// SHA-256 over `le64(len) ‖ stream id`, `le64(len) ‖ label`, `le64(segment id)`,
+    /// `le64(start µs)`, in hex). Fails if a part is dropped from the hash or the encoding changes
+    /// (ids already in outboxes and receivers would stop deduplicating), and, through the fifth
+    /// case, if the length prefixes go ("sample-stream" + "nsfw" against "sample-streamn" + "sfw").
+    #[test]
+    fn report_ids_are_pinned_to_independently_computed_values() {
+        let cases = [
+            (
+                "sample-stream",
+                "nsfw",
+                1,
+                2_500_000,
+                "0a08e8764ba53cc2a33f275161ea9972",
+            ),
+            (
+                "sample-stream",
+                "sfw",
+                1,
+                2_500_000,
+                "baf599387b0c5c25817a11218c491eb8",
+            ),
+            (
+                "sample-stream",
+                "nsfw",
+                2,
+                2_500_000,
+                "4d01cde5920c9d21491ac4aebb17ab2f",
+            ),
+            (
+                "sample-stream",
+                "nsfw",
+                1,
+                2_500_001,
+                "1b27f4a4c3b5c18944f1971bbcb07a14",
+            ),
+            (
+                "sample-streamn",
+                "sfw",
+                1,
+                2_500_000,
+                "343c4fea0ca53426ab46964ed2b9e6fa",
+            ),
+            ("s", " ", 0, -1, "52608531c12a61147b841eed0d9797ae"),
+        ];
+        for (stream, label, segment, start_us, want) in cases {
+            let id = report_id(stream, label, segment, start_us);
+            assert_eq!(id, want, "{stream:?} {label:?} {segment} {start_us}");
+            check_id(&id).unwrap();
+        }
+    }
+}
