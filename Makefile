@@ -52,10 +52,12 @@ fmt:
 # target; the default features are all of them) with its lints and warnings as errors, in the same
 # build the tests then run, instead of a `cargo clippy` pass that type-checks every dependency a
 # second time (6.4 minutes of CI on 2 cores). Every x86-64 cargo command of `make test`,
-# `test-android` and `test-ios` goes through it, so nothing is rebuilt between them. The runtime
+# `test-android` and `test-ios` goes through it, so nothing is rebuilt between them (the iOS tests'
+# mobile/ios/generate-bindings.sh runs cargo too: it gets the same environment). The runtime
 # alone, as mobile builds it, is still linted by `cargo clippy` (`lint-mobile`).
 CLIPPY_DRIVER := $(shell rustc --print sysroot 2>/dev/null)/bin/clippy-driver
-LINTED = RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__ $(CARGO)
+LINT_ENV = RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+LINTED = $(LINT_ENV) $(CARGO)
 lint-mobile:
 	@test -x $(CLIPPY_DRIVER) || { echo "clippy not found: rustup component add clippy" >&2; exit 1; }
 	$(CARGO) clippy -p prescreen-runtime --all-targets --no-default-features -- -D warnings
@@ -199,7 +201,7 @@ test-android: model
 # the committed Swift bindings regenerated and compared.
 test-ios: model
 	$(LINTED) build --workspace --all-targets
-	$(VPY) -m pytest -q mobile/ios/tests
+	$(LINT_ENV) $(VPY) -m pytest -q mobile/ios/tests
 
 # Criterion benches, then the side-by-side runs in the same session: preprocessing against OpenCV,
 # inference against onnxruntime (float and int8, 1 and 2 threads, load time, memory, file and
