@@ -357,20 +357,53 @@ fn drop_and_finish_stop_the_worker_cleanly() {
     assert!(m.accounted());
 }
 
+/// When a lent camera buffer goes bad.
+#[derive(Clone, Copy, PartialEq)]
+enum Breaks {
+    Never,
+    /// Malformed from the start, as a host's buffer with a bad stride would describe itself.
+    AtOnce,
+    /// Recycled by a misbehaving host while the engine holds it: fine when submitted, then an
+    /// error (or a panic) when the worker reads it.
+    OnWorker,
+    PanicsOnWorker,
+}
+
 /// A lent camera buffer that counts when the engine gives it back.
 struct Lent {
     frame: OwnedFrame,
-    broken: bool,
+    breaks: Breaks,
+    calls: std::sync::atomic::AtomicUsize,
     returned: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Lent {
+    fn new(
+        frame: OwnedFrame,
+        breaks: Breaks,
+        returned: &Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Self {
+        let (calls, returned) = (Default::default(), returned.clone());
+        Lent {
+            frame,
+            breaks,
+            calls,
+            returned,
+        }
+    }
 }
 
 impl CameraBuffer for Lent {
     fn frame(&self) -> Result<Frame<'_>, FrameError> {
-        if self.broken {
-            // As a host's buffer with a bad stride would describe itself.
-            return Frame::packed(PixelFormat::Rgb8, 4, 4, &[0; 8], 12);
+        let first = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        match self.breaks {
+            Breaks::Never => self.frame.frame(),
+            Breaks::OnWorker | Breaks::PanicsOnWorker if first => self.frame.frame(),
+            Breaks::PanicsOnWorker => panic!("buffer recycled while lent"),
+            Breaks::AtOnce | Breaks::OnWorker => {
+                Frame::packed(PixelFormat::Rgb8, 4, 4, &[0; 8], 12)
+            }
         }
-        self.frame.frame()
     }
 }
 
@@ -417,19 +450,15 @@ fn lent_camera_buffers_are_scored_and_given_back() {
     let (sink, rx) = collect();
     let engine = Engine::start(&model, &p, options, sink).unwrap();
     for (i, rgb) in colours.iter().enumerate() {
-        let buffer = Lent {
-            frame: solid(96, 64, *rgb, i as i64 * 1_000_000),
-            broken: false,
-            returned: returned.clone(),
-        };
+        let buffer = Lent::new(
+            solid(96, 64, *rgb, i as i64 * 1_000_000),
+            Breaks::Never,
+            &returned,
+        );
         assert_eq!(engine.submit_buffer(Box::new(buffer)), Submitted::Accepted);
         engine.wait_idle();
     }
-    let broken = Lent {
-        frame: solid(8, 8, [0, 0, 0], 9_000_000),
-        broken: true,
-        returned: returned.clone(),
-    };
+    let broken = Lent::new(solid(8, 8, [0, 0, 0], 9_000_000), Breaks::AtOnce, &returned);
     assert_eq!(engine.submit_buffer(Box::new(broken)), Submitted::Rejected);
     let m = engine.finish();
     assert_eq!(scores_of(&rx), copied);
@@ -438,34 +467,6 @@ fn lent_camera_buffers_are_scored_and_given_back() {
     assert!(m.accounted());
     drop(engine);
     assert_eq!(returned.load(std::sync::atomic::Ordering::SeqCst), 4);
-}
-
-/// A lent buffer that a misbehaving host recycles while the engine holds it: its frame reads fine
-/// when submitted, then fails (or panics) when the worker reads it.
-struct Recycled {
-    frame: OwnedFrame,
-    panics: bool,
-    calls: std::sync::atomic::AtomicUsize,
-    returned: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl CameraBuffer for Recycled {
-    fn frame(&self) -> Result<Frame<'_>, FrameError> {
-        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-            return self.frame.frame();
-        }
-        if self.panics {
-            panic!("buffer recycled while lent");
-        }
-        Frame::packed(PixelFormat::Rgb8, 4, 4, &[0; 8], 12)
-    }
-}
-
-impl Drop for Recycled {
-    fn drop(&mut self) {
-        self.returned
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 /// A frame that fails inside the worker (an error or a panic while reading it) is counted in
@@ -478,19 +479,14 @@ fn a_frame_that_fails_in_the_worker_is_counted_and_reported() {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     let model = redness();
     let p = policy(&[("[labels.nsfw]", "[labels.red]")]);
-    for panics in [false, true] {
+    for breaks in [Breaks::OnWorker, Breaks::PanicsOnWorker] {
         let returned = Arc::new(AtomicUsize::new(0));
         let (sink, rx) = collect();
         let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
         let good = solid(96, 64, [30, 200, 30], 0);
         assert_eq!(engine.submit(&good.frame().unwrap()), Submitted::Accepted);
         engine.wait_idle();
-        let recycled = Recycled {
-            frame: solid(96, 64, [200, 30, 30], 1_000_000),
-            panics,
-            calls: AtomicUsize::new(0),
-            returned: returned.clone(),
-        };
+        let recycled = Lent::new(solid(96, 64, [200, 30, 30], 1_000_000), breaks, &returned);
         assert_eq!(
             engine.submit_buffer(Box::new(recycled)),
             Submitted::Accepted
