@@ -19,7 +19,7 @@ use prescreen_runtime::backend::Backend;
 use prescreen_runtime::engine::{Engine, EngineOptions, Event};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat, Rotation};
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::model::{golden_input, LoadOptions, Model};
+use prescreen_runtime::model::{golden_input, IntegerKernels, LoadOptions, Model};
 use prescreen_runtime::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
 use prescreen_runtime::policy::Policy;
 use prescreen_runtime::report::{now_unix_millis, ReportContext};
@@ -87,10 +87,28 @@ struct ModelFile {
     /// Inference threads (tract's multithreaded matrix products when above 1).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Run an int8 file's convolutions with tract's f32 kernels even where prescreen's integer
-    /// convolution could run them (a CPU with AVX-512 VNNI): for comparisons.
-    #[arg(long)]
-    tract_kernels: bool,
+    /// How an int8 file's convolutions run: `auto`, integer ones on this CPU's SIMD kernel (AVX-512
+    /// VNNI, aarch64 i8mm or dotprod; tract's f32 kernels where it has none); `portable`, integer
+    /// ones on the scalar kernel; `off`, tract's f32 kernels (for comparisons).
+    #[arg(long, value_enum, default_value = "auto")]
+    integer_kernels: IntegerKernelsArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IntegerKernelsArg {
+    Auto,
+    Portable,
+    Off,
+}
+
+impl From<IntegerKernelsArg> for IntegerKernels {
+    fn from(k: IntegerKernelsArg) -> Self {
+        match k {
+            IntegerKernelsArg::Auto => IntegerKernels::Auto,
+            IntegerKernelsArg::Portable => IntegerKernels::Portable,
+            IntegerKernelsArg::Off => IntegerKernels::Off,
+        }
+    }
 }
 
 impl ModelFile {
@@ -98,7 +116,7 @@ impl ModelFile {
     fn load(&self) -> Result<Model> {
         let options = LoadOptions {
             threads: self.threads,
-            integer_kernels: !self.tract_kernels,
+            integer_kernels: self.integer_kernels.into(),
         };
         Model::load_dir_with(&self.model_dir, self.variant.into(), &options).with_context(|| {
             format!(

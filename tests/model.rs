@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use prescreen_runtime::manifest::{Manifest, Variant};
-use prescreen_runtime::model::{golden_input, LoadOptions, Model, MAX_THREADS};
+use prescreen_runtime::model::{golden_input, IntegerKernels, LoadOptions, Model, MAX_THREADS};
 use prescreen_runtime::Error;
 use sha2::{Digest, Sha256};
 
@@ -380,59 +380,92 @@ fn the_profile_accounts_for_every_kind_of_operator() {
     );
 }
 
+/// The int8 file's convolutions become integer ones: on every CPU through the portable kernel
+/// (`IntegerKernels::Portable`), so the rewrite and its agreement with tract run everywhere, and
+/// through the SIMD kernel this CPU has (`Auto`), which must give the portable kernel's scores bit
+/// for bit. Kills: a rewrite that replaces the wrong nodes or no node, a kernel choice that
+/// ignores the option, a SIMD kernel that drifts from the portable one. Without a SIMD kernel the
+/// `Auto` half is skipped, and fails under CI unless waived (`common::missing_kernel`).
 #[test]
 fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_an_integer_kernel() {
     let manifest = Manifest::load(common::model_dir()).unwrap();
-    let run = |variant, integer_kernels| {
+    let load = |variant, integer_kernels| {
         let options = LoadOptions {
             integer_kernels,
             ..LoadOptions::default()
         };
-        let model = Model::load_with(&manifest, variant, &options).unwrap();
+        Model::load_with(&manifest, variant, &options).unwrap()
+    };
+    let run = |model: &Model| {
         let mut session = model.session().unwrap();
         golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
         let scores = session.run().unwrap().probabilities;
-        let ops = session.profile(1).unwrap();
-        (model.integer_convolutions(), scores, ops)
+        (scores, session)
     };
-    let (float_count, _, _) = run(Variant::Float, true);
-    assert_eq!(float_count, 0, "a float file has no quantized convolution");
-    let (tract_count, tract, _) = run(Variant::Int8, false);
+    let float = load(Variant::Float, IntegerKernels::Portable);
     assert_eq!(
-        tract_count, 0,
-        "integer_kernels: false keeps tract's kernels"
+        (float.integer_convolutions(), float.integer_kernel()),
+        (0, None),
+        "a float file has no quantized convolution"
     );
-    let (count, integer, ops) = run(Variant::Int8, true);
-    // Detected here independently of the runtime's own detection.
-    #[cfg(target_arch = "x86_64")]
-    let kernel = (is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512vnni"))
-    .then_some("avx512-vnni");
-    #[cfg(target_arch = "aarch64")]
-    let kernel = if std::arch::is_aarch64_feature_detected!("i8mm") {
-        Some("neon-i8mm")
-    } else {
-        std::arch::is_aarch64_feature_detected!("dotprod").then_some("neon-dotprod")
-    };
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let kernel: Option<&str> = None;
-    let model = Model::load_with(&manifest, Variant::Int8, &LoadOptions::default()).unwrap();
-    assert_eq!(model.integer_kernel(), kernel);
-    let Some(kernel) = kernel else {
-        assert_eq!(count, 0);
-        eprintln!("SKIPPED: this CPU has no integer kernel, so int8 convolutions stay with tract");
-        return;
-    };
-    eprintln!("integer kernel: {kernel}");
+    let off = load(Variant::Int8, IntegerKernels::Off);
+    assert_eq!(
+        (off.integer_convolutions(), off.integer_kernel()),
+        (0, None),
+        "IntegerKernels::Off keeps tract's kernels"
+    );
+    let (tract, _) = run(&off);
     // ResNet-50 has 53 convolutions; the first, on raw pixels, is kept in float by the recipe.
-    assert_eq!(count, 52, "{ops:?}");
+    let portable = load(Variant::Int8, IntegerKernels::Portable);
+    assert_eq!(portable.integer_kernel(), Some("portable"));
+    let (reference, mut session) = run(&portable);
+    let ops = session.profile(1).unwrap();
+    assert_eq!(portable.integer_convolutions(), 52, "{ops:?}");
     let qconv = ops
         .iter()
         .find(|o| o.op == "QConv")
         .expect("no QConv in the profile");
     assert_eq!(qconv.nodes, 52);
     // Both forms passed the golden self-test on load; they also agree with each other.
-    let (max, _) = common::diff(&tract, &integer);
-    assert!(max < 0.01, "tract kernels {tract:?}, integer {integer:?}");
+    let (max, _) = common::diff(&tract, &reference);
+    assert!(max < 0.01, "tract kernels {tract:?}, integer {reference:?}");
+
+    // Detected here independently of the runtime's own detection.
+    #[cfg(target_arch = "x86_64")]
+    let (kernel, fastest) = (
+        (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni"))
+        .then_some("avx512-vnni"),
+        "avx512-vnni",
+    );
+    #[cfg(target_arch = "aarch64")]
+    let (kernel, fastest) = (
+        if std::arch::is_aarch64_feature_detected!("i8mm") {
+            Some("neon-i8mm")
+        } else {
+            std::arch::is_aarch64_feature_detected!("dotprod").then_some("neon-dotprod")
+        },
+        "neon-dotprod",
+    );
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let (kernel, fastest): (Option<&str>, &str) = (None, "");
+    let auto = load(Variant::Int8, IntegerKernels::Auto);
+    assert_eq!(auto.integer_kernel(), kernel);
+    let Some(kernel) = kernel else {
+        assert_eq!(auto.integer_convolutions(), 0);
+        if !fastest.is_empty() {
+            common::missing_kernel(fastest, "int8 convolutions on the SIMD kernel");
+        }
+        return;
+    };
+    eprintln!("integer kernel: {kernel}");
+    assert_eq!(auto.integer_convolutions(), 52);
+    let (scores, _) = run(&auto);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&scores),
+        bits(&reference),
+        "{kernel} {scores:?}, portable {reference:?}"
+    );
 }

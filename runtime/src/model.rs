@@ -19,6 +19,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{Error, Result};
 use crate::manifest::{Activation, Layout, Manifest, Variant};
+use crate::qconv::Kernel;
 
 /// Largest model file accepted, in bytes.
 pub const MAX_MODEL_BYTES: u64 = 1 << 30;
@@ -34,18 +35,44 @@ pub struct LoadOptions {
     /// Threads tract's matrix products may use (1 to [`MAX_THREADS`]). More than one starts a
     /// private thread pool for this model; the calling thread still runs everything else.
     pub threads: usize,
-    /// Run a quantized (QDQ) file's convolutions as integer convolutions (u8 × s8 summed in i32)
-    /// where the CPU has the instructions for it: x86-64 with AVX-512 VNNI, aarch64 with the dot
-    /// product extension (detected at run time). Elsewhere, or when false, tract runs them with
-    /// its f32 kernels. On by default; off is for comparisons.
-    pub integer_kernels: bool,
+    /// How a quantized (QDQ) file's convolutions run: [`IntegerKernels::Auto`] by default.
+    pub integer_kernels: IntegerKernels,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             threads: 1,
-            integer_kernels: true,
+            integer_kernels: IntegerKernels::Auto,
+        }
+    }
+}
+
+/// How the loader runs a quantized (QDQ) file's convolutions ([`LoadOptions::integer_kernels`]).
+/// A float file has none, and every choice loads it the same way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IntegerKernels {
+    /// As integer convolutions (u8 × s8 summed in i32) on the fastest SIMD kernel this CPU runs,
+    /// detected at load: x86-64 with AVX-512 VNNI, aarch64 with the int8 matrix multiply or the
+    /// dot product extension. On a CPU with none of them tract runs the convolutions with its f32
+    /// kernels, which are faster there than the portable integer kernel.
+    #[default]
+    Auto,
+    /// As integer convolutions on the portable (scalar) kernel, whatever the CPU: the same outputs
+    /// as every SIMD kernel, bit for bit, at a fraction of their speed. For tests, so that the
+    /// graph rewrite and the integer arithmetic run on every machine.
+    Portable,
+    /// With tract's f32 kernels even where an integer kernel could run them: for comparisons.
+    Off,
+}
+
+impl IntegerKernels {
+    /// The kernel the integer convolutions will run on, or `None` when they stay with tract.
+    fn kernel(self) -> Option<Kernel> {
+        match self {
+            IntegerKernels::Auto => Kernel::detect(),
+            IntegerKernels::Portable => Some(Kernel::Portable),
+            IntegerKernels::Off => None,
         }
     }
 }
@@ -66,6 +93,8 @@ struct Inner {
     plan: Arc<Plan>,
     threads: usize,
     integer_convolutions: usize,
+    /// What the integer convolutions run on; `None` when there are none.
+    kernel: Option<Kernel>,
 }
 
 impl std::fmt::Debug for Model {
@@ -125,7 +154,8 @@ impl Model {
                 expected: entry.sha256.clone(),
             });
         }
-        let (plan, integer_convolutions) = build_plan(manifest, &path, bytes, options)?;
+        let kernel = options.integer_kernels.kernel();
+        let (plan, integer_convolutions) = build_plan(manifest, &path, bytes, options, kernel)?;
         let model = Model {
             inner: Arc::new(Inner {
                 manifest: manifest.clone(),
@@ -135,6 +165,7 @@ impl Model {
                 plan,
                 threads: options.threads,
                 integer_convolutions,
+                kernel: kernel.filter(|_| integer_convolutions > 0),
             }),
         };
         model.self_test()?;
@@ -183,19 +214,16 @@ impl Model {
     }
 
     /// How many of the model's convolutions run as integer convolutions
-    /// ([`LoadOptions::integer_kernels`]); 0 for a float file or where the CPU lacks the
-    /// instructions.
+    /// ([`LoadOptions::integer_kernels`]); 0 for a float file, with [`IntegerKernels::Off`], or
+    /// with [`IntegerKernels::Auto`] on a CPU without an integer kernel.
     pub fn integer_convolutions(&self) -> usize {
         self.inner.integer_convolutions
     }
 
-    /// The SIMD kernel the integer convolutions run on (`"avx512-vnni"`, `"neon-dotprod"`), or
-    /// `None` when there are none.
+    /// The kernel the integer convolutions run on (`"avx512-vnni"`, `"neon-i8mm"`,
+    /// `"neon-dotprod"`, `"portable"`), chosen at load; `None` when there are none.
     pub fn integer_kernel(&self) -> Option<&'static str> {
-        (self.inner.integer_convolutions > 0)
-            .then(crate::qconv::Kernel::detect)
-            .flatten()
-            .map(crate::qconv::Kernel::name)
+        self.inner.kernel.map(Kernel::name)
     }
 
     /// Path of the loaded file.
@@ -404,6 +432,7 @@ fn build_plan(
     path: &Path,
     bytes: Vec<u8>,
     options: &LoadOptions,
+    kernel: Option<Kernel>,
 ) -> Result<(Arc<Plan>, usize)> {
     let threads = options.threads;
     let load = |reason: String| Error::ModelLoad {
@@ -456,29 +485,34 @@ fn build_plan(
         use crate::rewrite::{fuse_quantize_dequantize, quantized_convolutions, Pairs};
         let mut typed = typed;
         let mut integer = 0;
-        // On a CPU with an integer kernel (AVX-512 VNNI, aarch64 dotprod), quantized
-        // convolutions run as integer ones (crate::qconv).
+        // With an integer kernel (a SIMD one this CPU runs, or the portable one when asked for),
+        // quantized convolutions run as integer ones (crate::qconv).
         // The pairs on their inputs and outputs are left for that rewrite, which needs tract's
         // decluttered graph (1×1 convolutions as EinSum); every other pair is fused first, so that
         // decluttering cannot turn `DequantizeLinear → Softmax → QuantizeLinear` into tract's
         // quantized Softmax (wrong, see tests/model.rs).
-        let weights = if options.integer_kernels && crate::qconv::Kernel::detect().is_some() {
-            crate::rewrite::QuantizedWeights::from_proto(&onnx, &proto)
-                .map_err(|e| load(format!("reading quantized weights: {e:#}")))?
-        } else {
-            Default::default()
+        let weights = match kernel {
+            Some(kernel) => Some((
+                kernel,
+                crate::rewrite::QuantizedWeights::from_proto(&onnx, &proto)
+                    .map_err(|e| load(format!("reading quantized weights: {e:#}")))?,
+            )),
+            None => None,
         };
         drop(proto);
         let mut fused = 0;
-        if !weights.is_empty() {
+        if let Some((kernel, weights)) = weights.filter(|(_, w)| !w.is_empty()) {
             fused += fuse_quantize_dequantize(&mut typed, Pairs::NotAroundConvolutions)
                 .map_err(|e| load(format!("rewriting quantize/dequantize pairs: {e:#}")))?;
             typed = typed
                 .into_decluttered()
                 .map_err(|e| load(format!("{e:#}")))?;
-            integer = quantized_convolutions(&mut typed, &weights)
+            integer = quantized_convolutions(&mut typed, &weights, kernel)
                 .map_err(|e| load(format!("rewriting quantized convolutions: {e:#}")))?;
-            log::debug!("{integer} quantized convolutions run as integer convolutions");
+            log::debug!(
+                "{integer} quantized convolutions run as integer convolutions ({})",
+                kernel.name()
+            );
         }
         fused += fuse_quantize_dequantize(&mut typed, Pairs::All)
             .map_err(|e| load(format!("rewriting quantize/dequantize pairs: {e:#}")))?;

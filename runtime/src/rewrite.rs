@@ -36,7 +36,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearU8};
 use tract_onnx::tract_core::ops::Downsample;
 
-use crate::qconv::{Geometry, QConv, Requantize};
+use crate::qconv::{Geometry, Kernel, QConv, Requantize};
 
 /// `1.5 · 2²³`: adding then subtracting it rounds an f32 below 2²² in magnitude to an integer, ties
 /// to even.
@@ -288,9 +288,11 @@ struct Candidate {
 /// Only a convolution whose input comes from a `DequantizeLinear` of u8 (through `Downsample`, a
 /// strided 1×1 convolution's subsampling, at most) and whose kernel is exactly the folding of the
 /// file's s8 weights is replaced: its integer form then computes what the float graph means.
+/// The integer convolutions run on `kernel`.
 pub(crate) fn quantized_convolutions(
     model: &mut TypedModel,
     weights: &QuantizedWeights,
+    kernel: Kernel,
 ) -> TractResult<usize> {
     let mut candidates = vec![];
     for id in 0..model.nodes.len() {
@@ -304,7 +306,7 @@ pub(crate) fn quantized_convolutions(
         let name = node.name.clone();
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
-        let y = patch.wire_node(format!("{name}.qconv"), c.op, &[x])?[0];
+        let y = patch.wire_node(format!("{name}.qconv"), c.op.with_kernel(kernel), &[x])?[0];
         patch.shunt_outside(model, OutletId::new(c.last, 0), y)?;
         patch.obliterate(c.conv)?;
         for id in c.absorbed {
@@ -705,39 +707,49 @@ mod tests {
             .collect()
     }
 
+    /// The portable kernel, and the fastest SIMD one where this CPU has one.
+    fn kernels() -> Vec<Kernel> {
+        std::iter::once(Kernel::Portable)
+            .chain(Kernel::detect())
+            .collect()
+    }
+
     #[test]
     fn quantized_convolutions_become_integer_ones_with_the_same_outputs() {
         // 3x3 stays a Conv after decluttering; 1x1 becomes an EinSum plus a bias Add.
         for (channels, size, out_channels, kernel) in [(12, 9, 10, 3), (20, 6, 16, 1)] {
             let (model, weights, input) =
                 quantized_conv_model(channels, size, out_channels, kernel, true);
-            let mut rewritten = model.clone();
-            let replaced = quantized_convolutions(&mut rewritten, &weights).unwrap();
-            assert_eq!(replaced, 1, "{kernel}x{kernel}");
-            let names = op_names(&rewritten.clone().into_optimized().unwrap());
-            assert!(names.iter().any(|n| n == "QConv"), "{names:?}");
-            assert!(
-                !names
-                    .iter()
-                    .any(|n| (n.contains("Conv") && n != "QConv") || n.contains("MatMul")),
-                "a float convolution is left: {names:?}"
-            );
             let shape = [1, channels, size, size];
-            let float = run_image(model, &shape, &input);
-            let integer = run_image(rewritten, &shape, &input);
+            let float = run_image(model.clone(), &shape, &input);
             assert_eq!(float.len(), out_channels * size * size);
-            // Both sides are on the output grid (step 0.05); the exact integer sums may round a
-            // value that tract's f32 sums put within float error of a tie to the next step.
-            let mut same = 0;
-            for (a, b) in float.iter().zip(&integer) {
-                assert!((a - b).abs() <= 0.05 * 1.001, "{a} vs {b}");
-                same += usize::from(a.to_bits() == b.to_bits());
+            for simd in kernels() {
+                let mut rewritten = model.clone();
+                let replaced = quantized_convolutions(&mut rewritten, &weights, simd).unwrap();
+                assert_eq!(replaced, 1, "{kernel}x{kernel}");
+                let names = op_names(&rewritten.clone().into_optimized().unwrap());
+                assert!(names.iter().any(|n| n == "QConv"), "{names:?}");
+                assert!(
+                    !names
+                        .iter()
+                        .any(|n| (n.contains("Conv") && n != "QConv") || n.contains("MatMul")),
+                    "a float convolution is left: {names:?}"
+                );
+                let integer = run_image(rewritten, &shape, &input);
+                // Both sides are on the output grid (step 0.05); the exact integer sums may round
+                // a value that tract's f32 sums put within float error of a tie to the next step.
+                let mut same = 0;
+                for (a, b) in float.iter().zip(&integer) {
+                    assert!((a - b).abs() <= 0.05 * 1.001, "{}: {a} vs {b}", simd.name());
+                    same += usize::from(a.to_bits() == b.to_bits());
+                }
+                assert!(
+                    same * 100 >= float.len() * 99,
+                    "{}: {same} of {} equal",
+                    simd.name(),
+                    float.len()
+                );
             }
-            assert!(
-                same * 100 >= float.len() * 99,
-                "{same} of {} equal",
-                float.len()
-            );
         }
     }
 
@@ -750,7 +762,10 @@ mod tests {
         let mut other = QuantizedWeights::default();
         other.add(q, scales);
         let mut rewritten = model;
-        assert_eq!(quantized_convolutions(&mut rewritten, &other).unwrap(), 0);
+        assert_eq!(
+            quantized_convolutions(&mut rewritten, &other, Kernel::Portable).unwrap(),
+            0
+        );
         assert!(op_names(&rewritten).iter().any(|n| n == "Conv"));
     }
 
@@ -760,7 +775,10 @@ mod tests {
         // the activations are quantized, so the integer form would not compute the same thing.
         let (model, weights, _) = quantized_conv_model(8, 5, 8, 3, false);
         let mut patched = model;
-        assert_eq!(quantized_convolutions(&mut patched, &weights).unwrap(), 0);
+        assert_eq!(
+            quantized_convolutions(&mut patched, &weights, Kernel::Portable).unwrap(),
+            0
+        );
     }
 
     fn run(model: TypedModel, xs: &[f32]) -> Vec<f32> {

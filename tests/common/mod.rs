@@ -96,3 +96,22 @@ pub fn report_context(stream_id: &str) -> prescreen_runtime::report::ReportConte
         jpeg_quality: 80,
     }
 }
+
+/// A SIMD kernel (`Model::integer_kernel` names) this CPU does not run, so a test cannot try it.
+/// Elsewhere it is skipped with a printed reason; under `CI` it fails, unless
+/// `PRESCREEN_WAIVE_KERNELS` (comma-separated names) waives it: a CI machine that loses a kernel
+/// must say so, not turn its tests into skips. `make test-arm` waives what each emulated CPU lacks.
+#[allow(dead_code)]
+pub fn missing_kernel(name: &str, test: &str) {
+    let waived = std::env::var("PRESCREEN_WAIVE_KERNELS").unwrap_or_default();
+    let waived = waived.split(',').any(|k| k == name);
+    assert!(
+        std::env::var_os("CI").is_none() || waived,
+        "{test}: this CPU has no {name} kernel; under CI that fails unless \
+         PRESCREEN_WAIVE_KERNELS names it"
+    );
+    eprintln!(
+        "SKIPPED {test} on {name}: not on this CPU{}",
+        if waived { " (waived)" } else { "" }
+    );
+}
