@@ -66,10 +66,19 @@ pub trait Store: Send {
 }
 
 /// A [`Store`] in a folder: `pending/`, `dead-letter/`, `quarantine/` and `tmp/`.
+///
+/// A write is durable by the order of its file-system calls: the content goes to a new file in
+/// `tmp/`, that file is fsynced, renamed into its area, and the area's folder is fsynced (the
+/// rename itself is only durable then). Removals and moves fsync the folders they change. Every
+/// such call goes through one method below, which the unit tests journal to assert that order: a
+/// crash test cannot, because the page cache survives the killed process.
 #[derive(Debug)]
 pub struct FsStore {
     root: PathBuf,
     counter: u64,
+    /// The calls made, in order (unit tests only).
+    #[cfg(test)]
+    journal: Vec<String>,
 }
 
 impl FsStore {
@@ -89,8 +98,14 @@ impl FsStore {
             let entry = entry.map_err(|e| err("list", "tmp", e))?;
             let _ = fs::remove_file(entry.path());
         }
-        sync_dir(&root)?;
-        Ok(Self { root, counter: 0 })
+        let mut store = Self {
+            root,
+            counter: 0,
+            #[cfg(test)]
+            journal: Vec::new(),
+        };
+        store.sync_dir(None)?;
+        Ok(store)
     }
 
     /// The outbox folder.
@@ -101,23 +116,65 @@ impl FsStore {
     fn path(&self, area: Area, name: &str) -> PathBuf {
         self.root.join(area.dir_name()).join(name)
     }
-}
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    // Directories cannot be opened for fsync on Windows; there rename is durable enough.
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::Storage {
-            op: "fsync",
-            name: dir
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            source: e,
-        })?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    /// Notes a call in the unit tests' journal, with paths relative to the root.
+    #[cfg_attr(not(test), allow(unused_variables))]
+    fn note(&mut self, call: &str, paths: &[&Path]) {
+        #[cfg(test)]
+        {
+            let paths: Vec<String> = paths
+                .iter()
+                .map(|p| {
+                    p.strip_prefix(&self.root)
+                        .unwrap_or(p)
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            self.journal
+                .push(format!("{call} {}", paths.join(" ")).trim_end().to_owned());
+        }
+    }
+
+    /// Creates `path` with `bytes` and fsyncs it.
+    fn write_synced(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.note("write", &[path]);
+        let mut f = File::create(path)?;
+        f.write_all(bytes)?;
+        self.note("fsync", &[path]);
+        f.sync_all()
+    }
+
+    fn rename_file(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+        self.note("rename", &[from, to]);
+        fs::rename(from, to)
+    }
+
+    fn remove_file(&mut self, path: &Path) -> io::Result<()> {
+        self.note("remove", &[path]);
+        fs::remove_file(path)
+    }
+
+    /// Fsyncs an area's folder, or the root's.
+    fn sync_dir(&mut self, area: Option<Area>) -> Result<()> {
+        let dir = match area {
+            Some(area) => self.root.join(area.dir_name()),
+            None => self.root.clone(),
+        };
+        self.note("fsync-dir", &[&dir]);
+        // Directories cannot be opened for fsync on Windows; there rename is durable enough.
+        #[cfg(unix)]
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::Storage {
+                op: "fsync",
+                name: dir
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                source: e,
+            })?;
+        Ok(())
+    }
 }
 
 fn io_of(e: Error) -> io::Error {
@@ -152,12 +209,9 @@ impl Store for FsStore {
                 .join("tmp")
                 .join(format!("{name}.{}.{}", std::process::id(), self.counter));
         let result = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&tmp, self.path(area, name))?;
-            sync_dir(&self.root.join(area.dir_name())).map_err(io_of)
+            self.write_synced(&tmp, bytes)?;
+            self.rename_file(&tmp, &self.path(area, name))?;
+            self.sync_dir(Some(area)).map_err(io_of)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -166,14 +220,14 @@ impl Store for FsStore {
     }
 
     fn remove(&mut self, area: Area, name: &str) -> io::Result<()> {
-        fs::remove_file(self.path(area, name))?;
-        sync_dir(&self.root.join(area.dir_name())).map_err(io_of)
+        self.remove_file(&self.path(area, name))?;
+        self.sync_dir(Some(area)).map_err(io_of)
     }
 
     fn rename(&mut self, from: Area, name: &str, to: Area, new_name: &str) -> io::Result<()> {
-        fs::rename(self.path(from, name), self.path(to, new_name))?;
-        sync_dir(&self.root.join(to.dir_name())).map_err(io_of)?;
-        sync_dir(&self.root.join(from.dir_name())).map_err(io_of)
+        self.rename_file(&self.path(from, name), &self.path(to, new_name))?;
+        self.sync_dir(Some(to)).map_err(io_of)?;
+        self.sync_dir(Some(from)).map_err(io_of)
     }
 }
 
@@ -834,5 +888,68 @@ impl Drop for ReportingSink {
         for e in queued {
             (self.host)(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The order of the file-system calls that make each change durable. Kills: deleting the file's
+    /// fsync or a folder's, renaming before the content is synced, syncing the wrong folder.
+    #[test]
+    fn every_change_is_made_durable_in_order() {
+        let dir = std::env::temp_dir().join(format!("prescreen-journal-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let mut store = FsStore::open(&dir).unwrap();
+        assert_eq!(store.journal, ["fsync-dir"]);
+        store.journal.clear();
+        store.write(Area::Pending, "a.json", b"{}").unwrap();
+        let tmp = format!("tmp/a.json.{}.1", std::process::id());
+        assert_eq!(
+            store.journal,
+            [
+                format!("write {tmp}"),
+                format!("fsync {tmp}"),
+                format!("rename {tmp} pending/a.json"),
+                "fsync-dir pending".into(),
+            ]
+        );
+        assert_eq!(store.read(Area::Pending, "a.json").unwrap(), b"{}");
+        store.journal.clear();
+        store
+            .rename(Area::Pending, "a.json", Area::DeadLetter, "a.json")
+            .unwrap();
+        assert_eq!(
+            store.journal,
+            [
+                "rename pending/a.json dead-letter/a.json",
+                "fsync-dir dead-letter",
+                "fsync-dir pending"
+            ]
+        );
+        store.journal.clear();
+        store.remove(Area::DeadLetter, "a.json").unwrap();
+        assert_eq!(
+            store.journal,
+            ["remove dead-letter/a.json", "fsync-dir dead-letter"]
+        );
+        assert!(store.list(Area::DeadLetter).unwrap().is_empty());
+        // A write whose rename fails (its folder is gone) leaves nothing in tmp/ and syncs no
+        // folder it did not change.
+        fs::remove_dir(dir.join("quarantine")).unwrap();
+        store.journal.clear();
+        assert!(store.write(Area::Quarantine, "b.json", b"{}").is_err());
+        let tmp = format!("tmp/b.json.{}.2", std::process::id());
+        assert_eq!(
+            store.journal,
+            [
+                format!("write {tmp}"),
+                format!("fsync {tmp}"),
+                format!("rename {tmp} quarantine/b.json"),
+            ]
+        );
+        assert!(fs::read_dir(dir.join("tmp")).unwrap().next().is_none());
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
