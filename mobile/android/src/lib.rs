@@ -6,6 +6,9 @@
 //! Kotlin exception of their [`ErrorKind`] and returns a neutral value, so nothing undefined crosses
 //! the boundary. The Kotlin side owns the handle's lifetime: it calls `free` exactly once, under a
 //! write lock that waits for every call in flight, so a handle is never used after it is freed.
+//! The native side checks that too: each call on a handle is counted while it runs, and `free`
+//! refuses (`IllegalStateException`, the session kept) while any is, so a broken lock shows as an
+//! exception and a kept session, not as memory freed under a running call.
 //!
 //! Frames are read where they lie: direct `ByteBuffer`s through their address and capacity (every
 //! plane is bounds-checked against its capacity by the runtime's frame validation), `byte[]`s
@@ -19,7 +22,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use jni::objects::{
     GlobalRef, JByteArray, JByteBuffer, JClass, JLongArray, JObject, JObjectArray, JString, JValue,
@@ -96,6 +99,8 @@ static GLOBAL_REFS: AtomicI64 = AtomicI64::new(0);
 enum Failure {
     Runtime(Error),
     Jni(jni::errors::Error),
+    /// A call the handle's state forbids now (`IllegalStateException`).
+    State(String),
 }
 
 impl From<Error> for Failure {
@@ -134,6 +139,7 @@ fn ffi<'l, T: Default>(env: &mut JNIEnv<'l>, f: impl FnOnce(&mut JNIEnv<'l>) -> 
     let (class, message) = match result {
         Ok(Ok(value)) => return value,
         Ok(Err(Failure::Runtime(e))) => (exception_class(e.kind()), e.to_string()),
+        Ok(Err(Failure::State(message))) => ("java/lang/IllegalStateException", message),
         Ok(Err(Failure::Jni(e))) => {
             if env.exception_check().unwrap_or(false) {
                 return T::default();
@@ -168,6 +174,26 @@ fn ffi<'l, T: Default>(env: &mut JNIEnv<'l>, f: impl FnOnce(&mut JNIEnv<'l>) -> 
 /// The native side of a Kotlin `Screener`.
 struct Handle {
     session: Session,
+    /// Calls running on this handle ([`Call`]); `free` refuses while any is.
+    calls: AtomicUsize,
+}
+
+/// One call on a [`Handle`], counted in [`Handle::calls`] from [`handle`] until it is dropped at
+/// the end of the call.
+struct Call<'a>(&'a Handle);
+
+impl std::ops::Deref for Call<'_> {
+    type Target = Handle;
+
+    fn deref(&self) -> &Handle {
+        self.0
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Drop for Handle {
@@ -176,19 +202,21 @@ impl Drop for Handle {
     }
 }
 
-/// The handle behind a `jlong` from Kotlin.
+/// The handle behind a `jlong` from Kotlin, counted as a call in flight until the result drops.
 ///
 /// # Safety
 /// `handle` must be 0 or a value returned by `open` and not yet passed to `free`; the Kotlin
 /// `Screener` guarantees this with its lock (every call under the read lock, `free` under the
 /// write lock, and the handle zeroed there).
-unsafe fn handle<'a>(handle: jlong) -> Outcome<&'a Handle> {
+unsafe fn handle<'a>(handle: jlong) -> Outcome<Call<'a>> {
     if handle == 0 {
         return Err(Error::Closed.into());
     }
     // SAFETY: per this function's contract the pointer came from `Box::into_raw` in `open` and
     // the box is alive for the duration of the call.
-    Ok(unsafe { &*(handle as *const Handle) })
+    let handle = unsafe { &*(handle as *const Handle) };
+    handle.calls.fetch_add(1, Ordering::AcqRel);
+    Ok(Call(handle))
 }
 
 /// A JNI global reference, counted in [`GLOBAL_REFS`].
@@ -418,7 +446,10 @@ pub extern "system" fn Java_dev_prescreen_Native_open<'l>(
         let listener = listener(env.get_java_vm()?, Counted::new(env, &dispatcher)?);
         let session = Session::open(&config, listener)?;
         LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
-        Ok(Box::into_raw(Box::new(Handle { session })) as jlong)
+        Ok(Box::into_raw(Box::new(Handle {
+            session,
+            calls: AtomicUsize::new(0),
+        })) as jlong)
     })
 }
 
@@ -575,7 +606,7 @@ pub extern "system" fn Java_dev_prescreen_Native_submitYuv420<'l>(
             )?;
             meta.apply(frame)
         })();
-        submit_with(handle, built)
+        submit_with(&handle, built)
     })
 }
 
@@ -634,7 +665,7 @@ pub extern "system" fn Java_dev_prescreen_Native_submitNv21<'l>(
             Plane::new(&bytes[luma..], wu.div_ceil(2) * 2),
         )
         .and_then(|f| meta.apply(f));
-        submit_with(handle, built)
+        submit_with(&handle, built)
     })
 }
 
@@ -674,7 +705,7 @@ pub extern "system" fn Java_dev_prescreen_Native_submitRgba<'l>(
             )?;
             meta.apply(frame)
         })();
-        submit_with(handle, built)
+        submit_with(&handle, built)
     })
 }
 
@@ -864,7 +895,8 @@ pub extern "system" fn Java_dev_prescreen_Native_finish<'l>(
 }
 
 /// `Native.free(handle)`: releases the native session. Called once, by `Screener.close`, under its
-/// write lock.
+/// write lock. Throws `IllegalStateException` and keeps the session while a call on the handle is
+/// still running (the lock makes that impossible; this catches a broken lock).
 #[no_mangle]
 pub extern "system" fn Java_dev_prescreen_Native_free<'l>(
     mut env: JNIEnv<'l>,
@@ -873,11 +905,41 @@ pub extern "system" fn Java_dev_prescreen_Native_free<'l>(
 ) {
     ffi(&mut env, |_env| {
         if handle_ptr != 0 {
-            // SAFETY: the pointer came from `Box::into_raw` in `open`; the Kotlin Screener calls
-            // `free` once, after every other call on it has returned, and then forgets it.
+            // SAFETY: the pointer came from `Box::into_raw` in `open` and has not been freed: the
+            // Kotlin Screener calls `free` once (and again only after a refusal, below).
+            let calls = unsafe { &*(handle_ptr as *const Handle) }
+                .calls
+                .load(Ordering::Acquire);
+            if calls > 0 {
+                log::error!("free refused: {calls} native call(s) still running on the screener");
+                return Err(Failure::State(format!(
+                    "the screener cannot be freed while {calls} native call(s) on it are running"
+                )));
+            }
+            // SAFETY: as above; no call is running on it, and the Kotlin Screener forgets it now.
             drop(unsafe { Box::from_raw(handle_ptr as *mut Handle) });
         }
         Ok(())
+    })
+}
+
+/// `Native.callsInFlight(handle)`: calls running on the handle now (not counting this one), for
+/// tests and diagnostics.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_callsInFlight<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+) -> jlong {
+    ffi(&mut env, |_env| {
+        if handle_ptr == 0 {
+            return Err(Error::Closed.into());
+        }
+        // SAFETY: a live handle, as for every call (see `handle`); only its counter is read.
+        let calls = unsafe { &*(handle_ptr as *const Handle) }
+            .calls
+            .load(Ordering::Acquire);
+        Ok(calls as jlong)
     })
 }
 

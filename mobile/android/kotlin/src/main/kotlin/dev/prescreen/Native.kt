@@ -90,8 +90,13 @@ internal object Native {
     @JvmStatic
     external fun finish(handle: Long): LongArray?
 
+    /** Frees the session; throws [IllegalStateException] and keeps it while a call on it runs. */
     @JvmStatic
     external fun free(handle: Long)
+
+    /** Calls running on the handle now (for tests and diagnostics). */
+    @JvmStatic
+    external fun callsInFlight(handle: Long): Long
 
     @JvmStatic
     external fun liveObjects(): LongArray

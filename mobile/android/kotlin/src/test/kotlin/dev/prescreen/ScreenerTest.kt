@@ -3,6 +3,7 @@ package dev.prescreen
 import java.nio.ByteBuffer
 import java.util.Collections
 import java.util.concurrent.CountDownLatch
+import java.util.concurrent.TimeUnit
 import java.util.concurrent.atomic.AtomicLong
 import kotlin.concurrent.thread
 import kotlinx.coroutines.Dispatchers
@@ -259,6 +260,55 @@ class ScreenerTest {
             outbox.deleteRecursively()
         }
         assertEquals(0L, Screener.nativeLiveObjects()[0])
+    }
+
+    /**
+     * The native side counts the calls running on a handle, and `free` refuses while any is: what
+     * a broken lock in [Screener.close] (say a read lock around `free`) would otherwise turn into
+     * memory freed under a running call. `Native.finish` is held in flight deterministically: it
+     * joins the events thread, which waits in the listener until the test lets it go.
+     */
+    @Test
+    fun `free refuses while a native call on the handle is running`() {
+        val outbox = Streams.tempDir("outbox")
+        val c = Streams.config(outbox).copy(emitScores = true)
+        val inListener = CountDownLatch(1)
+        val release = CountDownLatch(1)
+        val dispatcher = EventDispatcher { event ->
+            if (inListener.count > 0L) {
+                inListener.countDown()
+                release.await()
+            }
+        }
+        val sessions = Native.liveObjects()[0]
+        val handle = Native.open(
+            c.modelDir, c.policyPath, c.outboxDir, c.streamId, c.backend.ordinal, false, true,
+            c.outboxBudgetBytes, c.deviceClass, c.inferenceThreads, dispatcher,
+        )
+        assertEquals(sessions + 1, Native.liveObjects()[0])
+        assertEquals(0L, Native.callsInFlight(handle))
+        Native.submitNv21(handle, Streams.nv21(w, h, red = true), w, h, 0, false, 0, 0, 0)
+        // A guard against a hang, not a timing assumption: the first event comes at once.
+        assertTrue(inListener.await(120, TimeUnit.SECONDS), "no event from the first frame")
+        val finishing = thread { Native.finish(handle) }
+        // finish cannot return while the listener is held; the deadline only turns a counting bug
+        // into a failure instead of a hang.
+        val deadline = System.nanoTime() + 120_000_000_000L
+        while (Native.callsInFlight(handle) == 0L) {
+            assertTrue(finishing.isAlive, "finish returned while the listener was held")
+            assertTrue(System.nanoTime() < deadline, "finish never counted as a call in flight")
+            Thread.sleep(1)
+        }
+        val refused = assertThrows<IllegalStateException> { Native.free(handle) }
+        assertTrue("running" in refused.message.orEmpty(), "${refused.message}")
+        assertEquals(sessions + 1, Native.liveObjects()[0], "the session was kept")
+        release.countDown()
+        finishing.join()
+        assertEquals(0L, Native.callsInFlight(handle))
+        Native.free(handle)
+        assertEquals(sessions, Native.liveObjects()[0])
+        dispatcher.complete()
+        outbox.deleteRecursively()
     }
 
     @Test
