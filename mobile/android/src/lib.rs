@@ -219,6 +219,17 @@ unsafe fn handle<'a>(handle: jlong) -> Outcome<Call<'a>> {
     Ok(Call(handle))
 }
 
+/// Calls running on a handle, read without counting this one (for `free` and `callsInFlight`).
+///
+/// # Safety
+/// `handle` must be a non-zero value returned by `open` and not yet freed.
+unsafe fn running_calls(handle: jlong) -> usize {
+    // SAFETY: per this function's contract the box is alive; only its counter is read.
+    unsafe { &*(handle as *const Handle) }
+        .calls
+        .load(Ordering::Acquire)
+}
+
 /// A JNI global reference, counted in [`GLOBAL_REFS`].
 struct Counted(GlobalRef);
 
@@ -907,9 +918,7 @@ pub extern "system" fn Java_dev_prescreen_Native_free<'l>(
         if handle_ptr != 0 {
             // SAFETY: the pointer came from `Box::into_raw` in `open` and has not been freed: the
             // Kotlin Screener calls `free` once (and again only after a refusal, below).
-            let calls = unsafe { &*(handle_ptr as *const Handle) }
-                .calls
-                .load(Ordering::Acquire);
+            let calls = unsafe { running_calls(handle_ptr) };
             if calls > 0 {
                 log::error!("free refused: {calls} native call(s) still running on the screener");
                 return Err(Failure::State(format!(
@@ -935,11 +944,8 @@ pub extern "system" fn Java_dev_prescreen_Native_callsInFlight<'l>(
         if handle_ptr == 0 {
             return Err(Error::Closed.into());
         }
-        // SAFETY: a live handle, as for every call (see `handle`); only its counter is read.
-        let calls = unsafe { &*(handle_ptr as *const Handle) }
-            .calls
-            .load(Ordering::Acquire);
-        Ok(calls as jlong)
+        // SAFETY: a live handle, as for every call (see `handle`).
+        Ok(unsafe { running_calls(handle_ptr) } as jlong)
     })
 }
 
