@@ -3,6 +3,7 @@
 
 mod common;
 
+use prescreen_runtime::frame::{Frame, PixelFormat, Plane};
 use prescreen_runtime::policy::Policy;
 use prescreen_runtime::sampling::{Gate, Sampler, Signature};
 use prescreen_runtime::segmenter::{Segment, SegmentEvent, Segmenter};
@@ -10,10 +11,9 @@ use proptest::prelude::*;
 
 const MS: i64 = 1000;
 
-/// A policy for one label `x`: enter 0.8, exit 0.5, watch 0.3; shaping values given.
-fn policy(window: usize, min_ms: u64, pre_ms: u64, post_ms: u64, gap_ms: u64) -> Policy {
-    Policy::parse(&format!(
-        r#"schema = 1
+/// A policy for one label `x`: enter 0.8, exit 0.5, watch 0.3, two evidence frames; the shaping
+/// values are placeholders.
+const POLICY: &str = r#"schema = 1
 version = "test"
 [labels.x]
 enter = 0.8
@@ -37,9 +37,17 @@ max_interval_ms = 2000
 thumbnails = 2
 size = 64
 jpeg_quality = 80
-"#
-    ))
-    .unwrap()
+"#;
+
+/// [`POLICY`] with the shaping values given.
+fn policy(window: usize, min_ms: u64, pre_ms: u64, post_ms: u64, gap_ms: u64) -> Policy {
+    let text = POLICY
+        .replace("{window}", &window.to_string())
+        .replace("{min_ms}", &min_ms.to_string())
+        .replace("{pre_ms}", &pre_ms.to_string())
+        .replace("{post_ms}", &post_ms.to_string())
+        .replace("{gap_ms}", &gap_ms.to_string());
+    Policy::parse(&text).unwrap()
 }
 
 /// Feeds `scores`, one every `step_ms` from t = 0, then finishes at the last frame's time.
@@ -231,8 +239,9 @@ fn finish_mid_segment_closes_it_and_keeps_candidates_that_qualify() {
     assert_eq!((segs[0].start_us, segs[0].end_us), (100 * MS, 600 * MS));
     // Without finish nothing is closed.
     assert!(closed(&run(&p, 100, &[0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9], false)).is_empty());
-    // A run shorter than the minimum at the end is dropped.
+    // A run shorter than the minimum at the end is dropped, also one that began the stream.
     assert!(run(&p, 100, &[0.1, 0.9, 0.9], true).is_empty());
+    assert!(run(&p, 100, &[0.9, 0.9, 0.9], true).is_empty());
 }
 
 #[test]
@@ -321,6 +330,407 @@ fn the_scene_gate_skips_unchanged_frames_but_not_beyond_its_maximum_interval() {
     assert!(!gate.unchanged(500 * MS, &moved), "a new scene is scored");
     assert!(gate.unchanged(1999 * MS, &still));
     assert!(!gate.unchanged(2000 * MS, &still), "max interval reached");
+}
+
+/// A policy for one label `x` (enter 0.8, exit 0.5, watch 0.3) that keeps `keep` evidence frames.
+fn policy_keeping(keep: usize, window: usize, gap_ms: u64) -> Policy {
+    let mut p = policy(window, 0, 0, 0, gap_ms);
+    p.evidence.thumbnails = keep;
+    p
+}
+
+/// A segment that cools below `exit` and resumes above `enter` accounts for every frame in
+/// between: their scores count in its mean and frame count, they compete for evidence, and they
+/// never move its peak. Fails if merging the cooling frames dropped their sum, frame count or
+/// evidence (`Stats::merge`, `Stats::add_evidence_only`) or took the cooling peak over a higher one.
+#[test]
+fn a_resumed_segment_accounts_for_its_cooling_frames() {
+    let p = policy_keeping(8, 1, 1000);
+    // Open at 0 (0.9), cool at 100 and 200, resume at 300 (0.85), cool again at 400 (not merged).
+    let ev = run(&p, 100, &[0.9, 0.4, 0.3, 0.85, 0.1], true);
+    let segs = closed(&ev);
+    assert_eq!(segs.len(), 1, "{ev:?}");
+    let s = &segs[0];
+    assert_eq!(
+        (s.start_us, s.end_us, s.duration_us()),
+        (0, 300 * MS, 300 * MS)
+    );
+    assert_eq!(s.frames_scored, 4);
+    assert!(
+        (s.mean - (0.9 + 0.4 + 0.3 + 0.85) / 4.0).abs() < 1e-6,
+        "{s:?}"
+    );
+    assert_eq!((s.peak, s.peak_us), (0.9, 0));
+    assert_eq!(
+        s.evidence,
+        vec![(0, 0.9), (300 * MS, 0.85), (100 * MS, 0.4), (200 * MS, 0.3)]
+    );
+}
+
+/// Equal scores do not move the peak: it stays at the first frame that reached it, and no
+/// `Updated` event follows. Fails if the peak moved on `>=` instead of `>`.
+#[test]
+fn a_tie_does_not_move_the_peak() {
+    let p = policy(1, 0, 0, 0, 0);
+    let ev = run(&p, 100, &[0.9, 0.9, 0.9, 0.1], true);
+    assert!(
+        !ev.iter().any(|e| matches!(e, SegmentEvent::Updated(_))),
+        "{ev:?}"
+    );
+    let s = &closed(&ev)[0];
+    assert_eq!((s.peak, s.peak_us), (0.9, 0));
+    // Evidence ties keep the earlier frames first.
+    assert_eq!(s.evidence, vec![(0, 0.9), (100 * MS, 0.9)]);
+}
+
+/// What the engine reads between frames: the labels watched, their smoothed scores, whether a
+/// segment is open and which frames are evidence. Fails if any accessor lied (returned nothing,
+/// a constant or a made-up label).
+#[test]
+fn the_segmenter_reports_its_state_between_frames() {
+    let p = policy_keeping(2, 2, 0);
+    let mut seg = Segmenter::new(&p, &["other".into(), "x".into(), "y".into()]);
+    assert_eq!(
+        seg.labels().collect::<Vec<_>>(),
+        vec!["x"],
+        "only the policy's labels"
+    );
+    let mut out = Vec::new();
+    assert!(!seg.any_open());
+    assert_eq!(seg.evidence_wanted().count(), 0);
+    seg.observe(0, &[0.0, 1.0, 0.0], &mut out);
+    assert_eq!(seg.smoothed().collect::<Vec<_>>(), vec![("x", 1.0)]);
+    assert!(seg.any_open());
+    seg.observe(100 * MS, &[0.0, 0.8, 0.0], &mut out);
+    let smoothed: Vec<_> = seg.smoothed().collect();
+    assert!(smoothed.len() == 1 && smoothed[0].0 == "x" && (smoothed[0].1 - 0.9).abs() < 1e-6);
+    assert_eq!(seg.evidence_wanted().collect::<Vec<_>>(), vec![0, 100 * MS]);
+    seg.observe(200 * MS, &[1.0, 0.0, 0.0], &mut out);
+    seg.observe(300 * MS, &[1.0, 0.0, 0.0], &mut out);
+    assert_eq!(seg.smoothed().collect::<Vec<_>>(), vec![("x", 0.0)]);
+    assert!(!seg.any_open(), "{out:?}");
+    assert_eq!(seg.evidence_wanted().count(), 0);
+}
+
+/// Time never goes backwards: a frame older than the last is ignored, one at the same time is
+/// scored, and `advance` to an older time changes nothing while `advance` to the same time
+/// closes a segment whose gap ran out. Fails if `observe` or `advance` compared with `<=` or `==`
+/// instead of `<`.
+#[test]
+fn frames_and_advances_out_of_order_are_ignored_but_equal_times_count() {
+    let p = policy(1, 0, 0, 1000, 0);
+    let labels = ["other".to_string(), "x".to_string()];
+    let mut seg = Segmenter::new(&p, &labels);
+    let mut out = Vec::new();
+    seg.observe(0, &[0.1, 0.9], &mut out);
+    seg.observe(200 * MS, &[0.1, 0.9], &mut out);
+    seg.observe(100 * MS, &[0.9, 0.1], &mut out);
+    assert_eq!(
+        seg.smoothed().next(),
+        Some(("x", 0.9)),
+        "an older frame is ignored"
+    );
+    seg.observe(200 * MS, &[0.9, 0.2], &mut out);
+    assert_eq!(
+        seg.smoothed().next(),
+        Some(("x", 0.2)),
+        "a frame at the same time counts"
+    );
+    // Below exit since 200 ms; the gap (post-roll 1 s + 1 µs) runs out at 1200 ms + 1 µs.
+    seg.advance(1200 * MS + 1, &mut out);
+    assert_eq!(closed(&out).len(), 1, "{out:?}");
+
+    // `advance` to an older time does not rewind the stream's end (the post-roll clip).
+    let mut seg = Segmenter::new(&p, &labels);
+    let mut out = Vec::new();
+    seg.observe(0, &[0.1, 0.9], &mut out);
+    seg.observe(100 * MS, &[0.1, 0.95], &mut out);
+    seg.advance(50 * MS, &mut out);
+    seg.finish(0, &mut out);
+    assert_eq!(closed(&out)[0].end_us, 100 * MS, "{out:?}");
+    // `advance` to exactly the last frame's time still closes a segment whose gap is over.
+    let p = policy(1, 0, 0, 0, 0);
+    let mut seg = Segmenter::new(&p, &labels);
+    let mut out = Vec::new();
+    seg.observe(0, &[0.1, 0.9], &mut out);
+    seg.observe(100 * MS, &[0.9, 0.1], &mut out);
+    assert!(closed(&out).is_empty());
+    seg.advance(100 * MS, &mut out);
+    assert_eq!(closed(&out).len(), 1, "{out:?}");
+}
+
+/// A segment stays open below `exit` for the merge gap, but at least pre-roll + post-roll plus one
+/// microsecond, so the next segment cannot overlap it. Fails if that floor lost its microsecond or
+/// combined the rolls other than by adding them.
+#[test]
+fn the_gap_is_at_least_both_rolls_and_a_microsecond() {
+    // Merge gap 0, pre-roll 300 ms, post-roll 200 ms: the effective gap is 500 ms + 1 µs.
+    let p = policy(1, 0, 300, 200, 0);
+    let labels = ["other".to_string(), "x".to_string()];
+    let mut seg = Segmenter::new(&p, &labels);
+    let mut out = Vec::new();
+    seg.observe(0, &[0.1, 0.9], &mut out);
+    seg.observe(100 * MS, &[0.9, 0.1], &mut out);
+    seg.advance(500 * MS, &mut out);
+    assert!(closed(&out).is_empty(), "500 ms is within the gap: {out:?}");
+    seg.advance(500 * MS + 1, &mut out);
+    assert_eq!(closed(&out).len(), 1, "{out:?}");
+}
+
+/// Every policy number is checked against its documented range, inclusive at both ends: each
+/// bound is accepted and the value one step past it refused. Fails if any bound moved by one
+/// (`>` for `>=`), a check was joined with the wrong operator, or one was dropped.
+#[test]
+fn every_policy_bound_is_inclusive_and_one_step_past_it_is_refused() {
+    let base = POLICY
+        .replace("{window}", "1")
+        .replace("{min_ms}", "0")
+        .replace("{pre_ms}", "0")
+        .replace("{post_ms}", "0")
+        .replace("{gap_ms}", "0");
+    let with = |edits: &[(&str, &str)]| {
+        let mut text = base.clone();
+        for (from, to) in edits {
+            assert!(text.contains(from), "{from} not in the policy");
+            text = text.replacen(from, to, 1);
+        }
+        Policy::parse(&text)
+    };
+    let max_evidence = prescreen_runtime::report::MAX_EVIDENCE;
+    let long_version = format!("version = \"{}\"", "v".repeat(128));
+    let too_long_version = format!("version = \"{}\"", "v".repeat(129));
+    let thumbnails_max = format!("thumbnails = {max_evidence}");
+    let thumbnails_over = format!("thumbnails = {}", max_evidence + 1);
+    let accepted: Vec<Vec<(&str, &str)>> = vec![
+        vec![("version = \"test\"", &long_version)],
+        vec![("enter = 0.8", "enter = 1.0")],
+        vec![("exit = 0.5", "exit = 0.0"), ("watch = 0.3", "watch = 0.0")],
+        vec![("exit = 0.5", "exit = 0.8"), ("watch = 0.3", "watch = 0.8")],
+        vec![("window = 1", "window = 1000")],
+        vec![("min_duration_ms = 0", "min_duration_ms = 3600000")],
+        vec![("pre_roll_ms = 0", "pre_roll_ms = 3600000")],
+        vec![("post_roll_ms = 0", "post_roll_ms = 3600000")],
+        vec![("merge_gap_ms = 0", "merge_gap_ms = 3600000")],
+        vec![
+            ("base_fps = 2.0", "base_fps = 0.1"),
+            ("burst_fps = 8.0", "burst_fps = 0.1"),
+        ],
+        vec![
+            ("base_fps = 2.0", "base_fps = 1000.0"),
+            ("burst_fps = 8.0", "burst_fps = 1000.0"),
+        ],
+        vec![("threshold = 0.02", "threshold = 0.0")],
+        vec![("threshold = 0.02", "threshold = 1.0")],
+        vec![("max_interval_ms = 2000", "max_interval_ms = 1")],
+        vec![("max_interval_ms = 2000", "max_interval_ms = 60000")],
+        vec![("jpeg_quality = 80", "jpeg_quality = 1")],
+        vec![("jpeg_quality = 80", "jpeg_quality = 100")],
+        vec![("size = 64", "size = 16")],
+        vec![("size = 64", "size = 512")],
+        vec![("thumbnails = 2", &thumbnails_max)],
+    ];
+    for edits in &accepted {
+        if let Err(e) = with(edits) {
+            panic!("{edits:?} refused: {e}");
+        }
+    }
+    let refused: Vec<Vec<(&str, &str)>> = vec![
+        vec![("schema = 1", "schema = 2")],
+        vec![("version = \"test\"", "version = \"\"")],
+        vec![("version = \"test\"", &too_long_version)],
+        vec![("version = \"test\"", "version = \"te\\tst\"")],
+        vec![("[labels.x]\nenter = 0.8\nexit = 0.5\nwatch = 0.3\n", "")],
+        vec![("enter = 0.8", "enter = 1.01")],
+        vec![("exit = 0.5", "exit = -0.01")],
+        vec![("exit = 0.5", "exit = 0.81")],
+        vec![("watch = 0.3", "watch = 0.81")],
+        vec![("watch = 0.3", "watch = -0.01")],
+        vec![("window = 1", "window = 0")],
+        vec![("window = 1", "window = 1001")],
+        vec![("min_duration_ms = 0", "min_duration_ms = 3600001")],
+        vec![("pre_roll_ms = 0", "pre_roll_ms = 3600001")],
+        vec![("post_roll_ms = 0", "post_roll_ms = 3600001")],
+        vec![("merge_gap_ms = 0", "merge_gap_ms = 3600001")],
+        vec![("base_fps = 2.0", "base_fps = 0.09")],
+        vec![("base_fps = 2.0", "base_fps = nan")],
+        vec![("burst_fps = 8.0", "burst_fps = 1.99")],
+        vec![
+            ("base_fps = 2.0", "base_fps = 1000.0"),
+            ("burst_fps = 8.0", "burst_fps = 1000.1"),
+        ],
+        vec![("threshold = 0.02", "threshold = -0.01")],
+        vec![("threshold = 0.02", "threshold = 1.01")],
+        vec![("max_interval_ms = 2000", "max_interval_ms = 0")],
+        vec![("max_interval_ms = 2000", "max_interval_ms = 60001")],
+        vec![("jpeg_quality = 80", "jpeg_quality = 0")],
+        vec![("jpeg_quality = 80", "jpeg_quality = 101")],
+        vec![("size = 64", "size = 15")],
+        vec![("size = 64", "size = 513")],
+        vec![("thumbnails = 2", &thumbnails_over)],
+    ];
+    for edits in &refused {
+        assert!(with(edits).is_err(), "{edits:?} accepted");
+    }
+}
+
+/// A policy may only flag labels the model has: the first one it lacks is named in the error.
+/// Fails if the check accepted everything or compared the wrong way.
+#[test]
+fn a_policy_flagging_a_label_the_model_lacks_is_refused() {
+    let p = policy(1, 0, 0, 0, 0);
+    assert!(p.check_labels("m", &["other".into(), "x".into()]).is_ok());
+    match p.check_labels("m", &["other".into(), "y".into()]) {
+        Err(prescreen_runtime::Error::PolicyLabel { label, model, .. }) => {
+            assert_eq!((label.as_str(), model.as_str()), ("x", "m"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A `w` x `h` luma plane whose pixels are `value(x / block, y / block)`.
+fn blocky(w: u32, h: u32, block: u32, value: impl Fn(u32, u32) -> u8) -> Vec<u8> {
+    (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| value(x / block, y / block))
+        .collect()
+}
+
+/// The signature is the mean luma of a 4x4 lattice in each of its 32x18 cells, computed here
+/// independently: at 128x72 the lattice is every pixel, so a cell is the mean of its 4x4 pixels;
+/// at 256x144 it is the odd pixels, one per 2x2 block. Fails on any change to the lattice
+/// positions, the cell sums or the mean.
+#[test]
+fn the_signature_is_the_mean_luma_of_each_cell() {
+    let value = |bx: u32, by: u32| ((bx * 37 + by * 91 + (bx * by) % 17) % 251) as u8;
+    for (w, h, block) in [(128u32, 72u32, 1u32), (256, 144, 2)] {
+        let y = blocky(w, h, block, value);
+        let uv = vec![128u8; (w * h / 2) as usize];
+        let f = Frame::nv12(
+            w,
+            h,
+            Plane::new(&y, w as usize),
+            Plane::new(&uv, w as usize),
+        )
+        .unwrap();
+        let mut sig = Signature::default();
+        sig.compute(&f);
+        let mut want = Vec::new();
+        for cy in 0..Signature::HEIGHT as u32 {
+            for cx in 0..Signature::WIDTH as u32 {
+                let mut sum = 0u32;
+                for j in 0..4 {
+                    for i in 0..4 {
+                        sum += value(cx * 4 + i, cy * 4 + j) as u32;
+                    }
+                }
+                want.push((sum / 16) as u8);
+            }
+        }
+        assert_eq!(sig.cells, want, "{w}x{h}");
+    }
+}
+
+/// Packed frames weigh R, G and B as 77, 150 and 29 (of 256), whichever the byte order. Fails if a
+/// weight or the channel order moved.
+#[test]
+fn the_signature_weighs_rgb_channels_in_their_byte_order() {
+    let (w, h) = (64u32, 36u32);
+    // R 200, G 100, B 50: (200 * 77 + 100 * 150 + 50 * 29) >> 8 = 124.
+    for (format, px) in [
+        (PixelFormat::Rgb8, &[200u8, 100, 50][..]),
+        (PixelFormat::Rgba8, &[200, 100, 50, 255][..]),
+        (PixelFormat::Bgra8, &[50, 100, 200, 255][..]),
+    ] {
+        let data = px.repeat((w * h) as usize);
+        let stride = w as usize * px.len();
+        let f = Frame::packed(format, w, h, &data, stride).unwrap();
+        let mut sig = Signature::default();
+        sig.compute(&f);
+        assert_eq!(
+            sig.cells,
+            vec![124; Signature::WIDTH * Signature::HEIGHT],
+            "{format}"
+        );
+    }
+}
+
+/// Distance is the mean absolute cell difference over 255, and 1 for grids that cannot be
+/// compared. Fails if the sum, the scale or the size check changed.
+#[test]
+fn signature_distance_is_the_mean_absolute_difference() {
+    let n = Signature::WIDTH * Signature::HEIGHT;
+    let a = Signature {
+        cells: vec![100; n],
+    };
+    let mut b = a.clone();
+    assert_eq!(a.distance(&b), 0.0);
+    b.cells[0] = 151;
+    b.cells[1] = 49;
+    assert_eq!(a.distance(&b), 102.0 / (255.0 * n as f32));
+    let black = Signature { cells: vec![0; n] };
+    let white = Signature {
+        cells: vec![255; n],
+    };
+    assert_eq!(black.distance(&white), 1.0);
+    let short = Signature {
+        cells: vec![100; n - 1],
+    };
+    assert_eq!(a.distance(&short), 1.0);
+    assert_eq!(Signature::default().distance(&Signature::default()), 1.0);
+}
+
+/// The sampler takes a frame once 95 % of the interval has passed (camera jitter), at the base or
+/// the burst rate, and any frame after the clock went backwards. Fails if the rate, the tolerance
+/// or the comparison changed.
+#[test]
+fn the_sampler_takes_a_frame_once_95_percent_of_the_interval_passed() {
+    let p = policy(1, 0, 0, 0, 0);
+    let mut s = Sampler::new(&p.sampling);
+    assert!(!s.bursting());
+    assert_eq!(s.interval_us(), 500_000, "2 fps");
+    assert!(s.due(123), "the first frame");
+    s.taken(1_000_000);
+    assert!(!s.due(1_474_999));
+    assert!(s.due(1_475_000));
+    assert!(s.due(999_999), "the clock went backwards");
+    assert!(!s.due(1_000_000), "the same frame again");
+    s.set_burst(true);
+    assert!(s.bursting());
+    assert_eq!(s.interval_us(), 125_000, "8 fps");
+    assert!(!s.due(1_118_749));
+    assert!(s.due(1_118_750));
+    s.set_burst(false);
+    assert!(!s.bursting());
+    assert!(!s.due(1_118_750));
+}
+
+/// The gate never skips when disabled, never skips a frame older than the last scored one, and
+/// skips only below its threshold: at threshold 0 even an identical frame is scored. Fails if the
+/// gate ignored `enabled`, the time order or the strict comparison.
+#[test]
+fn the_scene_gate_skips_only_when_enabled_and_strictly_below_its_threshold() {
+    let n = Signature::WIDTH * Signature::HEIGHT;
+    let still = Signature {
+        cells: vec![100; n],
+    };
+    let p = policy(1, 0, 0, 0, 0);
+    let mut gate = Gate::new(&p.scene_gate);
+    gate.scored(1_000_000, still.clone());
+    assert!(gate.unchanged(1_000_000, &still));
+    assert!(
+        !gate.unchanged(999_999, &still),
+        "older than the last scored frame"
+    );
+    let mut off = p.scene_gate;
+    off.enabled = false;
+    let mut gate = Gate::new(&off);
+    gate.scored(0, still.clone());
+    assert!(!gate.unchanged(1000, &still), "disabled");
+    let mut zero = p.scene_gate;
+    zero.threshold = 0.0;
+    let mut gate = Gate::new(&zero);
+    gate.scored(0, still.clone());
+    assert!(!gate.unchanged(1000, &still), "threshold 0 skips nothing");
 }
 
 fn runs_above(scores: &[f32], step_ms: i64, enter: f32) -> Vec<(i64, i64)> {

@@ -93,13 +93,7 @@ impl Stats {
     fn add(&mut self, t: i64, s: f32, keep: usize) -> bool {
         self.sum += s as f64;
         self.frames += 1;
-        if keep > 0 {
-            let at = self.evidence.partition_point(|&(_, e)| e >= s);
-            if at < keep {
-                self.evidence.insert(at, (t, s));
-                self.evidence.truncate(keep);
-            }
-        }
+        self.add_evidence(t, s, keep);
         if s > self.peak {
             self.peak = s;
             self.peak_us = t;
@@ -110,7 +104,7 @@ impl Stats {
 
     fn merge(&mut self, other: Stats, keep: usize) {
         for (t, s) in other.evidence {
-            self.add_evidence_only(t, s, keep);
+            self.add_evidence(t, s, keep);
         }
         self.sum += other.sum;
         self.frames += other.frames;
@@ -120,7 +114,8 @@ impl Stats {
         }
     }
 
-    fn add_evidence_only(&mut self, t: i64, s: f32, keep: usize) {
+    /// Keeps `(t, s)` if it is among the `keep` best frames (ties: the earlier frame first).
+    fn add_evidence(&mut self, t: i64, s: f32, keep: usize) {
         let at = self.evidence.partition_point(|&(_, e)| e >= s);
         if at < keep {
             self.evidence.insert(at, (t, s));
@@ -276,23 +271,16 @@ impl Segmenter {
         }
     }
 
-    /// The stream ended at `t_us`: closes open segments, opens-and-closes candidates that already
-    /// lasted the minimum duration.
+    /// The stream ended at `t_us`: closes open segments (post-roll clipped to the last frame) and
+    /// drops candidates, which have not lasted the minimum duration.
     pub fn finish(&mut self, t_us: i64, out: &mut Vec<SegmentEvent>) {
         self.last_us = self.last_us.max(t_us);
         for i in 0..self.tracks.len() {
             match &self.tracks[i].state {
                 State::Idle => {}
-                State::Candidate(stats) => {
-                    if stats.last_above_us - stats.crossed_us
-                        >= self.shape.min_duration_ms as i64 * 1000
-                    {
-                        self.open(i, out);
-                        self.close(i, true, out);
-                    } else {
-                        self.tracks[i].state = State::Idle;
-                    }
-                }
+                // A candidate opens on the frame that completes the minimum duration, so one still
+                // waiting at the end is too short.
+                State::Candidate(_) => self.tracks[i].state = State::Idle,
                 State::Open { .. } => self.close(i, true, out),
             }
         }
@@ -399,11 +387,8 @@ impl Segmenter {
             crossed_us: stats.crossed_us,
             peak: stats.peak,
             peak_us: stats.peak_us,
-            mean: if stats.frames > 0 {
-                (stats.sum / stats.frames as f64) as f32
-            } else {
-                0.0
-            },
+            // Never 0 / 0: a segment holds at least the frame that made it a candidate.
+            mean: (stats.sum / stats.frames as f64) as f32,
             frames_scored: stats.frames,
             evidence: stats.evidence.clone(),
         }
