@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CARGO ?= cargo
 MVN ?= mvn
 
-.PHONY: demo test model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one
+.PHONY: demo test model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,7 @@ test: refs fmt lint-mobile
 	$(LINTED) test --workspace --all-targets
 	$(LINTED) test --workspace --doc
 	$(LINTED) test --workspace --test fidelity -- --nocapture
+	$(MAKE) mutants-diff
 	$(MAKE) test-android test-ios
 	$(MAKE) test-arm
 	$(MAKE) asan fuzz-ci
@@ -187,6 +188,17 @@ fuzz-ci:
 	rm -rf target/fuzz-ci-corpus
 	$(MAKE) fuzz FUZZ_LIMIT="-runs=20000 -seed=20261201" \
 		FUZZ_LIMIT_frame_preprocess="-runs=10000 -seed=20261201" FUZZ_CORPUS=target/fuzz-ci-corpus
+
+# Mutation testing of the runtime's decision logic (README, "Mutation testing"): every mutant of
+# the ten modules, each against the tests that exercise it (.ci/mutants; hours on 2 cores: run
+# `.ci/mutants MODULE...` for a few, `.ci/mutants --summary` for the table of the last runs).
+# `make test` runs `mutants-diff`: the mutants on the lines the last commit changed in those
+# modules (at most 25, a fixed sample beyond), which must all be caught.
+mutants: model
+	.ci/mutants
+mutants-diff: model
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then .ci/mutants --diff HEAD~1; \
+	else echo "== mutants: no parent commit to compare with"; fi
 
 # The long soak (README, "Soak"): 100,000 frames with reports through the live engine.
 soak: model
