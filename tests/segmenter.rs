@@ -346,24 +346,29 @@ fn policy_keeping(keep: usize, window: usize, gap_ms: u64) -> Policy {
 #[test]
 fn a_resumed_segment_accounts_for_its_cooling_frames() {
     let p = policy_keeping(8, 1, 1000);
-    // Open at 0 (0.9), cool at 100 and 200, resume at 300 (0.85), cool again at 400 (not merged).
-    let ev = run(&p, 100, &[0.9, 0.4, 0.3, 0.85, 0.1], true);
+    // Open at 100 (0.9), cool at 200 and 300, resume at 400 (0.85), cool again at 500 (not merged).
+    let ev = run(&p, 100, &[0.1, 0.9, 0.4, 0.3, 0.85, 0.1], true);
     let segs = closed(&ev);
     assert_eq!(segs.len(), 1, "{ev:?}");
     let s = &segs[0];
     assert_eq!(
         (s.start_us, s.end_us, s.duration_us()),
-        (0, 300 * MS, 300 * MS)
+        (100 * MS, 400 * MS, 300 * MS)
     );
     assert_eq!(s.frames_scored, 4);
     assert!(
         (s.mean - (0.9 + 0.4 + 0.3 + 0.85) / 4.0).abs() < 1e-6,
         "{s:?}"
     );
-    assert_eq!((s.peak, s.peak_us), (0.9, 0));
+    assert_eq!((s.peak, s.peak_us), (0.9, 100 * MS));
     assert_eq!(
         s.evidence,
-        vec![(0, 0.9), (300 * MS, 0.85), (100 * MS, 0.4), (200 * MS, 0.3)]
+        vec![
+            (100 * MS, 0.9),
+            (400 * MS, 0.85),
+            (200 * MS, 0.4),
+            (300 * MS, 0.3)
+        ]
     );
 }
 
