@@ -635,6 +635,112 @@ mod tests {
         );
     }
 
+    /// Kills `>` -> `>=` on each limit of `check_size` (a side of exactly `MAX_DIMENSION`, a count
+    /// of exactly `MAX_PIXELS`) and `>` -> `==` on the height (one row past, under the pixel limit).
+    #[test]
+    fn sizes_at_each_limit_are_accepted_and_one_past_refused() {
+        // 8192 * 8192 = 67_108_864 = MAX_PIXELS; 16_384 * 4_096 = 67_108_864 as well.
+        for (w, h) in [
+            (MAX_DIMENSION, 1),
+            (1, MAX_DIMENSION),
+            (8192, 8192),
+            (MAX_DIMENSION, 4096),
+            (4096, MAX_DIMENSION),
+        ] {
+            assert_eq!(check_size(w, h), Ok((w as usize, h as usize)), "{w}x{h}");
+        }
+        // 16_385 on one side is only 16_385 pixels: refused by the side limit alone.
+        // 8192 * 8193 = 67_117_056 and 16_384 * 4_097 = 67_125_248: over MAX_PIXELS, sides within.
+        for (w, h) in [
+            (MAX_DIMENSION + 1, 1),
+            (1, MAX_DIMENSION + 1),
+            (8192, 8193),
+            (8193, 8192),
+            (MAX_DIMENSION, 4097),
+        ] {
+            assert_eq!(
+                check_size(w, h),
+                Err(FrameError::TooLarge {
+                    width: w,
+                    height: h
+                }),
+                "{w}x{h}"
+            );
+        }
+    }
+
+    /// Kills each arithmetic mutant of `row_bytes = (cols - 1) * pixel_stride + sample_bytes` and
+    /// `needed = (rows - 1) * row_stride + row_bytes`, with a sample of 2 bytes (so `+ sample_bytes`
+    /// differs from `* sample_bytes`), and `<` -> `<=` on the stride and length checks.
+    #[test]
+    fn check_plane_needs_exactly_its_rows_and_strides() {
+        // 5 samples of 2 bytes at pixel stride 3: (5 - 1) * 3 + 2 = 14 bytes a row.
+        // 4 rows at row stride 16: (4 - 1) * 16 + 14 = 62 bytes.
+        let b = [0u8; 64];
+        let plane =
+            |len: usize, row_stride: usize| Plane::with_pixel_stride(&b[..len], row_stride, 3);
+        assert_eq!(
+            check_plane(PlaneKind::Packed, &plane(62, 16), 5, 4, 2),
+            Ok(())
+        );
+        assert_eq!(
+            check_plane(PlaneKind::Packed, &plane(61, 16), 5, 4, 2),
+            Err(FrameError::PlaneTooShort {
+                plane: PlaneKind::Packed,
+                len: 61,
+                needed: 62
+            })
+        );
+        // A row stride equal to the row is enough: 3 * 14 + 14 = 56 bytes; one less is not.
+        assert_eq!(
+            check_plane(PlaneKind::Packed, &plane(56, 14), 5, 4, 2),
+            Ok(())
+        );
+        assert_eq!(
+            check_plane(PlaneKind::Packed, &plane(64, 13), 5, 4, 2),
+            Err(FrameError::StrideTooSmall {
+                plane: PlaneKind::Packed,
+                stride: 13,
+                row_bytes: 14
+            })
+        );
+        // One row: no stride needed, exactly the row's 14 bytes.
+        assert_eq!(
+            check_plane(PlaneKind::Packed, &plane(14, 0), 5, 1, 2),
+            Ok(())
+        );
+    }
+
+    /// Kills `<` -> `<=` on `pixel_stride < sample_bytes` and `>` -> `>=` on the `MAX_PIXEL_STRIDE`
+    /// bound: a pixel stride equal to the sample size and one equal to the limit are accepted.
+    #[test]
+    fn pixel_strides_from_the_sample_size_to_the_limit_are_accepted() {
+        let b = [0u8; 64];
+        // One row of 5 samples of 2 bytes needs (5 - 1) * ps + 2 bytes: 10 at ps 2, 34 at ps 8.
+        for (ps, ok) in [
+            (0, false),
+            (1, false),
+            (2, true),
+            (MAX_PIXEL_STRIDE, true),
+            (9, false),
+        ] {
+            let p = Plane::with_pixel_stride(&b, 0, ps);
+            let got = check_plane(PlaneKind::U, &p, 5, 1, 2);
+            if ok {
+                assert_eq!(got, Ok(()), "pixel stride {ps}");
+            } else {
+                assert_eq!(
+                    got,
+                    Err(FrameError::BadPixelStride {
+                        plane: PlaneKind::U,
+                        pixel_stride: ps
+                    }),
+                    "pixel stride {ps}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn last_row_may_be_short() {
         // Android: chroma of YUV_420_888 with pixel stride 2 shares one buffer, the second plane

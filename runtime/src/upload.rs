@@ -1075,4 +1075,169 @@ mod tests {
         assert_eq!(s.deferred, 1);
         assert!(s.last_error.unwrap().starts_with("outbox:"));
     }
+
+    /// The documented defaults: 500 ms doubling up to 60 s, 6 tries, `Retry-After` honoured up to
+    /// 5 minutes, a 30 s timeout. Fails if `RetryPolicy::default` were replaced (it would recurse).
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        assert_eq!(
+            UploadConfig::new("http://127.0.0.1:9/"),
+            UploadConfig {
+                endpoint: "http://127.0.0.1:9/".into(),
+                timeout: Duration::from_secs(30),
+                retry: RetryPolicy {
+                    initial_backoff: 500 * MS,
+                    max_backoff: Duration::from_secs(60),
+                    max_attempts: 6,
+                    max_retry_after: Duration::from_secs(300),
+                },
+            }
+        );
+    }
+
+    /// The last valid value of each time field is accepted: hour 23, minute 59, second 60 (a leap
+    /// second, counted as the next second); one past each is refused, as are a fourth time field
+    /// and a year before 1970. Values from Python's `calendar.timegm`. Fails if `h > 23`,
+    /// `m > 59` or `s > 60` became `>=` or `==`, if `year < 1970` became `==`, or if the first
+    /// `||`s of the rejection became `&&`.
+    #[test]
+    fn imf_fixdate_fields_are_checked_at_their_bounds() {
+        assert_eq!(
+            parse_imf_fixdate("Sun, 06 Nov 1994 23:59:59 GMT"),
+            Some(784_166_399)
+        );
+        assert_eq!(
+            parse_imf_fixdate("Sun, 06 Nov 1994 08:59:37 GMT"),
+            Some(784_112_377)
+        );
+        assert_eq!(
+            parse_imf_fixdate("Sat, 31 Dec 2016 23:59:60 GMT"),
+            Some(1_483_228_800)
+        );
+        for bad in [
+            "Sun, 06 Nov 1994 08:60:37 GMT",
+            "Sun, 06 Nov 1994 08:49:61 GMT",
+            "Sun, 06 Nov 1994 08:49:37:00 GMT",
+            "Wed, 31 Dec 1969 23:59:59 GMT",
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_imf_fixdate(bad), None, "{bad:?}");
+        }
+    }
+
+    /// The jitter is SplitMix64: from state 0 its first outputs are the published reference values
+    /// 0xe220a8397b1dcdaf, 0x6e789e6aa1b965f4 and 0x06c45d188009454f, whose top 53 bits over 2^53
+    /// are the values below (computed in Python). Fails if a shift, an xor or the scaling of
+    /// `Jitter::next` changed.
+    #[test]
+    fn jitter_is_splitmix64() {
+        let mut j = Jitter(0);
+        assert_eq!(j.next(), 0.8833108082136426);
+        assert_eq!(j.next(), 0.43152799704850997);
+        assert_eq!(j.next(), 0.026433771592597743);
+    }
+
+    /// A report that runs out of tries after an earlier one was delivered defers itself and the
+    /// report after it: 2 of 3. Fails if the reports left were counted as `pending.len() + index`.
+    #[test]
+    fn giving_up_midway_defers_the_rest_of_the_round() {
+        let (outbox, _, ids) = outbox(3);
+        let mut answers = vec![status(201)];
+        answers.extend((0..4).map(|_| Err("connection refused".to_string())));
+        let script = Script::new(answers);
+        let (mut up, pauses) = uploader(&script);
+        let s = up.deliver(&outbox);
+        assert_eq!(s.delivered, &ids[..1]);
+        assert_eq!((s.deferred, s.attempts), (2, 5));
+        assert_eq!(pauses.lock().unwrap().len(), 3);
+        let left: Vec<String> = outbox.pending().into_iter().map(|p| p.report_id).collect();
+        assert_eq!(left, &ids[1..]);
+    }
+
+    /// A refused report that cannot be moved to the dead-letter folder (every write fails) stays
+    /// pending and is counted as deferred; the round goes on. Fails if that count's `+= 1` became
+    /// `*= 1`.
+    #[test]
+    fn a_refusal_that_cannot_be_dead_lettered_is_deferred() {
+        let (outbox, store, ids) = outbox(2);
+        store.set_fail_writes(true);
+        let script = Script::new(vec![status(400), status(201)]);
+        let (mut up, _) = uploader(&script);
+        let s = up.deliver(&outbox);
+        assert!(s.dead_lettered.is_empty());
+        assert_eq!(s.delivered, &ids[1..]);
+        assert_eq!((s.deferred, s.attempts), (1, 2));
+        let left: Vec<String> = outbox.pending().into_iter().map(|p| p.report_id).collect();
+        assert_eq!(left, &ids[..1]);
+        assert!(outbox.dead_letters().unwrap().is_empty());
+    }
+
+    /// A transport that, on its first post, acknowledges another report of the outbox, as the
+    /// host (or a second uploader) may while a round runs.
+    struct AckOnFirstPost {
+        script: Script,
+        outbox: Arc<Outbox>,
+        ack: Option<String>,
+    }
+
+    impl Transport for AckOnFirstPost {
+        fn post(
+            &mut self,
+            url: &str,
+            key: &str,
+            body: &[u8],
+        ) -> std::result::Result<Reply, String> {
+            if let Some(id) = self.ack.take() {
+                assert!(self.outbox.ack(&id).unwrap());
+            }
+            self.script.post(url, key, body)
+        }
+    }
+
+    /// A report acknowledged elsewhere while the round runs is skipped: neither sent, nor
+    /// deferred, nor an error. Fails if the `UnknownReport` arm of `deliver` were deleted (the
+    /// report would count as unreadable).
+    #[test]
+    fn a_report_acknowledged_during_the_round_is_skipped_quietly() {
+        let (outbox, _, ids) = outbox(3);
+        let outbox = Arc::new(outbox);
+        let script = Script::new(vec![status(201), status(201)]);
+        let transport = AckOnFirstPost {
+            script: script.clone(),
+            outbox: outbox.clone(),
+            ack: Some(ids[1].clone()),
+        };
+        let mut up =
+            Uploader::with_transport(config("http://127.0.0.1:9/v1/reports"), Box::new(transport))
+                .unwrap()
+                .with_sleep(|_| {});
+        let s = up.deliver(&outbox);
+        assert_eq!(s.delivered, [&*ids[0], &ids[2]]);
+        assert_eq!((s.deferred, s.attempts), (0, 2));
+        assert_eq!(s.last_error, None);
+        assert_eq!(script.keys(), [&*ids[0], &ids[2]]);
+        assert!(outbox.pending().is_empty());
+    }
+
+    /// The uploader's debug output shows its timeout and retry policy, never the endpoint (it may
+    /// carry a token). Fails if its `fmt` wrote nothing.
+    #[test]
+    fn debug_output_shows_the_settings_but_not_the_endpoint() {
+        let up = Uploader::with_transport(
+            config("http://127.0.0.1:9/v1/reports?token=secret"),
+            Box::new(Script::new(vec![])),
+        )
+        .unwrap();
+        let shown = format!("{up:?}");
+        assert!(
+            shown.starts_with("Uploader { timeout: 1s, retry: RetryPolicy {")
+                && shown.contains("max_attempts: 4"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("secret") && !shown.contains("127.0.0.1"),
+            "{shown}"
+        );
+    }
 }
