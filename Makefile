@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CARGO ?= cargo
 MVN ?= mvn
 
-.PHONY: demo test model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
+.PHONY: demo test test-host test-arm-beside-fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,10 @@ demo: model
 		--red 4-7,12-14 --outbox $(DEMO)/outbox --receiver $(DEMO)/received --stream-id red-stream
 
 # Lints with the harness's features (uploader on) and with the runtime alone, as mobile builds it.
-check: fmt
+# `make check` also runs the runtime's tests under AddressSanitizer (`make asan`), which `make test`
+# leaves out: its unsafe code runs under ASan there through the fuzz targets (`fuzz-ci`).
+check: fmt lint-mobile asan
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
-	$(CARGO) clippy -p prescreen-runtime --all-targets --no-default-features -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -54,7 +55,8 @@ fmt:
 # second time (6.4 minutes of CI on 2 cores). Every x86-64 cargo command of `make test`,
 # `test-android` and `test-ios` goes through it, so nothing is rebuilt between them (the iOS tests'
 # mobile/ios/generate-bindings.sh runs cargo too: it gets the same environment). The runtime
-# alone, as mobile builds it, is still linted by `cargo clippy` (`lint-mobile`).
+# alone, as mobile builds it, is linted the same way by the aarch64 build (`arm-build`, through
+# Debian's clippy); `make check` lints it for x86-64 too (`lint-mobile`).
 CLIPPY_DRIVER := $(shell rustc --print sysroot 2>/dev/null)/bin/clippy-driver
 LINT_ENV = RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 LINTED = $(LINT_ENV) $(CARGO)
@@ -62,17 +64,26 @@ lint-mobile:
 	@test -x $(CLIPPY_DRIVER) || { echo "clippy not found: rustup component add clippy" >&2; exit 1; }
 	$(CARGO) clippy -p prescreen-runtime --all-targets --no-default-features -- -D warnings
 
+# `make test` keeps both cores busy: a build alone leaves one idle at every crate that waits for
+# another, and a test run at every test that waits on a thread. So the x86-64 tests (`test-host`)
+# run beside the aarch64 build (`arm-build`), and the aarch64 tests under qemu beside the fuzz
+# targets' nightly build (`test-arm-beside-fuzz-build`). Cargo takes its jobs from make's jobserver
+# (the `+` lines), so the two builds share three jobs, not four. Then a short round of every fuzz
+# target, and last the mutants on the lines the last commit changed (`mutants-diff` mutates the
+# source in place, so nothing else may compile while it runs).
+test: refs fmt
+	+$(MAKE) -j3 test-host arm-compile
+	+$(MAKE) test-arm-beside-fuzz-build
+	+$(MAKE) fuzz-ci
+	+$(MAKE) mutants-diff
+
 # Every cargo command names the whole workspace: features then resolve the same way each time, so
-# nothing is rebuilt between the steps. Then the sanitizer runs: the kernels under AddressSanitizer
-# and a short round of every fuzz target.
-test: refs fmt lint-mobile
-	$(LINTED) test --workspace --all-targets
-	$(LINTED) test --workspace --doc
-	$(LINTED) test --workspace --test fidelity -- --nocapture
-	$(MAKE) mutants-diff
-	$(MAKE) test-android test-ios
-	$(MAKE) test-arm
-	$(MAKE) asan fuzz-ci
+# nothing is rebuilt between the steps.
+test-host:
+	+$(LINTED) test --workspace --all-targets
+	+$(LINTED) test --workspace --doc
+	+$(LINTED) test --workspace --test fidelity -- --nocapture
+	+$(MAKE) -j1 test-android test-ios
 
 # aarch64, what every phone runs: the runtime and the harness cross-built for
 # aarch64-unknown-linux-gnu and their tests run under qemu-user, first on a CPU with the dot product
@@ -87,7 +98,12 @@ test: refs fmt lint-mobile
 # .cargo/config.toml names the cross linker and the default runner.
 ARM := aarch64-unknown-linux-gnu
 ARM_RUSTC ?= /usr/bin/rustc
-ARM_CARGO = RUSTC=$(ARM_RUSTC) $(CARGO)
+# Our crates are compiled by Debian's clippy driver of the same release (package rust-web-clippy),
+# warnings as errors: the aarch64 kernels and the runtime without features are linted in the build
+# the tests run, as the x86-64 build is (LINT_ENV).
+ARM_CLIPPY ?= /usr/bin/clippy-driver
+ARM_CARGO = RUSTC=$(ARM_RUSTC) RUSTC_WORKSPACE_WRAPPER=$(ARM_CLIPPY) \
+	CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__ $(CARGO)
 # The runtime without debug assertions and overflow checks under qemu: its kernels' pointer and
 # overflow debug checks made inference three times longer there. The x86-64 run keeps them; the
 # aarch64 kernels check their bounds with plain asserts.
@@ -99,8 +115,8 @@ ARM_MAX := max,sve=off
 ARM_RUN = CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu $(1)" \
 	PRESCREEN_TEST_RUNNER="qemu-aarch64 -cpu $(1)"
 arm-tools:
-	@{ command -v qemu-aarch64 && command -v aarch64-linux-gnu-gcc && [ -d /usr/lib/rustlib/$(ARM) ]; } >/dev/null 2>&1 || { \
-		echo "aarch64 tools: dpkg --add-architecture arm64 && apt-get update && apt-get install rustc-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" >&2; exit 1; }
+	@{ command -v qemu-aarch64 && command -v aarch64-linux-gnu-gcc && [ -d /usr/lib/rustlib/$(ARM) ] && [ -x $(ARM_CLIPPY) ]; } >/dev/null 2>&1 || { \
+		echo "aarch64 tools: dpkg --add-architecture arm64 && apt-get update && apt-get install rustc-web rust-web-clippy libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user" >&2; exit 1; }
 # `make test-arm` (in `make test` and CI) runs every test file at `max` but the four that stream in
 # real time or at length under emulation (minutes each there; `make test-arm-full` runs them):
 # fidelity (20 photographs through both variants), realtime (1080p at 30 and 240 fps on the wall
@@ -117,13 +133,19 @@ ARM_GOLDEN := --test model -- --exact both_variants_load_and_pass_their_golden_s
 # try a kernel fails under CI unless PRESCREEN_WAIVE_KERNELS names it.
 A76_KERNELS := PRESCREEN_REQUIRE_KERNELS=neon-dotprod PRESCREEN_WAIVE_KERNELS=neon-i8mm
 A72_KERNELS := PRESCREEN_WAIVE_KERNELS=neon-i8mm,neon-dotprod
-arm-build: refs arm-tools
+# `arm-compile` builds the test files `test-arm` runs, nothing else; `arm-build` is that with the
+# model prepared (`make test` prepares it once, then compiles beside the x86-64 tests).
+arm-build: refs arm-compile
+arm-compile: arm-tools
 	@mkdir -p target
-	$(ARM_CARGO) test $(ARM_BUILD) --lib --tests --no-run > target/arm-build.log 2>&1 \
+	+$(ARM_CARGO) test $(ARM_BUILD) $(ARM_TESTS) --no-run > target/arm-build.log 2>&1 \
 		|| { cat target/arm-build.log; exit 1; }
 	@cat target/arm-build.log; ! grep -q '^warning' target/arm-build.log \
 		|| { echo "the aarch64 build has warnings (above)" >&2; exit 1; }
 test-arm: arm-build
+	+$(MAKE) --no-print-directory test-arm-run
+# The qemu runs of `test-arm`, on what `arm-build` built.
+test-arm-run:
 	$(call ARM_RUN,$(ARM_MAX)) PRESCREEN_REQUIRE_KERNELS=neon-i8mm,neon-dotprod \
 		$(ARM_CARGO) test $(ARM_BUILD) $(ARM_TESTS) -- $(ARM_SKIP)
 	$(call ARM_RUN,cortex-a76) $(A76_KERNELS) $(ARM_CARGO) test $(ARM_BUILD) --lib
@@ -131,6 +153,17 @@ test-arm: arm-build
 	$(call ARM_RUN,cortex-a72) $(A72_KERNELS) \
 		$(ARM_CARGO) test $(ARM_BUILD) --lib --test preprocess --test frames
 	$(call ARM_RUN,cortex-a72) $(ARM_CARGO) test $(ARM_BUILD) $(ARM_GOLDEN)
+# `make test` runs the qemu tests while the fuzz targets build (nightly, `make nightly`): the build's
+# output goes to target/fuzz-logs/build.log, printed when it ends. The fuzz build is not stopped
+# when a qemu test fails: it ends first, then both results are reported.
+test-arm-beside-fuzz-build: nightly
+	@mkdir -p target/fuzz-logs
+	@$(NIGHTLY) fuzz build --fuzz-dir fuzz > target/fuzz-logs/build.log 2>&1 & build=$$!; \
+	$(MAKE) --no-print-directory test-arm-run; arm=$$?; \
+	wait $$build; fuzz=$$?; \
+	echo "== fuzz build (beside the aarch64 tests), exit $$fuzz:"; cat target/fuzz-logs/build.log; \
+	[ $$arm -eq 0 ] || echo "== the aarch64 tests failed (above)" >&2; \
+	[ $$arm -eq 0 ] && [ $$fuzz -eq 0 ]
 # `make test-arm-full`: every test at the three CPUs (about 25 minutes at max), but the soak, whose
 # resident-memory bound measures qemu there (+22 MiB per 10,000 frames for the aarch64 guest; the
 # x86-64 test binary under qemu-x86_64 grows too, 2 MiB, and is flat natively).
@@ -155,7 +188,8 @@ asan: nightly
 	RUSTFLAGS="-Zsanitizer=address" $(NIGHTLY) test --target $(HOST) --target-dir target/asan \
 		--config 'profile.dev.package."*".opt-level=0' -p prescreen-runtime --lib
 
-# Fuzzing with libFuzzer and AddressSanitizer: every parser of untrusted bytes (fuzz/fuzz_targets),
+# Fuzzing with libFuzzer and AddressSanitizer: every parser of untrusted bytes (fuzz/fuzz_targets)
+# and the integer convolution's kernels (qconv: every SIMD kernel bit for bit against the portable one),
 # each for FUZZ_LIMIT from its committed seeds (fuzz/seeds/<target>; the policies for
 # policy_toml). What a run finds new stays in target/fuzz-corpus/; a crash stops with its input in
 # fuzz/artifacts/. `make fuzz` runs a minute each. `fuzz-ci` (in `make test`) runs a fixed number of
@@ -163,7 +197,7 @@ asan: nightly
 # FUZZ_LIMIT_<target> overrides FUZZ_LIMIT for one target.
 # The targets run FUZZ_JOBS at a time (libFuzzer uses one core), each logging to
 # target/fuzz-logs/<target>.log, printed when it ends; the longest ones first.
-FUZZ_TARGETS := frame_preprocess policy_toml manifest_toml image_decode y4m report_json ingest_request
+FUZZ_TARGETS := frame_preprocess qconv policy_toml manifest_toml image_decode y4m report_json ingest_request
 FUZZ_LIMIT ?= -max_total_time=60
 FUZZ_CORPUS ?= target/fuzz-corpus
 FUZZ_JOBS ?= 2
@@ -183,17 +217,19 @@ fuzz-one:
 	else cat $$log; echo "== fuzz $$t: FAILED (above; the input is in fuzz/artifacts/$$t/)" >&2; exit 1; fi
 
 # frame_preprocess builds a preprocessor for every input (16 ms each with ASan): 10,000 inputs take as
-# long as the other six targets' 20,000 each in the other lane (about 3 minutes).
+# long as the other six parsers' 20,000 each in the other lane (about 3 minutes). qconv runs every
+# kernel on a whole convolution per input: 4,000 of them.
 fuzz-ci:
 	rm -rf target/fuzz-ci-corpus
 	$(MAKE) fuzz FUZZ_LIMIT="-runs=20000 -seed=20261201" \
-		FUZZ_LIMIT_frame_preprocess="-runs=10000 -seed=20261201" FUZZ_CORPUS=target/fuzz-ci-corpus
+		FUZZ_LIMIT_frame_preprocess="-runs=10000 -seed=20261201" \
+		FUZZ_LIMIT_qconv="-runs=4000 -seed=20261201" FUZZ_CORPUS=target/fuzz-ci-corpus
 
 # Mutation testing of the runtime's decision logic (README, "Mutation testing"): every mutant of
 # the ten modules, each against the tests that exercise it (.ci/mutants; hours on 2 cores: run
 # `.ci/mutants MODULE...` for a few, `.ci/mutants --summary` for the table of the last runs).
 # `make test` runs `mutants-diff`: the mutants on the lines the last commit changed in those
-# modules (at most 25, a fixed sample beyond), which must all be caught.
+# modules (at most 8, a fixed sample beyond; 90 s of tests each), which must all be caught.
 mutants: model
 	.ci/mutants
 mutants-diff: model

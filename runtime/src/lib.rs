@@ -46,6 +46,10 @@ pub mod outbox;
 pub mod policy;
 pub mod preprocess;
 mod qconv;
+/// The integer convolution's kernels, compared bit for bit on inputs built from arbitrary bytes
+/// (the fuzz target `qconv`).
+#[cfg(feature = "fuzzing")]
+pub use qconv::fuzzing;
 pub mod report;
 mod rewrite;
 pub mod sampling;

@@ -34,6 +34,9 @@ use std::cell::RefCell;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
+
 /// Output channels per register block.
 const BLOCK_O: usize = 8;
 /// Pixels per vector.
