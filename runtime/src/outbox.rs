@@ -895,8 +895,7 @@ impl Drop for ReportingSink {
 mod tests {
     use super::*;
     use crate::engine::Thumbnail;
-    use crate::report::ModelInfo;
-    use crate::segmenter::Segment;
+    use crate::report::fixtures::{context, segment};
 
     /// The order of the file-system calls that make each change durable. Kills: deleting the file's
     /// fsync or a folder's, renaming before the content is synced, syncing the wrong folder.
@@ -954,42 +953,6 @@ mod tests {
         );
         assert!(fs::read_dir(dir.join("tmp")).unwrap().next().is_none());
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn context() -> ReportContext {
-        ReportContext {
-            stream_id: "stream-1".into(),
-            model: ModelInfo {
-                id: "test".into(),
-                version: "1".into(),
-                variant: "float".into(),
-                sha256: "0".repeat(64),
-            },
-            policy_version: "p1".into(),
-            device_class: "test".into(),
-            jpeg_quality: 80,
-        }
-    }
-
-    /// Closed segment `n` (from `n` x 10 s, 2 s long) with one evidence frame per thumbnail, at
-    /// least one.
-    fn segment(n: u64, thumbs: usize) -> Segment {
-        let s = n as i64 * 10_000_000;
-        Segment {
-            id: n,
-            label: "nsfw".into(),
-            stream_start_us: 0,
-            start_us: s,
-            end_us: s + 2_000_000,
-            crossed_us: s + 500_000,
-            peak: 0.9,
-            peak_us: s + 1_000_000,
-            mean: 0.8,
-            frames_scored: 10,
-            evidence: (0..thumbs.max(1) as i64)
-                .map(|k| (s + 1_000_000 + k * 100_000, 0.9))
-                .collect(),
-        }
     }
 
     /// The report of segment `n` with `thumbs` 8x8 thumbnails.

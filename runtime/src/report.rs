@@ -429,6 +429,50 @@ pub fn now_unix_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Fixtures shared by the tests of the modules that store and send reports (outbox, upload).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{ModelInfo, ReportContext};
+    use crate::segmenter::Segment;
+
+    /// The context of stream `stream-1`, model `test` and policy `p1`.
+    pub(crate) fn context() -> ReportContext {
+        ReportContext {
+            stream_id: "stream-1".into(),
+            model: ModelInfo {
+                id: "test".into(),
+                version: "1".into(),
+                variant: "float".into(),
+                sha256: "0".repeat(64),
+            },
+            policy_version: "p1".into(),
+            device_class: "test".into(),
+            jpeg_quality: 80,
+        }
+    }
+
+    /// Closed `nsfw` segment `n` (from `n` x 10 s, 2 s long) with `evidence` evidence frames, at
+    /// least one, 100 ms apart from its peak on.
+    pub(crate) fn segment(n: u64, evidence: usize) -> Segment {
+        let s = n as i64 * 10_000_000;
+        Segment {
+            id: n,
+            label: "nsfw".into(),
+            stream_start_us: 0,
+            start_us: s,
+            end_us: s + 2_000_000,
+            crossed_us: s + 500_000,
+            peak: 0.9,
+            peak_us: s + 1_000_000,
+            mean: 0.8,
+            frames_scored: 10,
+            evidence: (0..evidence.max(1) as i64)
+                .map(|k| (s + 1_000_000 + k * 100_000, 0.9))
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -592,8 +592,8 @@ mod tests {
 
     use super::*;
     use crate::outbox::{Area, MemStore, OutboxOptions, Store};
-    use crate::report::{ModelInfo, Report, ReportContext};
-    use crate::segmenter::Segment;
+    use crate::report::fixtures::{context, segment};
+    use crate::report::Report;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -834,33 +834,7 @@ mod tests {
     }
 
     fn report(n: u64) -> Report {
-        let context = ReportContext {
-            stream_id: "stream-1".into(),
-            model: ModelInfo {
-                id: "test".into(),
-                version: "1".into(),
-                variant: "float".into(),
-                sha256: "0".repeat(64),
-            },
-            policy_version: "p1".into(),
-            device_class: "test".into(),
-            jpeg_quality: 80,
-        };
-        let s = n as i64 * 10_000_000;
-        let segment = Segment {
-            id: n,
-            label: "nsfw".into(),
-            stream_start_us: 0,
-            start_us: s,
-            end_us: s + 2_000_000,
-            crossed_us: s + 500_000,
-            peak: 0.9,
-            peak_us: s + 1_000_000,
-            mean: 0.8,
-            frames_scored: 10,
-            evidence: vec![(s + 1_000_000, 0.9)],
-        };
-        context.build(&segment, &[], 1_000 + n).unwrap()
+        context().build(&segment(n, 1), &[], 1_000 + n).unwrap()
     }
 
     /// An outbox on a `MemStore` holding reports `1..=n`, oldest first.
