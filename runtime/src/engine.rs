@@ -883,7 +883,7 @@ impl Thumbnailer {
         let (uw, uh) = frame.upright_size();
         let (tw, th) = self.dims(uw, uh);
         if !matches!(&self.preprocessor, Some((w, h, _)) if (*w, *h) == (tw, th)) {
-            let spec = thumbnail_spec(tw, th);
+            let spec = crate::manifest::InputSpec::upright_rgb(tw, th);
             self.preprocessor = Some((tw, th, crate::preprocess::CpuPreprocessor::new(&spec)));
         }
         let Some((_, _, pre)) = self.preprocessor.as_mut() else {
@@ -919,31 +919,6 @@ impl Thumbnailer {
                 Some(self.kept.swap_remove(i))
             })
             .collect()
-    }
-}
-
-/// An input spec that makes the preprocessor write a plain upright RGB picture of `w` x `h`.
-fn thumbnail_spec(w: u32, h: u32) -> crate::manifest::InputSpec {
-    use crate::manifest::{ChannelOrder, Filter, InputSpec, Layout, Resize, ResizeMode};
-    InputSpec {
-        name: "thumbnail".into(),
-        layout: Layout::Nhwc,
-        dtype: "f32".into(),
-        width: w,
-        height: h,
-        channels: 3,
-        channel_order: ChannelOrder::Rgb,
-        value_scale: 255.0,
-        mean: [0.0; 3],
-        std: [1.0; 3],
-        resize: Resize {
-            mode: ResizeMode::Stretch,
-            width: w,
-            height: h,
-            filter: Filter::Bilinear,
-            pad: 0,
-        },
-        crop: None,
     }
 }
 

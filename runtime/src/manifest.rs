@@ -195,6 +195,32 @@ pub struct InputSpec {
 }
 
 impl InputSpec {
+    /// A spec that makes a preprocessor write a plain upright RGB picture of `width` x `height`
+    /// (values 0 to 255, stretched, bilinear): the engine's evidence thumbnails, and the
+    /// harness's.
+    pub fn upright_rgb(width: u32, height: u32) -> Self {
+        InputSpec {
+            name: "thumbnail".into(),
+            layout: Layout::Nhwc,
+            dtype: "f32".into(),
+            width,
+            height,
+            channels: 3,
+            channel_order: ChannelOrder::Rgb,
+            value_scale: 255.0,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            resize: Resize {
+                mode: ResizeMode::Stretch,
+                width,
+                height,
+                filter: Filter::Bilinear,
+                pad: 0,
+            },
+            crop: None,
+        }
+    }
+
     /// Shape of the input tensor, batch 1.
     pub fn shape(&self) -> [usize; 4] {
         let (w, h, c) = (
