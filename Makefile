@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CARGO ?= cargo
 MVN ?= mvn
 
-.PHONY: demo test test-host test-arm-beside-fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
+.PHONY: demo test test-host lane-x86 lane-arm fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,18 +64,25 @@ lint-mobile:
 	@test -x $(CLIPPY_DRIVER) || { echo "clippy not found: rustup component add clippy" >&2; exit 1; }
 	$(CARGO) clippy -p prescreen-runtime --all-targets --no-default-features -- -D warnings
 
-# `make test` keeps both cores busy: a build alone leaves one idle at every crate that waits for
-# another, and a test run at every test that waits on a thread. So the x86-64 tests (`test-host`)
-# run beside the aarch64 build (`arm-build`), and the aarch64 tests under qemu beside the fuzz
-# targets' nightly build (`test-arm-beside-fuzz-build`). Cargo takes its jobs from make's jobserver
-# (the `+` lines), so the two builds share three jobs, not four. Then a short round of every fuzz
-# target, and last the mutants on the lines the last commit changed (`mutants-diff` mutates the
-# source in place, so nothing else may compile while it runs).
+# `make test` keeps both cores busy in two lanes: a build alone leaves one core idle at every crate
+# that waits for another, and a test run at every test that waits on a thread. The x86-64 lane
+# (`lane-x86`) runs the x86-64 tests, then builds the fuzz targets (nightly); the aarch64 lane
+# (`lane-arm`) builds the aarch64 tests (`arm-compile`), then runs them under qemu
+# (`test-arm-run`). Cargo takes its jobs from make's jobserver (the `+` lines), so the two lanes'
+# builds share three jobs, not four. Then a short round of every fuzz target, and last the mutants
+# on the lines the last commit changed (`mutants-diff` mutates the source in place, so nothing
+# else may compile while it runs).
 test: refs fmt
-	+$(MAKE) -j3 test-host arm-compile
-	+$(MAKE) test-arm-beside-fuzz-build
+	+$(MAKE) -j3 lane-x86 lane-arm
 	+$(MAKE) fuzz-ci
 	+$(MAKE) mutants-diff
+
+lane-x86: nightly
+	+$(MAKE) --no-print-directory test-host
+	+$(MAKE) --no-print-directory fuzz-build
+lane-arm:
+	+$(MAKE) --no-print-directory arm-compile
+	+$(MAKE) --no-print-directory test-arm-run
 
 # Every cargo command names the whole workspace: features then resolve the same way each time, so
 # nothing is rebuilt between the steps.
@@ -153,17 +160,12 @@ test-arm-run:
 	$(call ARM_RUN,cortex-a72) $(A72_KERNELS) \
 		$(ARM_CARGO) test $(ARM_BUILD) --lib --test preprocess --test frames
 	$(call ARM_RUN,cortex-a72) $(ARM_CARGO) test $(ARM_BUILD) $(ARM_GOLDEN)
-# `make test` runs the qemu tests while the fuzz targets build (nightly, `make nightly`): the build's
-# output goes to target/fuzz-logs/build.log, printed when it ends. The fuzz build is not stopped
-# when a qemu test fails: it ends first, then both results are reported.
-test-arm-beside-fuzz-build: nightly
+# The fuzz targets' build (nightly), its output in target/fuzz-logs/build.log, printed when it
+# ends (in `make test` the aarch64 lane prints beside it).
+fuzz-build: nightly
 	@mkdir -p target/fuzz-logs
-	@$(NIGHTLY) fuzz build --fuzz-dir fuzz > target/fuzz-logs/build.log 2>&1 & build=$$!; \
-	$(MAKE) --no-print-directory test-arm-run; arm=$$?; \
-	wait $$build; fuzz=$$?; \
-	echo "== fuzz build (beside the aarch64 tests), exit $$fuzz:"; cat target/fuzz-logs/build.log; \
-	[ $$arm -eq 0 ] || echo "== the aarch64 tests failed (above)" >&2; \
-	[ $$arm -eq 0 ] && [ $$fuzz -eq 0 ]
+	+@$(NIGHTLY) fuzz build --fuzz-dir fuzz > target/fuzz-logs/build.log 2>&1; fuzz=$$?; \
+	echo "== fuzz build, exit $$fuzz:"; cat target/fuzz-logs/build.log; [ $$fuzz -eq 0 ]
 # `make test-arm-full`: every test at the three CPUs (about 25 minutes at max), but the soak, whose
 # resident-memory bound measures qemu there (+22 MiB per 10,000 frames for the aarch64 guest; the
 # x86-64 test binary under qemu-x86_64 grows too, 2 MiB, and is flat natively).
@@ -197,12 +199,11 @@ asan: nightly
 # FUZZ_LIMIT_<target> overrides FUZZ_LIMIT for one target.
 # The targets run FUZZ_JOBS at a time (libFuzzer uses one core), each logging to
 # target/fuzz-logs/<target>.log, printed when it ends; the longest ones first.
-FUZZ_TARGETS := frame_preprocess qconv policy_toml manifest_toml image_decode y4m report_json ingest_request
+FUZZ_TARGETS := frame_preprocess qconv policy_toml manifest_toml image_decode y4m report_json ingest_request eval_set
 FUZZ_LIMIT ?= -max_total_time=60
 FUZZ_CORPUS ?= target/fuzz-corpus
 FUZZ_JOBS ?= 2
-fuzz: nightly
-	$(NIGHTLY) fuzz build --fuzz-dir fuzz
+fuzz: fuzz-build
 	@mkdir -p target/fuzz-logs
 	printf '%s\n' $(FUZZ_TARGETS) | xargs -P $(FUZZ_JOBS) -I{} \
 		$(MAKE) --no-print-directory fuzz-one FUZZ_TARGET={}
@@ -217,7 +218,7 @@ fuzz-one:
 	else cat $$log; echo "== fuzz $$t: FAILED (above; the input is in fuzz/artifacts/$$t/)" >&2; exit 1; fi
 
 # frame_preprocess builds a preprocessor for every input (16 ms each with ASan): 10,000 inputs take as
-# long as the other six parsers' 20,000 each in the other lane (about 3 minutes). qconv runs every
+# long as the other seven parsers' 20,000 each in the other lane (about 3 minutes). qconv runs every
 # kernel on a whole convolution per input: 4,000 of them.
 fuzz-ci:
 	rm -rf target/fuzz-ci-corpus

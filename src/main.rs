@@ -8,6 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use prescreen::eval::{
+    self,
+    generate::{self, SetKind},
+    report::EvalReport,
+    run::EvalOptions,
+    set::LabelledSet,
+};
 use prescreen::framegen::OwnedFrame;
 use prescreen::ingest::{self, Receiver};
 use prescreen::soak::proc_status as proc_status_kib;
@@ -242,6 +249,65 @@ enum Command {
         #[arg(long, default_value_t = 1080)]
         height: u32,
     },
+    /// Evaluate a model and a policy on a labelled set, the way a safety team does: the set's
+    /// streams through the real engine (frames' clock, faster than real time) and its images
+    /// through the same screener. Writes OUT/eval.json, OUT/eval.html (self-contained) and
+    /// OUT/proposed-policy.toml (thresholds meeting --target-recall with the fewest false flags).
+    Eval {
+        /// The labelled set: a folder with eval-set.toml, or with per-label image folders
+        /// (`<label>/`, `clean/`). See README, "Evaluating a model and a policy".
+        set: PathBuf,
+        #[command(flatten)]
+        file: ModelFile,
+        /// The policy the engine runs under, e.g. models/policies/default.toml.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Folder for the results (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// An earlier eval.json: print and draw the differences from it.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Preprocessing backend.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// A segment matches a ground-truth interval when it covers at least this fraction of it.
+        #[arg(long, default_value_t = 0.5)]
+        min_overlap: f64,
+        /// The segment recall the proposed thresholds must reach.
+        #[arg(long, default_value_t = 0.9)]
+        target_recall: f64,
+        /// Bins of the reliability diagram and the histograms.
+        #[arg(long, default_value_t = 10)]
+        bins: usize,
+        /// Grid step of the threshold sweep.
+        #[arg(long, default_value_t = 0.05)]
+        sweep_step: f64,
+        /// Do not run the streams again under the proposed thresholds (halves the time; the
+        /// proposal then carries the sweep's replayed figures only).
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Write a labelled set that can live anywhere (no explicit content): `redness`, streams and
+    /// images with red intervals for the test classifier; `benign`, the sample photographs made
+    /// hard (blur, low resolution, tints, crops, compression) and the sample stream, for the
+    /// false-flag rates of a real model.
+    MakeEvalSet {
+        /// Output folder (created).
+        output: PathBuf,
+        /// Which set.
+        #[arg(long, value_enum)]
+        kind: SetKindArg,
+        /// Stream frame size.
+        #[arg(long, default_value_t = 320)]
+        width: u32,
+        /// Stream frame size.
+        #[arg(long, default_value_t = 180)]
+        height: u32,
+        /// Seconds each photograph is on screen in the streams.
+        #[arg(long, default_value_t = 1.0)]
+        shot_seconds: f64,
+    },
     /// Receive segment reports: the reference server (`POST /v1/reports`), for development and
     /// the demo. Validates each report, stores new ones as DIR/<report_id>.json, prints one line
     /// per new report, and runs until killed.
@@ -253,6 +319,14 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SetKindArg {
+    /// Red intervals and red images, for the test classifier (models/redness).
+    Redness,
+    /// Benign photographs and stream, for false-flag rates.
+    Benign,
 }
 
 fn parse_format(s: &str) -> Result<PixelFormat, String> {
@@ -1121,6 +1195,119 @@ impl Drop for TempDir {
     }
 }
 
+/// `prescreen eval`: runs the evaluation, writes the JSON, the HTML and the proposed policy, and
+/// prints the summary (and the differences from `baseline`).
+fn eval(
+    set_path: &Path,
+    file: &ModelFile,
+    policy_path: &Path,
+    out: &Path,
+    baseline: Option<&Path>,
+    options: &EvalOptions,
+) -> Result<()> {
+    options.check()?;
+    // Everything that can be refused is refused before the (long) run.
+    let baseline = baseline
+        .map(|p| EvalReport::read(p).map_err(anyhow::Error::from))
+        .transpose()?;
+    let set = LabelledSet::open(set_path)?;
+    let policy_text = prescreen_runtime::files::read_regular_text(policy_path, 1 << 20)
+        .with_context(|| format!("reading the policy {}", policy_path.display()))?;
+    let policy = Policy::parse(&policy_text)
+        .map_err(|e| anyhow::anyhow!("policy {}: {e}", policy_path.display()))?;
+    let model = file.load()?;
+    set.check_labels(&model.manifest().output.labels)?;
+    policy.check_labels(&model.manifest().id, &model.manifest().output.labels)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    eprintln!(
+        "evaluating {} ({}) under policy {} on {}: {} stream(s), {} image(s)",
+        model.manifest().id,
+        model.variant(),
+        policy.version,
+        set_path.display(),
+        set.streams.len(),
+        set.images.len()
+    );
+    let started = Instant::now();
+    let sources = eval::run::Sources {
+        set: &set_path.display().to_string(),
+        policy: &policy_path.display().to_string(),
+    };
+    let report = eval::run::evaluate(&model, &policy, &set, &sources, options)?;
+    let comparison = baseline
+        .as_ref()
+        .map(|b| eval::compare::compare(&b.figures(), &report.figures()));
+    let json = serde_json::to_vec_pretty(&report)?;
+    std::fs::write(out.join("eval.json"), json)?;
+    std::fs::write(
+        out.join("eval.html"),
+        eval::html::render(&report, comparison.as_ref()),
+    )?;
+    std::fs::write(
+        out.join("proposed-policy.toml"),
+        eval::run::proposed_policy_toml(&policy_text, &report)?,
+    )?;
+    println!("{}", eval_summary(&report));
+    if let Some(c) = &comparison {
+        println!(
+            "{:<48} {:>12} {:>12} {:>12}",
+            "compared with the baseline", "baseline", "now", "delta"
+        );
+        for r in c.rows.iter().filter(|r| r.delta != 0.0) {
+            println!(
+                "{:<48} {:>12.4} {:>12.4} {:>+12.4}",
+                r.name, r.baseline, r.current, r.delta
+            );
+        }
+        for name in &c.only_in_baseline {
+            println!("{name:<48} only in the baseline");
+        }
+        for name in &c.only_in_current {
+            println!("{name:<48} only in this run");
+        }
+    }
+    eprintln!(
+        "evaluated in {:.1} s; wrote {}/eval.json, eval.html and proposed-policy.toml",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// The few lines a person reads first.
+fn eval_summary(r: &EvalReport) -> String {
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let mut s = String::new();
+    for l in &r.labels {
+        let (fr, sg) = (&l.frames, &l.segments);
+        s += &format!(
+            "{}: frames {} positive / {} negative: AP {}, ROC AUC {}, ECE {}, false flags at enter {} per frame\n",
+            l.label, fr.positives, fr.negatives, f(fr.average_precision), f(fr.roc_auc),
+            f(fr.expected_calibration_error), f(fr.false_flag_rate_at_enter)
+        );
+        s += &format!(
+            "{}: segments {} for {} truths: precision {}, recall {}, fragmentation {}, latency median {} ms, p95 {} ms, {} false flag(s) = {} per clean stream-hour [{}, {}]\n",
+            l.label, sg.segments, sg.truths, f(sg.precision), f(sg.recall), f(sg.fragmentation),
+            f(sg.latency_median_ms), f(sg.latency_p95_ms), sg.false_flags,
+            f(sg.false_flags_per_hour), f(sg.false_flags_per_hour_lower), f(sg.false_flags_per_hour_upper)
+        );
+        if let Some(p) = &l.proposal {
+            s += &format!(
+                "{}: proposed enter {:.2}, exit {:.2} (replay recall {:.3}, {} false flags; engine recall {}, false flags {})\n",
+                l.label, p.enter, p.exit, p.replay_recall, p.replay_false_flags,
+                f(p.engine_recall), p.engine_false_flags.map_or("-".into(), |v| v.to_string())
+            );
+        }
+    }
+    let c = &r.cost;
+    s += &format!(
+        "cost: {:.1} s of stream, {} frames scored = {} per stream-second, engine {} ms per stream-second; {} image(s)",
+        c.stream_seconds, c.frames_scored, f(c.frames_scored_per_stream_second),
+        f(c.engine_ms_per_stream_second), c.images_scored
+    );
+    s
+}
+
 fn main() -> Result<()> {
     // The runtime's warnings (quarantined files, evictions, retries, lost reports) are shown by
     // default; RUST_LOG chooses more or less (e.g. RUST_LOG=info, RUST_LOG=off).
@@ -1149,6 +1336,57 @@ fn main() -> Result<()> {
             height,
         } => make_stream(&output, shot_seconds, width, height),
         Command::Ingest { listen, dir } => ingest(&listen, &dir),
+        Command::Eval {
+            set,
+            file,
+            policy,
+            out,
+            baseline,
+            backend,
+            min_overlap,
+            target_recall,
+            bins,
+            sweep_step,
+            no_verify,
+        } => {
+            let options = EvalOptions {
+                min_overlap,
+                target_recall,
+                bins,
+                sweep_step,
+                backend: backend.into(),
+                verify_proposals: !no_verify,
+                ..EvalOptions::default()
+            };
+            eval(&set, &file, &policy, &out, baseline.as_deref(), &options)
+        }
+        Command::MakeEvalSet {
+            output,
+            kind,
+            width,
+            height,
+            shot_seconds,
+        } => {
+            let kind = match kind {
+                SetKindArg::Redness => SetKind::Redness,
+                SetKindArg::Benign => SetKind::Benign,
+            };
+            let set = generate::make_set(
+                &output,
+                kind,
+                Path::new(prescreen::PHOTO_DIR),
+                width,
+                height,
+                shot_seconds,
+            )?;
+            eprintln!(
+                "wrote a labelled set to {}: {} stream(s) and the images in {}/images",
+                output.display(),
+                set.streams.len(),
+                output.display()
+            );
+            Ok(())
+        }
         Command::Soak {
             frames,
             sample_every,

@@ -7,10 +7,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use prescreen::framegen::OwnedFrame;
-use prescreen::y4m;
-use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat};
-
 fn prescreen() -> Command {
     let mut c = common::command(env!("CARGO_BIN_EXE_prescreen"));
     c.current_dir(common::root()).env_remove("RUST_LOG");
@@ -19,32 +15,6 @@ fn prescreen() -> Command {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A `.y4m` of 160x120 frames at 30 fps, red during `red` (seconds), grey otherwise.
-fn red_stream(path: &Path, seconds: u32, red: (f64, f64)) {
-    let mut out = Vec::new();
-    y4m::write_header(&mut out, 160, 120, 30).unwrap();
-    for i in 0..seconds * 30 {
-        let t = i as f64 / 30.0;
-        let rgb = if (red.0..red.1).contains(&t) {
-            [220, 30, 30]
-        } else {
-            [128, 128, 128]
-        };
-        let px: Vec<u8> = (0..160 * 120).flat_map(|_| rgb).collect();
-        let f = OwnedFrame::from_rgb(
-            &px,
-            160,
-            120,
-            PixelFormat::Nv12,
-            ColorMatrix::Bt601,
-            ColorRange::Full,
-        )
-        .unwrap();
-        y4m::write_frame(&mut out, &f).unwrap();
-    }
-    std::fs::write(path, out).unwrap();
 }
 
 /// `screen` with the test classifier, its policy and an outbox.
@@ -78,7 +48,7 @@ fn pending(outbox: &Path) -> usize {
 fn a_truncated_stream_still_stores_the_open_segment_then_fails() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("cut.y4m");
-    red_stream(&input, 3, (1.0, 9.0));
+    common::red_stream(&input, 3, (1.0, 9.0));
     let len = std::fs::metadata(&input).unwrap().len();
     std::fs::File::options()
         .write(true)
@@ -101,7 +71,7 @@ fn a_truncated_stream_still_stores_the_open_segment_then_fails() {
 fn a_policy_for_another_models_labels_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("s.y4m");
-    red_stream(&input, 1, (0.0, 1.0));
+    common::red_stream(&input, 1, (0.0, 1.0));
     let o = screen(
         &input,
         &dir.path().join("outbox"),
@@ -167,7 +137,7 @@ fn reports_lost_to_a_full_disk_make_the_harness_fail_loudly() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("s.y4m");
     // One red second: its segment closes mid-stream, and later events retry its report.
-    red_stream(&input, 6, (1.0, 2.0));
+    common::red_stream(&input, 6, (1.0, 2.0));
     let outbox: PathBuf = dir.path().join("outbox");
     std::fs::create_dir_all(&outbox).unwrap();
     let c = screen(&input, &outbox, "models/policies/redness.toml");

@@ -115,3 +115,29 @@ pub fn missing_kernel(name: &str, test: &str) {
         if waived { " (waived)" } else { "" }
     );
 }
+
+/// A `.y4m` of 160x120 frames at 30 fps, red during `red` (seconds), grey otherwise.
+pub fn red_stream(path: &std::path::Path, seconds: u32, red: (f64, f64)) {
+    let mut out = Vec::new();
+    prescreen::y4m::write_header(&mut out, 160, 120, 30).unwrap();
+    for i in 0..seconds * 30 {
+        let t = i as f64 / 30.0;
+        let rgb = if (red.0..red.1).contains(&t) {
+            [220, 30, 30]
+        } else {
+            [128, 128, 128]
+        };
+        let px: Vec<u8> = (0..160 * 120).flat_map(|_| rgb).collect();
+        let f = prescreen::framegen::OwnedFrame::from_rgb(
+            &px,
+            160,
+            120,
+            prescreen_runtime::frame::PixelFormat::Nv12,
+            prescreen_runtime::frame::ColorMatrix::Bt601,
+            prescreen_runtime::frame::ColorRange::Full,
+        )
+        .unwrap();
+        prescreen::y4m::write_frame(&mut out, &f).unwrap();
+    }
+    std::fs::write(path, out).unwrap();
+}
