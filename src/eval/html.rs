@@ -34,8 +34,9 @@ pub fn render(report: &EvalReport, comparison: Option<&Comparison>) -> String {
     if let Some(c) = comparison {
         compared(&mut out, c);
     }
-    for l in &report.labels {
-        label_figures(&mut out, report, l);
+    let ids = label_ids(report.labels.iter().map(|l| l.label.as_str()));
+    for (l, lid) in report.labels.iter().zip(&ids) {
+        label_figures(&mut out, report, l, lid);
     }
     out.push_str("<h2>Streams</h2>\n");
     for (i, s) in report.streams.iter().enumerate() {
@@ -47,12 +48,15 @@ pub fn render(report: &EvalReport, comparison: Option<&Comparison>) -> String {
 }
 
 const STYLE: &str = "body{font:14px/1.4 sans-serif;margin:1.5em;color:#222;max-width:1200px}\
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;\
-text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}figure{display:inline-block;\
-margin:.5em;vertical-align:top}figcaption{font-size:12px;max-width:420px}.pos{color:#1a7f37}\
-.neg{color:#b42318}.cards{display:flex;flex-wrap:wrap;gap:8px}.card{border:1px solid #ccc;\
-padding:4px;width:170px;font-size:12px}.card img,.nothumb{width:160px;height:120px;\
-object-fit:contain;background:#ddd;display:block}svg text{font:11px sans-serif}";
+table{border-collapse:collapse;margin:.5em 0}\
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}\
+td.l,th.l{text-align:left}figure{display:inline-block;margin:.5em;vertical-align:top}\
+figcaption{font-size:12px;max-width:420px}\
+figure[id^=timeline-] figcaption{max-width:1000px}.up{color:#0550ae}.down{color:#953800}\
+ul.names{columns:3;font-size:12px}.cards{display:flex;flex-wrap:wrap;gap:8px}\
+.card{border:1px solid #ccc;padding:4px;width:170px;font-size:12px}\
+.card img,.nothumb{width:160px;height:120px;object-fit:contain;background:#ddd;display:block}\
+svg text{font:11px sans-serif}";
 
 /// HTML-escapes `s` for element content and quoted attribute values.
 pub fn escape(s: &str) -> String {
@@ -93,14 +97,37 @@ fn num(v: Option<f64>, digits: usize) -> String {
     }
 }
 
+/// A number with its sign always written (`+0.0100`; zero has none), or the dash when undefined.
+fn signed(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(0.0) => format!("{:.digits$}", 0.0),
+        Some(v) if v.is_finite() => format!("{v:+.digits$}"),
+        _ => DASH.into(),
+    }
+}
+
+/// A fraction as a percentage (`0.95` as `95%`), or the dash when undefined.
+fn percent(v: f64) -> String {
+    if v.is_finite() {
+        format!("{}%", num(Some(v * 100.0), 0))
+    } else {
+        DASH.into()
+    }
+}
+
+/// An `f32` from the report with `digits` decimals, or the dash when undefined.
+fn num32(v: f32, digits: usize) -> String {
+    num(Some(f64::from(v)), digits)
+}
+
 fn header(out: &mut String, r: &EvalReport) {
     let m = &r.model;
     let s = &r.settings;
     let _ = writeln!(
         out,
         "<p>Model <b>{}</b> {} ({}, sha256 {}…), labels {}.<br>Policy {} (version {}).<br>\
-         Set {}: {} stream(s), {} image(s).<br>Segments match at {:.0}% overlap; sweep target \
-         recall {}, grid step {}; {} bins; false-flag intervals at {:.0}% confidence.</p>",
+         Set {}: {} stream(s), {} image(s).<br>Segments match at {} overlap; sweep target \
+         recall {}, grid step {}; {} bins; false-flag intervals at {} confidence.</p>",
         escape(&m.id),
         escape(&m.version),
         escape(&m.variant),
@@ -111,11 +138,11 @@ fn header(out: &mut String, r: &EvalReport) {
         escape(&r.set.path),
         r.set.streams,
         r.set.images,
-        s.min_overlap * 100.0,
-        s.target_recall,
-        s.sweep_step,
+        percent(s.min_overlap),
+        num(Some(s.target_recall), 2),
+        num(Some(s.sweep_step), 3),
         s.bins,
-        s.confidence * 100.0
+        percent(s.confidence)
     );
 }
 
@@ -131,16 +158,23 @@ fn summary(out: &mut String, r: &EvalReport) {
         let (f, s) = (&l.frames, &l.segments);
         let proposal = match &l.proposal {
             None => DASH.to_string(),
-            Some(p) => format!(
-                "enter {:.2}, exit {:.2}: replay recall {:.3}, {} false flag(s); engine recall {}, \
-                 {} per hour",
-                p.enter,
-                p.exit,
-                p.replay_recall,
-                p.replay_false_flags,
-                num(p.engine_recall, 3),
-                num(p.engine_false_flags_per_hour, 2)
-            ),
+            Some(p) => {
+                let mut text = format!(
+                    "enter {}, exit {}: replay recall {}, {} false flag(s)",
+                    num32(p.enter, 2),
+                    num32(p.exit, 2),
+                    num(Some(p.replay_recall), 3),
+                    p.replay_false_flags,
+                );
+                if p.engine_recall.is_some() || p.engine_false_flags.is_some() {
+                    let _ = write!(text, "; engine recall {}", num(p.engine_recall, 3));
+                    if let Some(n) = p.engine_false_flags {
+                        let _ = write!(text, ", {n} false flag(s)");
+                    }
+                    let _ = write!(text, ", {} per hour", num(p.engine_false_flags_per_hour, 2));
+                }
+                text
+            }
         };
         let _ = writeln!(
             out,
@@ -176,9 +210,9 @@ fn cost(out: &mut String, r: &EvalReport) {
         "<h2>Cost</h2>\n<table><tr><th>stream seconds</th><th>frames seen</th>\
          <th>frames scored</th><th>scored per stream-second</th>\
          <th>engine ms per stream-second</th><th>images scored</th></tr>\
-         <tr><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\
+         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\
          <p>Engine time depends on the machine: compare it only between runs on one machine.</p>",
-        c.stream_seconds,
+        num(Some(c.stream_seconds), 1),
         c.frames_seen,
         c.frames_scored,
         num(c.frames_scored_per_stream_second, 2),
@@ -189,38 +223,69 @@ fn cost(out: &mut String, r: &EvalReport) {
 
 fn compared(out: &mut String, c: &Comparison) {
     out.push_str(
-        "<h2 id=\"baseline\">Compared with the baseline</h2>\n<table><tr><th class=\"l\">figure\
-         </th><th>baseline</th><th>this run</th><th>delta</th><th>relative</th></tr>\n",
+        "<h2 id=\"baseline\">Compared with the baseline</h2>\n<p>Colour shows only the direction \
+         of a change (<span class=\"up\">up</span>, <span class=\"down\">down</span>), not \
+         whether it is better: for some figures lower is better.</p>\n<table><tr><th class=\"l\">\
+         figure</th><th>baseline</th><th>this run</th><th>delta</th><th>relative</th></tr>\n",
     );
     for row in &c.rows {
         let class = if row.delta > 0.0 {
-            "pos"
+            " class=\"up\""
         } else if row.delta < 0.0 {
-            "neg"
+            " class=\"down\""
         } else {
             ""
         };
+        let relative = match row.relative_delta.filter(|r| r.is_finite()) {
+            Some(r) => signed(Some(r * 100.0), 1) + "%",
+            None => DASH.into(),
+        };
         let _ = writeln!(
             out,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td>\
-             <td class=\"{class}\">{}</td></tr>",
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td{class}>{}</td><td{class}>{}</td>\
+             </tr>",
             escape(&row.name),
             num(Some(row.baseline), 4),
             num(Some(row.current), 4),
-            num(Some(row.delta), 4),
-            num(row.relative_delta.map(|r| r * 100.0), 1) + "%"
+            signed(Some(row.delta), 4),
+            relative
         );
     }
     out.push_str("</table>\n");
     for (names, side) in [
-        (&c.only_in_baseline, "only in the baseline"),
-        (&c.only_in_current, "only in this run"),
+        (&c.only_in_baseline, "Only in the baseline"),
+        (&c.only_in_current, "Only in this run"),
     ] {
         if !names.is_empty() {
-            let list: Vec<String> = names.iter().map(|n| escape(n)).collect();
-            let _ = writeln!(out, "<p>Figures {side}: {}.</p>", list.join(", "));
+            let _ = write!(out, "<p>{side}:</p><ul class=\"names\">");
+            for n in names {
+                let _ = write!(out, "<li>{}</li>", escape(n));
+            }
+            out.push_str("</ul>\n");
         }
     }
+}
+
+/// Colours of the labels' score traces, by the label's place in the report.
+const TRACE_COLOURS: [&str; 5] = ["#0969da", "#8250df", "#bf8700", "#1b7c83", "#57606a"];
+
+/// Element ids for `labels`, in order: each label's [`id`], with `-2`, `-3`… appended when an
+/// earlier label already took it (`a b` and `a_b` both sanitise to `a_b`).
+fn label_ids<'a>(labels: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut taken = std::collections::BTreeSet::new();
+    labels
+        .into_iter()
+        .map(|label| {
+            let base = id(label);
+            let mut candidate = base.clone();
+            let mut n = 1;
+            while !taken.insert(candidate.clone()) {
+                n += 1;
+                candidate = format!("{base}-{n}");
+            }
+            candidate
+        })
+        .collect()
 }
 
 fn figure(out: &mut String, fig_id: &str, svg: &str, caption: &str) {
@@ -230,13 +295,12 @@ fn figure(out: &mut String, fig_id: &str, svg: &str, caption: &str) {
     );
 }
 
-fn label_figures(out: &mut String, r: &EvalReport, l: &LabelReport) {
+fn label_figures(out: &mut String, r: &EvalReport, l: &LabelReport, lid: &str) {
     let f = &l.frames;
-    let lid = id(&l.label);
     let name = escape(&l.label);
     let _ = writeln!(out, "<h2>Label {name}</h2>");
     // Precision/recall.
-    let mut p = Plot::new("recall", "precision", 0.0, 1.0);
+    let mut p = Plot::new("recall", "precision");
     p.line(f.pr_curve.iter().map(|c| (c.x, c.y)), "#1f6feb");
     figure(
         out,
@@ -248,7 +312,7 @@ fn label_figures(out: &mut String, r: &EvalReport, l: &LabelReport) {
         ),
     );
     // ROC.
-    let mut p = Plot::new("false-positive rate", "true-positive rate", 0.0, 1.0);
+    let mut p = Plot::new("false-positive rate", "true-positive rate");
     if !f.roc_curve.is_empty() {
         p.dashed([(0.0, 0.0), (1.0, 1.0)], "#999");
     }
@@ -260,7 +324,7 @@ fn label_figures(out: &mut String, r: &EvalReport, l: &LabelReport) {
         &format!("{name}: ROC curve (frames); area {}.", num(f.roc_auc, 3)),
     );
     // Reliability.
-    let mut p = Plot::new("mean score", "fraction positive", 0.0, 1.0);
+    let mut p = Plot::new("mean score", "fraction positive");
     let total: u64 = f.reliability.iter().map(|b| b.count).sum();
     if total > 0 {
         p.dashed([(0.0, 0.0), (1.0, 1.0)], "#999");
@@ -289,7 +353,7 @@ fn label_figures(out: &mut String, r: &EvalReport, l: &LabelReport) {
         ),
     );
     // Histograms.
-    let mut p = Plot::new("score", "frames (each normalised to its maximum)", 0.0, 1.0);
+    let mut p = Plot::new("score", "frames (each normalised to its maximum)");
     let bins = f.histogram_positives.len().max(f.histogram_negatives.len());
     for (counts, colour, shift) in [
         (&f.histogram_negatives, "#1a7f37", 0.0),
@@ -336,7 +400,7 @@ fn timeline(out: &mut String, r: &EvalReport, index: usize, s: &StreamReport) {
         );
     }
     for g in &s.segments {
-        let colour = if g.matched { "#1f6feb" } else { "#b42318" };
+        let colour = if g.matched { "#1a7f37" } else { "#cf222e" };
         p.band(
             g.start_us as f64 / 1e6,
             g.end_us as f64 / 1e6,
@@ -346,9 +410,12 @@ fn timeline(out: &mut String, r: &EvalReport, index: usize, s: &StreamReport) {
             0.9,
         );
     }
-    let colours = ["#1f6feb", "#8250df", "#1a7f37", "#bf8700", "#cf222e"];
+    let colour_of = |k: usize, label: &str| {
+        let k = r.labels.iter().position(|l| l.label == label).unwrap_or(k);
+        TRACE_COLOURS[k % TRACE_COLOURS.len()]
+    };
     for (k, trace) in s.traces.iter().enumerate() {
-        let colour = colours[k % colours.len()];
+        let colour = colour_of(k, &trace.label);
         p.line(
             trace
                 .points
@@ -361,11 +428,20 @@ fn timeline(out: &mut String, r: &EvalReport, index: usize, s: &StreamReport) {
             p.horizontal(th.exit as f64, colour, "exit");
         }
     }
-    let labels: Vec<String> = s.traces.iter().map(|t| escape(&t.label)).collect();
+    let labels: Vec<String> = (s.traces.iter().enumerate())
+        .map(|(k, t)| {
+            format!(
+                "<span style=\"color:{}\">\u{25a0} {}</span>",
+                colour_of(k, &t.label),
+                escape(&t.label)
+            )
+        })
+        .collect();
     let caption = format!(
-        "{}: {:.1} s, {} frames seen, {} scored, {} segment(s). Scores of {} over time; ground \
-         truth shaded yellow; segments above the plot, blue when they match a truth, red when \
-         they overlap none.",
+        "{}: {:.1} s, {} frames seen, {} scored, {} segment(s). Scores of {} over time, with \
+         each label's enter and exit thresholds dashed; ground truth shaded yellow; segments \
+         above the plot, green when they match a truth, red when they overlap none (false \
+         flags).",
         escape(&s.name),
         seconds,
         s.frames_seen,

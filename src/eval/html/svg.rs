@@ -23,9 +23,9 @@ const TOP: f64 = 10.0;
 const BOTTOM: f64 = 36.0;
 
 impl Plot {
-    /// A square plot of `[x_min, x_max]` (x_min is 0 for every figure) by `[0, 1]`.
-    pub fn new(x_title: &'static str, y_title: &'static str, _x_min: f64, x_max: f64) -> Self {
-        Self::sized(x_title, y_title, 320.0, 280.0, x_max, 1.0)
+    /// A square plot of `[0, 1]` by `[0, 1]`.
+    pub fn new(x_title: &'static str, y_title: &'static str) -> Self {
+        Self::sized(x_title, y_title, 320.0, 280.0, 1.0, 1.0)
     }
 
     /// A wide plot for a timeline of `seconds`, with room above 1.0 for segment bars.
@@ -136,12 +136,19 @@ impl Plot {
     pub fn vertical(&mut self, x: f64, colour: &str, name: &'static str) {
         if x.is_finite() {
             let px = self.px(x);
+            // The name on the side with more room, so that it stays inside the plot.
+            let (text_x, anchor) = if px > self.width / 2.0 {
+                (px - 3.0, "end")
+            } else {
+                (px + 3.0, "start")
+            };
             let _ = write!(
                 self.body,
-                "<line x1=\"{px:.1}\" y1=\"{TOP}\" x2=\"{px:.1}\" y2=\"{:.1}\" stroke=\"{colour}\"/>\
-                 <text x=\"{:.1}\" y=\"{:.1}\">{name}</text>",
+                "<line x1=\"{px:.1}\" y1=\"{TOP}\" x2=\"{px:.1}\" y2=\"{:.1}\" \
+                 stroke=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\" \
+                 text-anchor=\"{anchor}\">{name}</text>",
                 self.py(0.0),
-                px + 3.0,
+                text_x,
                 TOP + 10.0
             );
         }
@@ -159,8 +166,9 @@ impl Plot {
             };
             let _ = write!(
                 self.body,
-                "<line x1=\"{LEFT}\" y1=\"{py:.1}\" x2=\"{:.1}\" y2=\"{py:.1}\" stroke=\"{colour}\" \
-                 stroke-dasharray=\"2 3\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{name}</text>",
+                "<line x1=\"{LEFT}\" y1=\"{py:.1}\" x2=\"{:.1}\" y2=\"{py:.1}\" \
+                 stroke=\"{colour}\" stroke-dasharray=\"2 3\"/><text x=\"{:.1}\" y=\"{:.1}\" \
+                 fill=\"{colour}\">{name}</text>",
                 self.width - RIGHT,
                 text_x,
                 py - 2.0
@@ -185,22 +193,19 @@ impl Plot {
             x1 - x0,
             y0 - y1
         );
-        for k in 0..=4 {
-            let v = k as f64 / 4.0;
+        for (v, label) in ticks(1.0) {
             let py = self.py(v);
             let _ = write!(
                 s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2}</text>",
-                LEFT - 4.0,
+                "<line x1=\"{:.1}\" y1=\"{py:.1}\" x2=\"{x0:.1}\" y2=\"{py:.1}\" stroke=\"#888\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>",
+                x0 - 4.0,
+                LEFT - 6.0,
                 py + 4.0
             );
-            let xv = v * self.x_max;
-            let px = self.px(xv);
-            let label = if self.x_max > 2.0 {
-                format!("{xv:.0}")
-            } else {
-                format!("{xv:.2}")
-            };
+        }
+        for (v, label) in ticks(self.x_max) {
+            let px = self.px(v);
             let _ = write!(
                 s,
                 "<line x1=\"{px:.1}\" y1=\"{y0:.1}\" x2=\"{px:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\
@@ -231,4 +236,33 @@ impl Plot {
         s.push_str("</svg>");
         s
     }
+}
+
+/// Ticks over `[0, max]` at a round step (1, 2 or 5 times a power of ten, about five of them),
+/// each with its label at the step's precision.
+pub fn ticks(max: f64) -> Vec<(f64, String)> {
+    if !(max.is_finite() && max > 0.0) {
+        return vec![(0.0, "0".into())];
+    }
+    let raw = max / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = magnitude
+        * match raw / magnitude {
+            n if n <= 1.0 => 1.0,
+            n if n <= 2.0 => 2.0,
+            n if n <= 5.0 => 5.0,
+            _ => 10.0,
+        };
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10()).ceil() as usize
+    };
+    let count = (max / step + 1e-9).floor() as usize;
+    (0..=count)
+        .map(|k| {
+            let v = k as f64 * step;
+            (v, format!("{v:.decimals$}"))
+        })
+        .collect()
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::eval::compare::compare;
+use crate::eval::compare::{compare, ComparisonRow};
 use crate::eval::report::*;
 use std::collections::BTreeMap;
 
@@ -224,6 +224,73 @@ fn the_comparison_appears_only_when_given() {
     let html = render(&r, Some(&c));
     assert!(html.contains("Compared with the baseline"));
     assert!(html.contains("red.segment.recall"));
-    assert!(html.contains("class=\"pos\""));
-    assert!(html.contains("only in the baseline: gone.figure"));
+    // 0.5 -> 1.0: up by 0.5, +100 %, coloured by its sign only.
+    assert!(html.contains("<td class=\"up\">+0.5000</td><td class=\"up\">+100.0%</td>"));
+    assert!(html.contains("Only in the baseline:</p><ul class=\"names\"><li>gone.figure</li>"));
+    assert!(!html.contains("Only in this run"));
+    // Unchanged figures carry no sign.
+    assert!(html.contains("<td>0.0000</td><td>0.0%</td>"));
+    assert!(!html.contains("+0.0000"));
+}
+
+#[test]
+fn non_finite_figures_show_as_a_dash() {
+    let mut r = report();
+    r.settings.min_overlap = f64::NAN;
+    r.settings.target_recall = f64::INFINITY;
+    r.cost.stream_seconds = f64::NEG_INFINITY;
+    r.cost.frames_scored_per_stream_second = Some(f64::NAN);
+    r.policy.thresholds[0].enter = f32::NAN;
+    let l = &mut r.labels[0];
+    l.proposal.as_mut().unwrap().enter = f32::INFINITY;
+    l.proposal.as_mut().unwrap().replay_recall = f64::NAN;
+    l.frames.pr_curve[1].y = f64::NAN;
+    l.frames.reliability[0].mean_score = Some(f64::INFINITY);
+    l.frames.reliability[1].positive_rate = Some(f64::NAN);
+    l.segments.false_flags_per_hour_upper = Some(f64::NAN);
+    r.examples[0].score = f32::NAN;
+    let c = Comparison {
+        rows: vec![ComparisonRow {
+            name: "x".into(),
+            baseline: f64::NAN,
+            current: f64::INFINITY,
+            delta: f64::NAN,
+            relative_delta: Some(f64::NEG_INFINITY),
+        }],
+        ..Comparison::default()
+    };
+    let html = render(&r, Some(&c));
+    let lower = html.to_lowercase();
+    assert!(!lower.contains("nan") && !lower.contains("inf"));
+    assert!(html.contains(DASH));
+    // A relative delta that is undefined is a dash, not a dash with a per cent sign.
+    assert!(!html.contains(&format!("{DASH}%")));
+}
+
+#[test]
+fn labels_that_sanitise_alike_get_distinct_ids() {
+    assert_eq!(
+        label_ids(["a b", "a_b", "a-2", "a?b", ""]),
+        ["a_b", "a_b-2", "a-2", "a_b-3", ""]
+    );
+    let mut r = report();
+    r.labels[1].label = "r d".into();
+    r.labels.push(r.labels[1].clone());
+    let html = render(&r, None);
+    for fig in ["pr-r_d", "pr-r_d-2", "histogram-r_d-2"] {
+        assert_eq!(html.matches(&format!("id=\"{fig}\"")).count(), 1, "{fig}");
+    }
+}
+
+#[test]
+fn ticks_fall_on_round_numbers() {
+    let labels = |max| svg::ticks(max).into_iter().map(|t| t.1).collect::<Vec<_>>();
+    assert_eq!(labels(1.0), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
+    assert_eq!(labels(10.0), ["0", "2", "4", "6", "8", "10"]);
+    assert_eq!(labels(7.3), ["0", "2", "4", "6"]);
+    assert_eq!(labels(0.03), ["0.00", "0.01", "0.02", "0.03"]);
+    assert_eq!(labels(f64::NAN), ["0"]);
+    // The timeline of a 10 s stream is ticked in whole seconds.
+    let html = render(&report(), None);
+    assert!(html.contains(">10</text>"));
 }
