@@ -65,18 +65,14 @@ IR_VERSION = 7  # the IR version that goes with opset 13
 PRODUCER = "prescreen models/nsfwjs/convert.py"
 PRODUCER_VERSION = "1"
 
+# The file checksum helper of models/prepare.py (importing it runs nothing).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from prepare import sha256_of  # noqa: E402
+
 
 def fail(msg: str) -> None:
     print(f"convert: error: {msg}", file=sys.stderr)
     sys.exit(1)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fp:
-        for chunk in iter(lambda: fp.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------
