@@ -1,11 +1,16 @@
 // Pass 1 of GPU preprocessing: the horizontal resample of the rows the vertical pass needs.
 //
 // Reads the frame's planes (bytes packed four to a u32, byte addressing) and the horizontal filter
-// taps (PIL's antialiased bilinear weights in 22-bit fixed point, computed once per geometry on the
-// CPU by runtime/src/preprocess/kernel.rs). One invocation per (output column, source row):
+// taps. One invocation per (output column, source row):
 //
-// * packed RGB (RGB8, RGBA8, BGRA8): integer sums rounded to 8 bits as PIL does; R, G, B of a sample
-//   are stored as the bytes of one u32. Alpha is never read.
+// Taps are the manifest filter's weights in 22-bit fixed point (PIL's antialiased bilinear weights, or
+// the two taps of `align_corners`), computed once per geometry on the CPU by
+// runtime/src/preprocess/kernel.rs.
+//
+// * packed RGB (RGB8, RGBA8, BGRA8), kind 0: integer sums rounded to 8 bits as PIL does; R, G, B of a
+//   sample are stored as the bytes of one u32. Alpha is never read.
+// * packed RGB, kind 2 (a filter that does not round between passes): exact sums stored unrounded as
+//   three f32 in 0..255 units at `inter[(r * rw + x) * 3 + c]`.
 // * YUV 4:2:0: rows `0..luma_rows` are luma rows, the next `chroma_rows` are chroma rows (U and V,
 //   each plane with its own row and pixel stride); sums are exact integers, stored unrounded as f32
 //   in 0..255 units (luma at `inter[r * rw + x]`, chroma at `inter[chroma_inter + (r * rw + x) * 2]`).
@@ -31,6 +36,7 @@ struct Params {
 }
 
 const KIND_PACKED: u32 = 0u;
+const KIND_PACKED_EXACT: u32 = 2u;
 const HALF: i32 = 2097152; // 1 << 21, the rounding half of a 22-bit fixed-point sum
 const ONE: f32 = 4194304.0; // 1 << 22
 
@@ -59,7 +65,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     if x >= p.rw {
         return;
     }
-    if p.kind == KIND_PACKED {
+    if p.kind == KIND_PACKED || p.kind == KIND_PACKED_EXACT {
         if r >= p.luma_rows {
             return;
         }
@@ -67,13 +73,21 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         let weights = p.hx_weights + x * p.hx_width;
         let base = p.y_base + r * p.y_stride;
         let order = vec3<u32>(p.order & 0xffu, (p.order >> 8u) & 0xffu, (p.order >> 16u) & 0xffu);
-        var acc = vec3<i32>(HALF);
+        var acc = vec3<i32>(0);
         for (var k = 0u; k < p.hx_width; k++) {
             let w = taps[weights + k];
             let a = base + (first + k) * p.y_pstride;
             acc += w * vec3<i32>(byte_at(a + order.x), byte_at(a + order.y), byte_at(a + order.z));
         }
-        let v = vec3<u32>(clamp(acc >> vec3<u32>(22u), vec3<i32>(0), vec3<i32>(255)));
+        if p.kind == KIND_PACKED_EXACT {
+            let at = (r * p.rw + x) * 3u;
+            let rgb = vec3<f32>(acc) / ONE;
+            inter[at] = bitcast<u32>(rgb.x);
+            inter[at + 1u] = bitcast<u32>(rgb.y);
+            inter[at + 2u] = bitcast<u32>(rgb.z);
+            return;
+        }
+        let v = vec3<u32>(clamp((acc + vec3<i32>(HALF)) >> vec3<u32>(22u), vec3<i32>(0), vec3<i32>(255)));
         inter[r * p.rw + x] = v.x | (v.y << 8u) | (v.z << 16u);
         return;
     }

@@ -6,7 +6,8 @@
 // `preprocess::YuvToRgb`), orders the channels, normalises (`value = rgb * scale + offset`) and
 // writes f32 in the model's layout (0 = NHWC, 1 = NCHW). Outside the picture: the padding colour.
 //
-// Packed RGB: integer vertical sums rounded to 8 bits as PIL does, bit-identical to the CPU path.
+// Packed RGB (kind 0): integer vertical sums rounded to 8 bits as PIL does, bit-identical to the CPU
+// path. Packed RGB kept exact (kind 2) and YUV: f32 vertical sums, unrounded.
 
 struct Params {
     rw: u32, rh: u32, out_w: u32, out_h: u32,
@@ -27,6 +28,7 @@ struct Params {
 }
 
 const KIND_PACKED: u32 = 0u;
+const KIND_PACKED_EXACT: u32 = 2u;
 const LAYOUT_NCHW: u32 = 1u;
 const HALF: i32 = 2097152; // 1 << 21
 const ONE: f32 = 4194304.0; // 1 << 22
@@ -60,6 +62,19 @@ fn packed_rgb(s: vec2<u32>) -> vec3<f32> {
         acc += w * vec3<i32>(i32(v & 0xffu), i32((v >> 8u) & 0xffu), i32((v >> 16u) & 0xffu));
     }
     return vec3<f32>(clamp(acc >> vec3<u32>(22u), vec3<i32>(0), vec3<i32>(255)));
+}
+
+fn packed_exact_rgb(s: vec2<u32>) -> vec3<f32> {
+    let first = u32(taps[p.vy_start + s.y]);
+    let weights = p.vy_weights + s.y * p.vy_width;
+    var acc = vec3<f32>(0.0);
+    for (var k = 0u; k < p.vy_width; k++) {
+        let w = f32(taps[weights + k]) / ONE;
+        let at = ((first + k - p.vy_span) * p.rw + s.x) * 3u;
+        acc += w * vec3<f32>(bitcast<f32>(inter[at]), bitcast<f32>(inter[at + 1u]),
+                             bitcast<f32>(inter[at + 2u]));
+    }
+    return acc;
 }
 
 fn yuv_rgb(s: vec2<u32>) -> vec3<f32> {
@@ -103,6 +118,8 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         let s = source_index(x - p.dst_x, y - p.dst_y);
         if p.kind == KIND_PACKED {
             rgb = packed_rgb(s);
+        } else if p.kind == KIND_PACKED_EXACT {
+            rgb = packed_exact_rgb(s);
         } else {
             rgb = yuv_rgb(s);
         }

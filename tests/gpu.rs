@@ -9,7 +9,7 @@
 mod common;
 
 use common::cases::{
-    build, camera_cases, case_strategy, frame, tolerance, variant_spec, Built, Case,
+    build, camera_cases, case_strategy, frame, tolerance, variant_spec, Built, Case, VARIANTS,
 };
 
 use std::cell::RefCell;
@@ -149,20 +149,20 @@ fn gpu_matches_reference_and_cpu() {
 }
 
 /// The same over the manifest variants (letterbox with padding, shorter side + crop, NCHW, RGB
-/// order, per-channel std).
+/// order, per-channel std, the `align_corners` filter).
 #[test]
 fn gpu_matches_reference_and_cpu_for_other_manifests() {
     let Some(ctx) = gpu() else { return };
-    let rigs: Vec<RefCell<Rig>> = (1..4)
+    let rigs: Vec<RefCell<Rig>> = (1..VARIANTS)
         .map(|v| RefCell::new(Rig::new(ctx, variant_spec(v))))
         .collect();
     let mut runner = TestRunner::new(Config {
-        cases: 36,
+        cases: 50,
         failure_persistence: None,
         ..Config::default()
     });
     runner
-        .run(&(case_strategy(300), 0usize..3), |(c, v)| {
+        .run(&(case_strategy(300), 0..VARIANTS - 1), |(c, v)| {
             rigs[v].borrow_mut().check(&c)
         })
         .unwrap_or_else(|e| panic!("{e}"));

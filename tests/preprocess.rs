@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::cases::{build, camera_cases, case_strategy, frame, tolerance, variant_spec, Case};
+use common::cases::{
+    build, camera_cases, case_strategy, frame, tolerance, variant_spec, Case, VARIANTS,
+};
 
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, Frame, PixelFormat, Rotation};
 use prescreen_runtime::manifest::InputSpec;
@@ -37,10 +39,10 @@ proptest! {
     }
 
     /// The same for manifest variants: letterbox with padding, shorter side + crop, NCHW, RGB order,
-    /// [0, 1] scaling with a per-channel std.
+    /// [0, 1] scaling with a per-channel std, and the `align_corners` filter (exact, unrounded).
     #[test]
-    fn cpu_matches_reference_for_other_manifests(c in case_strategy(300), variant in 0usize..3) {
-        let spec = variant_spec(variant + 1);
+    fn cpu_matches_reference_for_other_manifests(c in case_strategy(300), variant in 1..VARIANTS) {
+        let spec = variant_spec(variant);
         let mut pre = CpuPreprocessor::new(&spec);
         check(&c, &spec, &mut pre)?;
     }
@@ -67,6 +69,39 @@ proptest! {
         let want = reference::preprocess(&f, &spec);
         let (max, _) = common::diff(&out, &want);
         prop_assert!(max == 0.0, "max |cpu - reference| = {max} for {c:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// `align_corners` means what TensorFlow means: the four corner pixels of the upright picture
+    /// land, unblended, on the four corners of the tensor, whatever the sizes (up or down) and
+    /// the mirror.
+    #[test]
+    fn align_corners_puts_the_picture_corners_on_the_tensor_corners(
+        w in 1usize..=400,
+        h in 1usize..=400,
+        mirror in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let spec = variant_spec(4);
+        let (tw, th) = (spec.width as usize, spec.height as usize);
+        let pixels = common::cases::noise(w * h * 3, seed);
+        let f = Frame::packed(PixelFormat::Rgb8, w as u32, h as u32, &pixels, w * 3)
+            .unwrap()
+            .with_orientation(Rotation::R0, mirror);
+        let mut out = vec![0f32; spec.len()];
+        CpuPreprocessor::new(&spec).run(&f, &mut out).expect("preprocess");
+        let [(scale, offset), ..] = spec.affine();
+        for (ux, uy, tx, ty) in [(0, 0, 0, 0), (w - 1, 0, tw - 1, 0), (0, h - 1, 0, th - 1), (w - 1, h - 1, tw - 1, th - 1)] {
+            let sx = if mirror { w - 1 - ux } else { ux };
+            for c in 0..3 {
+                let want = pixels[(uy * w + sx) * 3 + c] as f32 * scale + offset;
+                let got = out[(ty * tw + tx) * 3 + c];
+                prop_assert!((got - want).abs() <= 1e-6, "corner ({ux}, {uy}) channel {c}: {got} != {want}");
+            }
+        }
     }
 }
 

@@ -133,8 +133,23 @@ pub enum ResizeMode {
 #[serde(rename_all = "snake_case")]
 pub enum Filter {
     /// Antialiased bilinear (triangle) filter, as PIL's `Image.resize(BILINEAR)`: when shrinking,
-    /// the triangle widens with the scale factor so every source pixel contributes.
+    /// the triangle widens with the scale factor so every source pixel contributes. Packed 8-bit
+    /// pixels are rounded to 8 bits after each pass, as PIL rounds them.
     Bilinear,
+    /// Plain two-tap bilinear interpolation with the corners aligned, as TensorFlow's
+    /// `resize_bilinear(align_corners = true)`: output sample `i` of `n` reads the source at index
+    /// `i * (len - 1) / (n - 1)` (the first and last samples land on the first and last source
+    /// pixels), between its two neighbours, with no antialiasing when shrinking and no rounding
+    /// between the passes.
+    BilinearAlignCorners,
+}
+
+impl Filter {
+    /// True when packed 8-bit pixels are rounded to 8 bits after each pass (PIL's arithmetic);
+    /// false when both passes are kept exact.
+    pub fn rounds_between_passes(self) -> bool {
+        matches!(self, Filter::Bilinear)
+    }
 }
 
 /// The resize step.

@@ -1,11 +1,13 @@
 //! The GPU backend (feature `gpu`): preprocessing with wgpu compute shaders (`shaders/*.wgsl`).
 //!
 //! Same contract and same arithmetic as the CPU path ([`crate::preprocess`]): the shared
-//! [`Plan`] says what to sample, the shared filter tables ([`Taps`], PIL's weights in 22-bit fixed
-//! point) say how, and are computed on the CPU once per geometry and uploaded once. Two passes:
+//! [`Plan`] says what to sample, the shared filter tables ([`Taps`], the manifest filter's weights
+//! in 22-bit fixed point) say how, and are computed on the CPU once per geometry and uploaded once.
+//! Two passes:
 //!
 //! 1. `resample_rows.wgsl`: the horizontal resample of the source rows the vertical taps read
-//!    (packed RGB rounded to 8 bits as PIL does; YUV planes exact, unrounded).
+//!    (packed RGB rounded to 8 bits as PIL does, or kept exact for a filter that does not round;
+//!    YUV planes exact, unrounded).
 //! 2. `to_tensor.wgsl`: per tensor pixel, rotation/mirror, the vertical resample, YUV to RGB,
 //!    channel order, normalisation, layout and letterbox padding.
 //!
@@ -57,6 +59,8 @@ const WORKGROUP: u32 = 8;
 const SLOTS: usize = 2;
 const KIND_PACKED: u32 = 0;
 const KIND_YUV: u32 = 1;
+/// Packed RGB kept exact between the passes (three `f32` per intermediate sample).
+const KIND_PACKED_EXACT: u32 = 2;
 
 /// Compute pipelines and their bind-group layouts, compiled once per preprocessor.
 #[derive(Debug)]
@@ -584,8 +588,9 @@ impl GpuPreprocessor {
         let mut taps_data = None;
         if slot.key != Some(key) {
             let (rw, rh) = (plan.resized_w, plan.resized_h);
-            let hx = Taps::new(b.left, b.width, rw, w as usize);
-            let vy = Taps::new(b.top, b.height, rh, h as usize);
+            let filter = self.spec.resize.filter;
+            let hx = Taps::for_filter(filter, b.left, b.width, rw, w as usize);
+            let vy = Taps::for_filter(filter, b.top, b.height, rh, h as usize);
             let mut data: Vec<i32> = Vec::new();
             let mut words = [0u32; 12];
             let mut append = |t: &Taps, at: usize, data: &mut Vec<i32>| {
@@ -599,10 +604,9 @@ impl GpuPreprocessor {
             append(&vy, 3, &mut data);
             let mut chroma_rows = 0..0;
             if yuv {
-                let half = b.half();
                 let (cw, ch) = frame.chroma_size();
-                let chx = Taps::new(half.left, half.width, rw, cw as usize);
-                let cvy = Taps::new(half.top, half.height, rh, ch as usize);
+                let chx = Taps::chroma_for_filter(filter, b.left, b.width, rw, cw as usize);
+                let cvy = Taps::chroma_for_filter(filter, b.top, b.height, rh, ch as usize);
                 append(&chx, 6, &mut data);
                 append(&cvy, 9, &mut data);
                 chroma_rows = cvy.span();
@@ -648,8 +652,14 @@ impl GpuPreprocessor {
             .map(|u| u.len().next_multiple_of(4) as u64)
             .sum();
         let rw = plan.resized_w as u64;
-        let inter_words =
-            rw * layout.luma_rows.len() as u64 + 2 * rw * layout.chroma_rows.len() as u64;
+        // Words per intermediate sample: one (packed bytes or luma), three (exact packed R, G, B).
+        let per_sample = if !yuv && !self.spec.resize.filter.rounds_between_passes() {
+            3
+        } else {
+            1
+        };
+        let inter_words = per_sample * rw * layout.luma_rows.len() as u64
+            + 2 * rw * layout.chroma_rows.len() as u64;
         let taps_bytes = taps_data.as_ref().map_or(0, |d| d.len() as u64 * 4);
         let bytes = src_bytes.max(inter_words * 4).max(taps_bytes);
         if bytes > self.limit {
@@ -1008,7 +1018,11 @@ fn params(
         Layout::Nhwc => 0,
         Layout::Nchw => 1,
     };
-    let kind = if yuv { KIND_YUV } else { KIND_PACKED };
+    let kind = match (yuv, spec.resize.filter.rounds_between_passes()) {
+        (true, _) => KIND_YUV,
+        (false, true) => KIND_PACKED,
+        (false, false) => KIND_PACKED_EXACT,
+    };
     p[8..12].copy_from_slice(&[rotation, frame.mirror() as u32, layout_code, kind]);
     let luma_rows = layout.luma_rows.len() as u32;
     let chroma_rows = if yuv {

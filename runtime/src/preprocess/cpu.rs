@@ -14,6 +14,10 @@
 //!   resolution, centred siting), then converted in `f32`: no 8-bit rounding between the resample and
 //!   the colour matrix, whose chroma gain would otherwise double the error.
 //!
+//! * With the `align_corners` filter every format takes the exact path ([`ExactScratch`]): each
+//!   channel is interpolated from its two neighbours in `f32`, across then down, with nothing
+//!   rounded (TensorFlow's arithmetic; there is no 8-bit intermediate to match).
+//!
 //! All buffers are owned by the [`CpuPreprocessor`] and reused, so a stream of same-sized frames does
 //! not allocate.
 
@@ -40,6 +44,7 @@ pub struct CpuPreprocessor {
     luma_out: Vec<U16>,
     chroma_out: [Vec<U16>; 2],
     packed: PackedScratch,
+    exact: ExactScratch,
 }
 
 impl std::fmt::Debug for CpuPreprocessor {
@@ -62,6 +67,7 @@ impl CpuPreprocessor {
             luma_out: Vec::new(),
             chroma_out: [Vec::new(), Vec::new()],
             packed: PackedScratch::default(),
+            exact: ExactScratch::default(),
         }
     }
 
@@ -84,12 +90,17 @@ impl CpuPreprocessor {
         }
         // Camera alpha carries nothing: never premultiply by it (fast_image_resize does by default).
         let options = ResizeOptions::new()
-            .resize_alg(resize_alg(self.spec.resize.filter))
+            .resize_alg(ResizeAlg::Convolution(fr::FilterType::Bilinear))
             .use_alpha(false);
         let (rw, rh) = (plan.resized_w, plan.resized_h);
         let n = rw as usize * rh as usize;
         let planes = frame.planes();
         let writer = self.writer;
+        if !self.spec.resize.filter.rounds_between_passes() {
+            self.exact
+                .resample(frame, &plan, self.spec.resize.filter, &writer, out);
+            return Ok(());
+        }
         match frame.format() {
             PixelFormat::Rgb8 | PixelFormat::Rgba8 | PixelFormat::Bgra8 => {
                 let rgb = self.packed.resample(frame, &plan);
@@ -149,12 +160,6 @@ impl CpuPreprocessor {
             }
         }
         Ok(())
-    }
-}
-
-fn resize_alg(filter: Filter) -> ResizeAlg {
-    match filter {
-        Filter::Bilinear => ResizeAlg::Convolution(fr::FilterType::Bilinear),
     }
 }
 
@@ -412,6 +417,184 @@ fn horizontal<const BPP: usize>(src: &[u8], taps: &Taps, order: [usize; 3], dst:
         }
         for (o, &c) in out.iter_mut().zip(&order) {
             *o = to_u8(acc[c]);
+        }
+    }
+}
+
+/// Filter tables and buffers of the exact path: every channel resampled in `f32`, unrounded.
+#[derive(Default)]
+struct ExactScratch {
+    /// Geometry the tables were built for: YUV or not, frame size, source box bits, resampled size.
+    key: Option<(bool, u32, u32, [u64; 4], u32, u32)>,
+    horizontal: Taps,
+    vertical: Taps,
+    chroma_horizontal: Taps,
+    chroma_vertical: Taps,
+    /// Horizontally resampled source rows (only those the vertical taps read).
+    rows: Vec<f32>,
+    /// Which rows of the vertical span are read with a non-zero weight.
+    needed: Vec<bool>,
+    /// The resampled channels, in stored orientation: R, G, B interleaved, or Y, U and V planes.
+    channels: [Vec<f32>; 3],
+}
+
+impl ExactScratch {
+    /// Resamples `frame` as `plan` says with the unrounded `filter` and writes the tensor.
+    fn resample(
+        &mut self,
+        frame: &Frame<'_>,
+        plan: &Plan,
+        filter: Filter,
+        writer: &TensorWriter,
+        out: &mut [f32],
+    ) {
+        let (w, h) = (frame.width(), frame.height());
+        let yuv = frame.format().is_yuv();
+        let b = plan.src;
+        let key = (
+            yuv,
+            w,
+            h,
+            [b.left, b.top, b.width, b.height].map(f64::to_bits),
+            plan.resized_w,
+            plan.resized_h,
+        );
+        if self.key != Some(key) {
+            let (rw, rh) = (plan.resized_w, plan.resized_h);
+            self.horizontal = Taps::for_filter(filter, b.left, b.width, rw, w as usize);
+            self.vertical = Taps::for_filter(filter, b.top, b.height, rh, h as usize);
+            if yuv {
+                let (cw, ch) = frame.chroma_size();
+                self.chroma_horizontal =
+                    Taps::chroma_for_filter(filter, b.left, b.width, rw, cw as usize);
+                self.chroma_vertical =
+                    Taps::chroma_for_filter(filter, b.top, b.height, rh, ch as usize);
+            }
+            self.key = Some(key);
+        }
+        let planes = frame.planes();
+        let [c0, c1, c2] = &mut self.channels;
+        if !yuv {
+            let order = match frame.format() {
+                PixelFormat::Bgra8 => [2, 1, 0],
+                _ => [0, 1, 2],
+            };
+            let p = &planes[0];
+            let source = Source {
+                data: p.data,
+                row_stride: p.row_stride,
+                pixel_stride: p.pixel_stride,
+            };
+            let taps = (&self.horizontal, &self.vertical);
+            resample_exact(source, &order, taps, &mut self.rows, &mut self.needed, c0);
+            writer.write_rgb(plan, out, |i| [c0[3 * i], c0[3 * i + 1], c0[3 * i + 2]]);
+            return;
+        }
+        let p = &planes[0];
+        let luma = Source {
+            data: p.data,
+            row_stride: p.row_stride,
+            pixel_stride: 1,
+        };
+        let taps = (&self.horizontal, &self.vertical);
+        resample_exact(luma, &[0], taps, &mut self.rows, &mut self.needed, c0);
+        // U and V: (plane, byte offset in a sample, sample stride) of each.
+        let (u, v) = match frame.format() {
+            PixelFormat::Nv12 => ((1, 0, 2), (1, 1, 2)),
+            PixelFormat::Nv21 => ((1, 1, 2), (1, 0, 2)),
+            _ => (
+                (1, 0, planes[1].pixel_stride),
+                (2, 0, planes[2].pixel_stride),
+            ),
+        };
+        let taps = (&self.chroma_horizontal, &self.chroma_vertical);
+        for ((plane, offset, stride), dst) in [(u, &mut *c1), (v, &mut *c2)] {
+            let p = &planes[plane];
+            let source = Source {
+                data: p.data,
+                row_stride: p.row_stride,
+                pixel_stride: stride,
+            };
+            resample_exact(
+                source,
+                &[offset],
+                taps,
+                &mut self.rows,
+                &mut self.needed,
+                dst,
+            );
+        }
+        let conv = YuvToRgb::new(frame.matrix(), frame.range());
+        writer.write_rgb(plan, out, |i| conv.convert(c0[i], c1[i], c2[i]));
+    }
+}
+
+/// An 8-bit plane as the exact path reads it: sample `(x, y)` starts at byte
+/// `y * row_stride + x * pixel_stride`.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    data: &'a [u8],
+    row_stride: usize,
+    pixel_stride: usize,
+}
+
+/// Resamples the bytes at `offsets` of each sample of `src` with `taps` (horizontal, vertical) in
+/// `f32`, without rounding: `out[(y * w + x) * offsets.len() + c]`. Only the source rows the
+/// vertical taps weight are resampled across.
+fn resample_exact(
+    src: Source<'_>,
+    offsets: &[usize],
+    (horizontal, vertical): (&Taps, &Taps),
+    rows: &mut Vec<f32>,
+    needed: &mut Vec<bool>,
+    out: &mut Vec<f32>,
+) {
+    const INV_ONE: f32 = 1.0 / (1u32 << super::kernel::PRECISION_BITS) as f32;
+    let n = offsets.len();
+    let line = horizontal.len() * n;
+    let span = vertical.span();
+    needed.clear();
+    needed.resize(span.len(), false);
+    for oy in 0..vertical.len() {
+        let (s, weights) = vertical.window(oy);
+        for (k, &wt) in weights.iter().enumerate() {
+            if wt != 0 {
+                needed[s + k - span.start] = true;
+            }
+        }
+    }
+    rows.resize(span.len() * line, 0.0);
+    for (r, dst) in rows.chunks_exact_mut(line).enumerate() {
+        if !needed[r] {
+            continue;
+        }
+        let row = &src.data[(span.start + r) * src.row_stride..];
+        for (x, samples) in dst.chunks_exact_mut(n).enumerate() {
+            let (s, weights) = horizontal.window(x);
+            for (value, &offset) in samples.iter_mut().zip(offsets) {
+                // Exact in i32 (the weights sum to one: at most 255 << 22), as the GPU sums it.
+                let acc: i32 = weights
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &wt)| wt * row[(s + k) * src.pixel_stride + offset] as i32)
+                    .sum();
+                *value = acc as f32 * INV_ONE;
+            }
+        }
+    }
+    out.clear();
+    out.resize(vertical.len() * line, 0.0);
+    for (oy, dst) in out.chunks_exact_mut(line).enumerate() {
+        let (s, weights) = vertical.window(oy);
+        for (k, &wt) in weights.iter().enumerate() {
+            if wt == 0 {
+                continue;
+            }
+            let wt = wt as f32 * INV_ONE;
+            let r = s + k - span.start;
+            for (o, &v) in dst.iter_mut().zip(&rows[r * line..(r + 1) * line]) {
+                *o += wt * v;
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Frames to model input tensors.
 //!
 //! The contract, for every backend: the upright picture (frame rotated, then mirrored) is resized and
-//! cropped as the manifest's [`InputSpec`] says, with PIL's antialiased bilinear filter; YUV planes are
-//! each resampled on their own grid and converted with the frame's matrix and range; channels are
+//! cropped as the manifest's [`InputSpec`] says, with its filter (PIL's antialiased bilinear, or
+//! TensorFlow's `align_corners` bilinear: [`crate::manifest::Filter`]); YUV planes are each
+//! resampled on their own grid and converted with the frame's matrix and range; channels are
 //! ordered, scaled and normalised, and written in the model's layout. [`reference`] is the slow,
 //! obvious implementation of that contract that tests hold every backend to.
 

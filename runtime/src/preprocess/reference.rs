@@ -6,13 +6,18 @@
 //! with the backends but the manifest's resize/crop arithmetic ([`super::geometry::upright_layout`]),
 //! which the fidelity test checks against PIL itself. Tests hold every backend to it.
 //!
+//! With [`Filter::BilinearAlignCorners`] the centre of output pixel `i` of `n` maps instead to the
+//! centre of source pixel `left + i * (extent - 1) / (n - 1)` of the box, and the planes are read
+//! by plain bilinear interpolation between the four pixels around that point (chroma at the same
+//! point of the half-resolution grid), in `f64`, with nothing rounded.
+//!
 //! Rounding follows the contract: packed 8-bit RGB is resampled as PIL does (a horizontal pass
 //! rounded to 8 bits, then a vertical pass rounded to 8 bits); YUV planes are resampled without
 //! rounding and converted in floating point.
 
 use super::geometry::upright_layout;
 use crate::frame::{ColorRange, Frame, PixelFormat, Rotation};
-use crate::manifest::InputSpec;
+use crate::manifest::{Filter, InputSpec};
 
 /// The model input for `frame`, by the book.
 pub fn preprocess(frame: &Frame<'_>, spec: &InputSpec) -> Vec<f32> {
@@ -21,6 +26,15 @@ pub fn preprocess(frame: &Frame<'_>, spec: &InputSpec) -> Vec<f32> {
     let (uw, uh) = frame.upright_size();
     let (b, dst) = upright_layout(spec, uw, uh);
     let (su, sv) = (b.width / dst.w as f64, b.height / dst.h as f64);
+    let filter = spec.resize.filter;
+    // Centre of output sample `i` of `n` along a box side `[start, start + extent)`.
+    let centre = |i: usize, start: f64, extent: f64, n: u32, scale: f64| match filter {
+        Filter::Bilinear => start + (i as f64 + 0.5) * scale,
+        Filter::BilinearAlignCorners if n > 1 => {
+            start + 0.5 + i as f64 * (extent - 1.0) / (n - 1) as f64
+        }
+        Filter::BilinearAlignCorners => start + 0.5,
+    };
     let affine = spec.affine();
     let source = spec.rgb_source();
     let (tw, th) = (spec.width as usize, spec.height as usize);
@@ -34,8 +48,8 @@ pub fn preprocess(frame: &Frame<'_>, spec: &InputSpec) -> Vec<f32> {
                 [spec.resize.pad as f64; 3]
             } else {
                 // Centre of this pixel in the (mirrored) upright picture, then in the stored frame.
-                let um = b.left + ((x - dst.x as usize) as f64 + 0.5) * su;
-                let v = b.top + ((y - dst.y as usize) as f64 + 0.5) * sv;
+                let um = centre(x - dst.x as usize, b.left, b.width, dst.w, su);
+                let v = centre(y - dst.y as usize, b.top, b.height, dst.h, sv);
                 let u = if frame.mirror() { uw as f64 - um } else { um };
                 let (xs, ys, scale_x, scale_y) = match frame.rotation() {
                     Rotation::R0 => (u, v, su, sv),
@@ -43,10 +57,11 @@ pub fn preprocess(frame: &Frame<'_>, spec: &InputSpec) -> Vec<f32> {
                     Rotation::R180 => (w - u, h - v, su, sv),
                     Rotation::R270 => (w - v, u, sv, su),
                 };
-                if frame.format().is_yuv() {
-                    sample_yuv(frame, xs, ys, scale_x, scale_y)
-                } else {
-                    sample_packed(frame, xs, ys, scale_x, scale_y)
+                match (filter, frame.format().is_yuv()) {
+                    (Filter::Bilinear, true) => sample_yuv(frame, xs, ys, scale_x, scale_y),
+                    (Filter::Bilinear, false) => sample_packed(frame, xs, ys, scale_x, scale_y),
+                    (Filter::BilinearAlignCorners, true) => interpolate_yuv(frame, xs, ys),
+                    (Filter::BilinearAlignCorners, false) => interpolate_packed(frame, xs, ys),
                 }
             };
             for k in 0..3 {
@@ -158,6 +173,57 @@ fn sample_yuv(frame: &Frame<'_>, xs: f64, ys: f64, scale_x: f64, scale_y: f64) -
             v += wj * wi * cv;
         }
     }
+    yuv_to_rgb(frame, y, u, v)
+}
+
+/// Bilinear interpolation of `at(x, y)` over a `w` x `h` grid at index-space point `(x, y)`
+/// (clamped to the grid): the four neighbours weighted by distance.
+fn bilinear(w: usize, h: usize, x: f64, y: f64, at: impl Fn(usize, usize) -> f64) -> f64 {
+    let x = x.clamp(0.0, (w - 1) as f64);
+    let y = y.clamp(0.0, (h - 1) as f64);
+    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f64, y - y0 as f64);
+    let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
+    let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
+/// R, G, B of a packed frame at the point centred on `(xs, ys)` (stored-frame pixel units).
+fn interpolate_packed(frame: &Frame<'_>, xs: f64, ys: f64) -> [f64; 3] {
+    let plane = frame.planes()[0];
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let channel = |c: usize| -> f64 {
+        let byte = match (frame.format(), c) {
+            (PixelFormat::Bgra8, 0) => 2,
+            (PixelFormat::Bgra8, 2) => 0,
+            _ => c,
+        };
+        bilinear(w, h, xs - 0.5, ys - 0.5, |x, y| {
+            plane.data[plane.offset(x, y) + byte] as f64
+        })
+    };
+    [channel(0), channel(1), channel(2)]
+}
+
+/// R, G, B of a YUV frame at the point centred on `(xs, ys)`: luma there, chroma at the same point
+/// of the half-resolution grid.
+fn interpolate_yuv(frame: &Frame<'_>, xs: f64, ys: f64) -> [f64; 3] {
+    let luma = frame.planes()[0];
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
+    let y = bilinear(w, h, xs - 0.5, ys - 0.5, |x, y| {
+        luma.data[luma.offset(x, y)] as f64
+    });
+    let (cw, ch) = frame.chroma_size();
+    let (cx, cy) = (xs / 2.0 - 0.5, ys / 2.0 - 0.5);
+    let (cw, ch) = (cw as usize, ch as usize);
+    let u = bilinear(cw, ch, cx, cy, |x, y| chroma_at(frame, x, y).0);
+    let v = bilinear(cw, ch, cx, cy, |x, y| chroma_at(frame, x, y).1);
+    yuv_to_rgb(frame, y, u, v)
+}
+
+/// Y'CbCr (0..=255 units, the frame's range) to R'G'B' with the frame's matrix, clamped.
+fn yuv_to_rgb(frame: &Frame<'_>, y: f64, u: f64, v: f64) -> [f64; 3] {
     // Y'CbCr to R'G'B', straight from the definition: Y = Kr R + Kg G + Kb B.
     let (kr, kb) = frame.matrix().kr_kb();
     let kg = 1.0 - kr - kb;
