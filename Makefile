@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CARGO ?= cargo
 MVN ?= mvn
 
-.PHONY: demo test test-host lane-x86 lane-arm fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
+.PHONY: demo test nsfwjs test-host lane-x86 lane-arm fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,18 @@ model: venv
 	$(VPY) models/prepare.py
 	$(VPY) models/test_classifier.py
 
-# Reference values from the model package's own pipeline (onnxruntime), for the fidelity test.
-refs: model
+# nsfwjs's MobileNetV2 (issue 19): fetch the npm tarball and convert its TensorFlow.js model to
+# ONNX (deterministic: model.toml pins the result), then the package's own pipeline on
+# TensorFlow.js (node, pure JavaScript) for the reference scores and the golden output, then the
+# ONNX file against them in onnxruntime. The photographs come from `model` (prepare.py).
+nsfwjs: model
+	$(VPY) models/nsfwjs/convert.py
+	node models/nsfwjs/reference.mjs > /dev/null
+	$(VPY) models/nsfwjs/check.py
+
+# Reference values from the model packages' own pipelines (onnxruntime; TensorFlow.js for nsfwjs),
+# for the fidelity tests.
+refs: model nsfwjs
 	$(VPY) models/reference.py
 
 # 1. Score every frame of the sample stream with open_nsfw (per-shot table, stage timings).

@@ -99,7 +99,7 @@ def atomic_copy(src: Path, dst: Path) -> None:
 def golden_input(spec: dict) -> np.ndarray:
     """The manifest's fixed golden input; the runtime builds the same tensor (see golden.rs)."""
     kind = spec["golden"]["input"]
-    if kind != "ramp-v1":
+    if kind not in ("ramp-v1", "ramp-unit-v1"):
         fail(f"unknown golden input kind {kind!r}")
     inp = spec["input"]
     dims = [1, inp["height"], inp["width"], inp["channels"]]
@@ -108,6 +108,9 @@ def golden_input(spec: dict) -> np.ndarray:
     idx = np.indices(dims, dtype=np.int64)
     # ramp-v1: a deterministic, image-like pattern over the value range, exact in f32.
     flat = (idx[1] * 7 + idx[2] * 13 + idx[3] * 29) % 251
+    if kind == "ramp-unit-v1":
+        # The same pattern in [0, 1]: the correctly rounded f32 quotient k / 250.
+        return (flat.astype(np.float32) / np.float32(250.0)).astype(np.float32)
     return (flat.astype(np.float32) - 125.0).astype(np.float32)
 
 

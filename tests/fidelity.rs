@@ -238,3 +238,175 @@ fn fidelity(backend: Backend) {
         );
     }
 }
+
+/// One photograph of nsfwjs's reference run (models/nsfwjs/reference.mjs): the tensor TensorFlow.js
+/// fed the network after nsfwjs's own preprocessing, its probabilities and logits.
+struct NsfwjsPhoto {
+    name: String,
+    rgb: image::RgbImage,
+    tensor: Vec<f32>,
+    probabilities: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+/// A little-endian f32 `.npy` file's values (format 1.0, as reference.mjs writes it).
+fn read_npy_f32(path: &std::path::Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        &bytes[..6],
+        b"\x93NUMPY",
+        "{} is not a .npy file",
+        path.display()
+    );
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(
+        header.contains("'<f4'"),
+        "{}: not little-endian f32",
+        path.display()
+    );
+    bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn nsfwjs_photos() -> Vec<NsfwjsPhoto> {
+    let root = common::root();
+    let dir = root.join("models/nsfwjs");
+    let path = dir.join(".cache/reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "NSFWJS REFERENCE VALUES MISSING: {} not found. Run `make refs` (or `make test`).",
+            path.display()
+        )
+    });
+    let index: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let vec = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    index["photos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let file = e["file"].as_str().unwrap();
+            NsfwjsPhoto {
+                name: file.trim_end_matches(".png").to_string(),
+                rgb: image::open(root.join("models/photos").join(file))
+                    .unwrap()
+                    .to_rgb8(),
+                tensor: read_npy_f32(&dir.join(e["input_npy"].as_str().unwrap())),
+                probabilities: vec(&e["probabilities"]),
+                logits: vec(&e["logits"]),
+            }
+        })
+        .collect()
+}
+
+/// Logits up to the constant softmax discards: each minus their mean.
+fn centred(logits: impl IntoIterator<Item = f32>) -> Vec<f32> {
+    let v: Vec<f32> = logits.into_iter().collect();
+    let mean = v.iter().sum::<f32>() / v.len() as f32;
+    v.iter().map(|x| x - mean).collect()
+}
+
+/// nsfwjs's MobileNetV2 (issue 19) against the package's own pipeline on TensorFlow.js: the same
+/// photographs, the same bounds as open_nsfw's float variant. Tensors are compared on the 0-255
+/// scale (nsfwjs feeds pixels / 255); logits up to softmax's constant (ln p minus its mean).
+#[test]
+fn nsfwjs_matches_tensorflow_js_on_photographs() {
+    nsfwjs_fidelity(Backend::Cpu);
+}
+
+/// The same with preprocessing on the GPU (skipped with a reason without an adapter, except in CI).
+#[cfg(feature = "gpu")]
+#[test]
+fn nsfwjs_gpu_preprocessing_matches_tensorflow_js_on_photographs() {
+    if let Err(e) = prescreen_runtime::gpu::GpuContext::new() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "NO GPU ADAPTER IN CI ({e}): install mesa-vulkan-drivers libvulkan1 (.ci/run does it)"
+        );
+        eprintln!("SKIPPING NSFWJS GPU FIDELITY TEST: no GPU adapter ({e})");
+        return;
+    }
+    nsfwjs_fidelity(Backend::Gpu);
+}
+
+fn nsfwjs_fidelity(backend: Backend) {
+    println!("nsfwjs, preprocessing backend: {backend}");
+    let photos = nsfwjs_photos();
+    assert!(
+        photos.len() >= 20,
+        "need at least 20 photographs, have {}",
+        photos.len()
+    );
+    let model = Model::load_dir(common::root().join("models/nsfwjs"), Variant::Float).unwrap();
+    let labels = &model.manifest().output.labels;
+    assert_eq!(labels, &["Drawing", "Hentai", "Neutral", "Porn", "Sexy"]);
+    let mut screener = Screener::with_backend(&model, backend).unwrap();
+    let mut tensor = vec![0f32; model.manifest().input.len()];
+    println!(
+        "{:<18} {:>9} {:>9} | {:<8} {:>9} | {:>9} {:>9}",
+        "photo", "t max", "t mean", "top", "p", "d logit", "d p"
+    );
+    let (mut t_max, mut t_mean_max, mut l_max, mut l_sum, mut p_max) =
+        (0f32, 0f32, 0f32, 0f32, 0f32);
+    for ph in &photos {
+        let (w, h) = ph.rgb.dimensions();
+        let frame =
+            Frame::packed(PixelFormat::Rgb8, w, h, ph.rgb.as_raw(), w as usize * 3).unwrap();
+        screener.preprocess_into(&frame, &mut tensor).unwrap();
+        let (tmax, tmean) = common::diff(&tensor, &ph.tensor);
+        let (tmax, tmean) = (tmax * 255.0, tmean * 255.0);
+        let ours = screener.screen(&frame).unwrap().scores.probabilities;
+        let ours_l = centred(ours.iter().map(|p| p.max(f32::MIN_POSITIVE).ln()));
+        let want_l = centred(ph.logits.iter().copied());
+        let dl = ours_l
+            .iter()
+            .zip(&want_l)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let dp = ours
+            .iter()
+            .zip(&ph.probabilities)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let top = (0..ours.len())
+            .max_by(|&a, &b| ours[a].total_cmp(&ours[b]))
+            .unwrap();
+        let want_top = (0..ours.len())
+            .max_by(|&a, &b| ph.probabilities[a].total_cmp(&ph.probabilities[b]))
+            .unwrap();
+        assert_eq!(top, want_top, "{}: top class differs", ph.name);
+        println!(
+            "{:<18} {tmax:>9.2e} {tmean:>9.2e} | {:<8} {:>9.5} | {dl:>9.2e} {dp:>9.2e}",
+            ph.name, labels[top], ours[top]
+        );
+        t_max = t_max.max(tmax);
+        t_mean_max = t_mean_max.max(tmean);
+        l_max = l_max.max(dl);
+        l_sum += dl;
+        p_max = p_max.max(dp);
+    }
+    if backend == Backend::Gpu {
+        assert_eq!(screener.active_backend(), ActiveBackend::Gpu);
+        assert_eq!(screener.preprocessor().fallbacks(), 0);
+    }
+    let n = photos.len() as f32;
+    println!(
+        "nsfwjs tensor (0-255): max |d| {t_max:.2e}, worst per-photo mean |d| {t_mean_max:.2e}; \
+         logit: max |d| {l_max:.2e}, mean {:.2e}; probability max |d| {p_max:.2e}",
+        l_sum / n
+    );
+    assert!(t_max <= 1.0, "tensor max |d| {t_max} > 1.0");
+    assert!(t_mean_max <= 0.05, "tensor mean |d| {t_mean_max} > 0.05");
+    assert!(l_max <= 0.05, "logit max |d| {l_max} > 0.05");
+    assert!(l_sum / n <= 0.01, "logit mean |d| {} > 0.01", l_sum / n);
+    assert!(p_max <= 0.005, "probability max |d| {p_max} > 0.005");
+}

@@ -469,3 +469,25 @@ fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_an_integer_kernel() {
         "{kernel} {scores:?}, portable {reference:?}"
     );
 }
+
+/// The golden inputs are the documented patterns, element for element (models/prepare.py and
+/// models/nsfwjs/reference.mjs rebuild them from the same formula), and an unknown kind is a
+/// manifest error, not a silent default.
+#[test]
+fn golden_inputs_are_the_documented_ramps() {
+    let spec = common::cases::variant_spec(4); // NHWC 224x224x3, as nsfwjs
+    let mut ramp = vec![0f32; spec.len()];
+    let mut unit = vec![0f32; spec.len()];
+    golden_input("ramp-v1", &spec, &mut ramp).unwrap();
+    golden_input("ramp-unit-v1", &spec, &mut unit).unwrap();
+    for (y, x, c) in [(0, 0, 0), (0, 0, 1), (3, 5, 2), (223, 223, 2), (100, 17, 1)] {
+        let k = (y * 7 + x * 13 + c * 29) % 251;
+        let i = (y * 224 + x) * 3 + c;
+        assert_eq!(ramp[i], k as f32 - 125.0);
+        assert_eq!(unit[i], k as f32 / 250.0);
+    }
+    assert!(unit.iter().all(|v| (0.0..=1.0).contains(v)));
+    assert_eq!(unit.iter().copied().fold(0f32, f32::max), 1.0);
+    let err = golden_input("ramp-v2", &spec, &mut unit).unwrap_err();
+    assert!(err.to_string().contains("ramp-v2"), "{err}");
+}

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -634,7 +635,14 @@ def main() -> None:
     ops = sorted({n.op_type for n in model.graph.node})
     print(f"convert: {len(model.graph.node)} nodes, ops: {', '.join(ops)}")
     print(f"convert: wrote {args.output} ({len(data)} bytes)")
-    print(f"convert: sha256 {hashlib.sha256(data).hexdigest()}")
+    digest = hashlib.sha256(data).hexdigest()
+    print(f"convert: sha256 {digest}")
+    # The conversion is deterministic: the manifest pins its output, and the runtime refuses any
+    # other file. Say so here, where the cause is, rather than at load time.
+    manifest = tomllib.loads((HERE / "model.toml").read_text())
+    pinned = next(f["sha256"] for f in manifest["files"] if f["variant"] == "float")
+    if args.output.resolve() == OUTPUT.resolve() and digest != pinned:
+        fail(f"the converted file's sha256 is {digest}, but model.toml pins {pinned}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@
 //     that tensor gives bit-identical probabilities, so the dumped tensor is the one the network saw;
 //   - dumps that tensor as a .npy file in .cache/reference/ for check.py;
 //   - computes the logits (the last Dense layer without its softmax) from the `dropout_3` endpoint.
+// Then the golden self-test's output: the network on the manifest's fixed `ramp-unit-v1` input.
 // Results: one JSON line per photograph on stdout, and .cache/reference.json.
 
 import { createHash } from "node:crypto";
@@ -184,12 +185,26 @@ async function main() {
     tf.dispose([img, probsT, x, featT]);
   }
 
+  // The manifest's golden self-test: `ramp-unit-v1` (runtime/src/model.rs golden_input), element
+  // (0, y, x, c) = ((y * 7 + x * 13 + c * 29) mod 251) / 250, straight into the network.
+  const ramp = new Float32Array(SIZE * SIZE * 3); // storing rounds the quotient to f32 exactly once
+  for (let y = 0, i = 0; y < SIZE; y++) {
+    for (let x = 0; x < SIZE; x++) {
+      for (let c = 0; c < 3; c++, i++) ramp[i] = ((y * 7 + x * 13 + c * 29) % 251) / 250;
+    }
+  }
+  const goldenT = tf.tidy(() => net.predict(tf.tensor4d(ramp, [1, SIZE, SIZE, 3])));
+  const golden = { input: "ramp-unit-v1", probabilities: Array.from(await goldenT.data()) };
+  goldenT.dispose();
+  console.log(JSON.stringify({ golden }));
+
   const out = {
     nsfwjs: PINS.nsfwjs,
     tfjs: tf.version.tfjs,
     backend: tf.getBackend(),
     node: process.version,
     labels: Object.values(require(join(NODE_DIR, "node_modules", "nsfwjs", "dist", "cjs", "nsfw_classes.js")).NSFW_CLASSES),
+    golden,
     photos: results,
   };
   writeFileSync(join(CACHE, "reference.json"), JSON.stringify(out, null, 1) + "\n");
