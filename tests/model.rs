@@ -491,3 +491,28 @@ fn golden_inputs_are_the_documented_ramps() {
     let err = golden_input("ramp-v2", &spec, &mut unit).unwrap_err();
     assert!(err.to_string().contains("ramp-v2"), "{err}");
 }
+
+/// Every shipped policy is written for a shipped model's labels: the policy files load and name
+/// only labels their model has (the engine refuses anything else at start).
+#[test]
+fn shipped_policies_fit_their_models() {
+    use prescreen_runtime::policy::Policy;
+    let root = common::root();
+    for (model, policy) in [
+        ("open_nsfw", "default.toml"),
+        ("redness", "redness.toml"),
+        ("nsfwjs", "nsfwjs.toml"),
+    ] {
+        let manifest = Manifest::load(root.join("models").join(model)).unwrap();
+        let policy = Policy::load(root.join("models/policies").join(policy)).unwrap();
+        policy
+            .check_labels(&manifest.id, &manifest.output.labels)
+            .unwrap_or_else(|e| panic!("{model}: {e}"));
+    }
+    // And the check bites: nsfwjs's policy does not fit open_nsfw.
+    let open_nsfw = Manifest::load(root.join("models/open_nsfw")).unwrap();
+    let nsfwjs = Policy::load(root.join("models/policies/nsfwjs.toml")).unwrap();
+    assert!(nsfwjs
+        .check_labels(&open_nsfw.id, &open_nsfw.output.labels)
+        .is_err());
+}
