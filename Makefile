@@ -25,11 +25,13 @@ model: venv
 # nsfwjs's MobileNetV2 (issue 19): fetch the npm tarball and convert its TensorFlow.js model to
 # ONNX (deterministic: model.toml pins the result), then the package's own pipeline on
 # TensorFlow.js (node, pure JavaScript) for the reference scores and the golden output, then the
-# ONNX file against them in onnxruntime. The photographs come from `model` (prepare.py).
+# ONNX file against them in onnxruntime, then the int8 file from the committed activation ranges
+# (pinned too). The photographs come from `model` (prepare.py).
 nsfwjs: model
 	$(VPY) models/nsfwjs/convert.py
 	node models/nsfwjs/reference.mjs > /dev/null
 	$(VPY) models/nsfwjs/check.py
+	$(VPY) models/nsfwjs/quantize.py
 
 # Reference values from the model packages' own pipelines (onnxruntime; TensorFlow.js for nsfwjs),
 # for the fidelity tests.

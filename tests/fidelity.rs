@@ -346,17 +346,49 @@ fn nsfwjs_fidelity(backend: Backend) {
         "need at least 20 photographs, have {}",
         photos.len()
     );
-    let model = Model::load_dir(common::root().join("models/nsfwjs"), Variant::Float).unwrap();
+    let dir = common::root().join("models/nsfwjs");
+    let model = Model::load_dir(&dir, Variant::Float).unwrap();
     let labels = &model.manifest().output.labels;
     assert_eq!(labels, &["Drawing", "Hentai", "Neutral", "Porn", "Sexy"]);
     let mut screener = Screener::with_backend(&model, backend).unwrap();
+    // The int8 file both ways a CPU may run it, as for open_nsfw: integer convolutions where the
+    // rewrite takes them (this CPU's SIMD kernel, else the portable one, forced), and tract's
+    // f32 kernels throughout.
+    let int8 = Model::load_dir(&dir, Variant::Int8).unwrap();
+    let integer = match int8.integer_kernel() {
+        Some(_) => int8.clone(),
+        None => Model::load_dir_with(
+            &dir,
+            Variant::Int8,
+            &LoadOptions {
+                integer_kernels: IntegerKernels::Portable,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap(),
+    };
+    let tract_int8 = Model::load_dir_with(
+        &dir,
+        Variant::Int8,
+        &LoadOptions {
+            integer_kernels: IntegerKernels::Off,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    let mut int8_screeners = [
+        Screener::with_backend(&integer, backend).unwrap(),
+        Screener::with_backend(&tract_int8, backend).unwrap(),
+    ];
     let mut tensor = vec![0f32; model.manifest().input.len()];
     println!(
-        "{:<18} {:>9} {:>9} | {:<8} {:>9} | {:>9} {:>9}",
-        "photo", "t max", "t mean", "top", "p", "d logit", "d p"
+        "{:<18} {:>9} {:>9} | {:<8} {:>9} | {:>9} {:>9} | {:>9} {:>9}",
+        "photo", "t max", "t mean", "top", "p", "d logit", "d p", "int8 dp", "tract dp"
     );
     let (mut t_max, mut t_mean_max, mut l_max, mut l_sum, mut p_max) =
         (0f32, 0f32, 0f32, 0f32, 0f32);
+    // Largest int8 vs float probability |d|: integer convolutions, tract's kernels.
+    let mut q_max = [0f32; 2];
     for ph in &photos {
         let (w, h) = ph.rgb.dimensions();
         let frame =
@@ -384,9 +416,19 @@ fn nsfwjs_fidelity(backend: Backend) {
             .max_by(|&a, &b| ph.probabilities[a].total_cmp(&ph.probabilities[b]))
             .unwrap();
         assert_eq!(top, want_top, "{}: top class differs", ph.name);
+        let mut q_dp = [0f32; 2];
+        for (k, s) in int8_screeners.iter_mut().enumerate() {
+            let q = s.screen(&frame).unwrap().scores.probabilities;
+            q_dp[k] = q
+                .iter()
+                .zip(&ours)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            q_max[k] = q_max[k].max(q_dp[k]);
+        }
         println!(
-            "{:<18} {tmax:>9.2e} {tmean:>9.2e} | {:<8} {:>9.5} | {dl:>9.2e} {dp:>9.2e}",
-            ph.name, labels[top], ours[top]
+            "{:<18} {tmax:>9.2e} {tmean:>9.2e} | {:<8} {:>9.5} | {dl:>9.2e} {dp:>9.2e} | {:>9.4} {:>9.4}",
+            ph.name, labels[top], ours[top], q_dp[0], q_dp[1]
         );
         t_max = t_max.max(tmax);
         t_mean_max = t_mean_max.max(tmean);
@@ -404,9 +446,25 @@ fn nsfwjs_fidelity(backend: Backend) {
          logit: max |d| {l_max:.2e}, mean {:.2e}; probability max |d| {p_max:.2e}",
         l_sum / n
     );
+    println!(
+        "nsfwjs int8 vs float (prescreen): probability max |d| {:.4} (integer convolutions: {}), \
+         {:.4} (tract's kernels)",
+        q_max[0],
+        integer.integer_kernel().unwrap_or("none"),
+        q_max[1]
+    );
     assert!(t_max <= 1.0, "tensor max |d| {t_max} > 1.0");
     assert!(t_mean_max <= 0.05, "tensor mean |d| {t_mean_max} > 0.05");
     assert!(l_max <= 0.05, "logit max |d| {l_max} > 0.05");
     assert!(l_sum / n <= 0.01, "logit mean |d| {} > 0.01", l_sum / n);
     assert!(p_max <= 0.005, "probability max |d| {p_max} > 0.005");
+    for (what, max) in [
+        ("integer convolutions", q_max[0]),
+        ("tract's kernels", q_max[1]),
+    ] {
+        assert!(
+            max <= 0.03,
+            "nsfwjs int8 ({what}) vs float: probability max |d| {max} > 0.03"
+        );
+    }
 }
