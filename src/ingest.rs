@@ -730,13 +730,16 @@ fn cut(s: &str, chars: usize) -> &str {
 }
 
 /// A callback for [`Receiver::start`] that prints one line per new report stored in `dir`: id,
-/// stream, label, start-end, confidence, thumbnails and size.
+/// stream, label (with its category), start-end, confidence, thumbnails and size.
 pub fn print_new_reports(dir: &Path) -> OnNew {
     let folder = dir.to_path_buf();
     Box::new(move |r: &Report| {
         // Ids and labels come from the network: print them without control characters.
         let printable = |s: &str| s.chars().filter(|c| !c.is_control()).collect::<String>();
-        let (stream, label) = (printable(&r.stream_id), printable(&r.label));
+        let (stream, mut label) = (printable(&r.stream_id), printable(&r.label));
+        if let Some(c) = r.category {
+            label = format!("{label} ({c})");
+        }
         let bytes =
             std::fs::metadata(folder.join(format!("{}.json", r.report_id))).map_or(0, |m| m.len());
         println!(

@@ -11,7 +11,7 @@ use prescreen_runtime::engine::{Engine, EngineOptions, Thumbnail};
 use prescreen_runtime::manifest::{Manifest, Variant};
 use prescreen_runtime::model::Model;
 use prescreen_runtime::outbox::{Outbox, OutboxOptions};
-use prescreen_runtime::policy::Policy;
+use prescreen_runtime::policy::{Category, Policy};
 use prescreen_runtime::report::{
     ModelInfo, Report, ReportContext, JSON_SCHEMA, MAX_DEVICE_CLASS_CHARS, MAX_EVIDENCE,
     MAX_LABEL_CHARS, MAX_STREAM_ID_CHARS,
@@ -74,12 +74,12 @@ fn policy_numbers_outside_their_ranges_are_refused_by_name() {
         ("enter = 0.80", "enter = nan", "label nsfw"),
         ("window = 3", "window = 0", "window"),
         (
-            "version = \"default-2026-11-22\"",
+            "version = \"default-2026-12-03\"",
             "version = \"\"",
             "version",
         ),
         (
-            "[labels.nsfw]\nenter = 0.80\nexit = 0.50\nwatch = 0.30\n",
+            "[labels.nsfw]\nenter = 0.80\nexit = 0.50\nwatch = 0.30\ncategory = \"Explicit\"\n",
             "",
             "no label",
         ),
@@ -267,6 +267,7 @@ prop_compose! {
         variant in prop::sample::select(vec!["float", "int8", "fp16"]),
         model_id in text(2),
         sha in prop::sample::select(vec!["ab".repeat(32), "AB".repeat(32), "ab".repeat(31), "zz".repeat(32)]),
+        category in prop::option::of(prop::sample::select(Category::ALL.to_vec())),
     ) -> Report {
         Report {
             schema: "prescreen.segment-report/1".into(),
@@ -274,6 +275,7 @@ prop_compose! {
             stream_id,
             created_unix_millis: 1_700_000_000_000,
             label,
+            category,
             confidence: peak * 100.0,
             timestamp: start,
             start_timestamp_millis: start,
@@ -309,6 +311,55 @@ prop_compose! {
     }
 }
 
+/// A category outside Rekognition's level-1 taxonomy is refused by name, in a policy (with the
+/// valid names listed) and in a report (by the runtime and by the schema alike); each valid name
+/// is accepted by both and round-trips.
+#[test]
+fn categories_outside_the_taxonomy_are_refused() {
+    let policy = std::fs::read_to_string(common::root().join("models/policies/default.toml"))
+        .unwrap()
+        .replace("category = \"Explicit\"", "category = \"Suggestive\"");
+    let err = Policy::parse(&policy).unwrap_err();
+    assert!(
+        err.contains("Suggestive") && err.contains("Swimwear or Underwear"),
+        "{err}"
+    );
+    let segment = Segment {
+        id: 1,
+        label: "nsfw".into(),
+        stream_start_us: 0,
+        start_us: 0,
+        end_us: 2_000_000,
+        crossed_us: 500_000,
+        peak: 0.9,
+        peak_us: 1_000_000,
+        mean: 0.85,
+        frames_scored: 4,
+        evidence: vec![(1_000_000, 0.9)],
+    };
+    let built = common::report_context("s")
+        .build(&segment, &[], 1_700_000_000_000)
+        .unwrap();
+    assert_eq!(built.category, None, "the context gives nsfw no category");
+    let report = |category: &str| {
+        let mut v: serde_json::Value = serde_json::from_slice(&built.to_json()).unwrap();
+        v["category"] = category.into();
+        serde_json::to_vec(&v).unwrap()
+    };
+    for c in Category::ALL {
+        let json = report(c.name());
+        assert_eq!(Report::from_json(&json).unwrap().category, Some(c));
+        assert!(validator().is_valid(&serde_json::from_slice(&json).unwrap()));
+        assert_eq!(Category::from_name(c.name()), Some(c));
+    }
+    for bad in ["Suggestive", "explicit", "", "Explicit "] {
+        let json = report(bad);
+        assert!(Report::from_json(&json).is_err(), "{bad:?} accepted");
+        assert!(!validator().is_valid(&serde_json::from_slice(&json).unwrap()));
+        assert_eq!(Category::from_name(bad), None);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
@@ -340,6 +391,7 @@ proptest! {
         mean in -0.5f32..1.5,
         evidence in prop::collection::vec((any::<i64>(), -0.5f32..1.5), 0..=MAX_EVIDENCE),
         thumbnail_side in 1u32..64,
+        category in prop::option::of(prop::sample::select(Category::ALL.to_vec())),
     ) {
         prop_assume!((1..=MAX_LABEL_CHARS).contains(&label.chars().count()));
         let mut context = ReportContext {
@@ -347,6 +399,9 @@ proptest! {
             device_class,
             ..common::report_context("s")
         };
+        if let Some(c) = category {
+            context.categories.insert(label.clone(), c);
+        }
         context.jpeg_quality = 80;
         if context.check().is_err() {
             prop_assume!(false);

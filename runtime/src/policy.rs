@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -51,7 +51,7 @@ pub struct Policy {
     pub evidence: Evidence,
 }
 
-/// Hysteresis thresholds of one label.
+/// Hysteresis thresholds of one label, and the moderation category its segments report.
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelPolicy {
@@ -61,6 +61,92 @@ pub struct LabelPolicy {
     pub exit: f32,
     /// Scores at or above this (and below `enter`) are uncertain: sampling bursts.
     pub watch: f32,
+    /// The top-level category this label's segments belong to, reported with each (a server
+    /// built for Rekognition reads it as the label's `ParentName`). Optional: without it, reports
+    /// of this label carry no category.
+    #[serde(default)]
+    pub category: Option<Category>,
+}
+
+/// A top-level moderation category: Amazon Rekognition's level-1 taxonomy of content moderation
+/// (version 7), by its exact names, so that a policy maps any model's labels onto the categories
+/// servers and review tools already use (`runtime/schema/README.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Category {
+    /// Explicit nudity and sexual activity (`"Explicit"`).
+    #[serde(rename = "Explicit")]
+    Explicit,
+    /// Non-explicit and implied nudity, kissing (`"Non-Explicit Nudity of Intimate parts and
+    /// Kissing"`).
+    #[serde(rename = "Non-Explicit Nudity of Intimate parts and Kissing")]
+    NonExplicitNudity,
+    /// Swimwear and underwear (`"Swimwear or Underwear"`).
+    #[serde(rename = "Swimwear or Underwear")]
+    SwimwearOrUnderwear,
+    /// Weapons, fighting, blood (`"Violence"`).
+    #[serde(rename = "Violence")]
+    Violence,
+    /// Gore, corpses, crashes (`"Visually Disturbing"`).
+    #[serde(rename = "Visually Disturbing")]
+    VisuallyDisturbing,
+    /// Drugs, pills, smoking (`"Drugs & Tobacco"`).
+    #[serde(rename = "Drugs & Tobacco")]
+    DrugsAndTobacco,
+    /// Alcoholic drinks and drinking (`"Alcohol"`).
+    #[serde(rename = "Alcohol")]
+    Alcohol,
+    /// Offensive gestures (`"Rude Gestures"`).
+    #[serde(rename = "Rude Gestures")]
+    RudeGestures,
+    /// Gambling (`"Gambling"`).
+    #[serde(rename = "Gambling")]
+    Gambling,
+    /// Hate symbols (`"Hate Symbols"`).
+    #[serde(rename = "Hate Symbols")]
+    HateSymbols,
+}
+
+impl Category {
+    /// Every category, in Rekognition's order.
+    pub const ALL: [Category; 10] = [
+        Category::Explicit,
+        Category::NonExplicitNudity,
+        Category::SwimwearOrUnderwear,
+        Category::Violence,
+        Category::VisuallyDisturbing,
+        Category::DrugsAndTobacco,
+        Category::Alcohol,
+        Category::RudeGestures,
+        Category::Gambling,
+        Category::HateSymbols,
+    ];
+
+    /// The category's name as Rekognition writes it (and policies and reports do).
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::Explicit => "Explicit",
+            Category::NonExplicitNudity => "Non-Explicit Nudity of Intimate parts and Kissing",
+            Category::SwimwearOrUnderwear => "Swimwear or Underwear",
+            Category::Violence => "Violence",
+            Category::VisuallyDisturbing => "Visually Disturbing",
+            Category::DrugsAndTobacco => "Drugs & Tobacco",
+            Category::Alcohol => "Alcohol",
+            Category::RudeGestures => "Rude Gestures",
+            Category::Gambling => "Gambling",
+            Category::HateSymbols => "Hate Symbols",
+        }
+    }
+
+    /// The category named `name` (exactly as [`Category::name`] writes it).
+    pub fn from_name(name: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Score smoothing.
@@ -217,6 +303,15 @@ impl Policy {
             ));
         }
         Ok(p)
+    }
+
+    /// The category of each of `labels` (a model's, in score order) under this policy: `None`
+    /// for a label it does not flag or flags without a category.
+    pub fn categories(&self, labels: &[String]) -> Vec<Option<Category>> {
+        labels
+            .iter()
+            .map(|l| self.labels.get(l).and_then(|p| p.category))
+            .collect()
     }
 
     /// Checks that every label this policy flags is one of the model's `labels`. A label the

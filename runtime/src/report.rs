@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::engine::Thumbnail;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::policy::Policy;
+use crate::policy::{Category, Policy};
 use crate::segmenter::Segment;
 
 /// The `schema` value of every report this runtime writes.
@@ -55,6 +55,10 @@ pub struct Report {
     pub created_unix_millis: u64,
     /// The label flagged (Rekognition `ModerationLabel.Name`).
     pub label: String,
+    /// The label's top-level moderation category under the policy (Rekognition
+    /// `ModerationLabel.ParentName`); absent when the policy gives the label none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
     /// Peak score as a percentage, 0..=100 (Rekognition `ModerationLabel.Confidence`).
     pub confidence: f32,
     /// When the score crossed the enter threshold (Rekognition `Timestamp`).
@@ -283,6 +287,8 @@ pub struct ReportContext {
     pub device_class: String,
     /// JPEG quality of the thumbnails, 1..=100 (from the policy).
     pub jpeg_quality: u8,
+    /// The category of each label the policy gives one (reported with the label's segments).
+    pub categories: std::collections::BTreeMap<String, Category>,
 }
 
 impl ReportContext {
@@ -300,6 +306,11 @@ impl ReportContext {
             policy_version: policy.version.clone(),
             device_class: default_device_class(),
             jpeg_quality: policy.evidence.jpeg_quality,
+            categories: policy
+                .labels
+                .iter()
+                .filter_map(|(label, p)| Some((label.clone(), p.category?)))
+                .collect(),
         }
     }
 
@@ -378,6 +389,7 @@ impl ReportContext {
             stream_id: self.stream_id.clone(),
             created_unix_millis,
             label: segment.label.to_string(),
+            category: self.categories.get(&*segment.label).copied(),
             confidence: peak * 100.0,
             timestamp: ms(segment.crossed_us),
             start_timestamp_millis: start,
@@ -448,6 +460,7 @@ pub(crate) mod fixtures {
             policy_version: "p1".into(),
             device_class: "test".into(),
             jpeg_quality: 80,
+            categories: Default::default(),
         }
     }
 
@@ -476,6 +489,35 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The schema's `category` names are exactly the runtime's [`Category`] names, in the same
+    /// order, and a report carries its category through JSON and back.
+    #[test]
+    fn the_schema_lists_exactly_the_runtimes_categories() {
+        let schema: serde_json::Value = serde_json::from_str(JSON_SCHEMA).unwrap();
+        let names: Vec<&str> = schema["properties"]["category"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let ours: Vec<&str> = Category::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ours);
+        let mut r = fixtures::context();
+        r.categories.insert("nsfw".into(), Category::Explicit);
+        let report = r
+            .build(&fixtures::segment(1, 1), &[], 1_700_000_000_000)
+            .unwrap();
+        assert_eq!(report.category, Some(Category::Explicit));
+        let json = report.to_json();
+        assert!(String::from_utf8_lossy(&json).contains("\"category\":\"Explicit\""));
+        assert_eq!(Report::from_json(&json).unwrap(), report);
+        // No category: no field at all (a report of an uncategorised label stays as before).
+        let plain = fixtures::context()
+            .build(&fixtures::segment(1, 1), &[], 1_700_000_000_000)
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&plain.to_json()).contains("category"));
+    }
 
     /// Report ids pinned to values computed outside Rust (Python's `hashlib`: the first 16 bytes of
     /// SHA-256 over `le64(len) ‖ stream id`, `le64(len) ‖ label`, `le64(segment id)`,
@@ -547,6 +589,7 @@ mod tests {
             stream_id: "stream-1".into(),
             created_unix_millis: 1_700_000_000_000,
             label: "nsfw".into(),
+            category: Some(Category::Explicit),
             confidence: 90.0,
             timestamp: 1_500,
             start_timestamp_millis: 1_000,
@@ -701,6 +744,7 @@ mod tests {
             policy_version: "p1".into(),
             device_class: "test".into(),
             jpeg_quality: 80,
+            categories: Default::default(),
         }
     }
 

@@ -23,7 +23,7 @@ use crate::outbox::{
     reporting_sink, Outbox, OutboxEvent, OutboxMetrics, OutboxOptions, PendingReport,
     ReportingStats,
 };
-use crate::policy::Policy;
+use crate::policy::{Category, Policy};
 use crate::report::{default_device_class, ReportContext};
 use crate::segmenter::SegmentEvent;
 
@@ -129,6 +129,7 @@ struct Live {
 pub struct Session {
     live: RwLock<Option<Live>>,
     labels: Vec<String>,
+    categories: Vec<Option<Category>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -213,6 +214,7 @@ impl Session {
         };
         let engine = Engine::start(&model, &policy, options, sink)?;
         let labels = engine.labels().to_vec();
+        let categories = policy.categories(&labels);
         log::info!(
             "session opened: model {} {} ({}), policy {}, {} report(s) pending",
             model.manifest().id,
@@ -229,6 +231,7 @@ impl Session {
                 events: Some(events),
             })),
             labels,
+            categories,
         })
     }
 
@@ -243,6 +246,13 @@ impl Session {
     /// Labels of the model, in score order.
     pub fn labels(&self) -> &[String] {
         &self.labels
+    }
+
+    /// The moderation category of each label, in score order, as the policy assigns them: `None`
+    /// for a label the policy does not flag or flags without a category. Reports of a label carry
+    /// its category.
+    pub fn categories(&self) -> &[Option<Category>] {
+        &self.categories
     }
 
     /// True until [`Session::close`].

@@ -94,6 +94,7 @@ pub fn report_context(stream_id: &str) -> prescreen_runtime::report::ReportConte
         policy_version: "test-1".into(),
         device_class: prescreen_runtime::report::default_device_class(),
         jpeg_quality: 80,
+        categories: Default::default(),
     }
 }
 

@@ -741,6 +741,30 @@ pub extern "system" fn Java_dev_prescreen_Native_labels<'l>(
     })
 }
 
+/// `Native.categories(handle)`: each label's moderation category under the policy, in score
+/// order; `null` for a label the policy does not flag or gives no category.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_categories<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+) -> JObjectArray<'l> {
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        let categories = handle.session.categories();
+        let array =
+            env.new_object_array(categories.len() as i32, "java/lang/String", JObject::null())?;
+        for (i, category) in categories.iter().enumerate() {
+            if let Some(c) = category {
+                let s = env.new_string(c.name())?;
+                env.set_object_array_element(&array, i as i32, &s)?;
+            }
+        }
+        Ok(array)
+    })
+}
+
 /// `Native.pendingReports(handle)`: `PendingReport` objects, oldest first.
 #[no_mangle]
 pub extern "system" fn Java_dev_prescreen_Native_pendingReports<'l>(

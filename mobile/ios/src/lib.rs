@@ -570,6 +570,17 @@ impl Screener {
         self.inner.labels().to_vec()
     }
 
+    /// Each label's moderation category under the policy (one of Amazon Rekognition's level-1
+    /// names, as reports carry it), in `labels()` order; `nil` for a label the policy does not
+    /// flag or gives no category.
+    pub fn categories(&self) -> Vec<Option<String>> {
+        self.inner
+            .categories()
+            .iter()
+            .map(|c| c.map(|c| c.name().to_string()))
+            .collect()
+    }
+
     /// Offers an NV12 frame (bi-planar 4:2:0: a Y plane and an interleaved CbCr plane) with its
     /// row strides. The planes are read in place during the call; each is checked against its
     /// length. Throws `InvalidFrame` for a malformed frame (counted as rejected).

@@ -90,6 +90,8 @@ def test_known_red_intervals_give_their_segments_and_reports(prescreen, redness,
     rec = Recorder(prescreen)
     s = prescreen.Screener(config(prescreen, redness, tmp_path), rec.listener)
     assert s.labels() == ["other", "red"]
+    # The policy flags only "red", as Visually Disturbing; reports carry the same name.
+    assert s.categories() == [None, "Visually Disturbing"]
     stream_red_intervals(prescreen, s)
     assert len(s.pending_reports()) == 2
     m = s.close()
@@ -112,6 +114,7 @@ def test_known_red_intervals_give_their_segments_and_reports(prescreen, redness,
     assert {p.report_id for p in again.pending_reports()} == set(ids)
     report = again.read_report(ids[0])
     assert f'"report_id":"{ids[0]}"'.encode() in report and b'"stream_id":"ios-test"' in report
+    assert b'"category":"Visually Disturbing"' in report
     assert again.ack(ids[0]) is True
     assert again.ack(ids[0]) is False
     assert [p.report_id for p in again.pending_reports()] == [ids[1]]

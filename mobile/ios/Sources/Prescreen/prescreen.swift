@@ -637,6 +637,13 @@ public protocol ScreenerProtocol: AnyObject, Sendable {
     func ack(reportId: String) throws  -> Bool
     
     /**
+     * Each label's moderation category under the policy (one of Amazon Rekognition's level-1
+     * names, as reports carry it), in `labels()` order; `nil` for a label the policy does not
+     * flag or gives no category.
+     */
+    func categories()  -> [String?]
+    
+    /**
      * Scores the frame still waiting, closes open segments and stores their reports, delivers
      * the last events and stops the threads. Returns the final metrics the first time, `None`
      * after that.
@@ -765,6 +772,20 @@ open func ack(reportId: String)throws  -> Bool  {
     uniffi_prescreen_ios_fn_method_screener_ack(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(reportId),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Each label's moderation category under the policy (one of Amazon Rekognition's level-1
+     * names, as reports carry it), in `labels()` order; `nil` for a label the policy does not
+     * flag or gives no category.
+     */
+open func categories() -> [String?]  {
+    return try!  FfiConverterSequenceOptionString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_prescreen_ios_fn_method_screener_categories(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -2981,6 +3002,31 @@ fileprivate struct FfiConverterSequenceTypePendingReport: FfiConverterRustBuffer
     }
 }
 
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceOptionString: FfiConverterRustBuffer {
+    typealias SwiftType = [String?]
+
+    public static func write(_ value: [String?], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterOptionString.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String?] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [String?]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterOptionString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
 private enum InitializationResult {
     case ok
     case contractVersionMismatch
@@ -2997,6 +3043,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.contractVersionMismatch
     }
     if (uniffi_prescreen_ios_checksum_method_screener_ack() != 49027) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_prescreen_ios_checksum_method_screener_categories() != 54597) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_prescreen_ios_checksum_method_screener_close() != 5565) {

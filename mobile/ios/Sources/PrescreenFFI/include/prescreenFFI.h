@@ -279,6 +279,11 @@ uint64_t uniffi_prescreen_ios_fn_constructor_screener_new(RustBuffer config, uin
 int8_t uniffi_prescreen_ios_fn_method_screener_ack(uint64_t ptr, RustBuffer report_id, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_CATEGORIES
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_CATEGORIES
+RustBuffer uniffi_prescreen_ios_fn_method_screener_categories(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_CLOSE
 #define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_CLOSE
 RustBuffer uniffi_prescreen_ios_fn_method_screener_close(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -602,6 +607,12 @@ void ffi_prescreen_ios_rust_future_complete_void(uint64_t handle, RustCallStatus
 #ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_ACK
 #define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_ACK
 uint16_t uniffi_prescreen_ios_checksum_method_screener_ack(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_CATEGORIES
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_CATEGORIES
+uint16_t uniffi_prescreen_ios_checksum_method_screener_categories(void
     
 );
 #endif

@@ -73,6 +73,9 @@ internal object Native {
     external fun labels(handle: Long): Array<String>
 
     @JvmStatic
+    external fun categories(handle: Long): Array<String?>
+
+    @JvmStatic
     external fun pendingReports(handle: Long): Array<PendingReport>
 
     @JvmStatic

@@ -41,6 +41,13 @@ class Screener private constructor(
     val labels: List<String> = call { Native.labels(it).toList() }
 
     /**
+     * Each label's moderation category under the policy, in [labels] order: one of Amazon
+     * Rekognition's level-1 names (as reports carry it), or `null` for a label the policy does not
+     * flag or gives no category.
+     */
+    val categories: List<String?> = call { Native.categories(it).toList() }
+
+    /**
      * Every event, as a [Flow] for coroutine users (in addition to the listener given to [open]).
      * Each collector gets the events that happen while it collects; the flow completes when the
      * screener is closed. Events are buffered without bound, so a slow collector never delays the

@@ -43,6 +43,8 @@ class ScreenerTest {
         val heard = Collections.synchronizedList(mutableListOf<ScreenerEvent>())
         val s = Screener.open(Streams.config(outbox)) { heard.add(it) }
         assertEquals(listOf("other", "red"), s.labels)
+        // The test policy flags only "red", in Rekognition's "Visually Disturbing" category.
+        assertEquals(listOf(null, "Visually Disturbing"), s.categories)
         val flowed = runBlocking(Dispatchers.Default) {
             val collected = async { s.events.toList() }
             yield()
