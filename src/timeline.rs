@@ -1,6 +1,7 @@
 //! A timeline of scores per label with thresholds and flagged segments shaded, as SVG: shows a
 //! person why a segment opened.
 
+use crate::eval::html::escape;
 use std::fmt::Write;
 
 /// One label's series and thresholds.
@@ -15,11 +16,20 @@ pub struct Series<'a> {
     pub exit: Option<f32>,
 }
 
-const COLORS: [&str; 4] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
+/// One colour per label (a model with more labels reuses them in order).
+const COLORS: [&str; 8] = [
+    "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+];
+
+/// Horizontal room of one label in the legend, in pixels.
+const LEGEND_STEP: f64 = 110.0;
+/// Labels per legend row (the key takes the rest of the first row).
+const LEGEND_PER_ROW: usize = 5;
 
 /// Renders the series and segments (`(label, start_us, end_us)`) over `duration_us` as SVG.
 pub fn svg(series: &[Series<'_>], segments: &[(String, i64, i64)], duration_us: i64) -> String {
-    let (w, h, left, top, plot_h) = (1000.0, 320.0, 50.0, 20.0, 250.0);
+    let rows = series.len().div_ceil(LEGEND_PER_ROW).max(1);
+    let (w, h, left, top, plot_h) = (1000.0, 312.0 + 12.0 * rows as f64, 50.0, 20.0, 250.0);
     let plot_w = w - left - 20.0;
     let dur = duration_us.max(1) as f64;
     let x = |t: i64| left + plot_w * (t as f64 / dur).clamp(0.0, 1.0);
@@ -33,9 +43,10 @@ pub fn svg(series: &[Series<'_>], segments: &[(String, i64, i64)], duration_us: 
     for (label, a, b) in segments {
         let _ = writeln!(
             out,
-            r##"<rect x="{:.1}" y="{top}" width="{:.1}" height="{plot_h}" fill="#ff9896" fill-opacity="0.35"><title>{label} segment {:.2}s-{:.2}s</title></rect>"##,
+            r##"<rect x="{:.1}" y="{top}" width="{:.1}" height="{plot_h}" fill="#ff9896" fill-opacity="0.35"><title>{} segment {:.2}s-{:.2}s</title></rect>"##,
             x(*a),
             (x(*b) - x(*a)).max(1.0),
+            escape(label),
             *a as f64 / 1e6,
             *b as f64 / 1e6
         );
@@ -86,20 +97,59 @@ pub fn svg(series: &[Series<'_>], segments: &[(String, i64, i64)], duration_us: 
             r##"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"##,
             path.join(" ")
         );
+    }
+    // The legend: the labels on a line of their own (as many as fit), the key below them.
+    for (i, s) in series.iter().enumerate() {
         let _ = writeln!(
             out,
-            r##"<text x="{}" y="{}" fill="{color}">{}</text>"##,
-            left + 10.0 + 120.0 * i as f64,
-            h - 8.0,
-            s.label
+            r##"<text x="{}" y="{}" fill="{}">{}</text>"##,
+            left + 10.0 + LEGEND_STEP * (i % LEGEND_PER_ROW) as f64,
+            top + plot_h + 32.0 + 12.0 * (i / LEGEND_PER_ROW) as f64,
+            COLORS[i % COLORS.len()],
+            escape(s.label)
         );
     }
     let _ = writeln!(
         out,
-        r##"<text x="{}" y="{}" fill="#666">dashed: enter, dotted: exit, shaded: segments</text>"##,
-        left + 400.0,
-        h - 8.0
+        r##"<text x="{}" y="{}" fill="#666" text-anchor="end">dashed: enter, dotted: exit, shaded: segments</text>"##,
+        w - 20.0,
+        top + plot_h + 32.0
     );
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every label gets its own colour and a legend entry, escaped, however many labels the model
+    /// has (nsfwjs has five); the legend grows a row instead of running into the key.
+    #[test]
+    fn every_label_is_drawn_and_named() {
+        let labels = [
+            "Drawing", "Hentai", "Neutral", "Porn", "Sexy", "a & <b>", "g",
+        ];
+        let points = [(0i64, 0.2f32), (1_000_000, 0.9)];
+        let series: Vec<Series<'_>> = labels
+            .iter()
+            .map(|&label| Series {
+                label,
+                points: &points,
+                enter: Some(0.8),
+                exit: Some(0.5),
+            })
+            .collect();
+        let svg = svg(&series, &[("Porn".into(), 0, 1_000_000)], 2_000_000);
+        assert_eq!(svg.matches("<polyline").count(), labels.len());
+        for (i, label) in labels.iter().enumerate() {
+            let entry = format!(r#"fill="{}">{}</text>"#, COLORS[i], escape(label));
+            assert!(svg.contains(&entry), "no legend entry for {label}");
+        }
+        assert!(svg.contains("a &amp; &lt;b&gt;") && !svg.contains("<b>"));
+        // Seven labels: two legend rows, so the picture is one row taller than with five.
+        assert!(svg.contains(r#"height="336""#), "{}", &svg[..200]);
+        let five = super::svg(&series[..5], &[], 2_000_000);
+        assert!(five.contains(r#"height="324""#));
+    }
 }
