@@ -141,6 +141,26 @@ def reference_tensor(path: Path) -> np.ndarray:
     return preprocess(str(path), jpeg_reencode=False)
 
 
+def quantize_qdq(source, out: Path, reader, keep_float: list[str], method: str, cache: Path) -> None:
+    """onnxruntime's static quantizer with the project's recipe: QDQ, u8 activations, s8
+    per-channel weights, the nodes `keep_float` left in float, activation ranges from `cache`
+    (computed with `reader`, and stored there, when the file does not exist yet)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(source),
+        str(out),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=keep_float,
+        calibrate_method=CalibrationMethod[method],
+        calibration_cache_path=str(cache),
+    )
+
+
 def quantize(
     spec: dict,
     model_dir: Path,
@@ -150,13 +170,7 @@ def quantize(
     recalibrate,
     keep_float_ops=None,
 ):
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader
     import onnx
 
     entry = next(f for f in spec["files"] if f["variant"] == "int8")
@@ -186,18 +200,7 @@ def quantize(
         upgraded = Path(tmp) / "float-opset13.onnx"
         onnx.save(model, str(upgraded))
         out = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(upgraded),
-            str(out),
-            Photos(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=keep_float,
-            calibrate_method=CalibrationMethod[entry["calibration_method"]],
-            calibration_cache_path=str(cache),
-        )
+        quantize_qdq(upgraded, out, Photos(), keep_float, entry["calibration_method"], cache)
         atomic_copy(out, int8_path)
 
 

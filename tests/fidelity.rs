@@ -20,23 +20,30 @@ struct Photo {
     default_float: Vec<f32>,
 }
 
+/// A JSON array of numbers as `f32`s.
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Reads a reference index (JSON) that `make refs` writes, or says how to make it.
+fn reference_index(path: &std::path::Path, what: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        panic!(
+            "{what} MISSING: {} not found. Run `make refs` (or `make test`).",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
 fn photos() -> Vec<Photo> {
     let root = common::root();
     let dir = root.join("tests/data/generated/fidelity");
-    let index = std::fs::read_to_string(dir.join("index.json")).unwrap_or_else(|_| {
-        panic!(
-            "REFERENCE VALUES MISSING: {} not found. Run `make refs` (or `make test`).",
-            dir.display()
-        )
-    });
-    let index: serde_json::Value = serde_json::from_str(&index).unwrap();
-    let vec = |v: &serde_json::Value| -> Vec<f32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    };
+    let index = reference_index(&dir.join("index.json"), "REFERENCE VALUES");
     index["photos"]
         .as_array()
         .unwrap()
@@ -52,9 +59,9 @@ fn photos() -> Vec<Photo> {
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect(),
-                float: vec(&e["float"]),
-                int8: vec(&e["int8"]),
-                default_float: vec(&e["default_float"]),
+                float: floats(&e["float"]),
+                int8: floats(&e["int8"]),
+                default_float: floats(&e["default_float"]),
             }
         })
         .collect()
@@ -78,15 +85,49 @@ fn prescreen_matches_the_reference_pipeline_on_photographs() {
 #[cfg(feature = "gpu")]
 #[test]
 fn gpu_preprocessing_matches_the_reference_pipeline_on_photographs() {
-    if let Err(e) = prescreen_runtime::gpu::GpuContext::new() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "NO GPU ADAPTER IN CI ({e}): install mesa-vulkan-drivers libvulkan1 (.ci/run does it)"
-        );
-        eprintln!("SKIPPING GPU FIDELITY TEST: no GPU adapter ({e})");
-        return;
+    if gpu_present("GPU FIDELITY TEST") {
+        fidelity(Backend::Gpu);
     }
-    fidelity(Backend::Gpu);
+}
+
+/// True when a GPU adapter opens. Without one: false, with the reason printed, on a developer
+/// machine; a failure in CI (which has lavapipe).
+#[cfg(feature = "gpu")]
+fn gpu_present(what: &str) -> bool {
+    match prescreen_runtime::gpu::GpuContext::new() {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "NO GPU ADAPTER IN CI ({e}): install mesa-vulkan-drivers libvulkan1 (.ci/run does it)"
+            );
+            eprintln!("SKIPPING {what}: no GPU adapter ({e})");
+            false
+        }
+    }
+}
+
+/// The int8 file of the model in `dir` both ways a CPU may run it: with integer convolutions
+/// (this CPU's SIMD kernel where it has one, else the portable kernel, forced) and with tract's
+/// f32 kernels throughout.
+fn int8_both_ways(dir: &std::path::Path) -> (Model, Model) {
+    let with = |integer_kernels| {
+        Model::load_dir_with(
+            dir,
+            Variant::Int8,
+            &LoadOptions {
+                integer_kernels,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let int8 = Model::load_dir(dir, Variant::Int8).unwrap();
+    let integer = match int8.integer_kernel() {
+        Some(_) => int8,
+        None => with(IntegerKernels::Portable),
+    };
+    (integer, with(IntegerKernels::Off))
 }
 
 fn fidelity(backend: Backend) {
@@ -99,30 +140,7 @@ fn fidelity(backend: Backend) {
     );
     let dir = common::model_dir();
     let float = Model::load_dir(&dir, Variant::Float).unwrap();
-    let int8 = Model::load_dir(&dir, Variant::Int8).unwrap();
-    // The int8 file both ways a CPU may run it: integer convolutions (the SIMD kernel where this
-    // CPU has one, else the portable kernel, forced) and tract's f32 kernels.
-    let integer = match int8.integer_kernel() {
-        Some(_) => int8.clone(),
-        None => Model::load_dir_with(
-            &dir,
-            Variant::Int8,
-            &LoadOptions {
-                integer_kernels: IntegerKernels::Portable,
-                ..LoadOptions::default()
-            },
-        )
-        .unwrap(),
-    };
-    let tract_int8 = Model::load_dir_with(
-        &dir,
-        Variant::Int8,
-        &LoadOptions {
-            integer_kernels: IntegerKernels::Off,
-            ..LoadOptions::default()
-        },
-    )
-    .unwrap();
+    let (integer, tract_int8) = int8_both_ways(&dir);
     let (mut sf, mut sq, mut st) = (
         Screener::with_backend(&float, backend).unwrap(),
         Screener::with_backend(&integer, backend).unwrap(),
@@ -274,21 +292,10 @@ fn read_npy_f32(path: &std::path::Path) -> Vec<f32> {
 fn nsfwjs_photos() -> Vec<NsfwjsPhoto> {
     let root = common::root();
     let dir = root.join("models/nsfwjs");
-    let path = dir.join(".cache/reference.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "NSFWJS REFERENCE VALUES MISSING: {} not found. Run `make refs` (or `make test`).",
-            path.display()
-        )
-    });
-    let index: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let vec = |v: &serde_json::Value| -> Vec<f32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    };
+    let index = reference_index(
+        &dir.join(".cache/reference.json"),
+        "NSFWJS REFERENCE VALUES",
+    );
     index["photos"]
         .as_array()
         .unwrap()
@@ -301,8 +308,8 @@ fn nsfwjs_photos() -> Vec<NsfwjsPhoto> {
                     .unwrap()
                     .to_rgb8(),
                 tensor: read_npy_f32(&dir.join(e["input_npy"].as_str().unwrap())),
-                probabilities: vec(&e["probabilities"]),
-                logits: vec(&e["logits"]),
+                probabilities: floats(&e["probabilities"]),
+                logits: floats(&e["logits"]),
             }
         })
         .collect()
@@ -327,15 +334,9 @@ fn nsfwjs_matches_tensorflow_js_on_photographs() {
 #[cfg(feature = "gpu")]
 #[test]
 fn nsfwjs_gpu_preprocessing_matches_tensorflow_js_on_photographs() {
-    if let Err(e) = prescreen_runtime::gpu::GpuContext::new() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "NO GPU ADAPTER IN CI ({e}): install mesa-vulkan-drivers libvulkan1 (.ci/run does it)"
-        );
-        eprintln!("SKIPPING NSFWJS GPU FIDELITY TEST: no GPU adapter ({e})");
-        return;
+    if gpu_present("NSFWJS GPU FIDELITY TEST") {
+        nsfwjs_fidelity(Backend::Gpu);
     }
-    nsfwjs_fidelity(Backend::Gpu);
 }
 
 fn nsfwjs_fidelity(backend: Backend) {
@@ -351,31 +352,8 @@ fn nsfwjs_fidelity(backend: Backend) {
     let labels = &model.manifest().output.labels;
     assert_eq!(labels, &["Drawing", "Hentai", "Neutral", "Porn", "Sexy"]);
     let mut screener = Screener::with_backend(&model, backend).unwrap();
-    // The int8 file both ways a CPU may run it, as for open_nsfw: integer convolutions where the
-    // rewrite takes them (this CPU's SIMD kernel, else the portable one, forced), and tract's
-    // f32 kernels throughout.
-    let int8 = Model::load_dir(&dir, Variant::Int8).unwrap();
-    let integer = match int8.integer_kernel() {
-        Some(_) => int8.clone(),
-        None => Model::load_dir_with(
-            &dir,
-            Variant::Int8,
-            &LoadOptions {
-                integer_kernels: IntegerKernels::Portable,
-                ..LoadOptions::default()
-            },
-        )
-        .unwrap(),
-    };
-    let tract_int8 = Model::load_dir_with(
-        &dir,
-        Variant::Int8,
-        &LoadOptions {
-            integer_kernels: IntegerKernels::Off,
-            ..LoadOptions::default()
-        },
-    )
-    .unwrap();
+    // The int8 file both ways, as for open_nsfw (the rewrite takes the 1x1 convolutions).
+    let (integer, tract_int8) = int8_both_ways(&dir);
     let mut int8_screeners = [
         Screener::with_backend(&integer, backend).unwrap(),
         Screener::with_backend(&tract_int8, backend).unwrap(),

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from prepare import atomic_copy, golden_input, run_ort, sha256_of  # noqa: E402
+from prepare import atomic_copy, golden_input, quantize_qdq, run_ort, sha256_of  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -61,13 +61,7 @@ def reference_tensors() -> list[tuple[str, np.ndarray]]:
 
 def build(spec: dict, float_path: Path, int8_path: Path, recalibrate: bool) -> None:
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import CalibrationDataReader
 
     entry = next(f for f in spec["files"] if f["variant"] == "int8")
     cache = HERE / entry["calibration"]
@@ -94,18 +88,7 @@ def build(spec: dict, float_path: Path, int8_path: Path, recalibrate: bool) -> N
     keep += entry["keep_float_nodes"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "int8.onnx"
-        quantize_static(
-            str(float_path),
-            str(out),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=keep,
-            calibrate_method=CalibrationMethod[entry["calibration_method"]],
-            calibration_cache_path=str(cache),
-        )
+        quantize_qdq(float_path, out, reader, keep, entry["calibration_method"], cache)
         atomic_copy(out, int8_path)
 
 

@@ -731,14 +731,23 @@ pub extern "system" fn Java_dev_prescreen_Native_labels<'l>(
         // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
         let handle = unsafe { handle(handle_ptr)? };
         let labels = handle.session.labels();
-        let array =
-            env.new_object_array(labels.len() as i32, "java/lang/String", JObject::null())?;
-        for (i, label) in labels.iter().enumerate() {
-            let s = env.new_string(label)?;
+        string_array(env, labels.iter().map(|l| Some(l.as_str())))
+    })
+}
+
+/// A Java `String[]` of `items`, `null` where an item is `None`.
+fn string_array<'l, 'a>(
+    env: &mut JNIEnv<'l>,
+    items: impl ExactSizeIterator<Item = Option<&'a str>>,
+) -> Outcome<JObjectArray<'l>> {
+    let array = env.new_object_array(items.len() as i32, "java/lang/String", JObject::null())?;
+    for (i, item) in items.enumerate() {
+        if let Some(item) = item {
+            let s = env.new_string(item)?;
             env.set_object_array_element(&array, i as i32, &s)?;
         }
-        Ok(array)
-    })
+    }
+    Ok(array)
 }
 
 /// `Native.categories(handle)`: each label's moderation category under the policy, in score
@@ -753,15 +762,7 @@ pub extern "system" fn Java_dev_prescreen_Native_categories<'l>(
         // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
         let handle = unsafe { handle(handle_ptr)? };
         let categories = handle.session.categories();
-        let array =
-            env.new_object_array(categories.len() as i32, "java/lang/String", JObject::null())?;
-        for (i, category) in categories.iter().enumerate() {
-            if let Some(c) = category {
-                let s = env.new_string(c.name())?;
-                env.set_object_array_element(&array, i as i32, &s)?;
-            }
-        }
-        Ok(array)
+        string_array(env, categories.iter().map(|c| c.map(|c| c.name())))
     })
 }
 
