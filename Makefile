@@ -270,7 +270,7 @@ test-ios: model
 # Criterion benches, then the side-by-side runs in the same session: preprocessing against OpenCV,
 # inference against onnxruntime (float and int8, 1 and 2 threads, load time, memory, file and
 # library size; the mobile library is listed when `make size` has built it).
-bench: model
+bench: model nsfwjs
 	$(CARGO) bench --bench preprocess --bench inference
 	$(CARGO) build --release
 	$(VPY) benches/anchors.py

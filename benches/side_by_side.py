@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Side-by-side inference: prescreen (tract) against onnxruntime, float and int8, 1 and 2 threads.
+"""Side-by-side inference: prescreen (tract) against onnxruntime on the same ONNX files, for both
+models (open_nsfw and nsfwjs's MobileNetV2), float and int8, 1 and 2 threads.
 
     models/.venv/bin/python benches/side_by_side.py [--prescreen target/release/prescreen]
-                                                    [--runs 30] [--lib PATH ...]
+                                                    [--models open_nsfw,nsfwjs] [--runs 30]
+                                                    [--lib PATH ...]
 
 Every configuration runs in its own process, one after the other, in one invocation (compare rows
 of one run: this machine's speed drifts from day to day). Each process loads its file, computes the
@@ -17,7 +19,10 @@ Columns:
 * peak RSS / growth MiB: the process's peak resident set (VmHWM), and its growth over the resident
   set just before loading (the Python interpreter and numpy are in onnxruntime's peak, not its growth).
 * file MiB: the model file.
-* output: the nsfw probability each engine computed on the golden input.
+* top class: the most probable label on the golden input and its probability, as each engine
+  computed it.
+* max |d|: on prescreen's rows, the largest difference from onnxruntime's output probabilities on
+  the same file and input (the same fidelity on both sides when it is small).
 
 `--lib` adds the size of native libraries (e.g. the stripped mobile library that `make size`
 builds) next to onnxruntime's own shared library.
@@ -36,7 +41,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL_DIR = ROOT / "models/open_nsfw"
+MODELS = ("open_nsfw", "nsfwjs")
 
 
 def status_kib(field: str) -> int | None:
@@ -46,14 +51,15 @@ def status_kib(field: str) -> int | None:
     return None
 
 
-def ort_child(variant: str, threads: int, runs: int) -> None:
+def ort_child(model: str, variant: str, threads: int, runs: int) -> None:
     """One onnxruntime configuration; prints the same JSON fields as `prescreen bench-infer`."""
     sys.path.insert(0, str(ROOT / "models"))
     import numpy as np
     from prepare import golden_input
 
-    spec = tomllib.loads((MODEL_DIR / "model.toml").read_text())
-    path = MODEL_DIR / next(f["path"] for f in spec["files"] if f["variant"] == variant)
+    model_dir = ROOT / "models" / model
+    spec = tomllib.loads((model_dir / "model.toml").read_text())
+    path = model_dir / next(f["path"] for f in spec["files"] if f["variant"] == variant)
     x = golden_input(spec)
     rss_before = status_kib("VmRSS")
     import onnxruntime as ort
@@ -74,6 +80,7 @@ def ort_child(variant: str, threads: int, runs: int) -> None:
     times.sort()
     out = {
         "engine": "onnxruntime",
+        "model": model,
         "variant": variant,
         "threads": threads,
         "file_bytes": path.stat().st_size,
@@ -100,50 +107,80 @@ def main() -> None:
     ap.add_argument("--prescreen", default=str(ROOT / "target/release/prescreen"))
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated models/ folders")
     ap.add_argument("--lib", action="append", default=[], help="native library to list by size")
     ap.add_argument("--json", help="also write every row as JSON to this file")
-    ap.add_argument("--ort-child", nargs=2, metavar=("VARIANT", "THREADS"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--ort-child", nargs=3, metavar=("MODEL", "VARIANT", "THREADS"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.ort_child:
-        ort_child(args.ort_child[0], int(args.ort_child[1]), args.runs)
+        model, variant, threads = args.ort_child
+        ort_child(model, variant, int(threads), args.runs)
         return
     if not Path(args.prescreen).exists():
         sys.exit(f"side_by_side: {args.prescreen} not found; build it with `cargo build --release`")
 
+    models = [m for m in args.models.split(",") if m]
+    for model in models:
+        if model not in MODELS:
+            sys.exit(f"side_by_side: unknown model {model!r}; known: {', '.join(MODELS)}")
     rows = []
-    for threads in [int(t) for t in args.threads.split(",")]:
-        for variant in ("float", "int8"):
-            ort = run_json(
-                [sys.executable, __file__, "--runs", str(args.runs), "--ort-child", variant, str(threads)]
-            )
-            ours = run_json(
-                [
-                    args.prescreen, "bench-infer", "--model-dir", str(MODEL_DIR), "--variant", variant,
-                    "--threads", str(threads), "--runs", str(args.runs),
-                ]
-            )
-            ours["ratio"] = ours["median_ms"] / ort["median_ms"]
-            rows += [ours, ort]
+    for model in models:
+        model_dir = ROOT / "models" / model
+        labels = tomllib.loads((model_dir / "model.toml").read_text())["output"]["labels"]
+        for threads in [int(t) for t in args.threads.split(",")]:
+            for variant in ("float", "int8"):
+                ort = run_json(
+                    [
+                        sys.executable, __file__, "--runs", str(args.runs), "--ort-child", model,
+                        variant, str(threads),
+                    ]
+                )
+                ours = run_json(
+                    [
+                        args.prescreen, "bench-infer", "--model-dir", str(model_dir), "--variant",
+                        variant, "--threads", str(threads), "--runs", str(args.runs),
+                    ]
+                )
+                ours["model"] = model
+                ours["ratio"] = ours["median_ms"] / ort["median_ms"]
+                ours["max_abs_diff"] = max(
+                    abs(a - b) for a, b in zip(ours["output"], ort["output"], strict=True)
+                )
+                for r in (ours, ort):
+                    top = max(range(len(labels)), key=lambda i: r["output"][i])
+                    r["top_class"] = f"{labels[top]} {r['output'][top]:.5f}"
+                rows += [ours, ort]
 
     mib = lambda kib: (kib or 0) / 1024  # noqa: E731
     print(f"inference, batch 1, golden input, median of {args.runs} runs; {os.uname().machine}, "
           f"{os.cpu_count()} CPUs")
-    print("| engine | file | threads | median ms | p95 ms | ratio | load ms | peak RSS MiB "
-          "| growth MiB | file MiB | nsfw p |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | engine | file | threads | median ms | p95 ms | ratio | load ms | peak RSS MiB "
+          "| growth MiB | file MiB | top class | max \\|d\\| |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
+        diff = f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else ""
         print(
-            f"| {r['engine']} | {r['variant']} | {r['threads']} | {r['median_ms']:.2f} "
+            f"| {r['model']} | {r['engine']} | {r['variant']} | {r['threads']} | {r['median_ms']:.2f} "
             f"| {r['p95_ms']:.2f} | {ratio} | {r['load_to_first_result_ms']:.0f} "
             f"| {mib(r['peak_rss_kib']):.1f} | {mib(r['peak_rss_kib']) - mib(r['rss_before_load_kib']):.1f} "
-            f"| {r['file_bytes'] / 2**20:.1f} | {r['output'][-1]:.5f} |"
+            f"| {r['file_bytes'] / 2**20:.1f} | {r['top_class']} | {diff} |"
         )
-    by = {(r["engine"], r["variant"], r["threads"]): r["median_ms"] for r in rows}
-    for threads in sorted({r["threads"] for r in rows}):
-        for engine in ("prescreen", "onnxruntime"):
-            f, q = by[(engine, "float", threads)], by[(engine, "int8", threads)]
-            print(f"{engine} threads={threads}: int8/float = {q / f:.2f}")
+    by = {(r["model"], r["engine"], r["variant"], r["threads"]): r["median_ms"] for r in rows}
+    for model in models:
+        for threads in sorted({r["threads"] for r in rows}):
+            for engine in ("prescreen", "onnxruntime"):
+                f, q = by[(model, engine, "float", threads)], by[(model, engine, "int8", threads)]
+                print(f"{model} {engine} threads={threads}: int8/float = {q / f:.2f}")
+        if model != "open_nsfw" and "open_nsfw" in models:
+            for threads in sorted({r["threads"] for r in rows}):
+                for variant in ("float", "int8"):
+                    ours = by[(model, "prescreen", variant, threads)]
+                    theirs = by[("open_nsfw", "prescreen", variant, threads)]
+                    print(f"prescreen {variant} threads={threads}: {model} / open_nsfw = "
+                          f"{ours / theirs:.2f}")
 
     import onnxruntime
 

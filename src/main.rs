@@ -234,6 +234,10 @@ enum Command {
         /// known flagged intervals for the test classifier (`--model-dir models/redness`).
         #[arg(long, value_parser = parse_intervals)]
         red: Option<Intervals>,
+        /// Blur every frame along the camera's motion over this many pixels (a fast pan): out of
+        /// focus frames, which the policy's quality gate keeps from being evidence.
+        #[arg(long, default_value_t = 0)]
+        motion_blur: u32,
     },
     /// Write the sample stream to a .y4m file (I420), to screen it later or with other tools.
     MakeStream {
@@ -248,6 +252,9 @@ enum Command {
         /// Frame size.
         #[arg(long, default_value_t = 1080)]
         height: u32,
+        /// Blur every frame along the camera's motion over this many pixels (a fast pan).
+        #[arg(long, default_value_t = 0)]
+        motion_blur: u32,
     },
     /// Evaluate a model and a policy on a labelled set, the way a safety team does: the set's
     /// streams through the real engine (frames' clock, faster than real time) and its images
@@ -291,7 +298,9 @@ enum Command {
     /// Write a labelled set that can live anywhere (no explicit content): `redness`, streams and
     /// images with red intervals for the test classifier; `benign`, the sample photographs made
     /// hard (blur, low resolution, tints, crops, compression) and the sample stream, for the
-    /// false-flag rates of a real model.
+    /// false-flag rates of a real model; `degraded`, the same content out of focus (streams with
+    /// motion blur and defocus, heavily blurred photographs, thumbnails blown up), for the
+    /// false-flag rates with and without the policy's quality gate.
     MakeEvalSet {
         /// Output folder (created).
         output: PathBuf,
@@ -327,6 +336,8 @@ enum SetKindArg {
     Redness,
     /// Benign photographs and stream, for false-flag rates.
     Benign,
+    /// Benign content out of focus, for the quality gate's false-flag rates.
+    Degraded,
 }
 
 fn parse_format(s: &str) -> Result<PixelFormat, String> {
@@ -693,8 +704,8 @@ impl EngineRun {
         self.drain(&ProgressBar::hidden());
         let stream_s = ((self.last_t - self.first_t.unwrap_or(0)) as f64 / 1e6).max(1e-6);
         eprintln!(
-            "\n{} segment(s); frames: {} seen = {} scored + {} rate-skipped + {} gated + {} dropped + {} rejected + {} failed",
-            self.segments.len(), m.seen, m.scored, m.rate_skipped, m.gated, m.dropped, m.rejected, m.failed
+            "\n{} segment(s); frames: {} seen = {} scored + {} rate-skipped + {} low-quality + {} gated + {} dropped + {} rejected + {} failed",
+            self.segments.len(), m.seen, m.scored, m.rate_skipped, m.low_quality, m.gated, m.dropped, m.rejected, m.failed
         );
         eprintln!("{:<11} {:>10} {:>10}", "stage", "median ms", "p99 ms");
         for (name, h) in [
@@ -972,11 +983,21 @@ fn screen(
     run.finish()
 }
 
-fn demo(args: &ModelArgs, shot_seconds: f64, every: u32, red: Option<&[(f64, f64)]>) -> Result<()> {
+fn demo(
+    args: &ModelArgs,
+    shot_seconds: f64,
+    every: u32,
+    red: Option<&[(f64, f64)]>,
+    motion_blur: u32,
+) -> Result<()> {
     let mut stream = SampleStream::new(prescreen::PHOTO_DIR, 1920, 1080, 30, shot_seconds)?
-        .with_red_intervals(red.unwrap_or_default());
+        .with_red_intervals(red.unwrap_or_default())
+        .with_motion_blur(motion_blur);
     if let Some(red) = red {
         eprintln!("red intervals (s): {red:?}");
+    }
+    if motion_blur > 1 {
+        eprintln!("motion blur: {motion_blur} px, across in even shots, down in odd ones");
     }
     let total = stream.len();
     if let Some(policy) = &args.policy {
@@ -1038,11 +1059,18 @@ fn demo(args: &ModelArgs, shot_seconds: f64, every: u32, red: Option<&[(f64, f64
     run.finish()
 }
 
-fn make_stream(output: &Path, shot_seconds: f64, width: u32, height: u32) -> Result<()> {
+fn make_stream(
+    output: &Path,
+    shot_seconds: f64,
+    width: u32,
+    height: u32,
+    motion_blur: u32,
+) -> Result<()> {
     if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         bail!("the sample stream needs even sizes");
     }
-    let mut stream = SampleStream::new(prescreen::PHOTO_DIR, width, height, 30, shot_seconds)?;
+    let mut stream = SampleStream::new(prescreen::PHOTO_DIR, width, height, 30, shot_seconds)?
+        .with_motion_blur(motion_blur);
     let mut out = std::io::BufWriter::new(std::fs::File::create(output)?);
     y4m::write_header(&mut out, width, height, stream.fps())?;
     let bar = progress(stream.len() as u64);
@@ -1159,12 +1187,13 @@ fn soak(frames: u64, sample_every: u64, workdir: Option<PathBuf>) -> Result<()> 
     })?;
     let m = &result.metrics;
     eprintln!(
-        "{} frames in {:.1} s ({:.0} frames/s): {} scored, {} rate-skipped, {} gated; {} reports stored, {} received, {} lost; RSS growth after warm-up {} KiB per 10,000 frames",
+        "{} frames in {:.1} s ({:.0} frames/s): {} scored, {} rate-skipped, {} low-quality, {} gated; {} reports stored, {} received, {} lost; RSS growth after warm-up {} KiB per 10,000 frames",
         m.seen,
         started.elapsed().as_secs_f64(),
         m.seen as f64 / started.elapsed().as_secs_f64(),
         m.scored,
         m.rate_skipped,
+        m.low_quality,
         m.gated,
         result.reports,
         result.received,
@@ -1301,9 +1330,10 @@ fn eval_summary(r: &EvalReport) -> String {
     }
     let c = &r.cost;
     s += &format!(
-        "cost: {:.1} s of stream, {} frames scored = {} per stream-second, engine {} ms per stream-second; {} image(s)",
+        "cost: {:.1} s of stream, {} frames scored = {} per stream-second, engine {} ms per stream-second; {} image(s); too blurred or small: {} frame(s), {} image(s)",
         c.stream_seconds, c.frames_scored, f(c.frames_scored_per_stream_second),
-        f(c.engine_ms_per_stream_second), c.images_scored
+        f(c.engine_ms_per_stream_second), c.images_scored, c.frames_low_quality,
+        c.images_low_quality
     );
     s
 }
@@ -1328,13 +1358,21 @@ fn main() -> Result<()> {
             shot_seconds,
             every,
             red,
-        } => demo(&model, shot_seconds, every, red.as_ref().map(|r| &r.0[..])),
+            motion_blur,
+        } => demo(
+            &model,
+            shot_seconds,
+            every,
+            red.as_ref().map(|r| &r.0[..]),
+            motion_blur,
+        ),
         Command::MakeStream {
             output,
             shot_seconds,
             width,
             height,
-        } => make_stream(&output, shot_seconds, width, height),
+            motion_blur,
+        } => make_stream(&output, shot_seconds, width, height, motion_blur),
         Command::Ingest { listen, dir } => ingest(&listen, &dir),
         Command::Eval {
             set,
@@ -1370,6 +1408,7 @@ fn main() -> Result<()> {
             let kind = match kind {
                 SetKindArg::Redness => SetKind::Redness,
                 SetKindArg::Benign => SetKind::Benign,
+                SetKindArg::Degraded => SetKind::Degraded,
             };
             let set = generate::make_set(
                 &output,

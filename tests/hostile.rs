@@ -74,7 +74,23 @@ fn policy_numbers_outside_their_ranges_are_refused_by_name() {
         ("enter = 0.80", "enter = nan", "label nsfw"),
         ("window = 3", "window = 0", "window"),
         (
-            "version = \"default-2026-12-03\"",
+            "min_sharpness = 0.04",
+            "min_sharpness = 0.5",
+            "min_sharpness",
+        ),
+        (
+            "min_sharpness = 0.04",
+            "min_sharpness = -0.01",
+            "min_sharpness",
+        ),
+        (
+            "min_sharpness = 0.04",
+            "min_sharpness = nan",
+            "min_sharpness",
+        ),
+        ("min_side = 112", "min_side = 4000", "min_side"),
+        (
+            "version = \"default-2026-12-03.2\"",
             "version = \"\"",
             "version",
         ),
@@ -97,9 +113,18 @@ fn policy_numbers_outside_their_ranges_are_refused_by_name() {
         ("size = 192", "size = 512"),
         ("thumbnails = 3", "thumbnails = 64"),
         ("thumbnails = 3", "thumbnails = 0"),
+        ("min_sharpness = 0.04", "min_sharpness = 0.05"),
+        ("min_sharpness = 0.04", "min_sharpness = 0.0"),
+        ("min_side = 112", "min_side = 200"),
     ] {
         policy_with(from, to).unwrap_or_else(|e| panic!("{to}: {e}"));
     }
+    // The quality gate is optional: a policy without it judges every frame.
+    let start = default_policy().find("[quality]").unwrap();
+    let end = default_policy().find("[evidence]").unwrap();
+    let mut without = default_policy();
+    without.replace_range(start..end, "");
+    assert!(!Policy::parse(&without).unwrap().quality.enabled);
     // A policy file that is not UTF-8 text is a policy error, not a panic.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.toml");

@@ -40,7 +40,8 @@ fn policy(base_fps: f64, burst_fps: f64, gate: bool) -> Policy {
         .unwrap()
         .replacen("base_fps = 2.0", &format!("base_fps = {base_fps:.1}"), 1)
         .replacen("burst_fps = 6.0", &format!("burst_fps = {burst_fps:.1}"), 1)
-        .replacen("enabled = true", &format!("enabled = {gate}"), 1);
+        // Both gates, the scene's and the quality's.
+        .replace("enabled = true", &format!("enabled = {gate}"));
     Policy::parse(&text).unwrap()
 }
 

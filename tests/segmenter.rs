@@ -4,8 +4,8 @@
 mod common;
 
 use prescreen_runtime::frame::{Frame, PixelFormat, Plane};
-use prescreen_runtime::policy::Policy;
-use prescreen_runtime::sampling::{Gate, Sampler, Signature};
+use prescreen_runtime::policy::{Policy, QualityGate};
+use prescreen_runtime::sampling::{Gate, Quality, Sampler, Signature};
 use prescreen_runtime::segmenter::{Segment, SegmentEvent, Segmenter};
 use proptest::prelude::*;
 
@@ -824,4 +824,136 @@ proptest! {
             prop_assert!(!cooling, "ends on a frame that does not keep it open: {s:?}");
         }
     }
+}
+
+/// The quality of a grey picture `w` x `h` whose luma is `luma(x, y)`, as an NV12 frame.
+fn quality_of(w: u32, h: u32, luma: impl Fn(u32, u32) -> u8) -> Quality {
+    let y: Vec<u8> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| luma(x, y))
+        .collect();
+    let uv = vec![128u8; (w as usize).div_ceil(2) * 2 * (h as usize).div_ceil(2)];
+    let f = Frame::nv12(
+        w,
+        h,
+        Plane::new(&y, w as usize),
+        Plane::new(&uv, (w as usize).div_ceil(2) * 2),
+    )
+    .unwrap();
+    Signature::default().compute(&f)
+}
+
+/// `picture` box-blurred over `size` pixels across (and down when `down`), three times.
+fn blurred(picture: &[Vec<f64>], size: usize, down: bool) -> Vec<Vec<f64>> {
+    let across = |p: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        p.iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|x| {
+                        let (a, b) = (
+                            x.saturating_sub(size / 2),
+                            (x + size - size / 2).min(row.len()),
+                        );
+                        row[a..b].iter().sum::<f64>() / (b - a) as f64
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let transposed = |p: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        (0..p[0].len())
+            .map(|x| p.iter().map(|row| row[x]).collect())
+            .collect()
+    };
+    let mut p = picture.to_vec();
+    for _ in 0..3 {
+        p = across(&p);
+        if down {
+            p = transposed(&across(&transposed(&p)));
+        }
+    }
+    p
+}
+
+/// Two checkerboards added, of 37- and 7-pixel squares (not multiples of the lattice's
+/// spacing, so the lattice meets every position across a square): `dark` plus up to `contrast`.
+fn checkerboards(w: usize, h: usize, dark: f64, contrast: f64) -> Vec<Vec<f64>> {
+    let board = |x: usize, y: usize, square: usize| ((x / square + y / square) % 2) as f64;
+    (0..h)
+        .map(|y| {
+            (0..w)
+                .map(|x| dark + contrast * (0.55 * board(x, y, 37) + 0.45 * board(x, y, 7)))
+                .collect()
+        })
+        .collect()
+}
+
+fn quality_of_picture(p: &[Vec<f64>]) -> Quality {
+    quality_of(p[0].len() as u32, p.len() as u32, |x, y| {
+        p[y as usize][x as usize].round() as u8
+    })
+}
+
+/// Sharp pictures measure 1/8 or more whatever their contrast; blurred ones (in both directions
+/// or only one, as motion blurs) measure under the shipped threshold; flat ones count as sharp.
+/// Fails if the measure lost its normalisation, a direction, the steps or the flat rule.
+#[test]
+fn sharpness_separates_sharp_from_blurred_pictures_and_ignores_contrast() {
+    let board = checkerboards(640, 360, 20.0, 180.0);
+    let sharp = quality_of_picture(&board);
+    assert_eq!(sharp.short_side, 360);
+    assert!(sharp.sharpness >= 0.1, "sharp edges: {sharp:?}");
+    let faint = quality_of_picture(&checkerboards(640, 360, 100.0, 22.0));
+    assert!(
+        (faint.sharpness - sharp.sharpness).abs() < 0.01,
+        "contrast changed sharpness: {faint:?} vs {sharp:?}"
+    );
+    // White noise: as much energy at the fine step as at the coarse one.
+    let noise = quality_of(640, 360, |x, y| {
+        let h =
+            (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).wrapping_mul(2_246_822_519);
+        (h >> 24) as u8
+    });
+    assert!(noise.sharpness > 0.8, "{noise:?}");
+
+    let defocused = quality_of_picture(&blurred(&board, 16, true));
+    assert!(defocused.sharpness < 0.04, "defocus: {defocused:?}");
+    let panned = quality_of_picture(&blurred(&board, 16, false));
+    assert!(panned.sharpness < 0.04, "motion across: {panned:?}");
+
+    let flat = quality_of(320, 240, |_, _| 77);
+    assert_eq!(
+        flat.sharpness, 1.0,
+        "a flat picture says nothing about focus"
+    );
+    // A gentle ramp: coarse differences under the flat energy in both directions.
+    let ramp = quality_of(320, 240, |x, y| (40 + x / 8 + y / 8) as u8);
+    assert_eq!(ramp.sharpness, 1.0, "{ramp:?}");
+}
+
+/// The gate skips frames strictly below its sharpness or its side, and nothing when disabled.
+/// Fails if `enabled`, either comparison or either measure were dropped.
+#[test]
+fn the_quality_gate_rejects_strictly_below_its_limits_and_only_when_enabled() {
+    let gate = QualityGate {
+        enabled: true,
+        min_sharpness: 0.04,
+        min_side: 112,
+    };
+    let q = |sharpness: f32, short_side: u32| Quality {
+        sharpness,
+        short_side,
+    };
+    assert!(!gate.rejects(&q(0.04, 112)), "at the limits");
+    assert!(gate.rejects(&q(0.039, 1080)), "blurred");
+    assert!(gate.rejects(&q(0.5, 111)), "too small");
+    let off = QualityGate {
+        enabled: false,
+        ..gate
+    };
+    assert!(!off.rejects(&q(0.0, 1)), "disabled");
+    assert!(
+        !QualityGate::default().rejects(&q(0.0, 1)),
+        "off by default"
+    );
 }

@@ -23,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(ms <= policy::MAX_SEGMENT_MS);
     }
     assert!((1..=policy::MAX_GATE_INTERVAL_MS).contains(&p.scene_gate.max_interval_ms));
+    let q = p.quality;
+    assert!((0.0..=policy::MAX_MIN_SHARPNESS).contains(&q.min_sharpness));
+    assert!(q.min_side <= policy::MAX_MIN_SIDE);
     assert!(p.evidence.size <= policy::MAX_THUMBNAIL_SIZE);
     assert!(p.evidence.thumbnails <= prescreen_runtime::report::MAX_EVIDENCE);
     // What the engine builds from a policy must not panic either.

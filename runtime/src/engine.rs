@@ -1,7 +1,8 @@
 //! The live stream engine: the host's camera thread hands over every frame, the engine decides which
 //! to score, scores them on its own worker thread, and reports segments.
 //!
-//! `submit` never waits on inference: it checks the sampling rate and the scene gate, copies a frame
+//! `submit` never waits on inference: it checks the sampling rate, the frame's quality and the
+//! scene gate, copies a frame
 //! it takes into a reused buffer and puts it in a single latest-frame-wins slot. A host that can
 //! lend its camera buffers ([`Engine::submit_buffer`], for Android's `Image` or iOS's
 //! `CVPixelBuffer`) saves even the copy: the engine keeps the buffer instead, and drops it (so the
@@ -9,7 +10,7 @@
 //! waiting there when a newer one is taken is dropped (and counted); nothing queues. The worker
 //! preprocesses, infers, and feeds the [`Segmenter`]; events go to the host's sink on the worker
 //! thread. Every frame seen ends in exactly one counter:
-//! `seen = rejected + rate_skipped + gated + dropped + scored + failed`.
+//! `seen = rejected + rate_skipped + low_quality + gated + dropped + scored + failed`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +22,7 @@ use crate::backend::{ActiveBackend, Backend};
 use crate::error::{Error, Result};
 use crate::frame::{ColorMatrix, ColorRange, Frame, FrameError, PixelFormat, Plane, Rotation};
 use crate::model::Model;
-use crate::policy::Policy;
+use crate::policy::{Policy, QualityGate};
 use crate::sampling::{Gate, Sampler, Signature};
 use crate::screener::Screener;
 use crate::segmenter::{SegmentEvent, Segmenter};
@@ -52,6 +53,8 @@ pub enum Submitted {
     SkippedRate,
     /// Skipped by the scene gate: same scene as the last scored frame.
     SkippedGate,
+    /// Skipped by the quality gate: too blurred or too small to judge (the policy's `quality`).
+    SkippedQuality,
     /// Malformed: a frame the host could not build ([`Engine::reject`]), a lent buffer whose
     /// frame is invalid, or a timestamp beyond [`MAX_TIMESTAMP_US`].
     Rejected,
@@ -198,6 +201,8 @@ pub struct Metrics {
     pub rate_skipped: u64,
     /// Frames skipped by the scene gate.
     pub gated: u64,
+    /// Frames skipped by the quality gate: too blurred or too small to judge.
+    pub low_quality: u64,
     /// Frames taken but replaced in the slot by a newer one before the worker got to them.
     pub dropped: u64,
     /// Frames scored.
@@ -224,6 +229,7 @@ impl Metrics {
         self.seen
             == self.rejected
                 + self.rate_skipped
+                + self.low_quality
                 + self.gated
                 + self.dropped
                 + self.scored
@@ -355,6 +361,7 @@ enum Pixels<'f, 'a> {
 /// The camera side: sampling and spare buffers, behind one lock (submit may come from any thread).
 struct Front {
     sampler: Sampler,
+    quality: QualityGate,
     spares: Vec<FrameBuf>,
     signature: Signature,
 }
@@ -378,6 +385,7 @@ struct Shared {
     rejected: AtomicU64,
     rate_skipped: AtomicU64,
     gated: AtomicU64,
+    low_quality: AtomicU64,
     dropped: AtomicU64,
     scored: AtomicU64,
     failed: AtomicU64,
@@ -447,6 +455,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             front: Mutex::new(Front {
                 sampler: Sampler::new(&policy.sampling),
+                quality: policy.quality,
                 spares: Vec::new(),
                 signature: Signature::default(),
             }),
@@ -464,6 +473,7 @@ impl Engine {
             rejected: AtomicU64::new(0),
             rate_skipped: AtomicU64::new(0),
             gated: AtomicU64::new(0),
+            low_quality: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             scored: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -537,6 +547,7 @@ impl Engine {
         let counter = match outcome {
             Submitted::SkippedRate => Some(&s.rate_skipped),
             Submitted::SkippedGate => Some(&s.gated),
+            Submitted::SkippedQuality => Some(&s.low_quality),
             Submitted::Closed | Submitted::Rejected => Some(&s.rejected),
             _ => None,
         };
@@ -578,7 +589,13 @@ impl Engine {
             return Submitted::SkippedRate;
         }
         let mut signature = std::mem::take(&mut front.signature);
-        signature.compute(frame);
+        let quality = signature.compute(frame);
+        // A frame too blurred or too small to judge is never evidence, at any rate: not scored,
+        // it neither opens nor extends a segment. Not taken either, so the next frame is due.
+        if front.quality.rejects(&quality) {
+            front.signature = signature;
+            return Submitted::SkippedQuality;
+        }
         // The gate only saves work while nothing is happening: while a label is uncertain or a
         // segment is forming or open, every due frame is scored (a still picture of flagged content
         // must keep being scored to reach the minimum duration and to end its segment on time).
@@ -651,6 +668,7 @@ impl Engine {
         m.rejected = s.rejected.load(Ordering::Acquire);
         m.rate_skipped = s.rate_skipped.load(Ordering::Acquire);
         m.gated = s.gated.load(Ordering::Acquire);
+        m.low_quality = s.low_quality.load(Ordering::Acquire);
         m.dropped = s.dropped.load(Ordering::Acquire);
         m.scored = s.scored.load(Ordering::Acquire);
         m.failed = s.failed.load(Ordering::Acquire);

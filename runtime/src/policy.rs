@@ -26,6 +26,13 @@ pub const MAX_GATE_INTERVAL_MS: u64 = 60_000;
 pub const MAX_THUMBNAIL_SIZE: u32 = 512;
 /// Longest policy version, in characters.
 pub const MAX_VERSION_CHARS: usize = 128;
+/// Highest `quality.min_sharpness`. A picture with any sharp edge measures at least about 1/8
+/// ([`crate::sampling::Quality`]) and sharp photographs measured 0.06 to 0.24; above this bound a
+/// policy would skip sharp frames as blurred, switching screening off for them.
+pub const MAX_MIN_SHARPNESS: f32 = 0.05;
+/// Highest `quality.min_side`, in pixels: below QVGA's 240 lines, so no camera stream is skipped
+/// whole as too small.
+pub const MAX_MIN_SIDE: u32 = 200;
 
 /// A parsed and checked policy.
 #[derive(Clone, Debug, Deserialize)]
@@ -47,6 +54,10 @@ pub struct Policy {
     pub sampling: Sampling,
     /// Skipping frames that show the same scene.
     pub scene_gate: SceneGate,
+    /// Skipping frames too blurred or too small to judge. Optional: without it, every frame is
+    /// judged whatever its focus.
+    #[serde(default)]
+    pub quality: QualityGate,
     /// Evidence kept per segment.
     pub evidence: Evidence,
 }
@@ -195,6 +206,24 @@ pub struct SceneGate {
     pub max_interval_ms: u64,
 }
 
+/// The frame-quality gate: frames too blurred or too small to judge are never scored, so they
+/// neither open nor extend a segment (counted in [`crate::engine::Metrics::low_quality`]). It
+/// applies at every sampling rate. Out-of-focus frames are not evidence: a camera focusing, a fast
+/// pan or a shaking hand blur a benign picture into one a model may misread.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityGate {
+    /// Whether frames may be skipped for their quality.
+    pub enabled: bool,
+    /// Frames whose sharpness ([`crate::sampling::Quality::sharpness`]) is below this are skipped,
+    /// 0..=[`MAX_MIN_SHARPNESS`].
+    #[serde(default)]
+    pub min_sharpness: f32,
+    /// Frames whose shorter side has fewer pixels than this are skipped, 0..=[`MAX_MIN_SIDE`].
+    #[serde(default)]
+    pub min_side: u32,
+}
+
 /// Evidence thumbnails kept per segment.
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,6 +314,19 @@ impl Policy {
         if !(1..=MAX_GATE_INTERVAL_MS).contains(&p.scene_gate.max_interval_ms) {
             return Err(format!(
                 "scene_gate.max_interval_ms must be within 1..={MAX_GATE_INTERVAL_MS}"
+            ));
+        }
+        let q = p.quality;
+        if !(0.0..=MAX_MIN_SHARPNESS).contains(&q.min_sharpness) {
+            return Err(format!(
+                "quality.min_sharpness must be within 0..={MAX_MIN_SHARPNESS}: above it sharp frames \
+                 would be skipped as blurred"
+            ));
+        }
+        if q.min_side > MAX_MIN_SIDE {
+            return Err(format!(
+                "quality.min_side must be at most {MAX_MIN_SIDE} pixels: above it whole camera \
+                 streams would be skipped as too small"
             ));
         }
         let e = p.evidence;

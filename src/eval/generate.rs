@@ -9,6 +9,10 @@
 //!   blurred, at a low resolution, tinted (warm, cool, green, dark), cropped close, and
 //!   compressed hard; plus the sample stream itself. What a real model flags here is a false
 //!   flag, per frame and per stream-hour.
+//! - [`SetKind::Degraded`]: the same benign content out of focus, as live video often is: the
+//!   sample stream with motion blur (a fast pan) and defocused (a camera focusing), every
+//!   photograph under a heavy blur and as a tiny thumbnail blown up. For the false-flag rates
+//!   with and without the policy's quality gate.
 
 use std::path::Path;
 
@@ -26,6 +30,8 @@ pub enum SetKind {
     Redness,
     /// Benign photographs and streams, for false-flag rates of real models.
     Benign,
+    /// Benign streams and photographs out of focus, for the quality gate.
+    Degraded,
 }
 
 /// The red intervals of the generated streams, in seconds: one stream with two intervals, one
@@ -40,6 +46,15 @@ pub const RED_STREAMS: [(&str, &[(f64, f64)]); 3] = [
 pub const BENIGN_VARIANTS: [&str; 9] = [
     "original", "blur", "lowres", "warm", "cool", "green", "dark", "crop", "jpeg",
 ];
+
+/// The degraded variants of a photograph, by name (see [`degraded_variant`]).
+pub const DEGRADED_VARIANTS: [&str; 3] = ["blur12", "motion", "thumb"];
+
+/// Motion blur of the degraded set's stream, as a fraction of the frame's width (32 pixels at
+/// 1920).
+pub const MOTION_BLUR_FRACTION: f64 = 1.0 / 60.0;
+/// Defocus of the degraded set's stream (the box size), as a fraction of the frame's width.
+pub const DEFOCUS_FRACTION: f64 = 1.0 / 60.0;
 
 /// Writes a set of `kind` into `out` (created; must not hold a set already) from the photographs
 /// in `photos`; streams are `width` x `height` at 30 fps, each photograph on screen for
@@ -90,6 +105,30 @@ pub fn make_set(
                     &out.join("images").join(folder).join(format!("{name}.png")),
                     &picture,
                 )?;
+            }
+        }
+        SetKind::Degraded => {
+            let blur = |fraction: f64| ((width as f64 * fraction).round() as u32).max(2);
+            for (name, motion, defocus) in [
+                ("streams/motion.y4m", blur(MOTION_BLUR_FRACTION), 0),
+                ("streams/defocus.y4m", 0, blur(DEFOCUS_FRACTION)),
+            ] {
+                let mut stream = SampleStream::new(photos, width, height, 30, shot_seconds)?
+                    .with_motion_blur(motion)
+                    .with_defocus(defocus);
+                write_y4m(&out.join(name), &mut stream)?;
+                set.streams.push(StreamEntry {
+                    path: name.into(),
+                    fps: None,
+                    truth: vec![],
+                });
+            }
+            let dir = out.join("images").join("clean");
+            for (name, photo) in load_photos(photos)? {
+                for variant in DEGRADED_VARIANTS {
+                    let picture = degraded_variant(&photo, variant);
+                    save(&dir.join(format!("{name}-{variant}.png")), &picture)?;
+                }
             }
         }
         SetKind::Benign => {
@@ -221,6 +260,37 @@ pub fn benign_variant(photo: &RgbImage, variant: &str) -> RgbImage {
     }
 }
 
+/// One degraded variant (see [`DEGRADED_VARIANTS`]), the size of the photograph: `blur12`, a
+/// Gaussian blur of 12 pixels at 1000 pixels' width (scaled to the photograph's); `motion`, a
+/// horizontal box blur over 1/30 of the width; `thumb`, a thumbnail 32 pixels wide blown up.
+pub fn degraded_variant(photo: &RgbImage, variant: &str) -> RgbImage {
+    let (w, h) = photo.dimensions();
+    match variant {
+        "blur12" => imageops::blur(photo, 12.0 * w as f32 / 1000.0),
+        "motion" => {
+            let window = (w / 30).max(2);
+            let mut out = photo.clone();
+            let mut sums = Vec::new();
+            for y in 0..h as usize {
+                crate::stream::box_blur_line(
+                    &mut out,
+                    y * w as usize * 3,
+                    3,
+                    w as usize,
+                    window as usize,
+                    &mut sums,
+                );
+            }
+            out
+        }
+        "thumb" => {
+            let small = imageops::resize(photo, 32, (32 * h / w).max(1), FilterType::Triangle);
+            imageops::resize(&small, w, h, FilterType::Triangle)
+        }
+        _ => photo.clone(),
+    }
+}
+
 /// A picture of one flat colour (tests).
 pub fn flat(width: u32, height: u32, rgb: [u8; 3]) -> RgbImage {
     RgbImage::from_pixel(width, height, Rgb(rgb))
@@ -243,6 +313,25 @@ mod tests {
             if !["original", "jpeg", "crop"].contains(&v) {
                 assert_ne!(out, photo, "{v} left the picture as it was");
             }
+        }
+    }
+
+    #[test]
+    fn degraded_variants_keep_the_size_and_lose_the_detail() {
+        // A checkerboard of 1-pixel squares: every variant averages it towards grey.
+        let photo = RgbImage::from_fn(300, 200, |x, y| {
+            if (x + y) % 2 == 0 {
+                Rgb([0, 0, 0])
+            } else {
+                Rgb([200, 200, 200])
+            }
+        });
+        for v in DEGRADED_VARIANTS {
+            let out = degraded_variant(&photo, v);
+            assert_eq!(out.dimensions(), (300, 200), "{v}");
+            let spread = out.pixels().map(|p| p.0[0]).max().unwrap()
+                - out.pixels().map(|p| p.0[0]).min().unwrap();
+            assert!(spread < 100, "{v} kept the checkerboard: spread {spread}");
         }
     }
 

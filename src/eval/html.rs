@@ -209,15 +209,18 @@ fn cost(out: &mut String, r: &EvalReport) {
         out,
         "<h2>Cost</h2>\n<table><tr><th>stream seconds</th><th>frames seen</th>\
          <th>frames scored</th><th>scored per stream-second</th>\
-         <th>engine ms per stream-second</th><th>images scored</th></tr>\
-         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\
+         <th>engine ms per stream-second</th><th>images scored</th>\
+         <th>frames too blurred or small</th><th>images too blurred or small</th></tr>\
+         <tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\
          <p>Engine time depends on the machine: compare it only between runs on one machine.</p>",
         num(Some(c.stream_seconds), 1),
         c.frames_seen,
         c.frames_scored,
         num(c.frames_scored_per_stream_second, 2),
         num(c.engine_ms_per_stream_second, 1),
-        c.images_scored
+        c.images_scored,
+        c.frames_low_quality,
+        c.images_low_quality
     );
 }
 

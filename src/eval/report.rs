@@ -307,6 +307,13 @@ pub struct Cost {
     pub engine_ms_per_stream_second: Option<f64>,
     /// Still images scored.
     pub images_scored: u64,
+    /// Stream frames the policy's quality gate skipped (too blurred or too small to judge).
+    #[serde(default)]
+    pub frames_low_quality: u64,
+    /// Still images the quality gate skipped: counted as scored 0 for every label, as the
+    /// engine never flags a frame it skips.
+    #[serde(default)]
+    pub images_low_quality: u64,
 }
 
 /// The kind of an [`Example`].

@@ -20,6 +20,7 @@ use prescreen_runtime::manifest::InputSpec;
 use prescreen_runtime::model::Model;
 use prescreen_runtime::policy::Policy;
 use prescreen_runtime::preprocess::CpuPreprocessor;
+use prescreen_runtime::sampling::Signature;
 use prescreen_runtime::screener::Screener;
 use prescreen_runtime::segmenter::SegmentEvent;
 
@@ -114,6 +115,7 @@ struct StreamRun {
     duration_us: i64,
     seen: u64,
     scored: u64,
+    low_quality: u64,
     busy: Duration,
     /// `(relative timestamp, scores in model order)` of every scored frame.
     scores: Vec<(i64, Vec<f32>)>,
@@ -264,6 +266,7 @@ fn run_stream(
         duration_us: 0,
         seen: 0,
         scored: 0,
+        low_quality: 0,
         busy: Duration::ZERO,
         scores: vec![],
         segments: vec![],
@@ -352,6 +355,7 @@ fn run_stream(
     };
     run.seen = metrics.seen;
     run.scored = metrics.scored;
+    run.low_quality = metrics.low_quality;
     run.busy = metrics.submit.total() + metrics.preprocess.total() + metrics.infer.total();
     if metrics.failed > 0 || metrics.rejected > 0 {
         bail!(
@@ -364,20 +368,35 @@ fn run_stream(
     Ok(run)
 }
 
-/// Scores of every still image, in the set's order.
-fn score_images(model: &Model, set: &LabelledSet, options: &EvalOptions) -> Result<Vec<Vec<f32>>> {
+/// Scores of every still image, in the set's order, and how many the policy's quality gate
+/// skipped: those score 0 for every label, as the engine never flags a frame it skips.
+fn score_images(
+    model: &Model,
+    policy: &Policy,
+    set: &LabelledSet,
+    options: &EvalOptions,
+) -> Result<(Vec<Vec<f32>>, u64)> {
     if set.images.is_empty() {
-        return Ok(vec![]);
+        return Ok((vec![], 0));
     }
     let mut screener = Screener::with_backend(model, options.backend)?;
-    set.images
+    let mut signature = Signature::default();
+    let mut skipped = 0;
+    let labels = model.manifest().output.labels.len();
+    let scores = set
+        .images
         .iter()
         .map(|image| {
             let owned = image_frame(&image.path)?;
             let frame = owned.frame().with_context(|| image.name.clone())?;
+            if policy.quality.rejects(&signature.compute(&frame)) {
+                skipped += 1;
+                return Ok(vec![0.0; labels]);
+            }
             Ok(screener.screen(&frame)?.scores.probabilities)
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((scores, skipped))
 }
 
 /// Evaluates `model` under `policy` on `set`.
@@ -401,7 +420,7 @@ pub fn evaluate(
     for stream in &set.streams {
         runs.push(run_stream(model, policy, options, stream, &mut thumbs)?);
     }
-    let image_scores = score_images(model, set, options)?;
+    let (image_scores, images_low_quality) = score_images(model, policy, set, options)?;
 
     let mut label_reports = Vec::new();
     let mut examples = Vec::new();
@@ -496,7 +515,9 @@ pub fn evaluate(
             frames_scored,
             frames_scored_per_stream_second: per_second(frames_scored as f64),
             engine_ms_per_stream_second: per_second(busy.as_secs_f64() * 1e3),
-            images_scored: image_scores.len() as u64,
+            images_scored: image_scores.len() as u64 - images_low_quality,
+            frames_low_quality: runs.iter().map(|r| r.low_quality).sum(),
+            images_low_quality,
         },
         examples,
     })

@@ -568,6 +568,7 @@ fn submitted_code(s: Submitted) -> jint {
         Submitted::SkippedGate => 3,
         Submitted::Rejected => 4,
         Submitted::Closed => 5,
+        Submitted::SkippedQuality => 6,
     }
 }
 

@@ -216,6 +216,9 @@ pub enum SubmitResult {
     SkippedRate,
     /// Same scene as the last scored frame.
     SkippedGate,
+    /// Too blurred or too small to judge (the policy's `quality` gate): not scored, so it neither
+    /// opens nor extends a segment.
+    SkippedQuality,
 }
 
 /// A flagged segment as known when an event is emitted (times in microseconds).
@@ -493,6 +496,7 @@ fn submitted(s: Submitted) -> Result<SubmitResult, PrescreenError> {
         Submitted::AcceptedDroppingPrevious => SubmitResult::AcceptedDroppingPrevious,
         Submitted::SkippedRate => SubmitResult::SkippedRate,
         Submitted::SkippedGate => SubmitResult::SkippedGate,
+        Submitted::SkippedQuality => SubmitResult::SkippedQuality,
         // Copying submits reject by error, never by result; `Closed` races with close.
         Submitted::Rejected => return Err(Error::Internal("frame rejected".into()).into()),
         Submitted::Closed => return Err(Error::Closed.into()),

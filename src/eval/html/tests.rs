@@ -158,6 +158,8 @@ fn report() -> EvalReport {
             frames_scored_per_stream_second: Some(5.0),
             engine_ms_per_stream_second: None,
             images_scored: 4,
+            frames_low_quality: 7,
+            images_low_quality: 1,
         },
         examples: vec![
             example(ExampleKind::FalseFlag, Some("AAAA")),

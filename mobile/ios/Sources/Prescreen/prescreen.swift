@@ -2807,6 +2807,11 @@ public enum SubmitResult: Equatable, Hashable {
      * Same scene as the last scored frame.
      */
     case skippedGate
+    /**
+     * Too blurred or too small to judge (the policy's `quality` gate): not scored, so it neither
+     * opens nor extends a segment.
+     */
+    case skippedQuality
 
 
 
@@ -2836,6 +2841,8 @@ public struct FfiConverterTypeSubmitResult: FfiConverterRustBuffer {
         
         case 4: return .skippedGate
         
+        case 5: return .skippedQuality
+        
         default: throw UniffiInternalError.unexpectedEnumCase
         }
     }
@@ -2858,6 +2865,10 @@ public struct FfiConverterTypeSubmitResult: FfiConverterRustBuffer {
         
         case .skippedGate:
             writeInt(&buf, Int32(4))
+        
+        
+        case .skippedQuality:
+            writeInt(&buf, Int32(5))
         
         }
     }

@@ -87,6 +87,12 @@ enum class SubmitResult {
 
     /** The screener is closing. */
     CLOSED,
+
+    /**
+     * Too blurred or too small to judge (the policy's `quality` gate): not scored, so it neither
+     * opens nor extends a segment.
+     */
+    SKIPPED_QUALITY,
 }
 
 /**
