@@ -55,8 +55,13 @@ fn closed(rx: &mpsc::Receiver<Event>) -> Vec<(Segment, Vec<Thumbnail>)> {
 
 fn solid(w: u32, h: u32, rgb: [u8; 3], t_us: i64) -> OwnedFrame {
     let px: Vec<u8> = (0..w * h).flat_map(|_| rgb).collect();
+    nv12(&px, w, h, t_us)
+}
+
+/// An NV12 frame (BT.601, limited range) of packed RGB pixels at `t_us`.
+fn nv12(rgb: &[u8], w: u32, h: u32, t_us: i64) -> OwnedFrame {
     let mut f = OwnedFrame::from_rgb(
-        &px,
+        rgb,
         w,
         h,
         PixelFormat::Nv12,
@@ -68,10 +73,10 @@ fn solid(w: u32, h: u32, rgb: [u8; 3], t_us: i64) -> OwnedFrame {
     f
 }
 
-#[test]
-fn red_intervals_become_exactly_the_expected_segments() {
-    let model = redness();
-    let p = policy(&[
+/// The default policy flagging the test classifier's `red`, with segments that open and close
+/// within a few frames (no smoothing, pre- or post-roll) at a fast sampling rate.
+fn fast_red_policy() -> Policy {
+    policy(&[
         ("[labels.nsfw]", "[labels.red]"),
         ("window = 3", "window = 1"),
         ("min_duration_ms = 1000", "min_duration_ms = 300"),
@@ -80,7 +85,13 @@ fn red_intervals_become_exactly_the_expected_segments() {
         ("merge_gap_ms = 3000", "merge_gap_ms = 500"),
         ("base_fps = 2.0", "base_fps = 5.0"),
         ("burst_fps = 6.0", "burst_fps = 10.0"),
-    ]);
+    ])
+}
+
+#[test]
+fn red_intervals_become_exactly_the_expected_segments() {
+    let model = redness();
+    let p = fast_red_policy();
     let (sink, rx) = collect();
     let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
     let (grey, red) = ([120, 125, 118], [210, 40, 35]);
@@ -196,17 +207,7 @@ fn checkered(a: [u8; 3], b: [u8; 3], blur: usize, t_us: i64) -> OwnedFrame {
         .iter()
         .flat_map(|px| px.map(|v| v.round() as u8))
         .collect();
-    let mut f = OwnedFrame::from_rgb(
-        &rgb,
-        w as u32,
-        h as u32,
-        PixelFormat::Nv12,
-        ColorMatrix::Bt601,
-        ColorRange::Limited,
-    )
-    .unwrap();
-    f.timestamp_us = t_us;
-    f
+    nv12(&rgb, w as u32, h as u32, t_us)
 }
 
 /// Frames too blurred to judge are never scored (the shipped policy's quality gate): blurred red
@@ -216,16 +217,7 @@ fn checkered(a: [u8; 3], b: [u8; 3], blur: usize, t_us: i64) -> OwnedFrame {
 #[test]
 fn out_of_focus_frames_neither_open_nor_extend_a_segment() {
     let model = redness();
-    let p = policy(&[
-        ("[labels.nsfw]", "[labels.red]"),
-        ("window = 3", "window = 1"),
-        ("min_duration_ms = 1000", "min_duration_ms = 300"),
-        ("pre_roll_ms = 1000", "pre_roll_ms = 0"),
-        ("post_roll_ms = 1000", "post_roll_ms = 0"),
-        ("merge_gap_ms = 3000", "merge_gap_ms = 500"),
-        ("base_fps = 2.0", "base_fps = 5.0"),
-        ("burst_fps = 6.0", "burst_fps = 10.0"),
-    ]);
+    let p = fast_red_policy();
     assert!(p.quality.enabled, "the shipped policy gates on quality");
     let (red, dark_red) = ([225, 40, 35], [170, 25, 20]);
     let (grey, dark_grey) = ([130, 130, 130], [80, 80, 80]);
