@@ -144,8 +144,8 @@ arm-tools:
 # the motion-blurred one through both models (its gate is portable code, tested at max by
 # `out_of_focus_frames_neither_open_nor_extend_a_segment` and the segmenter's sharpness tests).
 # At cortex-a76 and cortex-a72: the unit tests (the kernels bit for bit against the portable one)
-# and open_nsfw's golden self-tests, int8 through the dotprod kernel at a76 and through tract's f32
-# kernels at a72; at a72 also preprocessing and frames (the portable NEON fallbacks).
+# and both models' golden self-tests, int8 through the dotprod kernels at a76 and through tract's
+# f32 kernels at a72; at a72 also preprocessing and frames (the portable NEON fallbacks).
 ARM_TESTS := --lib --test frames --test preprocess --test segmenter --test session --test upload \
 	--test outbox --test hostile --test harness --test engine --test model
 ARM_SKIP := --skip the_sample_stream_gives_no_segment_and_sends_zero_bytes \

@@ -139,8 +139,10 @@ def main() -> None:
                 "with --update-manifest if you meant to change the recipe."
             )
         exp = next(e for e in spec["golden"]["expect"] if e["variant"] == "int8")
-        # The runtime's rule: each probability within `tolerance` in natural log.
-        d = np.abs(np.log(np.maximum(golden, 1e-30)) - np.log(np.maximum(exp["output"], 1e-30)))
+        # The runtime's rule (GoldenExpect::distance): each probability, raised to the floor,
+        # within `tolerance` in natural log.
+        floor = max(exp.get("floor", 0.0), 1e-30)
+        d = np.abs(np.log(np.maximum(golden, floor)) - np.log(np.maximum(exp["output"], floor)))
         if d.max() > exp["tolerance"]:
             fail(f"onnxruntime's int8 golden output is {golden}, the manifest says {exp['output']}")
         print("quantize: checksum and golden output match the manifest")

@@ -376,11 +376,46 @@ pub struct GoldenExpect {
     /// Largest accepted difference of the natural log of each probability: finite, above 0 and
     /// at most [`MAX_GOLDEN_TOLERANCE`].
     pub tolerance: f32,
+    /// Probabilities below this compare as this (default 0: every probability counts, however
+    /// small): at most [`MAX_GOLDEN_FLOOR`]. An int8 file's smallest probabilities (1e-4 and
+    /// below) carry its quantization noise in relative terms: two correct f32 kernel sets, x86-64
+    /// and aarch64, moved nsfwjs's 7e-5 class by 0.15 in log on the golden input.
+    #[serde(default)]
+    pub floor: f32,
+}
+
+impl GoldenExpect {
+    /// The largest difference of natural logs between `actual` and the expected output, each
+    /// probability raised to [`GoldenExpect::floor`] (and to 1e-30, so that 0 has a log) first;
+    /// `None` when the lengths differ or a value is NaN.
+    pub fn distance(&self, actual: &[f32]) -> Option<f64> {
+        if actual.len() != self.output.len() {
+            return None;
+        }
+        let log = |p: f32| f64::from(p).max(f64::from(self.floor)).max(1e-30).ln();
+        actual
+            .iter()
+            .zip(&self.output)
+            .try_fold(0f64, |worst, (&a, &e)| {
+                let d = (log(a) - log(e)).abs();
+                (!d.is_nan() && !a.is_nan()).then_some(worst.max(d))
+            })
+    }
+
+    /// Whether `actual` is within the tolerance of the expected output ([`GoldenExpect::distance`]).
+    pub fn matches(&self, actual: &[f32]) -> bool {
+        self.distance(actual)
+            .is_some_and(|d| d <= f64::from(self.tolerance))
+    }
 }
 
 /// Loosest golden tolerance a manifest may set: each probability within a factor of e^0.1
 /// (about 10 %) of the reference's. A looser one would let a wrong model pass its self-test.
 pub const MAX_GOLDEN_TOLERANCE: f32 = 0.1;
+
+/// Highest golden floor a manifest may set: no moderation threshold lies near 1 %, and a class
+/// above it still counts at the tolerance.
+pub const MAX_GOLDEN_FLOOR: f32 = 0.01;
 
 /// Largest manifest or policy file read (they are a few kilobytes).
 pub const MAX_TEXT_BYTES: u64 = 1 << 20;
@@ -454,6 +489,12 @@ impl Manifest {
             if !(e.tolerance > 0.0 && e.tolerance <= MAX_GOLDEN_TOLERANCE) {
                 return Err(format!(
                     "golden tolerance for {} must be above 0 and at most {MAX_GOLDEN_TOLERANCE}",
+                    e.variant
+                ));
+            }
+            if !(0.0..=MAX_GOLDEN_FLOOR).contains(&e.floor) {
+                return Err(format!(
+                    "golden floor for {} must be between 0 and {MAX_GOLDEN_FLOOR}",
                     e.variant
                 ));
             }
@@ -858,6 +899,56 @@ tolerance = 0.1
         }
         // The probability range is closed: 0 and 1 are accepted.
         accepted(&with(&[(float_output, "output = [0.0, 1.0, 0.0]")]));
+        // The floor: 0 (the default) to MAX_GOLDEN_FLOOR, both ends accepted.
+        assert_eq!(m.golden_for(Variant::Float).unwrap().floor, 0.0);
+        let floor =
+            |f: &str| with(&[("tolerance = 0.1", &format!("tolerance = 0.1\nfloor = {f}"))]);
+        assert_eq!(
+            accepted(&floor("0.01"))
+                .golden_for(Variant::Int8)
+                .unwrap()
+                .floor,
+            MAX_GOLDEN_FLOOR
+        );
+        accepted(&floor("0.0"));
+        for bad in ["0.0101", "-0.001", "nan", "inf"] {
+            refused(&floor(bad), "golden floor for int8");
+        }
+    }
+
+    /// The self-test's comparison: natural logs, each probability raised to the floor first; a
+    /// NaN or a wrong length never matches.
+    #[test]
+    fn golden_distance_compares_logs_above_the_floor() {
+        let expect = |floor: f32| GoldenExpect {
+            variant: Variant::Int8,
+            output: vec![0.9, 0.0999, 0.0001],
+            tolerance: 0.1,
+            floor,
+        };
+        let close = [0.9, 0.0999, 0.0002];
+        // ln 2 on the smallest class without a floor; nothing above a floor of 1e-3.
+        let d = expect(0.0).distance(&close).unwrap();
+        assert!((d - 2f64.ln()).abs() < 1e-6, "{d}");
+        assert!(!expect(0.0).matches(&close));
+        assert!(expect(0.001).matches(&close));
+        assert_eq!(expect(0.001).distance(&close), Some(0.0));
+        // Above the floor the tolerance still bites: 0.0999 against 0.11 is ln 1.1 ≈ 0.096 (in),
+        // against 0.12 it is 0.18 (out).
+        assert!(expect(0.001).matches(&[0.89, 0.11, 0.0]));
+        assert!(!expect(0.001).matches(&[0.88, 0.12, 0.0]));
+        // Zero against zero is no difference, and a distance equal to the tolerance matches.
+        assert!(expect(0.0).matches(&[0.9, 0.0999, 0.0001]));
+        let exact = GoldenExpect {
+            tolerance: 0.0,
+            ..expect(0.0)
+        };
+        assert!(exact.matches(&[0.9, 0.0999, 0.0001]));
+        assert!(!exact.matches(&[0.9, 0.0999, 0.00011]));
+        // NaN and wrong lengths never match.
+        assert_eq!(expect(0.001).distance(&[0.9, f32::NAN, 0.0001]), None);
+        assert_eq!(expect(0.001).distance(&[0.9, 0.1, 0.0, f32::NAN]), None);
+        assert!(!expect(0.01).matches(&[0.9, 0.1]));
     }
 
     /// Kills `!=` -> `==` on the schema (the base manifest is accepted); an empty id is refused.

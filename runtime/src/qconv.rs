@@ -34,8 +34,11 @@ use std::cell::RefCell;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+mod depthwise;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+
+pub(crate) use depthwise::{DepthwiseGeometry, QDepthwise};
 
 /// Output channels per register block.
 const BLOCK_O: usize = 8;
@@ -418,32 +421,58 @@ impl QConv {
     fn per_block(&self, output: &mut [f32], run: impl Fn(usize, &mut [f32]) + Sync) {
         let g = &self.geometry;
         let (oh, ow) = g.output();
-        let per_block = BLOCK_O * oh * ow;
-        let chunks = output[..g.out_channels * oh * ow].chunks_mut(per_block);
-        match tract_linalg::multithread::current_tract_executor() {
-            tract_linalg::multithread::Executor::MultiThread(pool)
-                if pool.current_num_threads() > 1 && chunks.len() > 1 =>
-            {
-                use rayon::prelude::*;
-                let chunks: Vec<(usize, &mut [f32])> = chunks.enumerate().collect();
-                pool.install(|| {
-                    chunks
-                        .into_par_iter()
-                        .for_each(|(block, out)| run(block, out))
-                });
-            }
-            _ => chunks.enumerate().for_each(|(block, out)| run(block, out)),
-        }
+        in_chunks(
+            &mut output[..g.out_channels * oh * ow],
+            BLOCK_O * oh * ow,
+            run,
+        );
     }
 
     fn epilogue(&self, o: usize, sum: i32) -> f32 {
-        let v = (sum - self.zero_sums[o]) as f32 * self.scales[o] + self.bias[o];
-        match self.requantize {
-            None => v,
-            Some(r) => {
-                let z = f32::from(r.zero_point);
-                (v * r.inv_scale).max(-z).min(255.0 - z).round_ties_even() * r.scale
-            }
+        finish(
+            sum - self.zero_sums[o],
+            self.scales[o],
+            self.bias[o],
+            self.requantize,
+        )
+    }
+}
+
+/// Runs `run(index, chunk)` for every `chunk`-long piece of `output` (the last may be shorter).
+/// Pieces are independent: with tract's multithreaded executor (`LoadOptions::threads` above 1)
+/// they are shared among its threads.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+fn in_chunks(output: &mut [f32], chunk: usize, run: impl Fn(usize, &mut [f32]) + Sync) {
+    let chunks = output.chunks_mut(chunk.max(1));
+    match tract_linalg::multithread::current_tract_executor() {
+        tract_linalg::multithread::Executor::MultiThread(pool)
+            if pool.current_num_threads() > 1 && chunks.len() > 1 =>
+        {
+            use rayon::prelude::*;
+            let chunks: Vec<(usize, &mut [f32])> = chunks.enumerate().collect();
+            pool.install(|| {
+                chunks
+                    .into_par_iter()
+                    .for_each(|(index, out)| run(index, out))
+            });
+        }
+        _ => chunks.enumerate().for_each(|(index, out)| run(index, out)),
+    }
+}
+
+/// The epilogue every kernel applies to an exact sum, less its zero-point term: scale, bias, and
+/// the output's quantize/dequantize pair if there is one. The SIMD kernels' epilogues are the same
+/// f32 operations in the same order (no fused multiply-add), so their results are this one's.
+fn finish(sum: i32, scale: f32, bias: f32, requantize: Option<Requantize>) -> f32 {
+    let v = sum as f32 * scale + bias;
+    match requantize {
+        None => v,
+        Some(r) => {
+            let z = f32::from(r.zero_point);
+            (v * r.inv_scale).max(-z).min(255.0 - z).round_ties_even() * r.scale
         }
     }
 }
@@ -568,6 +597,47 @@ mod x86 {
         let v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi);
         // MXCSR's default rounding: nearest, ties to even, as `round_ties_even`.
         _mm512_add_epi32(_mm512_cvtps_epi32(v), z)
+    }
+
+    /// The output's quantize/dequantize pair as vectors: `1/scale`, the clamp bounds, `scale`.
+    #[derive(Clone, Copy)]
+    pub(super) struct Requant(Option<(__m512, __m512, __m512, __m512)>);
+
+    impl Requant {
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub(super) fn new(r: Option<Requantize>) -> Requant {
+            Requant(r.map(|r| {
+                let z = f32::from(r.zero_point);
+                (
+                    _mm512_set1_ps(r.inv_scale),
+                    _mm512_set1_ps(-z),
+                    _mm512_set1_ps(255.0 - z),
+                    _mm512_set1_ps(r.scale),
+                )
+            }))
+        }
+    }
+
+    /// [`finish`] on 16 sums (their zero-point term already taken off): the same f32
+    /// operations in the same order.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn finish16(sum: __m512i, scale: f32, bias: f32, requant: Requant) -> __m512 {
+        let v = _mm512_add_ps(
+            _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(scale)),
+            _mm512_set1_ps(bias),
+        );
+        match requant.0 {
+            None => v,
+            Some((inv, lo, hi, s)) => {
+                let r = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi);
+                // MXCSR-independent: nearest, ties to even, as `round_ties_even`.
+                let r =
+                    _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(r);
+                _mm512_mul_ps(r, s)
+            }
+        }
     }
 
     /// The SIMD twin of [`quantize_portable`].
@@ -713,36 +783,16 @@ mod x86 {
         }
         let (oh, ow) = g.output();
         let per_channel = oh * ow;
-        let requant = match op.requantize {
-            Some(r) => {
-                let z = f32::from(r.zero_point);
-                Some((
-                    _mm512_set1_ps(r.inv_scale),
-                    _mm512_set1_ps(-z),
-                    _mm512_set1_ps(255.0 - z),
-                    _mm512_set1_ps(r.scale),
-                ))
-            }
-            None => None,
-        };
+        let requant = Requant::new(op.requantize);
         for o in 0..BLOCK_O {
             let oc = block * BLOCK_O + o;
             if oc >= g.out_channels {
                 break;
             }
             let zero = _mm512_set1_epi32(op.zero_sums[oc]);
-            let scale = _mm512_set1_ps(op.scales[oc]);
-            let bias = _mm512_set1_ps(op.bias[oc]);
             for p in 0..P {
                 let sum = _mm512_sub_epi32(acc[p][o], zero);
-                let mut v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), scale), bias);
-                if let Some((inv, lo, hi, s)) = requant {
-                    let r = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), lo), hi);
-                    let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                        r,
-                    );
-                    v = _mm512_mul_ps(r, s);
-                }
+                let v = finish16(sum, op.scales[oc], op.bias[oc], requant);
                 let (mask, at) = plan[first + p];
                 debug_assert!((o + 1) * per_channel <= output.len());
                 // SAFETY: `at` + the valid lane count stays inside channel o of the block.
@@ -1126,6 +1176,34 @@ mod arm {
         }
     }
 
+    /// [`finish`] on 4 sums (their zero-point term already taken off): the same f32 operations
+    /// in the same order. `fmaxnm`/`fminnm` treat NaN as `f32::max`/`min` do; `frintn` rounds
+    /// to nearest, ties to even.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub(super) fn finish4(
+        sum: int32x4_t,
+        scale: f32,
+        bias: f32,
+        requantize: Option<Requantize>,
+    ) -> float32x4_t {
+        let v = vaddq_f32(
+            vmulq_f32(vcvtq_f32_s32(sum), vdupq_n_f32(scale)),
+            vdupq_n_f32(bias),
+        );
+        match requantize {
+            None => v,
+            Some(r) => {
+                let z = f32::from(r.zero_point);
+                let clamped = vminnmq_f32(
+                    vmaxnmq_f32(vmulq_f32(v, vdupq_n_f32(r.inv_scale)), vdupq_n_f32(-z)),
+                    vdupq_n_f32(255.0 - z),
+                );
+                vmulq_f32(vrndnq_f32(clamped), vdupq_n_f32(r.scale))
+            }
+        }
+    }
+
     /// The epilogue of [`QConv::epilogue`] on 4 sums (the same f32 operations in the same order:
     /// no fused multiply-add), stored at quad `quad`'s valid lanes in one output channel.
     #[inline]
@@ -1137,18 +1215,7 @@ mod arm {
         quad: usize,
         out: &mut [f32],
     ) {
-        let mut v = vaddq_f32(
-            vmulq_f32(vcvtq_f32_s32(sum), vdupq_n_f32(op.scales[oc])),
-            vdupq_n_f32(op.bias[oc]),
-        );
-        if let Some(r) = op.requantize {
-            let z = f32::from(r.zero_point);
-            let clamped = vminnmq_f32(
-                vmaxnmq_f32(vmulq_f32(v, vdupq_n_f32(r.inv_scale)), vdupq_n_f32(-z)),
-                vdupq_n_f32(255.0 - z),
-            );
-            v = vmulq_f32(vrndnq_f32(clamped), vdupq_n_f32(r.scale));
-        }
+        let v = finish4(sum, op.scales[oc], op.bias[oc], op.requantize);
         let (mask, at) = op.plan[quad / (LANES / QUAD)];
         let shift = QUAD * (quad % (LANES / QUAD));
         let lanes = (mask >> shift) & 0xF;
@@ -1236,15 +1303,15 @@ mod tests {
     use super::*;
 
     /// Deterministic pseudo-random values (xorshift), no dependency.
-    struct Rng(u64);
+    pub(super) struct Rng(pub(super) u64);
     impl Rng {
-        fn next(&mut self) -> u64 {
+        pub(super) fn next(&mut self) -> u64 {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
         }
-        fn below(&mut self, n: u64) -> u64 {
+        pub(super) fn below(&mut self, n: u64) -> u64 {
             self.next() % n
         }
     }
@@ -1397,7 +1464,7 @@ mod tests {
     /// Kernels this test must find on this machine, named in `PRESCREEN_REQUIRE_KERNELS`
     /// (comma-separated [`Kernel::name`]s): `make test-arm` sets it for the emulated CPUs that
     /// have them, so a detection bug cannot turn the bit-exactness test into a skip.
-    fn required_kernels() -> Vec<String> {
+    pub(super) fn required_kernels() -> Vec<String> {
         std::env::var("PRESCREEN_REQUIRE_KERNELS")
             .unwrap_or_default()
             .split(',')
@@ -1410,7 +1477,7 @@ mod tests {
     /// printed skip, which fails under `CI` unless `PRESCREEN_WAIVE_KERNELS` (comma-separated
     /// names) waives it. A CI machine that loses a kernel must say so; `make test-arm` waives what
     /// each emulated CPU lacks. Kernels of the other architecture are not this machine's concern.
-    fn missing(kernel: Kernel) {
+    pub(super) fn missing(kernel: Kernel) {
         let native = match kernel {
             Kernel::Portable => true,
             Kernel::Vnni => cfg!(target_arch = "x86_64"),

@@ -36,11 +36,11 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearU8};
 use tract_onnx::tract_core::ops::Downsample;
 
-use crate::qconv::{Geometry, Kernel, QConv, Requantize};
+use crate::qconv::{DepthwiseGeometry, Geometry, Kernel, QConv, QDepthwise, Requantize};
 
 /// `1.5 · 2²³`: adding then subtracting it rounds an f32 below 2²² in magnitude to an integer, ties
 /// to even.
-const ROUNDING_BIAS: f32 = 12_582_912.0;
+pub(crate) const ROUNDING_BIAS: f32 = 12_582_912.0;
 
 /// Which quantize/dequantize pairs [`fuse_quantize_dequantize`] fuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,10 +271,16 @@ fn hash_bits(values: &[f32]) -> u64 {
     hasher.finish()
 }
 
+/// An integer convolution operator: dense or depthwise.
+enum Integer {
+    Dense(QConv),
+    Depthwise(QDepthwise),
+}
+
 /// One convolution the rewrite replaces, found before any patch is applied.
 struct Candidate {
     conv: usize,
-    op: QConv,
+    op: Integer,
     /// The nodes the operator stands for, after the convolution (bias add, quantize, dequantize).
     absorbed: Vec<usize>,
     /// The node whose output the operator's output replaces.
@@ -282,8 +288,10 @@ struct Candidate {
 }
 
 /// Replaces each f32 convolution of dequantized activations by quantized weights (tract's `Conv`
-/// with stride 1, or the `EinSum` a 1×1 convolution becomes) with a [`QConv`], absorbing the bias
-/// and the output's quantize/dequantize pair when they follow. Returns how many were replaced.
+/// with stride 1, or the `EinSum` a 1×1 convolution becomes) with a [`QConv`], and each depthwise
+/// one (a `Conv` with one group per channel, stride 1 to 4, at most 4 wide) with a [`QDepthwise`],
+/// absorbing the bias and the output's quantize/dequantize pair when they follow. Returns how many
+/// were replaced.
 ///
 /// Only a convolution whose input comes from a `DequantizeLinear` of u8 (through `Downsample`, a
 /// strided 1×1 convolution's subsampling, at most) and whose kernel is exactly the folding of the
@@ -306,7 +314,14 @@ pub(crate) fn quantized_convolutions(
         let name = node.name.clone();
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, node.inputs[0])?;
-        let y = patch.wire_node(format!("{name}.qconv"), c.op.with_kernel(kernel), &[x])?[0];
+        let y = match c.op {
+            Integer::Dense(op) => {
+                patch.wire_node(format!("{name}.qconv"), op.with_kernel(kernel), &[x])?[0]
+            }
+            Integer::Depthwise(op) => {
+                patch.wire_node(format!("{name}.qdepthwise"), op.with_kernel(kernel), &[x])?[0]
+            }
+        };
         patch.shunt_outside(model, OutletId::new(c.last, 0), y)?;
         patch.obliterate(c.conv)?;
         for id in c.absorbed {
@@ -324,16 +339,18 @@ fn candidate(
 ) -> TractResult<Option<Candidate>> {
     let node = &model.nodes[id];
     let Some(Convolution {
-        geometry,
+        shape,
         kernel,
         mut bias,
     }) = convolution(model, node)?
     else {
         return Ok(None);
     };
-    if !geometry.is_valid() {
-        return Ok(None);
-    }
+    let out_channels = match &shape {
+        Shape::Dense(g) if g.is_valid() => g.out_channels,
+        Shape::Depthwise(g) if g.is_valid() => g.channels,
+        _ => return Ok(None),
+    };
     let Some((in_scale, in_zero)) = dequantized_input(model, node.inputs[0])? else {
         return Ok(None);
     };
@@ -350,7 +367,7 @@ fn candidate(
     // `+ bias` as a separate add of one value per output channel.
     if bias.is_none() {
         if let Some(add) = model.single_succ(last)? {
-            if let Some(b) = channel_bias(model, add, last, geometry.out_channels)? {
+            if let Some(b) = channel_bias(model, add, last, out_channels)? {
                 bias = Some(b);
                 absorbed.push(add.id);
                 last = add.id;
@@ -379,18 +396,32 @@ fn candidate(
         Some(s) => s.into(),
         None => return Ok(None),
     };
-    let op = match QConv::new(
-        geometry,
-        in_scale,
-        in_zero,
-        &q,
-        &scales,
-        bias.as_deref(),
-        requantize,
-        out_shape,
-    ) {
-        Ok(op) => op,
-        Err(_) => return Ok(None),
+    let op = match shape {
+        Shape::Dense(g) => QConv::new(
+            g,
+            in_scale,
+            in_zero,
+            &q,
+            &scales,
+            bias.as_deref(),
+            requantize,
+            out_shape,
+        )
+        .map(Integer::Dense),
+        Shape::Depthwise(g) => QDepthwise::new(
+            g,
+            in_scale,
+            in_zero,
+            &q,
+            &scales,
+            bias.as_deref(),
+            requantize,
+            out_shape,
+        )
+        .map(Integer::Depthwise),
+    };
+    let Ok(op) = op else {
+        return Ok(None);
     };
     Ok(Some(Candidate {
         conv: id,
@@ -400,10 +431,18 @@ fn candidate(
     }))
 }
 
-/// A stride-1 f32 convolution over a CHW image with a constant kernel.
+/// The shapes of a convolution the rewrite can replace.
+enum Shape {
+    /// Stride 1, one group.
+    Dense(Geometry),
+    /// One group per channel, one output channel per group.
+    Depthwise(DepthwiseGeometry),
+}
+
+/// An f32 convolution over a CHW image with a constant kernel.
 struct Convolution {
-    geometry: Geometry,
-    /// OIHW (a 1×1 convolution's OI).
+    shape: Shape,
+    /// OIHW (a 1×1 convolution's OI; a depthwise one's `[C][1][kh][kw]`).
     kernel: Arc<Tensor>,
     bias: Option<Vec<f32>>,
 }
@@ -454,7 +493,7 @@ fn convolution(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Convo
             out_channels: kernel.shape()[0],
         };
         return Ok(Some(Convolution {
-            geometry,
+            shape: Shape::Dense(geometry),
             kernel,
             bias: None,
         }));
@@ -466,12 +505,19 @@ fn convolution(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Convo
     let ones = |v: &Option<TVec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&s| s == 1));
     let chw = matches!(spec.data_format, DataFormat::NCHW | DataFormat::CHW)
         && (spec.data_format == DataFormat::NCHW) == (x.len() == 4);
+    // Depthwise: one group per channel, each one input channel to one output channel.
+    let depthwise = conv.group > 1 && conv.group == channels;
+    let stride = match &spec.strides {
+        None => [1, 1],
+        Some(s) if s.len() == 2 => [s[0], s[1]],
+        Some(_) => return Ok(None),
+    };
     if conv.q_params.is_some()
-        || conv.group != 1
+        || (conv.group != 1 && !depthwise)
         || conv.kernel_fmt != KernelFormat::OIHW
         || !chw
         || spec.kernel_shape.len() != 2
-        || !ones(&spec.strides)
+        || (stride != [1, 1] && !depthwise)
         || !ones(&spec.dilations)
         || facts.len() < 2
     {
@@ -486,9 +532,11 @@ fn convolution(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Convo
         return Ok(None);
     };
     let k = kernel.shape();
+    let per_group = if depthwise { 1 } else { channels };
     if kernel.datum_type() != f32::datum_type()
         || k.len() != 4
-        || k[1] != channels
+        || k[1] != per_group
+        || (depthwise && k[0] != channels)
         || k[2..] != spec.kernel_shape[..]
     {
         return Ok(None);
@@ -505,20 +553,43 @@ fn convolution(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Convo
             _ => return Ok(None),
         },
     };
-    let geometry = Geometry {
-        channels,
-        height,
-        width,
-        kernel: [k[2], k[3]],
-        pad: [before[0], before[1], after[0], after[1]],
-        out_channels: k[0],
+    let pad = [before[0], before[1], after[0], after[1]];
+    let shape = if depthwise {
+        let g = DepthwiseGeometry {
+            channels,
+            height,
+            width,
+            kernel: [k[2], k[3]],
+            stride,
+            pad,
+        };
+        if !g.is_valid() {
+            return Ok(None);
+        }
+        Shape::Depthwise(g)
+    } else {
+        let g = Geometry {
+            channels,
+            height,
+            width,
+            kernel: [k[2], k[3]],
+            pad,
+            out_channels: k[0],
+        };
+        if !g.is_valid() {
+            return Ok(None);
+        }
+        Shape::Dense(g)
     };
-    let (oh, ow) = geometry.output();
+    let (oh, ow) = match &shape {
+        Shape::Dense(g) => g.output(),
+        Shape::Depthwise(g) => g.output(),
+    };
     if out[out.len() - 3..] != [k[0], oh, ow] {
         return Ok(None);
     }
     Ok(Some(Convolution {
-        geometry,
+        shape,
         kernel,
         bias,
     }))
@@ -635,8 +706,24 @@ mod tests {
         kernel: usize,
         quantized_input: bool,
     ) -> (TypedModel, QuantizedWeights, Vec<f32>) {
+        quantized_model(channels, size, out_channels, kernel, quantized_input, 1, 1)
+    }
+
+    /// [`quantized_conv_model`] with `groups` groups (a depthwise convolution when there is one
+    /// per channel) and a stride, padded as MobileNetV2 pads: "same" at stride 1, bottom and
+    /// right only at stride 2.
+    fn quantized_model(
+        channels: usize,
+        size: usize,
+        out_channels: usize,
+        kernel: usize,
+        quantized_input: bool,
+        groups: usize,
+        stride: usize,
+    ) -> (TypedModel, QuantizedWeights, Vec<f32>) {
         let taps = kernel * kernel;
-        let q: Vec<i8> = (0..out_channels * channels * taps)
+        let per_group = channels / groups;
+        let q: Vec<i8> = (0..out_channels * per_group * taps)
             .map(|i| ((i * 37 + 11) % 255) as u8 as i8)
             .collect();
         let scales: Vec<f32> = (0..out_channels)
@@ -657,20 +744,21 @@ mod tests {
                 .wire_node("xdq", DequantizeLinearF32::new(0.02, 3), &x)
                 .unwrap();
         }
-        let k = Tensor::from_shape(&[out_channels, channels, kernel, kernel], &folded).unwrap();
+        let k = Tensor::from_shape(&[out_channels, per_group, kernel, kernel], &folded).unwrap();
         let k = model.add_const("kernel", k).unwrap();
         let b = model.add_const("bias", tensor1(&bias)).unwrap();
         let pad = kernel / 2;
+        let before = if stride == 2 { 0 } else { pad };
         let spec = PoolSpec::new(
             DataFormat::NCHW,
             tvec![kernel, kernel],
-            PaddingSpec::Explicit(tvec![pad, pad], tvec![pad, pad]),
+            PaddingSpec::Explicit(tvec![before, before], tvec![pad, pad]),
             None,
-            None,
+            (stride != 1).then(|| tvec![stride, stride]),
             channels,
             out_channels,
         );
-        let conv = Conv::new(spec, KernelFormat::OIHW, 1, None);
+        let conv = Conv::new(spec, KernelFormat::OIHW, groups, None);
         let y = model.wire_node("conv", conv, &[x[0], k, b]).unwrap();
         let y = model
             .wire_node("yq", quantize_linear_u8(1.0 / 0.05, 100), &y)
@@ -751,6 +839,63 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn quantized_depthwise_convolutions_become_integer_ones_with_the_same_outputs() {
+        for (channels, size, stride) in [(24, 10, 1), (19, 13, 2), (8, 14, 2)] {
+            let (model, weights, input) =
+                quantized_model(channels, size, channels, 3, true, channels, stride);
+            let shape = [1, channels, size, size];
+            let float = run_image(model.clone(), &shape, &input);
+            // ONNX's floor((size + padding − 3) / stride) + 1, padding 2 or 1.
+            let out = if stride == 1 {
+                size
+            } else {
+                (size - 2) / 2 + 1
+            };
+            assert_eq!(float.len(), channels * out * out);
+            for simd in kernels() {
+                let mut rewritten = model.clone();
+                let replaced = quantized_convolutions(&mut rewritten, &weights, simd).unwrap();
+                assert_eq!(replaced, 1, "stride {stride}");
+                let names = op_names(&rewritten.clone().into_optimized().unwrap());
+                assert!(names.iter().any(|n| n == "QDepthwise"), "{names:?}");
+                assert!(
+                    !names.iter().any(|n| n.contains("Conv")
+                        || n.contains("MatMul")
+                        || (n.contains("Depth") && n != "QDepthwise")),
+                    "a float convolution is left: {names:?}"
+                );
+                let integer = run_image(rewritten, &shape, &input);
+                assert_eq!(integer.len(), float.len());
+                // As for the dense convolution: on the output grid, one step apart at most where
+                // tract's f32 sums land within float error of a tie.
+                let mut same = 0;
+                for (a, b) in float.iter().zip(&integer) {
+                    assert!((a - b).abs() <= 0.05 * 1.001, "{}: {a} vs {b}", simd.name());
+                    same += usize::from(a.to_bits() == b.to_bits());
+                }
+                assert!(
+                    same * 100 >= float.len() * 99,
+                    "{}: {same} of {} equal",
+                    simd.name(),
+                    float.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_grouped_convolution_that_is_not_depthwise_is_left_alone() {
+        // Two groups of 4 channels: neither one group nor one per channel.
+        let (model, weights, _) = quantized_model(8, 5, 8, 3, true, 2, 1);
+        let mut rewritten = model;
+        assert_eq!(
+            quantized_convolutions(&mut rewritten, &weights, Kernel::Portable).unwrap(),
+            0
+        );
+        assert!(op_names(&rewritten).iter().any(|n| n == "Conv"));
     }
 
     #[test]

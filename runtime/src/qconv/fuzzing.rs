@@ -1,10 +1,11 @@
-//! The integer convolution built from arbitrary bytes, for the fuzz target `qconv`
-//! (fuzz/fuzz_targets/qconv.rs, feature `fuzzing`) and the unit test below: every SIMD kernel this
-//! CPU runs is compared with the portable one bit for bit, on geometries, zero points, weights,
-//! scales and inputs (NaN and infinities included) that the bytes choose. Under libFuzzer the
+//! The integer convolutions, dense and depthwise, built from arbitrary bytes, for the fuzz target
+//! `qconv` (fuzz/fuzz_targets/qconv.rs, feature `fuzzing`) and the unit test below: every SIMD
+//! kernel this CPU runs is compared with the portable one bit for bit, on geometries (strides too,
+//! for the depthwise one), zero points, weights, scales and inputs (NaN and infinities included)
+//! that the bytes choose. Under libFuzzer the
 //! kernels run with AddressSanitizer watching every load and store.
 
-use super::{Geometry, Kernel, QConv, Requantize};
+use super::{DepthwiseGeometry, Geometry, Kernel, QConv, QDepthwise, Requantize};
 use tract_onnx::prelude::tvec;
 
 /// Reads small numbers off the front of the input; zeros once it is used up.
@@ -38,6 +39,73 @@ impl Bytes<'_> {
     }
 }
 
+/// What both operators take besides their geometry, read off the bytes.
+struct Parameters {
+    in_zero: u8,
+    in_scale: f32,
+    weights: Vec<i8>,
+    weight_scales: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    requantize: Option<Requantize>,
+    input: Vec<f32>,
+}
+
+impl Parameters {
+    fn read(b: &mut Bytes, channels: usize, weights: usize, inputs: usize) -> Parameters {
+        let in_zero = b.byte();
+        let in_scale = 0.001 + f32::from(b.byte()) * 1e-3;
+        let weights = (0..weights).map(|_| b.byte() as i8).collect();
+        let weight_scales = (0..channels)
+            .map(|_| (1 + b.within(0, 255)) as f32 * 1e-4)
+            .collect();
+        let bias = (b.byte() & 1 == 1).then(|| {
+            (0..channels)
+                .map(|_| (b.byte() as i8) as f32 * 0.125)
+                .collect::<Vec<f32>>()
+        });
+        let requantize = (b.byte() & 1 == 1).then(|| {
+            let scale = 0.005 + f32::from(b.byte()) * 1e-3;
+            Requantize {
+                inv_scale: scale.recip(),
+                zero_point: b.byte(),
+                scale,
+            }
+        });
+        let input = (0..inputs).map(|_| b.value(in_scale, in_zero)).collect();
+        Parameters {
+            in_zero,
+            in_scale,
+            weights,
+            weight_scales,
+            bias,
+            requantize,
+            input,
+        }
+    }
+}
+
+/// Runs `convolve` on the portable kernel and on every SIMD kernel this CPU has, and compares
+/// their `n` outputs bit for bit. Returns how many SIMD kernels it compared.
+fn compare(n: usize, what: &dyn std::fmt::Debug, convolve: impl Fn(&mut [f32], Kernel)) -> usize {
+    let mut portable = vec![f32::NAN; n];
+    convolve(&mut portable, Kernel::Portable);
+    let mut compared = 0;
+    for kernel in Kernel::SIMD.into_iter().filter(|k| k.available()) {
+        let mut simd = vec![f32::NAN; n];
+        convolve(&mut simd, kernel);
+        for (k, (a, p)) in simd.iter().zip(&portable).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                p.to_bits(),
+                "{} {what:?}: output {k}: {a} vs {p}",
+                kernel.name()
+            );
+        }
+        compared += 1;
+    }
+    compared
+}
+
 /// Builds a convolution from `data` and runs it on every SIMD kernel this CPU has and on the
 /// portable one. Returns how many SIMD kernels it compared (0 when the bytes chose a geometry the
 /// operator refuses, or the CPU has none).
@@ -67,60 +135,77 @@ pub fn fuzz_kernels(data: &[u8]) -> usize {
         return 0;
     }
     let g = geometry.clone();
-    let in_zero = b.byte();
-    let in_scale = 0.001 + f32::from(b.byte()) * 1e-3;
-    let weights: Vec<i8> = (0..g.out_channels * g.channels * g.taps())
-        .map(|_| b.byte() as i8)
-        .collect();
-    let weight_scales: Vec<f32> = (0..g.out_channels)
-        .map(|_| (1 + b.within(0, 255)) as f32 * 1e-4)
-        .collect();
-    let bias = (b.byte() & 1 == 1).then(|| {
-        (0..g.out_channels)
-            .map(|_| (b.byte() as i8) as f32 * 0.125)
-            .collect::<Vec<f32>>()
-    });
-    let requantize = (b.byte() & 1 == 1).then(|| {
-        let scale = 0.005 + f32::from(b.byte()) * 1e-3;
-        Requantize {
-            inv_scale: scale.recip(),
-            zero_point: b.byte(),
-            scale,
-        }
-    });
-    let input: Vec<f32> = (0..g.channels * g.height * g.width)
-        .map(|_| b.value(in_scale, in_zero))
-        .collect();
+    let p = Parameters::read(
+        &mut b,
+        g.out_channels,
+        g.out_channels * g.channels * g.taps(),
+        g.channels * g.height * g.width,
+    );
     let (oh, ow) = g.output();
     let op = QConv::new(
         geometry,
-        in_scale,
-        in_zero,
-        &weights,
-        &weight_scales,
-        bias.as_deref(),
-        requantize,
+        p.in_scale,
+        p.in_zero,
+        &p.weights,
+        &p.weight_scales,
+        p.bias.as_deref(),
+        p.requantize,
         tvec![1, g.out_channels, oh, ow],
     )
     .expect("parameters in range");
-    let n = g.out_channels * oh * ow;
-    let mut portable = vec![f32::NAN; n];
-    op.convolve(&input, &mut portable, Kernel::Portable);
-    let mut compared = 0;
-    for kernel in Kernel::SIMD.into_iter().filter(|k| k.available()) {
-        let mut simd = vec![f32::NAN; n];
-        op.convolve(&input, &mut simd, kernel);
-        for (k, (a, p)) in simd.iter().zip(&portable).enumerate() {
-            assert_eq!(
-                a.to_bits(),
-                p.to_bits(),
-                "{} {g:?} zero point {in_zero}: output {k}: {a} vs {p}",
-                kernel.name()
-            );
-        }
-        compared += 1;
+    compare(g.out_channels * oh * ow, &(&g, p.in_zero), |out, k| {
+        op.convolve(&p.input, out, k)
+    })
+}
+
+/// [`fuzz_kernels`] for the depthwise convolution ([`QDepthwise`]): kernels up to 5x4, strides
+/// up to 3, from the same kind of bytes.
+///
+/// # Panics
+///
+/// As [`fuzz_kernels`].
+pub fn fuzz_depthwise(data: &[u8]) -> usize {
+    let mut b = Bytes(data);
+    let kernel = [b.within(1, 5), b.within(1, 4)];
+    let pad = [
+        b.within(0, kernel[0] - 1),
+        b.within(0, kernel[1] - 1),
+        b.within(0, kernel[0] - 1),
+        b.within(0, kernel[1] - 1),
+    ];
+    let geometry = DepthwiseGeometry {
+        channels: b.within(1, 40),
+        height: b.within(1, 12),
+        width: b.within(1, 40),
+        kernel,
+        stride: [b.within(1, 3), b.within(1, 3)],
+        pad,
+    };
+    if !geometry.is_valid() {
+        return 0;
     }
-    compared
+    let g = geometry.clone();
+    let p = Parameters::read(
+        &mut b,
+        g.channels,
+        g.channels * kernel[0] * kernel[1],
+        g.channels * g.height * g.width,
+    );
+    let (oh, ow) = g.output();
+    let op = QDepthwise::new(
+        geometry,
+        p.in_scale,
+        p.in_zero,
+        &p.weights,
+        &p.weight_scales,
+        p.bias.as_deref(),
+        p.requantize,
+        tvec![1, g.channels, oh, ow],
+    )
+    .expect("parameters in range");
+    compare(g.channels * oh * ow, &(&g, p.in_zero), |out, k| {
+        op.convolve(&p.input, out, k)
+    })
 }
 
 #[cfg(test)]
@@ -146,7 +231,7 @@ mod tests {
         }
         assert!(files >= 5, "{files} seeds in {seeds}");
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut valid = 0;
+        let (mut valid, mut valid_depthwise) = (0, 0);
         for len in (0..300).map(|i| i * 37 % 4000) {
             let data: Vec<u8> = (0..len)
                 .map(|_| {
@@ -159,17 +244,23 @@ mod tests {
             let compared = fuzz_kernels(&data);
             assert!(compared == 0 || compared == simd);
             valid += usize::from(compared == simd);
+            let compared = fuzz_depthwise(&data);
+            assert!(compared == 0 || compared == simd);
+            valid_depthwise += usize::from(compared == simd);
         }
         // Most draws are valid geometries (only absurd padding is refused), so the kernels ran.
         assert!(simd == 0 || valid > 200, "{valid} valid draws");
+        assert!(
+            simd == 0 || valid_depthwise > 150,
+            "{valid_depthwise} valid depthwise draws"
+        );
     }
 
     #[test]
     fn empty_input_builds_the_smallest_convolution() {
         // All-zero bytes: a 1x1 kernel over one channel of one pixel, one output channel.
-        assert_eq!(
-            fuzz_kernels(&[]),
-            Kernel::SIMD.iter().filter(|k| k.available()).count()
-        );
+        let simd = Kernel::SIMD.iter().filter(|k| k.available()).count();
+        assert_eq!(fuzz_kernels(&[]), simd);
+        assert_eq!(fuzz_depthwise(&[]), simd);
     }
 }

@@ -1,0 +1,607 @@
+//! The depthwise twin of [`QConv`]: each channel convolved with its own small kernel (ONNX `Conv`
+//! with `group` = channels, one output channel per input channel), as MobileNet's inverted
+//! residual blocks do, with strides of 1 or 2. It computes what the quantized chain means, exactly
+//! as [`QConv`] does (see the parent module): the input quantized again with `1/sx`, the integer
+//! sum `Σ (qx − zx) · qw` exact in i32, then one scale, the bias and the output's Q/DQ pair.
+//!
+//! # Layout
+//!
+//! A depthwise convolution sums over taps only, never over channels, so the dot product
+//! instructions get their 4 bytes from the taps instead: each row of the kernel (at most 4 wide)
+//! is one 32-bit word of weights, and the quantized image stores, for each output column `x` and
+//! padded input row, the 4 input bytes that row of taps meets, starting at `x · stride`
+//! (`[C][Hp][W']`, `W'` the output width rounded up to 16, the bytes beyond the kernel's width
+//! multiplied by zero weights). An output vector of 16 pixels is then one `vpdpbusd` per kernel
+//! row (or 4 `sdot`/`usdot`), for either stride, on contiguous loads.
+
+use super::*;
+use crate::rewrite::ROUNDING_BIAS;
+/// Output channels per task when the convolution is shared among threads.
+const CHANNELS_PER_TASK: usize = 16;
+
+/// The shape of one depthwise convolution: one kernel per channel, no dilation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct DepthwiseGeometry {
+    /// Channels, in and out.
+    pub channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Kernel height and width (at most 4 wide).
+    pub kernel: [usize; 2],
+    /// Vertical and horizontal stride.
+    pub stride: [usize; 2],
+    /// Zero padding: top, left, bottom, right.
+    pub pad: [usize; 4],
+}
+
+impl DepthwiseGeometry {
+    /// One 32-bit word of weights per kernel row.
+    const MAX_KERNEL_WIDTH: usize = 4;
+    const MAX_KERNEL_HEIGHT: usize = 16;
+    const MAX_STRIDE: usize = 4;
+
+    fn padded(&self) -> (usize, usize) {
+        (
+            self.height + self.pad[0] + self.pad[2],
+            self.width + self.pad[1] + self.pad[3],
+        )
+    }
+
+    /// Output height and width (ONNX's: the last window that fits).
+    pub fn output(&self) -> (usize, usize) {
+        let (hp, wp) = self.padded();
+        (
+            (hp - self.kernel[0]) / self.stride[0] + 1,
+            (wp - self.kernel[1]) / self.stride[1] + 1,
+        )
+    }
+
+    /// Words in one row of the quantized image: the output width rounded up to whole vectors.
+    fn row(&self) -> usize {
+        self.output().1.next_multiple_of(LANES)
+    }
+
+    /// Words in one channel of the quantized image.
+    fn plane(&self) -> usize {
+        self.padded().0 * self.row()
+    }
+
+    /// Words of scratch the quantizer needs: the image, then one padded input row (a byte per
+    /// word) with the slack the last output column reads.
+    fn scratch(&self) -> usize {
+        self.channels * self.plane() + self.padded().1 + Self::MAX_KERNEL_WIDTH
+    }
+
+    /// Whether the shapes are ones this operator computes exactly and in bounds.
+    pub fn is_valid(&self) -> bool {
+        let [kh, kw] = self.kernel;
+        let small = |v: usize, max: usize| (1..=max).contains(&v);
+        if !(self.channels > 0
+            && self.height > 0
+            && self.width > 0
+            && small(kh, Self::MAX_KERNEL_HEIGHT)
+            && small(kw, Self::MAX_KERNEL_WIDTH)
+            && self.stride.iter().all(|&s| small(s, Self::MAX_STRIDE))
+            && self.pad[0] < kh
+            && self.pad[2] < kh
+            && self.pad[1] < kw
+            && self.pad[3] < kw)
+        {
+            return false;
+        }
+        // Sizes that overflow nothing: |Σ| ≤ 16 · 4 · 255 · 128 always fits an i32.
+        let Some((hp, wp)) = self
+            .height
+            .checked_add(self.pad[0] + self.pad[2])
+            .zip(self.width.checked_add(self.pad[1] + self.pad[3]))
+        else {
+            return false;
+        };
+        hp >= kh
+            && wp >= kw
+            && wp.checked_add(LANES + Self::MAX_KERNEL_WIDTH).is_some()
+            // The scratch (`scratch()`) in bytes.
+            && hp
+                .checked_mul(self.output().1.next_multiple_of(LANES))
+                .and_then(|plane| plane.checked_mul(self.channels))
+                .and_then(|words| words.checked_add(wp + Self::MAX_KERNEL_WIDTH))
+                .and_then(|words| words.checked_mul(4))
+                .is_some()
+            && self
+                .height
+                .checked_mul(self.width)
+                .and_then(|hw| hw.checked_mul(self.channels))
+                .is_some()
+    }
+}
+
+/// The integer depthwise convolution operator (see the module documentation).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct QDepthwise {
+    geometry: DepthwiseGeometry,
+    /// Multiplier that quantizes the input (`1/sx`) and the input's zero point.
+    in_inv_scale: f32,
+    in_zero: u8,
+    /// Per channel and kernel row, the row's s8 weights as one little-endian word, zero beyond
+    /// the kernel's width: `[C][kh]`.
+    packed: Vec<u32>,
+    /// `zx · Σ qw[c]`, what the input's zero point adds to each channel's sum.
+    zero_sums: Vec<i32>,
+    /// `(zx − 128) · Σ qw[c]`: the same for the `sdot` kernel, whose activations are `q − 128`.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    signed_zero_sums: Vec<i32>,
+    /// `sx · sw[c]`.
+    scales: Vec<f32>,
+    bias: Vec<f32>,
+    requantize: Option<Requantize>,
+    out_shape: TVec<usize>,
+    /// The kernel `eval` runs on, chosen when the model is loaded (`with_kernel`).
+    kernel: Kernel,
+}
+
+impl Eq for QDepthwise {}
+
+impl QDepthwise {
+    /// Builds the operator from s8 weights in `[C][1][kh][kw]` order (ONNX's for a depthwise
+    /// convolution), one scale per channel.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        geometry: DepthwiseGeometry,
+        in_scale: f32,
+        in_zero: u8,
+        weights: &[i8],
+        weight_scales: &[f32],
+        bias: Option<&[f32]>,
+        requantize: Option<Requantize>,
+        out_shape: TVec<usize>,
+    ) -> TractResult<QDepthwise> {
+        let g = &geometry;
+        ensure!(g.is_valid(), "depthwise geometry out of range: {g:?}");
+        let (oh, ow) = g.output();
+        ensure!(
+            out_shape.iter().product::<usize>() == g.channels * oh * ow,
+            "output shape {out_shape:?} does not hold {} × {oh} × {ow}",
+            g.channels
+        );
+        let [kh, kw] = g.kernel;
+        ensure!(weights.len() == g.channels * kh * kw);
+        ensure!(weight_scales.len() == g.channels);
+        ensure!(in_scale.is_finite() && in_scale > 0.0);
+        ensure!(weight_scales.iter().all(|s| s.is_finite()));
+        let bias = match bias {
+            Some(b) => {
+                ensure!(b.len() == g.channels);
+                b.to_vec()
+            }
+            None => vec![0.0; g.channels],
+        };
+        if let Some(r) = requantize {
+            ensure!(r.inv_scale.is_finite() && r.inv_scale > 0.0 && r.scale.is_finite());
+        }
+        let packed = weights
+            .chunks(kw)
+            .map(|row| {
+                let mut word = [0u8; 4];
+                for (b, &w) in word.iter_mut().zip(row) {
+                    *b = w as u8;
+                }
+                u32::from_le_bytes(word)
+            })
+            .collect();
+        let weight_sums: Vec<i32> = weights
+            .chunks(kh * kw)
+            .map(|w| w.iter().map(|&w| i32::from(w)).sum())
+            .collect();
+        Ok(QDepthwise {
+            zero_sums: weight_sums.iter().map(|s| s * i32::from(in_zero)).collect(),
+            signed_zero_sums: weight_sums
+                .iter()
+                .map(|s| s * (i32::from(in_zero) - 128))
+                .collect(),
+            scales: weight_scales.iter().map(|&s| in_scale * s).collect(),
+            geometry,
+            in_inv_scale: in_scale.recip(),
+            in_zero,
+            packed,
+            bias,
+            requantize,
+            out_shape,
+            kernel: Kernel::Portable,
+        })
+    }
+
+    /// The operator running on `kernel` (the portable one where this CPU cannot run it).
+    pub fn with_kernel(self, kernel: Kernel) -> QDepthwise {
+        QDepthwise { kernel, ..self }
+    }
+
+    /// Runs the convolution on one CHW image with `kernel` (the portable one where this CPU
+    /// cannot run it).
+    pub(super) fn convolve(&self, input: &[f32], output: &mut [f32], kernel: Kernel) {
+        let g = &self.geometry;
+        let kernel = if kernel.available() {
+            kernel
+        } else {
+            Kernel::Portable
+        };
+        let (oh, ow) = g.output();
+        let output = &mut output[..g.channels * oh * ow];
+        let chunk = CHANNELS_PER_TASK * oh * ow;
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let len = g.scratch();
+            if scratch.len() < len {
+                scratch.resize(len, 0);
+            }
+            let (image, line) = scratch[..len].split_at_mut(g.channels * g.plane());
+            match kernel {
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Vnni => {
+                    // SAFETY: `available()` said the CPU has the kernel's features.
+                    unsafe { x86::quantize(self, input, image, line) };
+                    let image = &*image;
+                    in_chunks(output, chunk, |task, out| {
+                        // SAFETY: as above; `out` is channels task·16.. of `output`.
+                        unsafe { x86::convolve(self, image, task * CHANNELS_PER_TASK, out) }
+                    });
+                }
+                #[cfg(target_arch = "aarch64")]
+                Kernel::I8mm => {
+                    quantize(self, input, image, line, 0);
+                    let image = &*image;
+                    in_chunks(output, chunk, |task, out| {
+                        // SAFETY: `available()` said the CPU has i8mm; `out` is channels
+                        // task·16.. of `output`.
+                        unsafe { arm::convolve_usdot(self, image, task * CHANNELS_PER_TASK, out) }
+                    });
+                }
+                #[cfg(target_arch = "aarch64")]
+                Kernel::Dotprod => {
+                    quantize(self, input, image, line, 0x8080_8080);
+                    let image = &*image;
+                    in_chunks(output, chunk, |task, out| {
+                        // SAFETY: `available()` said the CPU has dotprod; `out` is channels
+                        // task·16.. of `output`.
+                        unsafe { arm::convolve_sdot(self, image, task * CHANNELS_PER_TASK, out) }
+                    });
+                }
+                _ => {
+                    quantize(self, input, image, line, 0);
+                    convolve_portable(self, image, output);
+                }
+            }
+        })
+    }
+}
+
+/// The input quantized as [`quantize_one`] does, in plain f32 arithmetic (clamp, then the
+/// rounding bias) that every target vectorizes without a rounding instruction.
+#[inline(always)]
+fn quantize_byte(v: f32, inv: f32, zero: f32) -> u8 {
+    ((v * inv).max(-zero).min(255.0 - zero) + ROUNDING_BIAS - ROUNDING_BIAS + zero) as u8
+}
+
+/// Fills the quantized image (see the module documentation), every word XORed with `flip`
+/// (`0x8080_8080` stores each byte as `q − 128`, the signed operand of `sdot`), using `line` (one
+/// byte per word, [`DepthwiseGeometry::scratch`]) for each input row. Shared by every kernel;
+/// inlined into the x86 one so that it is compiled for AVX-512.
+#[inline(always)]
+fn quantize(op: &QDepthwise, input: &[f32], image: &mut [u32], line: &mut [u32], flip: u32) {
+    let g = &op.geometry;
+    let (hp, wp) = g.padded();
+    let (_, ow) = g.output();
+    let (row, plane) = (g.row(), g.plane());
+    let hw = g.height * g.width;
+    assert!(input.len() >= g.channels * hw && image.len() >= g.channels * plane);
+    let zero = f32::from(op.in_zero);
+    let fill = (u32::from(op.in_zero) * 0x0101_0101) ^ flip;
+    // One padded input row, plus the slack the last word reads: the zero point outside the input.
+    let line = &mut line[..wp + DepthwiseGeometry::MAX_KERNEL_WIDTH];
+    line.fill(u32::from(op.in_zero));
+    for c in 0..g.channels {
+        let dst = &mut image[c * plane..(c + 1) * plane];
+        for (r, words) in dst.chunks_exact_mut(row).enumerate().take(hp) {
+            let Some(y) = r.checked_sub(g.pad[0]).filter(|&y| y < g.height) else {
+                words.fill(fill);
+                continue;
+            };
+            let src = &input[c * hw + y * g.width..][..g.width];
+            for (q, &v) in line[g.pad[1]..g.pad[1] + g.width].iter_mut().zip(src) {
+                *q = u32::from(quantize_byte(v, op.in_inv_scale, zero));
+            }
+            let step = g.stride[1];
+            for (x, word) in words[..ow].iter_mut().enumerate() {
+                let at = x * step;
+                let bytes = line[at] | line[at + 1] << 8 | line[at + 2] << 16 | line[at + 3] << 24;
+                *word = bytes ^ flip;
+            }
+            words[ow..].fill(fill);
+        }
+    }
+}
+
+/// u8 × s8 products of one word's 4 bytes, summed.
+fn dot(x: u32, w: u32) -> i32 {
+    x.to_le_bytes()
+        .iter()
+        .zip(w.to_le_bytes())
+        .map(|(&x, w)| i32::from(x) * i32::from(w as i8))
+        .sum()
+}
+
+/// The reference kernel: the same sums and epilogue, one output at a time.
+fn convolve_portable(op: &QDepthwise, image: &[u32], output: &mut [f32]) {
+    let g = &op.geometry;
+    let (oh, ow) = g.output();
+    let (row, plane, kh) = (g.row(), g.plane(), g.kernel[0]);
+    for c in 0..g.channels {
+        let weights = &op.packed[c * kh..(c + 1) * kh];
+        for y in 0..oh {
+            for x in 0..ow {
+                let sum: i32 = weights
+                    .iter()
+                    .enumerate()
+                    .map(|(dy, &w)| dot(image[c * plane + (y * g.stride[0] + dy) * row + x], w))
+                    .sum();
+                output[(c * oh + y) * ow + x] = finish(
+                    sum - op.zero_sums[c],
+                    op.scales[c],
+                    op.bias[c],
+                    op.requantize,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::super::x86::{finish16, Requant};
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// [`super::quantize`] compiled for AVX-512 (the same source, so the same values).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F/BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantize(
+        op: &QDepthwise,
+        input: &[f32],
+        image: &mut [u32],
+        line: &mut [u32],
+    ) {
+        super::quantize(op, input, image, line, 0);
+    }
+
+    /// The `vpdpbusd` twin of [`convolve_portable`] for channels `first ..`, as many as `out`
+    /// holds.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F/BW/VNNI; `image` was filled by [`quantize`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn convolve(op: &QDepthwise, image: &[u32], first: usize, out: &mut [f32]) {
+        let g = &op.geometry;
+        let (oh, ow) = g.output();
+        let (row, plane, kh) = (g.row(), g.plane(), g.kernel[0]);
+        let requant = Requant::new(op.requantize);
+        let channels = out.len() / (oh * ow);
+        assert!(first + channels <= g.channels && image.len() >= g.channels * plane);
+        for i in 0..channels {
+            let c = first + i;
+            let weights = &op.packed[c * kh..(c + 1) * kh];
+            let zero = _mm512_set1_epi32(op.zero_sums[c]);
+            let base = &image[c * plane..(c + 1) * plane];
+            for y in 0..oh {
+                let top = y * g.stride[0] * row;
+                let dst = &mut out[(i * oh + y) * ow..(i * oh + y + 1) * ow];
+                for x in (0..ow).step_by(LANES) {
+                    let mut acc = _mm512_setzero_si512();
+                    for (dy, &w) in weights.iter().enumerate() {
+                        let at = top + dy * row + x;
+                        // The row is a whole number of vectors: `at + 16` stays in the plane.
+                        let words = &base[at..at + LANES];
+                        // SAFETY: 16 words, just bounds-checked.
+                        let v = unsafe { _mm512_loadu_si512(words.as_ptr().cast()) };
+                        acc = _mm512_dpbusd_epi32(acc, v, _mm512_set1_epi32(w as i32));
+                    }
+                    let sum = _mm512_sub_epi32(acc, zero);
+                    let v = finish16(sum, op.scales[c], op.bias[c], requant);
+                    let n = (ow - x).min(LANES);
+                    let dst = &mut dst[x..x + n];
+                    // SAFETY: the mask covers the n floats of `dst`.
+                    unsafe {
+                        _mm512_mask_storeu_ps(dst.as_mut_ptr(), ((1u32 << n) - 1) as __mmask16, v)
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The aarch64 kernels: the vector forms of `sdot` (s8 × s8, on activations offset by −128) and
+/// `usdot` (u8 × s8, i8mm), each lane one output pixel, as single `asm!` instructions (see the
+/// parent module's `arm`).
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::super::arm::finish4;
+    use super::*;
+    use std::arch::aarch64::*;
+    use std::arch::asm;
+
+    /// The convolution for channels `first ..` (as many as `out` holds), each lane's dot product
+    /// `dot(acc, pixels, weights)`.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn convolve(
+        op: &QDepthwise,
+        image: &[u32],
+        first: usize,
+        out: &mut [f32],
+        zero_sums: &[i32],
+        dot: impl Fn(int32x4_t, uint32x4_t, uint32x4_t) -> int32x4_t,
+    ) {
+        let g = &op.geometry;
+        let (oh, ow) = g.output();
+        let (row, plane, kh) = (g.row(), g.plane(), g.kernel[0]);
+        let channels = out.len() / (oh * ow);
+        assert!(first + channels <= g.channels && image.len() >= g.channels * plane);
+        for i in 0..channels {
+            let c = first + i;
+            let weights = &op.packed[c * kh..(c + 1) * kh];
+            let zero = vdupq_n_s32(zero_sums[c]);
+            let base = &image[c * plane..(c + 1) * plane];
+            for y in 0..oh {
+                let top = y * g.stride[0] * row;
+                let dst = &mut out[(i * oh + y) * ow..(i * oh + y + 1) * ow];
+                for x in (0..ow).step_by(4) {
+                    let mut acc = vdupq_n_s32(0);
+                    for (dy, &w) in weights.iter().enumerate() {
+                        let at = top + dy * row + x;
+                        let words = &base[at..at + 4];
+                        // SAFETY: 4 words, just bounds-checked.
+                        let v = unsafe { vld1q_u32(words.as_ptr()) };
+                        acc = dot(acc, v, vdupq_n_u32(w));
+                    }
+                    let v = finish4(
+                        vsubq_s32(acc, zero),
+                        op.scales[c],
+                        op.bias[c],
+                        op.requantize,
+                    );
+                    let n = (ow - x).min(4);
+                    if n == 4 {
+                        // SAFETY: `dst[x..x + 4]` exists.
+                        unsafe { vst1q_f32(dst[x..x + 4].as_mut_ptr(), v) };
+                    } else {
+                        let mut lanes = [0f32; 4];
+                        // SAFETY: 4 floats into a 4-float array.
+                        unsafe { vst1q_f32(lanes.as_mut_ptr(), v) };
+                        dst[x..x + n].copy_from_slice(&lanes[..n]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// With `sdot`, on an image whose bytes are `q − 128`.
+    ///
+    /// # Safety
+    /// The CPU must have dotprod; `image` was filled with the `0x8080_8080` flip.
+    #[target_feature(enable = "neon,dotprod")]
+    pub(super) unsafe fn convolve_sdot(
+        op: &QDepthwise,
+        image: &[u32],
+        first: usize,
+        out: &mut [f32],
+    ) {
+        convolve(
+            op,
+            image,
+            first,
+            out,
+            &op.signed_zero_sums,
+            |mut acc, x, w| {
+                // SAFETY: register-only arithmetic; this function is compiled for dotprod.
+                unsafe {
+                    asm!(
+                        "sdot {a:v}.4s, {x:v}.16b, {w:v}.16b",
+                        a = inout(vreg) acc,
+                        x = in(vreg) x,
+                        w = in(vreg) w,
+                        options(pure, nomem, nostack, preserves_flags)
+                    )
+                };
+                acc
+            },
+        )
+    }
+
+    /// With `usdot` (u8 × s8), on the plain image.
+    ///
+    /// # Safety
+    /// The CPU must have i8mm; `image` was filled without a flip.
+    #[target_feature(enable = "neon,i8mm")]
+    pub(super) unsafe fn convolve_usdot(
+        op: &QDepthwise,
+        image: &[u32],
+        first: usize,
+        out: &mut [f32],
+    ) {
+        convolve(op, image, first, out, &op.zero_sums, |mut acc, x, w| {
+            // SAFETY: register-only arithmetic; this function is compiled for i8mm.
+            unsafe {
+                asm!(
+                    "usdot {a:v}.4s, {x:v}.16b, {w:v}.16b",
+                    a = inout(vreg) acc,
+                    x = in(vreg) x,
+                    w = in(vreg) w,
+                    options(pure, nomem, nostack, preserves_flags)
+                )
+            };
+            acc
+        })
+    }
+}
+
+impl Op for QDepthwise {
+    fn name(&self) -> StaticName {
+        "QDepthwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = &self.geometry;
+        Ok(vec![format!(
+            "{}x{} depthwise, {} channels on {}x{}, stride {:?}, pad {:?}, input zero point {}, \
+             requantized: {}",
+            g.kernel[0],
+            g.kernel[1],
+            g.channels,
+            g.height,
+            g.width,
+            g.stride,
+            g.pad,
+            self.in_zero,
+            self.requantize.is_some()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for QDepthwise {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = inputs[0].try_as_plain_ram()?;
+        let input = input.as_slice::<f32>()?;
+        let g = &self.geometry;
+        ensure!(
+            input.len() == g.channels * g.height * g.width,
+            "QDepthwise input has {} values, expected {}",
+            input.len(),
+            g.channels * g.height * g.width
+        );
+        let mut output = Tensor::zero::<f32>(&self.out_shape)?;
+        {
+            let mut out = output.try_as_plain_ram_mut()?;
+            let out = out.as_slice_mut::<f32>()?;
+            self.convolve(input, out, self.kernel);
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for QDepthwise {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(f32::fact(self.out_shape.clone())))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests;
