@@ -277,7 +277,7 @@ impl QDepthwise {
 }
 
 /// The input quantized as [`quantize_one`] does, in plain f32 arithmetic (clamp, then the
-/// rounding bias) that every target vectorizes without a rounding instruction.
+/// rounding bias) that needs no rounding instruction.
 #[inline(always)]
 fn quantize_byte(v: f32, inv: f32, zero: f32) -> u8 {
     ((v * inv).max(-zero).min(255.0 - zero) + ROUNDING_BIAS - ROUNDING_BIAS + zero) as u8
@@ -286,7 +286,8 @@ fn quantize_byte(v: f32, inv: f32, zero: f32) -> u8 {
 /// Fills the quantized image (see the module documentation), every word XORed with `flip`
 /// (`0x8080_8080` stores each byte as `q − 128`, the signed operand of `sdot`), using `line` (one
 /// byte per word, [`DepthwiseGeometry::scratch`]) for each input row. Shared by every kernel;
-/// inlined into the x86 one so that it is compiled for AVX-512.
+/// inlined into an AVX-512 function on x86-64, where the compiler still leaves it scalar (most of
+/// the operator's time: ARCHITECTURE.md).
 #[inline(always)]
 fn quantize(op: &QDepthwise, input: &[f32], image: &mut [u32], line: &mut [u32], flip: u32) {
     let g = &op.geometry;
