@@ -1270,23 +1270,35 @@ impl EvalOp for QConv {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs[0].try_as_plain_ram()?;
-        let input = input.as_slice::<f32>()?;
         let g = &self.geometry;
-        ensure!(
-            input.len() == g.channels * g.height * g.width,
-            "QConv input has {} values, expected {}",
-            input.len(),
-            g.channels * g.height * g.width
-        );
-        let mut output = Tensor::zero::<f32>(&self.out_shape)?;
-        {
-            let mut out = output.try_as_plain_ram_mut()?;
-            let out = out.as_slice_mut::<f32>()?;
-            self.convolve(input, out, self.kernel);
-        }
-        Ok(tvec!(output.into_tvalue()))
+        let len = g.channels * g.height * g.width;
+        eval_into(&inputs, len, &self.out_shape, |input, out| {
+            self.convolve(input, out, self.kernel)
+        })
     }
+}
+
+/// The `eval` of both integer operators: checks that the input holds `len` values, then runs
+/// `convolve` into a new f32 tensor of `out_shape`.
+fn eval_into(
+    inputs: &TVec<TValue>,
+    len: usize,
+    out_shape: &[usize],
+    convolve: impl FnOnce(&[f32], &mut [f32]),
+) -> TractResult<TVec<TValue>> {
+    let input = inputs[0].try_as_plain_ram()?;
+    let input = input.as_slice::<f32>()?;
+    ensure!(
+        input.len() == len,
+        "integer convolution input has {} values, expected {len}",
+        input.len()
+    );
+    let mut output = Tensor::zero::<f32>(out_shape)?;
+    {
+        let mut out = output.try_as_plain_ram_mut()?;
+        convolve(input, out.as_slice_mut::<f32>()?);
+    }
+    Ok(tvec!(output.into_tvalue()))
 }
 
 impl TypedOp for QConv {
@@ -1497,6 +1509,24 @@ mod tests {
         eprintln!("SKIPPED {}: not on this CPU{note}", kernel.name());
     }
 
+    /// Asserts that a SIMD kernel's outputs are the portable kernel's, bit for bit.
+    pub(super) fn assert_same_bits(
+        kernel: Kernel,
+        what: &dyn std::fmt::Debug,
+        simd: &[f32],
+        portable: &[f32],
+    ) {
+        assert_eq!(simd.len(), portable.len());
+        for (k, (a, b)) in simd.iter().zip(portable).enumerate() {
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{} {what:?}: output {k}: {a} vs {b}",
+                kernel.name()
+            );
+        }
+    }
+
     #[test]
     fn every_simd_kernel_matches_the_portable_one_bit_for_bit() {
         let required = required_kernels();
@@ -1527,14 +1557,7 @@ mod tests {
                     let (mut simd, mut portable) = (vec![f32::NAN; n], vec![f32::NAN; n]);
                     op.convolve(&input, &mut simd, kernel);
                     op.convolve(&input, &mut portable, Kernel::Portable);
-                    for (k, (a, b)) in simd.iter().zip(&portable).enumerate() {
-                        assert_eq!(
-                            a.to_bits(),
-                            b.to_bits(),
-                            "{} {g:?} zero point {zero}: output {k}: {a} vs {b}",
-                            kernel.name()
-                        );
-                    }
+                    assert_same_bits(kernel, &(&g, zero), &simd, &portable);
                 }
             }
         }
@@ -1577,8 +1600,7 @@ mod tests {
             let (mut simd, mut portable) = (vec![0f32; n], vec![1f32; n]);
             op.convolve(&input, &mut simd, kernel);
             op.convolve(&input, &mut portable, Kernel::Portable);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&simd), bits(&portable), "{}", kernel.name());
+            assert_same_bits(kernel, &"extreme inputs", &simd, &portable);
         }
     }
 

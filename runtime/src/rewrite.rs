@@ -802,6 +802,28 @@ mod tests {
             .collect()
     }
 
+    /// Both sides are on the output grid (step 0.05); the exact integer sums may round a value
+    /// that tract's f32 sums put within float error of a tie to the next step, so they are one
+    /// step apart at most and equal in at least 99 % of the outputs.
+    fn assert_one_step_apart_at_most(kernel: Kernel, float: &[f32], integer: &[f32]) {
+        assert_eq!(float.len(), integer.len());
+        let mut same = 0;
+        for (a, b) in float.iter().zip(integer) {
+            assert!(
+                (a - b).abs() <= 0.05 * 1.001,
+                "{}: {a} vs {b}",
+                kernel.name()
+            );
+            same += usize::from(a.to_bits() == b.to_bits());
+        }
+        assert!(
+            same * 100 >= float.len() * 99,
+            "{}: {same} of {} equal",
+            kernel.name(),
+            float.len()
+        );
+    }
+
     #[test]
     fn quantized_convolutions_become_integer_ones_with_the_same_outputs() {
         // 3x3 stays a Conv after decluttering; 1x1 becomes an EinSum plus a bias Add.
@@ -824,19 +846,7 @@ mod tests {
                     "a float convolution is left: {names:?}"
                 );
                 let integer = run_image(rewritten, &shape, &input);
-                // Both sides are on the output grid (step 0.05); the exact integer sums may round
-                // a value that tract's f32 sums put within float error of a tie to the next step.
-                let mut same = 0;
-                for (a, b) in float.iter().zip(&integer) {
-                    assert!((a - b).abs() <= 0.05 * 1.001, "{}: {a} vs {b}", simd.name());
-                    same += usize::from(a.to_bits() == b.to_bits());
-                }
-                assert!(
-                    same * 100 >= float.len() * 99,
-                    "{}: {same} of {} equal",
-                    simd.name(),
-                    float.len()
-                );
+                assert_one_step_apart_at_most(simd, &float, &integer);
             }
         }
     }
@@ -868,20 +878,7 @@ mod tests {
                     "a float convolution is left: {names:?}"
                 );
                 let integer = run_image(rewritten, &shape, &input);
-                assert_eq!(integer.len(), float.len());
-                // As for the dense convolution: on the output grid, one step apart at most where
-                // tract's f32 sums land within float error of a tie.
-                let mut same = 0;
-                for (a, b) in float.iter().zip(&integer) {
-                    assert!((a - b).abs() <= 0.05 * 1.001, "{}: {a} vs {b}", simd.name());
-                    same += usize::from(a.to_bits() == b.to_bits());
-                }
-                assert!(
-                    same * 100 >= float.len() * 99,
-                    "{}: {same} of {} equal",
-                    simd.name(),
-                    float.len()
-                );
+                assert_one_step_apart_at_most(simd, &float, &integer);
             }
         }
     }

@@ -576,22 +576,11 @@ impl EvalOp for QDepthwise {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs[0].try_as_plain_ram()?;
-        let input = input.as_slice::<f32>()?;
         let g = &self.geometry;
-        ensure!(
-            input.len() == g.channels * g.height * g.width,
-            "QDepthwise input has {} values, expected {}",
-            input.len(),
-            g.channels * g.height * g.width
-        );
-        let mut output = Tensor::zero::<f32>(&self.out_shape)?;
-        {
-            let mut out = output.try_as_plain_ram_mut()?;
-            let out = out.as_slice_mut::<f32>()?;
-            self.convolve(input, out, self.kernel);
-        }
-        Ok(tvec!(output.into_tvalue()))
+        let len = g.channels * g.height * g.width;
+        eval_into(&inputs, len, &self.out_shape, |input, out| {
+            self.convolve(input, out, self.kernel)
+        })
     }
 }
 

@@ -23,6 +23,16 @@ impl Bytes<'_> {
         lo + self.byte() as usize % (hi - lo + 1)
     }
 
+    /// Padding (top, left, bottom, right), each side below the kernel's size.
+    fn pad(&mut self, kernel: [usize; 2]) -> [usize; 4] {
+        [
+            self.within(0, kernel[0] - 1),
+            self.within(0, kernel[1] - 1),
+            self.within(0, kernel[0] - 1),
+            self.within(0, kernel[1] - 1),
+        ]
+    }
+
     /// An input value: mostly on the quantization grid (as a dequantized tensor is), sometimes
     /// off it, far outside the u8 range, or not finite.
     fn value(&mut self, scale: f32, zero: u8) -> f32 {
@@ -117,12 +127,7 @@ fn compare(n: usize, what: &dyn std::fmt::Debug, convolve: impl Fn(&mut [f32], K
 pub fn fuzz_kernels(data: &[u8]) -> usize {
     let mut b = Bytes(data);
     let kernel = [b.within(1, 4), b.within(1, 4)];
-    let pad = [
-        b.within(0, kernel[0] - 1),
-        b.within(0, kernel[1] - 1),
-        b.within(0, kernel[0] - 1),
-        b.within(0, kernel[1] - 1),
-    ];
+    let pad = b.pad(kernel);
     let geometry = Geometry {
         channels: b.within(1, 40),
         height: b.within(1, 12),
@@ -167,12 +172,7 @@ pub fn fuzz_kernels(data: &[u8]) -> usize {
 pub fn fuzz_depthwise(data: &[u8]) -> usize {
     let mut b = Bytes(data);
     let kernel = [b.within(1, 5), b.within(1, 4)];
-    let pad = [
-        b.within(0, kernel[0] - 1),
-        b.within(0, kernel[1] - 1),
-        b.within(0, kernel[0] - 1),
-        b.within(0, kernel[1] - 1),
-    ];
+    let pad = b.pad(kernel);
     let geometry = DepthwiseGeometry {
         channels: b.within(1, 40),
         height: b.within(1, 12),

@@ -1,4 +1,4 @@
-use super::super::tests::{missing, required_kernels, Rng};
+use super::super::tests::{assert_same_bits, missing, required_kernels, Rng};
 use super::*;
 
 /// A depthwise convolution with pseudo-random weights, scales and bias, and an input mostly on
@@ -203,14 +203,7 @@ fn every_simd_kernel_matches_the_portable_one_bit_for_bit() {
                 let (mut simd, mut portable) = (vec![f32::NAN; n], vec![0f32; n]);
                 op.convolve(&input, &mut simd, kernel);
                 op.convolve(&input, &mut portable, Kernel::Portable);
-                for (k, (a, b)) in simd.iter().zip(&portable).enumerate() {
-                    assert_eq!(
-                        a.to_bits(),
-                        b.to_bits(),
-                        "{} {g:?} zero point {zero}: output {k}: {a} vs {b}",
-                        kernel.name()
-                    );
-                }
+                assert_same_bits(kernel, &(&g, zero), &simd, &portable);
             }
         }
     }
@@ -266,8 +259,7 @@ fn extreme_inputs_and_weights_agree_in_every_kernel() {
         }
         let mut simd = vec![1f32; n];
         op.convolve(&input, &mut simd, kernel);
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&simd), bits(&portable), "{}", kernel.name());
+        assert_same_bits(kernel, &"extreme inputs and weights", &simd, &portable);
     }
 }
 
@@ -275,44 +267,24 @@ fn extreme_inputs_and_weights_agree_in_every_kernel() {
 fn absurd_geometries_are_refused() {
     let fine = geometries()[0].clone();
     assert!(fine.is_valid());
+    let with = |change: fn(&mut DepthwiseGeometry)| {
+        let mut g = fine.clone();
+        change(&mut g);
+        g
+    };
     let refused = [
-        DepthwiseGeometry {
-            kernel: [3, 5],
-            ..fine.clone()
-        },
-        DepthwiseGeometry {
-            kernel: [17, 3],
-            ..fine.clone()
-        },
-        DepthwiseGeometry {
-            stride: [0, 1],
-            ..fine.clone()
-        },
-        DepthwiseGeometry {
-            stride: [2, 5],
-            ..fine.clone()
-        },
-        DepthwiseGeometry {
-            pad: [3, 0, 0, 0],
-            ..fine.clone()
-        },
-        DepthwiseGeometry {
-            channels: 0,
-            ..fine.clone()
-        },
-        DepthwiseGeometry {
-            width: usize::MAX - 1,
-            ..fine.clone()
-        },
-        DepthwiseGeometry {
-            channels: usize::MAX / 8,
-            ..fine.clone()
-        },
-        DepthwiseGeometry {
-            height: 1,
-            pad: [0; 4],
-            ..fine.clone()
-        },
+        with(|g| g.kernel = [3, 5]),
+        with(|g| g.kernel = [17, 3]),
+        with(|g| g.stride = [0, 1]),
+        with(|g| g.stride = [2, 5]),
+        with(|g| g.pad = [3, 0, 0, 0]),
+        with(|g| g.channels = 0),
+        with(|g| g.width = usize::MAX - 1),
+        with(|g| g.channels = usize::MAX / 8),
+        with(|g| {
+            g.height = 1;
+            g.pad = [0; 4];
+        }),
     ];
     for g in refused {
         assert!(!g.is_valid(), "{g:?}");
