@@ -99,6 +99,10 @@ struct ModelFile {
     /// ones on the scalar kernel; `off`, tract's f32 kernels (for comparisons).
     #[arg(long, value_enum, default_value = "auto")]
     integer_kernels: IntegerKernelsArg,
+    /// Run the depthwise convolutions that stay in f32 on tract's kernel where prescreen's is the
+    /// default (x86-64), for comparisons.
+    #[arg(long)]
+    tract_depthwise: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -124,6 +128,7 @@ impl ModelFile {
         let options = LoadOptions {
             threads: self.threads,
             integer_kernels: self.integer_kernels.into(),
+            float_depthwise: LoadOptions::default().float_depthwise && !self.tract_depthwise,
         };
         Model::load_dir_with(&self.model_dir, self.variant.into(), &options).with_context(|| {
             format!(
@@ -1143,6 +1148,7 @@ fn bench_infer(file: &ModelFile, runs: usize, profile: bool) -> Result<()> {
         "threads": model.threads(),
         "integer_convolutions": model.integer_convolutions(),
         "integer_kernel": model.integer_kernel(),
+        "float_depthwise_convolutions": model.float_depthwise_convolutions(),
         "file_bytes": file_bytes,
         "load_to_first_result_ms": ms(load),
         "median_ms": ms(s.median),

@@ -402,6 +402,71 @@ fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_an_integer_kernel() {
     integer_convolutions_of(common::root().join("models/nsfwjs"), 29, 14);
 }
 
+/// The depthwise convolutions left in f32 run on prescreen's kernel where that is the default
+/// (x86-64), in both files, and on tract's with `float_depthwise` off, with the same scores within
+/// rounding; a file without depthwise convolutions has none. Fails if the loader stops replacing
+/// them (or replaces them where it should not: a QDQ file left to tract, the option off).
+#[test]
+fn float_depthwise_convolutions_run_on_prescreens_kernel_where_it_is_the_default() {
+    let mine = LoadOptions::default().float_depthwise;
+    assert_eq!(mine, cfg!(target_arch = "x86_64"));
+    let nsfwjs = Manifest::load(common::root().join("models/nsfwjs")).unwrap();
+    let load = |manifest: &Manifest, variant, float_depthwise, integer_kernels| {
+        let options = LoadOptions {
+            float_depthwise,
+            integer_kernels,
+            ..LoadOptions::default()
+        };
+        Model::load_with(manifest, variant, &options).unwrap()
+    };
+    let scores = |model: &Model| {
+        let mut session = model.session().unwrap();
+        let m = model.manifest();
+        golden_input(&m.golden.input, &m.input, session.input_mut()).unwrap();
+        session.run().unwrap().probabilities
+    };
+    let portable = IntegerKernels::Portable;
+    // The int8 files on the portable integer kernel take minutes under qemu, where this kernel is
+    // not the default: there the float file only.
+    let int8 = cfg!(target_arch = "x86_64");
+    // nsfwjs: 17 depthwise convolutions, 3 of them in float in the int8 file.
+    for (variant, in_float) in [(Variant::Float, 17), (Variant::Int8, 3)] {
+        if variant == Variant::Int8 && !int8 {
+            continue;
+        }
+        let ours = load(&nsfwjs, variant, true, portable);
+        let tracts = load(&nsfwjs, variant, false, portable);
+        assert_eq!(ours.float_depthwise_convolutions(), in_float, "{variant}");
+        assert_eq!(tracts.float_depthwise_convolutions(), 0, "{variant}");
+        let (max, _) = common::diff(&scores(&ours), &scores(&tracts));
+        assert!(max < 1e-3, "{variant}: {max}");
+        let default = load(&nsfwjs, variant, mine, portable);
+        let expected = if mine { in_float } else { 0 };
+        assert_eq!(
+            default.float_depthwise_convolutions(),
+            expected,
+            "{variant}"
+        );
+    }
+    // A QDQ file whose convolutions stay with tract is left to tract entirely.
+    if int8 {
+        let off = load(&nsfwjs, Variant::Int8, true, IntegerKernels::Off);
+        assert_eq!(off.float_depthwise_convolutions(), 0);
+    }
+    let open_nsfw = Manifest::load(common::model_dir()).unwrap();
+    for variant in [Variant::Float, Variant::Int8] {
+        if variant == Variant::Int8 && !int8 {
+            continue;
+        }
+        let model = load(&open_nsfw, variant, true, portable);
+        assert_eq!(
+            model.float_depthwise_convolutions(),
+            0,
+            "ResNet-50 has none"
+        );
+    }
+}
+
 /// [`int8_convolutions_run_as_integer_ones_where_the_cpu_has_an_integer_kernel`] on one model,
 /// whose int8 file has `dense` quantized convolutions and `depthwise` quantized depthwise ones.
 fn integer_convolutions_of(dir: std::path::PathBuf, dense: usize, depthwise: usize) {

@@ -3,6 +3,7 @@
 files at three emulated CPUs.
 
     python3 benches/arm/instructions.py [--prescreen target/arm/aarch64-unknown-linux-gnu/release/prescreen]
+                                        [--models models/open_nsfw models/nsfwjs]
                                         [--cpus max,sve=off cortex-a76 cortex-a72] [--runs 3]
 
 No ARM hardware is reachable here, and time under emulation says nothing about a phone. What
@@ -11,7 +12,8 @@ plugin in benches/arm/insn_count.c (built here with the host C compiler) counts 
 count repeats run to run. Instructions are not cycles (a load that misses the cache counts as
 one), but for the same work on the same core they rank kernels honestly.
 
-Each configuration runs `prescreen bench-infer` twice, with 1 and with 1 + `--runs` timed runs;
+Each model folder (`--models`, both shipped models by default) and configuration runs
+`prescreen bench-infer` twice, with 1 and with 1 + `--runs` timed runs;
 the difference divided by `--runs` is the cost of one inference, so loading, checksum and golden
 self-test cancel out. What is left over is reported as the load cost.
 
@@ -66,8 +68,19 @@ def main() -> int:
         default=str(ROOT / "target/arm/aarch64-unknown-linux-gnu/release/prescreen"),
         help="the aarch64 harness binary",
     )
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=["models/open_nsfw", "models/nsfwjs"],
+        help="model folders (model.toml and the prepared files), relative to the repository",
+    )
     ap.add_argument("--cpus", nargs="+", default=["max,sve=off", "cortex-a76", "cortex-a72"])
     ap.add_argument("--runs", type=int, default=3, help="extra inferences in the second run")
+    ap.add_argument(
+        "--tract-depthwise",
+        action="store_true",
+        help="the f32 depthwise convolutions on tract's kernel (prescreen bench-infer --tract-depthwise)",
+    )
     ap.add_argument("--json", help="also write the table as JSON here")
     args = ap.parse_args()
     if args.runs < 1:
@@ -77,39 +90,68 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         plugin = build_plugin(tmp)
+        for model in args.models:
+            name = Path(model).name
+            for cpu in args.cpus:
+                for variant in ("float", "int8"):
+                    base = [args.prescreen, "bench-infer", "--model-dir", model, "--variant", variant]
+                    base += ["--tract-depthwise"] * args.tract_depthwise + ["--runs"]
+                    one, result = count(plugin, cpu, base + ["1"], tmp)
+                    more, _ = count(plugin, cpu, base + [str(1 + args.runs)], tmp)
+                    per = (more - one) / args.runs
+                    # bench-infer runs the first result, then --runs more: 2 inferences in `one`.
+                    load = one - 2 * per
+                    output = result["output"]
+                    rows.append(
+                        {
+                            "model": name,
+                            "cpu": cpu,
+                            "variant": variant,
+                            "kernel": result.get("integer_kernel"),
+                            "integer_convolutions": result.get("integer_convolutions"),
+                            "float_depthwise_convolutions": result.get("float_depthwise_convolutions"),
+                            "instructions_per_inference": round(per),
+                            "load_instructions": round(load),
+                            "output": output,
+                        }
+                    )
+                    r = rows[-1]
+                    top = max(range(len(output)), key=output.__getitem__)
+                    print(
+                        f"{name:<10} {cpu:<12} {variant:<6}"
+                        f" {r['instructions_per_inference'] / 1e6:9.1f} M per inference"
+                        f"  {r['load_instructions'] / 1e6:9.1f} M load"
+                        f"  kernel {r['kernel'] or 'tract f32'} ({r['integer_convolutions']} convolutions,"
+                        f" {r['float_depthwise_convolutions']} f32 depthwise)"
+                        f"  top class {top} {output[top]:.5f}",
+                        flush=True,
+                    )
+    print()
+    print(f"{'model':<10} {'cpu':<12} {'int8 / float':>12}")
+    for model in args.models:
+        name = Path(model).name
+        for cpu in args.cpus:
+            f, q = (
+                next(r for r in rows if r["model"] == name and r["cpu"] == cpu and r["variant"] == v)
+                for v in ("float", "int8")
+            )
+            ratio = q["instructions_per_inference"] / f["instructions_per_inference"]
+            print(f"{name:<10} {cpu:<12} {ratio:>12.3f}")
+    if len(args.models) > 1:
+        # The models side by side: which one a phone runs for less (README, "Both models").
+        names = [Path(m).name for m in args.models]
+        print()
+        print(f"{'cpu':<12} {'variant':<7}" + "".join(f" {n:>12}" for n in names) + "   (M per inference)")
         for cpu in args.cpus:
             for variant in ("float", "int8"):
-                base = [args.prescreen, "bench-infer", "--variant", variant, "--runs"]
-                one, result = count(plugin, cpu, base + ["1"], tmp)
-                more, _ = count(plugin, cpu, base + [str(1 + args.runs)], tmp)
-                per = (more - one) / args.runs
-                # bench-infer runs the first result, then --runs more: 2 inferences in `one`.
-                load = one - 2 * per
-                rows.append(
-                    {
-                        "cpu": cpu,
-                        "variant": variant,
-                        "kernel": result.get("integer_kernel"),
-                        "integer_convolutions": result.get("integer_convolutions"),
-                        "instructions_per_inference": round(per),
-                        "load_instructions": round(load),
-                        "nsfw": result["output"][1],
-                    }
+                cells = (
+                    next(r for r in rows if r["model"] == n and r["cpu"] == cpu and r["variant"] == variant)
+                    for n in names
                 )
-                r = rows[-1]
                 print(
-                    f"{cpu:<12} {variant:<6} {r['instructions_per_inference'] / 1e6:9.1f} M per inference"
-                    f"  {r['load_instructions'] / 1e6:9.1f} M load"
-                    f"  kernel {r['kernel'] or 'tract f32'} ({r['integer_convolutions']} convolutions)"
-                    f"  nsfw {r['nsfw']:.5f}",
-                    flush=True,
+                    f"{cpu:<12} {variant:<7}"
+                    + "".join(f" {r['instructions_per_inference'] / 1e6:>12.1f}" for r in cells)
                 )
-    print()
-    print(f"{'cpu':<12} {'int8 / float':>12}")
-    for cpu in args.cpus:
-        f = next(r for r in rows if r["cpu"] == cpu and r["variant"] == "float")
-        q = next(r for r in rows if r["cpu"] == cpu and r["variant"] == "int8")
-        print(f"{cpu:<12} {q['instructions_per_inference'] / f['instructions_per_inference']:>12.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -28,6 +28,9 @@
 //! width (`out_h × Wp` pixels, the `Wp − out_w` extra columns discarded when stored): each kernel tap
 //! is then a constant offset into the padded image, so a row of 16 output pixels reads 64
 //! contiguous bytes per tap and channel group, and no im2col copy is made.
+//!
+//! The depthwise twin is [`QDepthwise`] (`depthwise.rs`); the depthwise convolutions a model keeps
+//! in f32 run on [`FloatDepthwise`] (`float_depthwise.rs`).
 
 use std::cell::RefCell;
 
@@ -35,10 +38,12 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 mod depthwise;
+mod float_depthwise;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 
 pub(crate) use depthwise::{DepthwiseGeometry, QDepthwise};
+pub(crate) use float_depthwise::{FloatDepthwise, Simd};
 
 /// Output channels per register block.
 const BLOCK_O: usize = 8;
@@ -582,9 +587,10 @@ mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
-    /// Quantizes 16 floats (`mask` of them loaded) to u8 values in i32 lanes.
+    /// Quantizes 16 floats (`mask` of them loaded; the others quantize as 0.0, i.e. to the zero
+    /// point) to u8 values in i32 lanes.
     #[target_feature(enable = "avx512f")]
-    unsafe fn quantize16(
+    pub(super) unsafe fn quantize16(
         src: *const f32,
         mask: __mmask16,
         inv: __m512,
@@ -1495,18 +1501,21 @@ mod tests {
             Kernel::Vnni => cfg!(target_arch = "x86_64"),
             Kernel::Dotprod | Kernel::I8mm => cfg!(target_arch = "aarch64"),
         };
-        if !native {
-            return;
+        if native {
+            missing_named(kernel.name());
         }
+    }
+
+    /// [`missing`] for a kernel of this architecture known by its name.
+    pub(crate) fn missing_named(name: &str) {
         let waived = std::env::var("PRESCREEN_WAIVE_KERNELS").unwrap_or_default();
-        let waived = waived.split(',').any(|k| k == kernel.name());
+        let waived = waived.split(',').any(|k| k == name);
         assert!(
             std::env::var_os("CI").is_none() || waived,
-            "this CPU has no {} kernel; under CI that fails unless PRESCREEN_WAIVE_KERNELS names it",
-            kernel.name()
+            "this CPU has no {name} kernel; under CI that fails unless PRESCREEN_WAIVE_KERNELS names it"
         );
         let note = if waived { " (waived)" } else { "" };
-        eprintln!("SKIPPED {}: not on this CPU{note}", kernel.name());
+        eprintln!("SKIPPED {name}: not on this CPU{note}");
     }
 
     /// Asserts that a SIMD kernel's outputs are the portable kernel's, bit for bit.

@@ -36,7 +36,9 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearU8};
 use tract_onnx::tract_core::ops::Downsample;
 
-use crate::qconv::{DepthwiseGeometry, Geometry, Kernel, QConv, QDepthwise, Requantize};
+use crate::qconv::{
+    DepthwiseGeometry, FloatDepthwise, Geometry, Kernel, QConv, QDepthwise, Requantize, Simd,
+};
 
 /// `1.5 · 2²³`: adding then subtracting it rounds an f32 below 2²² in magnitude to an integer, ties
 /// to even.
@@ -364,16 +366,7 @@ fn candidate(
     }
     let mut absorbed = vec![];
     let mut last = id;
-    // `+ bias` as a separate add of one value per output channel.
-    if bias.is_none() {
-        if let Some(add) = model.single_succ(last)? {
-            if let Some(b) = channel_bias(model, add, last, out_channels)? {
-                bias = Some(b);
-                absorbed.push(add.id);
-                last = add.id;
-            }
-        }
-    }
+    absorb_bias(model, &mut bias, &mut absorbed, &mut last, out_channels)?;
     let mut requantize = None;
     if !model.outputs.contains(&OutletId::new(last, 0)) {
         if let Some(quant) = model.single_succ(last)? {
@@ -429,6 +422,90 @@ fn candidate(
         absorbed,
         last,
     }))
+}
+
+/// When `bias` is none and the node after `last` adds one value per output channel to it (`+ bias`
+/// as a separate add): takes those values, and that node as absorbed and as the new `last`.
+fn absorb_bias(
+    model: &TypedModel,
+    bias: &mut Option<Vec<f32>>,
+    absorbed: &mut Vec<usize>,
+    last: &mut usize,
+    out_channels: usize,
+) -> TractResult<()> {
+    if bias.is_some() {
+        return Ok(());
+    }
+    if let Some(add) = model.single_succ(*last)? {
+        if let Some(b) = channel_bias(model, add, *last, out_channels)? {
+            *bias = Some(b);
+            absorbed.push(add.id);
+            *last = add.id;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces each depthwise convolution still in f32 (a `Conv` with one group per channel over f32
+/// activations with a constant f32 kernel, stride 1 to 4, at most 4 wide: every one of a float
+/// file's, and those a QDQ file keeps in float) with a [`FloatDepthwise`] on `simd`, absorbing a
+/// bias added after it. Run after [`quantized_convolutions`], which takes the quantized ones.
+/// Returns how many were replaced.
+pub(crate) fn float_depthwise_convolutions(
+    model: &mut TypedModel,
+    simd: Simd,
+) -> TractResult<usize> {
+    let mut found = vec![];
+    for id in 0..model.nodes.len() {
+        let node = &model.nodes[id];
+        let Some(Convolution {
+            shape: Shape::Depthwise(g),
+            kernel,
+            mut bias,
+        }) = convolution(model, node)?
+        else {
+            continue;
+        };
+        if model.outputs.contains(&OutletId::new(id, 0)) {
+            continue;
+        }
+        let (mut absorbed, mut last) = (vec![], id);
+        absorb_bias(model, &mut bias, &mut absorbed, &mut last, g.channels)?;
+        let Some(out_shape) = model
+            .outlet_fact(OutletId::new(last, 0))?
+            .shape
+            .as_concrete()
+        else {
+            continue;
+        };
+        let out_shape = out_shape.into();
+        let weights = kernel.try_as_plain_ram()?;
+        let Ok(op) = FloatDepthwise::new(
+            g,
+            weights.as_slice::<f32>()?,
+            bias.as_deref(),
+            out_shape,
+            simd,
+        ) else {
+            continue;
+        };
+        found.push((id, op, absorbed, last));
+    }
+    let replaced = found.len();
+    for (conv, op, absorbed, last) in found {
+        let node = &model.nodes[conv];
+        let name = format!("{}.depthwise", node.name);
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, node.inputs[0])?;
+        let y = patch.wire_node(name, op, &[x])?[0];
+        patch.shunt_outside(model, OutletId::new(last, 0), y)?;
+        patch.obliterate(conv)?;
+        for id in absorbed {
+            patch.obliterate(id)?;
+        }
+        patch.apply(model)?;
+    }
+    Ok(replaced)
 }
 
 /// The shapes of a convolution the rewrite can replace.
@@ -880,6 +957,106 @@ mod tests {
                 let integer = run_image(rewritten, &shape, &input);
                 assert_one_step_apart_at_most(simd, &float, &integer);
             }
+        }
+    }
+
+    /// `x → Conv` (a float depthwise convolution with a bias, padded as [`quantized_model`] pads)
+    /// on a 1×C×H×W input, decluttered as the loader has it, and an input.
+    fn float_depthwise_model(
+        channels: usize,
+        size: usize,
+        stride: usize,
+    ) -> (TypedModel, Vec<f32>) {
+        let values = |n: usize, k: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * k + 7) % 101) as f32 / 37.0 - 1.3)
+                .collect()
+        };
+        let mut model = TypedModel::default();
+        let x = model
+            .add_source("x", f32::fact([1, channels, size, size]))
+            .unwrap();
+        let k = Tensor::from_shape(&[channels, 1, 3, 3], &values(channels * 9, 13)).unwrap();
+        let k = model.add_const("kernel", k).unwrap();
+        let b = model
+            .add_const("bias", tensor1(&values(channels, 5)))
+            .unwrap();
+        let before = if stride == 2 { 0 } else { 1 };
+        let spec = PoolSpec::new(
+            DataFormat::NCHW,
+            tvec![3, 3],
+            PaddingSpec::Explicit(tvec![before, before], tvec![1, 1]),
+            None,
+            (stride != 1).then(|| tvec![stride, stride]),
+            channels,
+            channels,
+        );
+        let conv = Conv::new(spec, KernelFormat::OIHW, channels, None);
+        let y = model.wire_node("conv", conv, &[x, k, b]).unwrap();
+        let y = model.wire_node("abs", math::abs(), &y).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        (
+            model.into_decluttered().unwrap(),
+            values(channels * size * size, 29),
+        )
+    }
+
+    #[test]
+    fn float_depthwise_convolutions_run_on_our_kernel_with_tracts_results() {
+        for (channels, size, stride) in [(24, 10, 1), (19, 13, 2), (40, 7, 1)] {
+            let (model, input) = float_depthwise_model(channels, size, stride);
+            let shape = [1, channels, size, size];
+            let tract = run_image(model.clone(), &shape, &input);
+            for &simd in Simd::ALL.iter().filter(|s| s.available()) {
+                let mut rewritten = model.clone();
+                assert_eq!(
+                    float_depthwise_convolutions(&mut rewritten, simd).unwrap(),
+                    1
+                );
+                let names = op_names(&rewritten.clone().into_optimized().unwrap());
+                assert!(names.iter().any(|n| n == "FloatDepthwise"), "{names:?}");
+                assert!(
+                    !names
+                        .iter()
+                        .any(|n| n.contains("Conv")
+                            || (n.contains("Depth") && n != "FloatDepthwise")),
+                    "tract's convolution is left: {names:?}"
+                );
+                let ours = run_image(rewritten, &shape, &input);
+                assert_eq!(ours.len(), tract.len());
+                // The same sums in another order: rounding apart only.
+                for (a, b) in tract.iter().zip(&ours) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                        "{simd:?}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_float_pass_leaves_quantized_and_grouped_convolutions_alone() {
+        // A quantized depthwise convolution is the integer rewrite's; after it, nothing is left
+        // for the float pass. Without it, its kernel is the folded weights, a float one like any.
+        let (model, weights, _) = quantized_model(8, 6, 8, 3, true, 8, 1);
+        let mut rewritten = model.clone();
+        assert_eq!(
+            quantized_convolutions(&mut rewritten, &weights, Kernel::Portable).unwrap(),
+            1
+        );
+        assert_eq!(
+            float_depthwise_convolutions(&mut rewritten, Simd::Baseline).unwrap(),
+            0
+        );
+        // Two groups of 4 channels, and a dense convolution: not depthwise.
+        for groups in [2, 1] {
+            let (model, _, _) = quantized_model(8, 5, 8, 3, false, groups, 1);
+            let mut rewritten = model;
+            assert_eq!(
+                float_depthwise_convolutions(&mut rewritten, Simd::Baseline).unwrap(),
+                0
+            );
         }
     }
 

@@ -40,9 +40,12 @@ impl DepthwiseGeometry {
     /// One 32-bit word of weights per kernel row.
     const MAX_KERNEL_WIDTH: usize = 4;
     const MAX_KERNEL_HEIGHT: usize = 16;
-    const MAX_STRIDE: usize = 4;
+    pub(crate) const MAX_STRIDE: usize = 4;
+    /// Taps of the largest kernel.
+    pub(crate) const MAX_TAPS: usize = Self::MAX_KERNEL_HEIGHT * Self::MAX_KERNEL_WIDTH;
 
-    fn padded(&self) -> (usize, usize) {
+    /// Padded input height and width.
+    pub(crate) fn padded(&self) -> (usize, usize) {
         (
             self.height + self.pad[0] + self.pad[2],
             self.width + self.pad[1] + self.pad[3],
@@ -68,10 +71,25 @@ impl DepthwiseGeometry {
         self.padded().0 * self.row()
     }
 
-    /// Words of scratch the quantizer needs: the image, then one padded input row (a byte per
-    /// word) with the slack the last output column reads.
+    /// Bytes of the quantizer's row buffer: one padded input row with the slack the last output
+    /// column reads, and what the AVX-512 quantizer writes (whole vectors of 16) and its packer
+    /// reads (16 bytes from each 4th word's start) beyond it. `None` where that overflows.
+    fn line_bytes(&self) -> Option<usize> {
+        let (_, wp) = self.padded();
+        let row = self.output().1.checked_next_multiple_of(LANES)?;
+        let quantized = self.pad[1].checked_add(self.width.checked_next_multiple_of(LANES)?)?;
+        let packed = self.stride[1].checked_mul(row)?.checked_add(LANES)?;
+        Some(
+            wp.checked_add(Self::MAX_KERNEL_WIDTH)?
+                .max(quantized)
+                .max(packed),
+        )
+    }
+
+    /// Words of scratch the quantizer needs: the image, then the row buffer ([`Self::line_bytes`]).
     fn scratch(&self) -> usize {
-        self.channels * self.plane() + self.padded().1 + Self::MAX_KERNEL_WIDTH
+        let line = self.line_bytes().expect("a valid geometry").div_ceil(4);
+        self.channels * self.plane() + line
     }
 
     /// Whether the shapes are ones this operator computes exactly and in bounds.
@@ -106,7 +124,8 @@ impl DepthwiseGeometry {
             && hp
                 .checked_mul(self.output().1.next_multiple_of(LANES))
                 .and_then(|plane| plane.checked_mul(self.channels))
-                .and_then(|words| words.checked_add(wp + Self::MAX_KERNEL_WIDTH))
+                .zip(self.line_bytes())
+                .and_then(|(words, line)| words.checked_add(line.div_ceil(4)))
                 .and_then(|words| words.checked_mul(4))
                 .is_some()
             && self
@@ -277,17 +296,18 @@ impl QDepthwise {
 }
 
 /// The input quantized as [`quantize_one`] does, in plain f32 arithmetic (clamp, then the
-/// rounding bias) that needs no rounding instruction.
+/// rounding bias) that needs no rounding instruction. The value is a whole number in 0..=255 by
+/// then; converting through i32 lets the compiler vectorize the conversion where it can.
 #[inline(always)]
 fn quantize_byte(v: f32, inv: f32, zero: f32) -> u8 {
-    ((v * inv).max(-zero).min(255.0 - zero) + ROUNDING_BIAS - ROUNDING_BIAS + zero) as u8
+    ((v * inv).max(-zero).min(255.0 - zero) + ROUNDING_BIAS - ROUNDING_BIAS + zero) as i32 as u8
 }
 
 /// Fills the quantized image (see the module documentation), every word XORed with `flip`
-/// (`0x8080_8080` stores each byte as `q − 128`, the signed operand of `sdot`), using `line` (one
-/// byte per word, [`DepthwiseGeometry::scratch`]) for each input row. Shared by every kernel;
-/// inlined into an AVX-512 function on x86-64, where the compiler still leaves it scalar (most of
-/// the operator's time: ARCHITECTURE.md).
+/// (`0x8080_8080` stores each byte as `q − 128`, the signed operand of `sdot`), using `line`
+/// ([`DepthwiseGeometry::scratch`]) as the bytes of each padded input row: each word is one
+/// unaligned 4-byte read of that row. The portable and aarch64 kernels' quantizer (on x86-64 the
+/// AVX-512 one, [`x86::quantize`], gives the same image).
 #[inline(always)]
 fn quantize(op: &QDepthwise, input: &[f32], image: &mut [u32], line: &mut [u32], flip: u32) {
     let g = &op.geometry;
@@ -296,11 +316,13 @@ fn quantize(op: &QDepthwise, input: &[f32], image: &mut [u32], line: &mut [u32],
     let (row, plane) = (g.row(), g.plane());
     let hw = g.height * g.width;
     assert!(input.len() >= g.channels * hw && image.len() >= g.channels * plane);
-    let zero = f32::from(op.in_zero);
+    let (inv, zero) = (op.in_inv_scale, f32::from(op.in_zero));
     let fill = (u32::from(op.in_zero) * 0x0101_0101) ^ flip;
-    // One padded input row, plus the slack the last word reads: the zero point outside the input.
-    let line = &mut line[..wp + DepthwiseGeometry::MAX_KERNEL_WIDTH];
-    line.fill(u32::from(op.in_zero));
+    // One padded input row as bytes, plus the slack the last word reads: the zero point outside
+    // the input.
+    let line = &mut as_bytes(line)[..wp + DepthwiseGeometry::MAX_KERNEL_WIDTH];
+    line.fill(op.in_zero);
+    let step = g.stride[1];
     for c in 0..g.channels {
         let dst = &mut image[c * plane..(c + 1) * plane];
         for (r, words) in dst.chunks_exact_mut(row).enumerate().take(hp) {
@@ -310,17 +332,22 @@ fn quantize(op: &QDepthwise, input: &[f32], image: &mut [u32], line: &mut [u32],
             };
             let src = &input[c * hw + y * g.width..][..g.width];
             for (q, &v) in line[g.pad[1]..g.pad[1] + g.width].iter_mut().zip(src) {
-                *q = u32::from(quantize_byte(v, op.in_inv_scale, zero));
+                *q = quantize_byte(v, inv, zero);
             }
-            let step = g.stride[1];
             for (x, word) in words[..ow].iter_mut().enumerate() {
                 let at = x * step;
-                let bytes = line[at] | line[at + 1] << 8 | line[at + 2] << 16 | line[at + 3] << 24;
-                *word = bytes ^ flip;
+                let bytes: [u8; 4] = line[at..at + 4].try_into().expect("4 bytes");
+                *word = u32::from_le_bytes(bytes) ^ flip;
             }
             words[ow..].fill(fill);
         }
     }
+}
+
+/// The bytes of `words` (u8 has no alignment, and every byte is a valid u8).
+fn as_bytes(words: &mut [u32]) -> &mut [u8] {
+    // SAFETY: the same memory, 4 bytes per word, borrowed for no longer than `words`.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 4) }
 }
 
 /// u8 × s8 products of one word's 4 bytes, summed.
@@ -359,11 +386,14 @@ fn convolve_portable(op: &QDepthwise, image: &[u32], output: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{finish16, Requant};
+    use super::super::x86::{finish16, quantize16, Requant};
     use super::*;
     use std::arch::x86_64::*;
 
-    /// [`super::quantize`] compiled for AVX-512 (the same source, so the same values).
+    /// [`super::quantize`] with AVX-512: 16 floats at a time quantized (as the dense kernel's
+    /// quantizer does: the same values as [`quantize_byte`]) into the row buffer, then 16 words at
+    /// a time gathered from it with one byte shuffle (`vpshufb`: the 4 bytes at `x · stride`
+    /// from 16-byte loads at every 4th word's start).
     ///
     /// # Safety
     /// The CPU must have AVX-512F/BW.
@@ -374,7 +404,68 @@ mod x86 {
         image: &mut [u32],
         line: &mut [u32],
     ) {
-        super::quantize(op, input, image, line, 0);
+        let g = &op.geometry;
+        let (hp, _) = g.padded();
+        let (_, ow) = g.output();
+        let (row, plane) = (g.row(), g.plane());
+        let hw = g.height * g.width;
+        let line = as_bytes(line);
+        let step = g.stride[1];
+        assert!(input.len() >= g.channels * hw && image.len() >= g.channels * plane);
+        assert!(line.len() >= g.line_bytes().expect("a valid geometry"));
+        line.fill(op.in_zero);
+        let fill = u32::from(op.in_zero) * 0x0101_0101;
+        let z = f32::from(op.in_zero);
+        let inv = _mm512_set1_ps(op.in_inv_scale);
+        let (lo, hi) = (_mm512_set1_ps(-z), _mm512_set1_ps(255.0 - z));
+        let zi = _mm512_set1_epi32(i32::from(op.in_zero));
+        // Byte 4i + j of each 128-bit lane: byte j of the lane's word i, at i · stride + j.
+        let pattern: [u8; 16] = std::array::from_fn(|b| ((b / 4) * step + b % 4) as u8);
+        // SAFETY: 16 bytes.
+        let pattern = unsafe { _mm_loadu_si128(pattern.as_ptr().cast()) };
+        let shuffle = _mm512_broadcast_i32x4(pattern);
+        for c in 0..g.channels {
+            let dst = &mut image[c * plane..(c + 1) * plane];
+            for (r, words) in dst.chunks_exact_mut(row).enumerate().take(hp) {
+                let Some(y) = r.checked_sub(g.pad[0]).filter(|&y| y < g.height) else {
+                    words.fill(fill);
+                    continue;
+                };
+                let src = &input[c * hw + y * g.width..][..g.width];
+                for x in (0..g.width).step_by(LANES) {
+                    let n = (g.width - x).min(LANES);
+                    let mask = ((1u32 << n) - 1) as __mmask16;
+                    // The lanes past the row quantize to the zero point: the padding's value.
+                    let out = &mut line[g.pad[1] + x..g.pad[1] + x + LANES];
+                    // SAFETY: `mask` covers the n floats left in `src`; `out` holds 16 bytes.
+                    unsafe {
+                        let q = quantize16(src.as_ptr().add(x), mask, inv, lo, hi, zi);
+                        _mm_storeu_si128(out.as_mut_ptr().cast(), _mm512_cvtepi32_epi8(q));
+                    }
+                }
+                for x in (0..ow).step_by(LANES) {
+                    let at = x * step;
+                    let quad = |k: usize| {
+                        let bytes = &line[at + 4 * step * k..at + 4 * step * k + 16];
+                        // SAFETY: 16 bytes.
+                        unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) }
+                    };
+                    let v = _mm512_castsi128_si512(quad(0));
+                    let v = _mm512_inserti32x4::<1>(v, quad(1));
+                    let v = _mm512_inserti32x4::<2>(v, quad(2));
+                    let v = _mm512_inserti32x4::<3>(v, quad(3));
+                    let out = &mut words[x..x + LANES];
+                    // SAFETY: 16 words (the row is a whole number of vectors).
+                    unsafe {
+                        _mm512_storeu_si512(
+                            out.as_mut_ptr().cast(),
+                            _mm512_shuffle_epi8(v, shuffle),
+                        )
+                    };
+                }
+                words[ow..].fill(fill);
+            }
+        }
     }
 
     /// The `vpdpbusd` twin of [`convolve_portable`] for channels `first ..`, as many as `out`

@@ -100,6 +100,9 @@ fn geometries() -> Vec<DepthwiseGeometry> {
         g(4, 8, 9, [5, 4], [3, 2], [2, 3, 1, 0]),
         g(2, 3, 3, [3, 3], [1, 1], [0; 4]),
         g(1, 1, 1, [3, 3], [2, 1], [1, 2, 1, 0]),
+        // Horizontal strides 3 and 4: the AVX-512 packer's widest shuffles and reads.
+        g(2, 4, 19, [3, 3], [2, 3], [1; 4]),
+        g(3, 5, 23, [2, 4], [1, 4], [1, 3, 0, 2]),
     ]
 }
 

@@ -1,0 +1,590 @@
+//! Depthwise convolutions in f32 (ONNX `Conv` with `group` = channels), for the layers of a model
+//! that stay in float: every one of a float file's, and the ones a QDQ file keeps unquantized
+//! (nsfwjs keeps its first three blocks). tract runs them in its generic depthwise kernel, which
+//! was half of nsfwjs's float inference time on x86-64; [`FloatDepthwise`] runs them on whole
+//! vectors of output pixels.
+//!
+//! # Layout
+//!
+//! Each channel is copied into a zero-padded scratch image split into `stride` column phases
+//! (phase `p` holds the padded columns `p, p + s, p + 2s, …`), so every kernel tap reads its output
+//! row's inputs from one contiguous run: tap `(dy, dx)` of output row `y` reads phase `dx mod s` of
+//! padded row `y · sy + dy` from column `dx div s` on. A tap is then, per 16 output pixels, one load,
+//! one multiply and one add, for 4 output rows at once (independent sums in registers).
+//!
+//! # Arithmetic
+//!
+//! `y = (Σ_dy Σ_dx x · w) + bias`, the taps summed kernel row by kernel row from zero, each product rounded
+//! then added (no fused multiply-add): the same operations in the same order in every lane. So the
+//! one source compiled for AVX-512, AVX2, SSE2 or NEON gives the same bits as the scalar definition
+//! ([`reference`], tests below). tract and onnxruntime sum in other orders; the results differ
+//! from theirs by rounding only (tests/fidelity.rs bounds the whole model against its reference).
+
+use super::*;
+
+/// Channels per task when the convolution is shared among threads.
+const CHANNELS_PER_TASK: usize = 16;
+/// Output rows summed at once (independent sums, in registers: 4 vectors of 16 on AVX-512).
+const ROWS: usize = 4;
+
+/// The instruction set [`FloatDepthwise`] runs its (single) source on: wider vectors, same values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Simd {
+    /// The target's baseline: SSE2 on x86-64, NEON on aarch64 (both vectorize the lanes), scalar
+    /// elsewhere.
+    Baseline,
+    /// x86-64 with AVX2.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// x86-64 with AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Simd {
+    /// Every instruction set this build knows, widest first.
+    pub const ALL: &[Simd] = &[
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512,
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2,
+        Simd::Baseline,
+    ];
+
+    /// Whether this CPU runs it.
+    pub fn available(self) -> bool {
+        match self {
+            Simd::Baseline => true,
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+        }
+    }
+
+    /// Its name (in logs, and in `PRESCREEN_WAIVE_KERNELS` for the tests).
+    pub fn name(self) -> &'static str {
+        match self {
+            Simd::Baseline => "baseline",
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => "avx512f",
+        }
+    }
+
+    /// The widest this CPU runs.
+    pub fn detect() -> Simd {
+        Simd::ALL
+            .iter()
+            .copied()
+            .find(|s| s.available())
+            .unwrap_or(Simd::Baseline)
+    }
+}
+
+/// The f32 depthwise convolution operator (see the module documentation).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct FloatDepthwise {
+    geometry: DepthwiseGeometry,
+    /// `[C][kh][kw]`.
+    weights: Vec<f32>,
+    /// One per channel.
+    bias: Vec<f32>,
+    out_shape: TVec<usize>,
+    /// Chosen when the model is loaded.
+    simd: Simd,
+}
+
+impl Eq for FloatDepthwise {}
+
+impl FloatDepthwise {
+    /// Builds the operator from weights in ONNX's `[C][1][kh][kw]` order.
+    pub fn new(
+        geometry: DepthwiseGeometry,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        out_shape: TVec<usize>,
+        simd: Simd,
+    ) -> TractResult<FloatDepthwise> {
+        let g = &geometry;
+        ensure!(g.is_valid(), "depthwise geometry out of range: {g:?}");
+        let (oh, ow) = g.output();
+        ensure!(
+            out_shape.iter().product::<usize>() == g.channels * oh * ow,
+            "output shape {out_shape:?} does not hold {} × {oh} × {ow}",
+            g.channels
+        );
+        ensure!(weights.len() == g.channels * g.kernel[0] * g.kernel[1]);
+        let bias = match bias {
+            Some(b) => {
+                ensure!(b.len() == g.channels);
+                b.to_vec()
+            }
+            None => vec![0.0; g.channels],
+        };
+        Ok(FloatDepthwise {
+            geometry,
+            weights: weights.to_vec(),
+            bias,
+            out_shape,
+            simd,
+        })
+    }
+
+    /// Floats in one phase row of the scratch image: the widest read of the last block of 16
+    /// output pixels, and every padded column.
+    fn span(&self) -> usize {
+        let g = &self.geometry;
+        let sx = g.stride[1];
+        let reads = g.output().1.next_multiple_of(LANES) + (g.kernel[1] - 1) / sx + 1;
+        reads.max(g.padded().1.div_ceil(sx))
+    }
+
+    /// Runs the convolution on one CHW image on `simd` (the baseline where this CPU lacks it).
+    pub(super) fn convolve(&self, input: &[f32], output: &mut [f32], simd: Simd) {
+        let g = &self.geometry;
+        let simd = if simd.available() {
+            simd
+        } else {
+            Simd::Baseline
+        };
+        let (oh, ow) = g.output();
+        assert!(input.len() >= g.channels * g.height * g.width);
+        let output = &mut output[..g.channels * oh * ow];
+        let scratch_len = g.padded().0 * g.stride[1] * self.span();
+        in_chunks(output, CHANNELS_PER_TASK * oh * ow, |task, out| {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                scratch.clear();
+                scratch.resize(scratch_len, 0.0);
+                let first = task * CHANNELS_PER_TASK;
+                match simd {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `available()` said the CPU has AVX-512F.
+                    Simd::Avx512 => unsafe { x86::avx512(self, input, first, out, &mut scratch) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `available()` said the CPU has AVX2.
+                    Simd::Avx2 => unsafe { x86::avx2(self, input, first, out, &mut scratch) },
+                    Simd::Baseline => channels(self, input, first, out, &mut scratch),
+                }
+            })
+        });
+    }
+}
+
+thread_local! {
+    /// Each thread's scratch image (see the module documentation).
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The convolution of channels `first ..`, as many as `out` holds, using `scratch` (zeroed, the
+/// phases' image). Inlined into each instruction set's function.
+#[inline(always)]
+fn channels(
+    op: &FloatDepthwise,
+    input: &[f32],
+    first: usize,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let g = &op.geometry;
+    let (oh, ow) = g.output();
+    let [kh, kw] = g.kernel;
+    let [sy, sx] = g.stride;
+    let (top, left) = (g.pad[0], g.pad[1]);
+    let span = op.span();
+    let hw = g.height * g.width;
+    let count = out.len() / (oh * ow);
+    let image = &mut scratch[..g.padded().0 * sx * span];
+    assert!(first + count <= g.channels);
+    // Where each tap reads, from its output row's first phase row and its block's column (no
+    // division in the loops: each would cost more than the tap's arithmetic).
+    let taps = kh * kw;
+    let mut offsets = [0usize; DepthwiseGeometry::MAX_TAPS];
+    for (t, offset) in offsets[..taps].iter_mut().enumerate() {
+        let (dy, dx) = (t / kw, t % kw);
+        *offset = (dy * sx + dx % sx) * span + dx / sx;
+    }
+    let offsets = &offsets[..taps];
+    // The first padded column of each phase that holds an input column, and its index there.
+    let mut phases = [(0usize, 0usize); DepthwiseGeometry::MAX_STRIDE];
+    for (p, phase) in phases[..sx].iter_mut().enumerate() {
+        let col = left + (p + sx - left % sx) % sx;
+        *phase = (col - left, col / sx);
+    }
+    for i in 0..count {
+        let c = first + i;
+        // The channel into the phases; the padding around it stays zero from the start.
+        let plane = &input[c * hw..(c + 1) * hw];
+        for (y, src) in plane.chunks_exact(g.width).enumerate() {
+            let r = y + top;
+            if sx == 1 {
+                image[r * span + left..][..g.width].copy_from_slice(src);
+                continue;
+            }
+            if sx == 2 {
+                // Even and odd input columns, as a loop the compiler vectorizes (the general one
+                // below stays scalar: a third of this kernel's time when it ran stride 2 too).
+                let (p0, p1) = image[r * 2 * span..(r + 1) * 2 * span].split_at_mut(span);
+                let (p0, p1) = (&mut p0[phases[0].1..], &mut p1[phases[1].1..]);
+                let (even, odd) = if phases[0].0 == 0 { (p0, p1) } else { (p1, p0) };
+                for (pair, (e, o)) in src.chunks_exact(2).zip(even.iter_mut().zip(odd)) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+                if g.width % 2 == 1 {
+                    even[g.width / 2] = src[g.width - 1];
+                }
+                continue;
+            }
+            for (p, &(x0, j0)) in phases[..sx].iter().enumerate() {
+                let dst = &mut image[(r * sx + p) * span + j0..(r * sx + p + 1) * span];
+                for (d, &v) in dst.iter_mut().zip(src.iter().skip(x0).step_by(sx)) {
+                    *d = v;
+                }
+            }
+        }
+        let weights = &op.weights[c * taps..(c + 1) * taps];
+        let bias = op.bias[c];
+        // Blocks of 16 pixels in ROWS output rows at once: each tap is one load, one multiply
+        // and one add per row, into ROWS independent sums (one row's 16 pixels summed tap after
+        // tap were bound by the add's latency). The last rows one at a time.
+        let rows = Rows {
+            image: &image[..],
+            offsets,
+            weights,
+            bias,
+            step: sy * sx * span,
+            ow,
+        };
+        let out = &mut out[i * oh * ow..(i + 1) * oh * ow];
+        let mut y = 0;
+        while y + ROWS <= oh {
+            rows.sum::<ROWS>(y, out);
+            y += ROWS;
+        }
+        for y in y..oh {
+            rows.sum::<1>(y, out);
+        }
+    }
+}
+
+/// One channel's output rows, from its phases' image.
+struct Rows<'a> {
+    image: &'a [f32],
+    /// Each tap's read offset, and weight.
+    offsets: &'a [usize],
+    weights: &'a [f32],
+    bias: f32,
+    /// Image floats from one output row's reads to the next's.
+    step: usize,
+    ow: usize,
+}
+
+impl Rows<'_> {
+    /// Output rows `y .. y + R` of the channel (`out`, `oh × ow`), 16 pixels at a time: R sums
+    /// the compiler keeps in registers, each tap one load, one multiply and one add per row.
+    #[inline(always)]
+    fn sum<const R: usize>(&self, y: usize, out: &mut [f32]) {
+        let ow = self.ow;
+        for x in (0..ow).step_by(LANES) {
+            let mut acc = [[0f32; LANES]; R];
+            for (&offset, &w) in self.offsets.iter().zip(self.weights) {
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let at = (y + j) * self.step + x + offset;
+                    let src = &self.image[at..at + LANES];
+                    for (a, &v) in acc.iter_mut().zip(src) {
+                        *a += v * w;
+                    }
+                }
+            }
+            let n = (ow - x).min(LANES);
+            for (j, acc) in acc.iter_mut().enumerate() {
+                for a in acc.iter_mut() {
+                    *a += self.bias;
+                }
+                let at = (y + j) * ow + x;
+                out[at..at + n].copy_from_slice(&acc[..n]);
+            }
+        }
+    }
+}
+
+/// The definition, one output at a time, in the kernel's order of operations: what every
+/// instruction set must give bit for bit.
+#[cfg(test)]
+pub(crate) fn reference(op: &FloatDepthwise, input: &[f32]) -> Vec<f32> {
+    let g = &op.geometry;
+    let (oh, ow) = g.output();
+    let [kh, kw] = g.kernel;
+    let mut out = vec![0.0; g.channels * oh * ow];
+    for c in 0..g.channels {
+        for y in 0..oh {
+            for x in 0..ow {
+                let mut sum = 0f32;
+                for dy in 0..kh {
+                    for dx in 0..kw {
+                        let (py, px) = (y * g.stride[0] + dy, x * g.stride[1] + dx);
+                        let v = match (py.checked_sub(g.pad[0]), px.checked_sub(g.pad[1])) {
+                            (Some(iy), Some(ix)) if iy < g.height && ix < g.width => {
+                                input[(c * g.height + iy) * g.width + ix]
+                            }
+                            _ => 0.0,
+                        };
+                        sum += v * op.weights[(c * kh + dy) * kw + dx];
+                    }
+                }
+                out[(c * oh + y) * ow + x] = sum + op.bias[c];
+            }
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+
+    /// [`channels`] compiled for AVX-512F (the same source, so the same values).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512(
+        op: &FloatDepthwise,
+        input: &[f32],
+        first: usize,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        channels(op, input, first, out, scratch)
+    }
+
+    /// [`channels`] compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn avx2(
+        op: &FloatDepthwise,
+        input: &[f32],
+        first: usize,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        channels(op, input, first, out, scratch)
+    }
+}
+
+impl Op for FloatDepthwise {
+    fn name(&self) -> StaticName {
+        "FloatDepthwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = &self.geometry;
+        Ok(vec![format!(
+            "{}x{} depthwise, {} channels on {}x{}, stride {:?}, pad {:?}, {:?}",
+            g.kernel[0], g.kernel[1], g.channels, g.height, g.width, g.stride, g.pad, self.simd
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for FloatDepthwise {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let g = &self.geometry;
+        let len = g.channels * g.height * g.width;
+        eval_into(&inputs, len, &self.out_shape, |input, out| {
+            self.convolve(input, out, self.simd)
+        })
+    }
+}
+
+impl TypedOp for FloatDepthwise {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(f32::fact(self.out_shape.clone())))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn geometry(
+        channels: usize,
+        size: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 4],
+    ) -> DepthwiseGeometry {
+        DepthwiseGeometry {
+            channels,
+            height: size[0],
+            width: size[1],
+            kernel,
+            stride,
+            pad,
+        }
+    }
+
+    /// Values with many mantissa bits, so that any other order of operations shows.
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| {
+                let h = (i ^ seed).wrapping_mul(0x9E37_79B9).rotate_left(13) ^ seed;
+                (h % 20_001) as f32 / 1_733.0 - 5.77
+            })
+            .collect()
+    }
+
+    fn op(g: &DepthwiseGeometry, seed: u32) -> FloatDepthwise {
+        let (oh, ow) = g.output();
+        let w = values(g.channels * g.kernel[0] * g.kernel[1], seed);
+        let b = values(g.channels, seed ^ 0xABCD);
+        FloatDepthwise::new(
+            g.clone(),
+            &w,
+            Some(&b),
+            tvec![1, g.channels, oh, ow],
+            Simd::Baseline,
+        )
+        .unwrap()
+    }
+
+    fn run(op: &FloatDepthwise, input: &[f32], simd: Simd) -> Vec<f32> {
+        let (oh, ow) = op.geometry.output();
+        let mut out = vec![f32::NAN; op.geometry.channels * oh * ow];
+        op.convolve(input, &mut out, simd);
+        out
+    }
+
+    /// Every instruction set against the definition, bit for bit. Fails on any change of the
+    /// order of operations (a fused multiply-add, a tap summed out of turn, the bias added first).
+    fn check(g: &DepthwiseGeometry, seed: u32) {
+        let op = op(g, seed);
+        let input = values(g.channels * g.height * g.width, seed.rotate_left(7));
+        let want = reference(&op, &input);
+        for &simd in Simd::ALL {
+            if !simd.available() {
+                super::super::tests::missing_named(simd.name());
+                continue;
+            }
+            let got = run(&op, &input, simd);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{simd:?} differs from the definition on {g:?}");
+        }
+    }
+
+    #[test]
+    fn mobilenet_shapes_match_the_definition_bit_for_bit() {
+        // MobileNetV2's 3x3 at stride 1 and 2, with the odd and tiny sizes its later blocks have,
+        // and more channels than one task takes.
+        for (i, g) in [
+            geometry(3, [112, 112], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geometry(20, [17, 17], [3, 3], [2, 2], [0, 0, 1, 1]),
+            geometry(33, [7, 7], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geometry(5, [14, 13], [3, 3], [2, 2], [1, 1, 1, 1]),
+            geometry(2, [1, 1], [1, 1], [1, 1], [0; 4]),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check(g, i as u32 + 1);
+        }
+    }
+
+    #[test]
+    fn a_known_convolution_by_hand() {
+        // One channel, 3x3 input, 2x2 kernel, no padding: each output is the sum of its window
+        // times the weights, plus the bias (small integers, exact in f32).
+        let g = geometry(1, [3, 3], [2, 2], [1, 1], [0; 4]);
+        let op = FloatDepthwise::new(
+            g,
+            &[1.0, 2.0, 3.0, 4.0],
+            Some(&[0.5]),
+            tvec![1, 1, 2, 2],
+            Simd::Baseline,
+        )
+        .unwrap();
+        let input = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        for &simd in Simd::ALL.iter().filter(|s| s.available()) {
+            // 1+4+12+20 = 37, 2+6+15+24 = 47, 4+10+21+32 = 67, 5+12+24+36 = 77
+            assert_eq!(run(&op, &input, simd), [37.5, 47.5, 67.5, 77.5], "{simd:?}");
+        }
+    }
+
+    #[test]
+    fn a_stride_two_convolution_reads_every_second_column_with_its_padding() {
+        // 1 channel, 1x5 input, 1x3 kernel of ones, stride 2, one zero column on each side:
+        // windows [0,1,2], [2,3,4], [4,5,0] of the padded row 0 1 2 3 4 5 0.
+        let g = geometry(1, [1, 5], [1, 3], [1, 2], [0, 1, 0, 1]);
+        let op =
+            FloatDepthwise::new(g, &[1.0; 3], None, tvec![1, 1, 1, 3], Simd::Baseline).unwrap();
+        for &simd in Simd::ALL.iter().filter(|s| s.available()) {
+            assert_eq!(
+                run(&op, &[1.0, 2.0, 3.0, 4.0, 5.0], simd),
+                [3.0, 9.0, 9.0],
+                "{simd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn shapes_that_do_not_fit_are_refused() {
+        let g = geometry(2, [4, 4], [3, 3], [1, 1], [1; 4]);
+        let w = vec![0.0; 18];
+        assert!(
+            FloatDepthwise::new(g.clone(), &w[..17], None, tvec![1, 2, 4, 4], Simd::Baseline)
+                .is_err()
+        );
+        assert!(FloatDepthwise::new(
+            g.clone(),
+            &w,
+            Some(&[0.0]),
+            tvec![1, 2, 4, 4],
+            Simd::Baseline
+        )
+        .is_err());
+        assert!(
+            FloatDepthwise::new(g.clone(), &w, None, tvec![1, 2, 4, 5], Simd::Baseline).is_err()
+        );
+        let wide = geometry(2, [4, 8], [3, 5], [1, 1], [0; 4]);
+        assert!(
+            FloatDepthwise::new(wide, &[0.0; 30], None, tvec![1, 2, 2, 4], Simd::Baseline).is_err()
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_valid_geometry_matches_the_definition_bit_for_bit(
+            channels in 1usize..20,
+            h in 1usize..24,
+            w in 1usize..40,
+            kh in 1usize..5,
+            kw in 1usize..5,
+            sy in 1usize..5,
+            sx in 1usize..5,
+            pad in proptest::array::uniform4(0usize..4),
+            seed in any::<u32>(),
+        ) {
+            // Padding below the kernel's size, as ONNX models have it.
+            let pad = [pad[0] % kh, pad[1] % kw, pad[2] % kh, pad[3] % kw];
+            let g = geometry(channels, [h, w], [kh, kw], [sy, sx], pad);
+            prop_assume!(g.is_valid());
+            check(&g, seed);
+        }
+    }
+}
