@@ -1,5 +1,5 @@
 # prescreen: the two commands of the README, and the steps they are made of.
-#   make demo   fetch + verify + quantize the model, build, screen the sample stream
+#   make demo   fetch + verify + convert + quantize the models, build, screen the sample stream
 #   make test   the same preparation, then formatting, lints and every test (Rust, then the
 #               Android binding's Kotlin tests on the host JVM)
 PYTHON ?= python3
@@ -38,16 +38,18 @@ nsfwjs: model
 refs: model nsfwjs
 	$(VPY) models/reference.py
 
-# 1. Score every frame of the sample stream with open_nsfw (per-shot table, stage timings).
-# 2. The same stream through the live engine with reports: nothing is flagged, nothing is sent.
+# 1. Score every frame of the sample stream with the default model, nsfwjs's MobileNetV2 (per-shot
+#    table of its five labels, stage timings).
+# 2. The same stream through the live engine under nsfwjs's policy, with reports: nothing is
+#    flagged, nothing is sent.
 # 3. The stream with two red intervals through the test classifier: its segments become reports in
 #    the outbox and are uploaded to the reference receiver on loopback, which prints what it got.
 DEMO := target/demo
-demo: model
+demo: nsfwjs
 	$(CARGO) build --release --quiet
 	rm -rf $(DEMO)
 	./target/release/prescreen demo
-	./target/release/prescreen demo --policy models/policies/default.toml \
+	./target/release/prescreen demo --policy models/policies/nsfwjs.toml \
 		--outbox $(DEMO)/outbox --receiver $(DEMO)/received --stream-id sample-stream
 	./target/release/prescreen demo --model-dir models/redness --policy models/policies/redness.toml \
 		--red 4-7,12-14 --outbox $(DEMO)/outbox --receiver $(DEMO)/received --stream-id red-stream

@@ -14,7 +14,9 @@ pub mod stream;
 pub mod timeline;
 pub mod y4m;
 
-/// Folder of the default model, relative to the repository root.
-pub const DEFAULT_MODEL_DIR: &str = "models/open_nsfw";
+/// Folder of the default model (`--model-dir`), relative to the repository root: nsfwjs's
+/// MobileNetV2, the faster of the two real models at the same fidelity (README, "Both models, side
+/// by side").
+pub const DEFAULT_MODEL_DIR: &str = "models/nsfwjs";
 /// Folder of the photographs exported by `models/prepare.py`.
 pub const PHOTO_DIR: &str = "models/photos";

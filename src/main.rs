@@ -152,7 +152,7 @@ struct ModelArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Screen as the live engine does under this policy (sampling, scene gate, segments) instead of
-    /// scoring every frame; prints the segments. E.g. models/policies/default.toml.
+    /// scoring every frame; prints the segments. E.g. models/policies/nsfwjs.toml.
     #[arg(long)]
     policy: Option<PathBuf>,
     /// With --policy: write a timeline of scores, thresholds and segments to this SVG file.
@@ -271,7 +271,7 @@ enum Command {
         set: PathBuf,
         #[command(flatten)]
         file: ModelFile,
-        /// The policy the engine runs under, e.g. models/policies/default.toml.
+        /// The policy the engine runs under, e.g. models/policies/nsfwjs.toml.
         #[arg(long)]
         policy: PathBuf,
         /// Folder for the results (created).
@@ -1026,25 +1026,14 @@ fn demo(
         total as f64 / stream.fps() as f64,
         every.max(1)
     );
-    println!(
-        "{:<20} {:>7} {:>10} {:>10}",
-        "shot", "frames", "max nsfw", "mean nsfw"
-    );
-    let nsfw = run
-        .labels
-        .iter()
-        .position(|l| l == "nsfw")
-        .unwrap_or(run.labels.len() - 1);
+    eprintln!("per shot: the label with the highest mean probability, then each label's highest");
+    let labels = run.labels.clone();
+    println!("{}", shot_header(&labels));
     let bar = progress(total as u64);
-    let (mut shot, mut shot_scores) = (String::new(), Vec::<f32>::new());
-    let flush = |shot: &str, scores: &[f32], bar: &ProgressBar| {
+    let (mut shot, mut shot_scores) = (String::new(), Vec::<Vec<f32>>::new());
+    let flush = |shot: &str, scores: &[Vec<f32>], bar: &ProgressBar| {
         if !scores.is_empty() {
-            let max = scores.iter().cloned().fold(0.0, f32::max);
-            let mean = scores.iter().sum::<f32>() / scores.len() as f32;
-            say(
-                bar,
-                format!("{shot:<20} {:>7} {max:>10.4} {mean:>10.4}", scores.len()),
-            );
+            say(bar, shot_row(shot, &labels, scores));
         }
     };
     for i in (0..total).step_by(every.max(1) as usize) {
@@ -1055,13 +1044,48 @@ fn demo(
             shot_scores.clear();
         }
         let frame = stream.frame(i)?;
-        let p = run.screen(&frame, &shot)?;
-        shot_scores.push(p[nsfw]);
+        shot_scores.push(run.screen(&frame, &shot)?);
         bar.set_position(i as u64 + 1);
     }
     flush(&shot, &shot_scores, &bar);
     bar.finish_and_clear();
     run.finish()
+}
+
+/// Column width of one label in the demo's per-shot table.
+fn label_width(label: &str) -> usize {
+    label.len().max(6)
+}
+
+/// The demo's per-shot table header: shot, frames, top label, then one column per label.
+fn shot_header(labels: &[String]) -> String {
+    let mut line = format!("{:<20} {:>6}  {:<8}", "shot", "frames", "top");
+    for l in labels {
+        line.push_str(&format!(" {l:>w$}", w = label_width(l)));
+    }
+    line
+}
+
+/// One shot's row: how many frames were scored, the label with the highest mean probability
+/// over them, and each label's highest probability. `scores` holds one probability vector per
+/// frame (at least one), in `labels` order.
+fn shot_row(shot: &str, labels: &[String], scores: &[Vec<f32>]) -> String {
+    let mut max = vec![0f32; labels.len()];
+    let mut sum = vec![0f64; labels.len()];
+    for p in scores {
+        for (i, &v) in p.iter().enumerate().take(labels.len()) {
+            max[i] = max[i].max(v);
+            sum[i] += f64::from(v);
+        }
+    }
+    let top = (0..labels.len())
+        .max_by(|&a, &b| sum[a].total_cmp(&sum[b]))
+        .map_or("-", |i| labels[i].as_str());
+    let mut line = format!("{shot:<20} {:>6}  {top:<8}", scores.len());
+    for (l, m) in labels.iter().zip(&max) {
+        line.push_str(&format!(" {m:>w$.4}", w = label_width(l)));
+    }
+    line
 }
 
 fn make_stream(
@@ -1442,5 +1466,47 @@ fn main() -> Result<()> {
             runs,
             profile,
         } => bench_infer(&file, runs, profile),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{shot_header, shot_row};
+
+    /// The top label is the one with the highest mean, which need not hold the highest single
+    /// score; every column lines up under its header.
+    #[test]
+    fn the_shot_table_gives_the_top_label_by_mean_and_each_labels_highest() {
+        let labels: Vec<String> = ["Drawing", "Hentai", "Neutral", "Porn", "Sexy"]
+            .map(String::from)
+            .to_vec();
+        let scores = [
+            vec![0.2, 0.0, 0.8, 0.0, 0.0],
+            vec![0.0, 0.0, 0.6, 0.3, 0.1],
+            vec![0.0, 0.1, 0.0, 0.9, 0.0],
+        ];
+        let row = shot_row("coffee", &labels, &scores);
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            ["coffee", "3", "Neutral", "0.2000", "0.1000", "0.8000", "0.9000", "0.1000"]
+        );
+        let header = shot_header(&labels);
+        assert_eq!(header.len(), row.len());
+        for l in &labels {
+            let end = header.find(l.as_str()).unwrap() + l.len();
+            assert_eq!(
+                &row[end - 1..end],
+                "0",
+                "{l} column ends off its header:\n{header}\n{row}"
+            );
+        }
+        let two = ["sfw".to_string(), "nsfw".to_string()];
+        let row = shot_row("page", &two, &[vec![0.75, 0.25]]);
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["page", "1", "sfw", "0.7500", "0.2500"]
+        );
+        assert_eq!(shot_header(&two).len(), row.len());
     }
 }

@@ -346,10 +346,22 @@ fn deliver(outbox: &Outbox, dir: &std::path::Path) -> Receiver {
     receiver
 }
 
+/// The demo's claim for both real models under their shipped policies (nsfwjs is the demo's
+/// default): the sample stream's ordinary photographs open no segment, and nothing at all reaches
+/// the server.
 #[test]
 fn the_sample_stream_gives_no_segment_and_sends_zero_bytes() {
-    let model = Model::load_dir(common::model_dir(), Variant::Float).unwrap();
-    let p = Policy::load(common::root().join("models/policies/default.toml")).unwrap();
+    for (dir, policy) in [
+        ("models/open_nsfw", "models/policies/default.toml"),
+        ("models/nsfwjs", "models/policies/nsfwjs.toml"),
+    ] {
+        sample_stream_sends_nothing(dir, policy);
+    }
+}
+
+fn sample_stream_sends_nothing(model_dir: &str, policy_file: &str) {
+    let model = Model::load_dir(common::root().join(model_dir), Variant::Float).unwrap();
+    let p = Policy::load(common::root().join(policy_file)).unwrap();
     let mut stream =
         SampleStream::new(common::root().join("models/photos"), 1920, 1080, 30, 0.5).unwrap();
     let Reporting {
@@ -378,20 +390,27 @@ fn the_sample_stream_gives_no_segment_and_sends_zero_bytes() {
         .iter()
         .filter(|e| matches!(e, Event::Scored { .. }))
         .count() as u64;
-    println!("sample stream: {m:?}");
-    assert_eq!(segments, 0);
+    println!("sample stream through {model_dir}: {m:?}");
+    assert_eq!(segments, 0, "{model_dir}");
     assert_eq!(m.seen, stream.len() as u64);
-    assert!(m.accounted(), "{m:?}");
-    assert_eq!(scored, m.scored);
+    assert!(m.accounted(), "{model_dir}: {m:?}");
+    assert_eq!(scored, m.scored, "{model_dir}");
     // The quality gate skips the few soft shots (a blurry micrograph, a motion-blurred clock, a
     // photograph too small to fill the frame sharply) and nothing else.
-    assert!(m.scored >= 15, "{m:?}");
-    assert!(m.low_quality * 5 <= m.seen, "sharp frames skipped: {m:?}");
+    assert!(m.scored >= 15, "{model_dir}: {m:?}");
+    assert!(
+        m.low_quality * 5 <= m.seen,
+        "{model_dir}: sharp frames skipped: {m:?}"
+    );
     // Nothing flagged: no report, and nothing at all reaches the server.
-    assert!(outbox.pending().is_empty());
+    assert!(outbox.pending().is_empty(), "{model_dir}");
     let receiver = deliver(&outbox, dir.path());
     let got = receiver.stats();
-    assert_eq!((got.requests, got.body_bytes), (0, 0), "{got:?}");
+    assert_eq!(
+        (got.requests, got.body_bytes),
+        (0, 0),
+        "{model_dir}: {got:?}"
+    );
 }
 
 /// Segments and metrics of the sample stream (640 x 360, 4 s shots) with motion blur of 11

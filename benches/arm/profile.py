@@ -2,7 +2,8 @@
 """Where the guest instructions of one inference go, per function, on aarch64 under qemu-user.
 
     python3 benches/arm/profile.py [--prescreen target/arm/aarch64-unknown-linux-gnu/release/prescreen]
-                                   [--cpu cortex-a76] [--variant int8] [--runs 2] [--top 25]
+                                   [--model-dir models/open_nsfw] [--cpu cortex-a76] [--variant int8]
+                                   [--runs 2] [--top 25]
 
 Runs `prescreen bench-infer` twice under the block-profile plugin (benches/arm/insn_profile.c,
 built here with the host C compiler), with 1 and with 1 + `--runs` timed runs, and prints the
@@ -55,6 +56,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prescreen", default=str(ROOT / "target/arm/aarch64-unknown-linux-gnu/release/prescreen"))
     ap.add_argument("--cpu", default="cortex-a76", help="one qemu -cpu value, e.g. max,sve=off")
+    ap.add_argument("--model-dir", default="models/open_nsfw", help="the model folder to profile")
     ap.add_argument("--variant", default="int8", choices=["float", "int8"])
     ap.add_argument("--runs", type=int, default=2, help="extra inferences in the second run")
     ap.add_argument("--top", type=int, default=25)
@@ -70,7 +72,7 @@ def main() -> int:
         plugin = tmp / "insn_profile.so"
         cc = os.environ.get("CC", "cc")
         subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(plugin), str(PLUGIN_SRC)], check=True)
-        base = [args.prescreen, "bench-infer", "--variant", args.variant, "--runs"]
+        base = [args.prescreen, "bench-infer", "--model-dir", args.model_dir, "--variant", args.variant, "--runs"]
         one = blocks(plugin, args.cpu, base + ["1"], tmp / "one")
         more = blocks(plugin, args.cpu, base + [str(1 + args.runs)], tmp / "more")
     # The load address: the candidate that puts the most executed instructions inside the binary.

@@ -22,13 +22,16 @@
 //! ```no_run
 //! use prescreen_runtime::{frame::{Frame, Plane, Rotation}, manifest::Variant, screener::Screener};
 //! # fn main() -> prescreen_runtime::Result<()> {
-//! let mut screener = Screener::open("models/open_nsfw", Variant::Float)?;
+//! let mut screener = Screener::open("models/nsfwjs", Variant::Float)?;
 //! let (y, uv) = (vec![16u8; 1920 * 1080], vec![128u8; 1920 * 540]);
 //! let frame = Frame::nv12(1920, 1080, Plane::new(&y, 1920), Plane::new(&uv, 1920))?
 //!     .with_orientation(Rotation::R90, false)
 //!     .with_timestamp_us(33_333);
 //! let result = screener.screen(&frame)?;
-//! println!("nsfw {:.4}", result.scores.probabilities[1]);
+//! let labels = &screener.model().manifest().output.labels; // Drawing, Hentai, Neutral, Porn, Sexy
+//! for (label, p) in labels.iter().zip(&result.scores.probabilities) {
+//!     println!("{label} {p:.4}");
+//! }
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
