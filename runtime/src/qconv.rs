@@ -37,6 +37,46 @@ use std::cell::RefCell;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+/// The tract operator traits of one of this module's convolutions: each takes one f32 tensor of
+/// `geometry.channels x height x width` values and writes `out_shape` through its inherent
+/// `convolve(input, out, self.$kernel)`; `info` is its inherent `describe()`.
+macro_rules! f32_convolution_op {
+    ($op:ty, $name:literal, $kernel:ident) => {
+        impl Op for $op {
+            fn name(&self) -> StaticName {
+                $name.into()
+            }
+
+            fn info(&self) -> TractResult<Vec<String>> {
+                Ok(vec![self.describe()])
+            }
+
+            op_as_typed_op!();
+        }
+
+        impl EvalOp for $op {
+            op_out_of_plan!();
+
+            fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+                let g = &self.geometry;
+                let len = g.channels * g.height * g.width;
+                $crate::qconv::eval_into(&inputs, len, &self.out_shape, |input, out| {
+                    self.convolve(input, out, self.$kernel)
+                })
+            }
+        }
+
+        impl TypedOp for $op {
+            fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+                ensure!(inputs[0].datum_type == f32::datum_type());
+                Ok(tvec!(f32::fact(self.out_shape.clone())))
+            }
+
+            as_op!();
+        }
+    };
+}
+
 mod depthwise;
 mod float_depthwise;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -1248,14 +1288,13 @@ mod arm {
     }
 }
 
-impl Op for QConv {
-    fn name(&self) -> StaticName {
-        "QConv".into()
-    }
+f32_convolution_op!(QConv, "QConv", kernel);
 
-    fn info(&self) -> TractResult<Vec<String>> {
+impl QConv {
+    /// The operator's line in tract's graph dumps.
+    fn describe(&self) -> String {
         let g = &self.geometry;
-        Ok(vec![format!(
+        format!(
             "{}x{} {}→{} on {}x{}, pad {:?}, input zero point {}, requantized: {}",
             g.kernel[0],
             g.kernel[1],
@@ -1266,26 +1305,12 @@ impl Op for QConv {
             g.pad,
             self.in_zero,
             self.requantize.is_some()
-        )])
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for QConv {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let g = &self.geometry;
-        let len = g.channels * g.height * g.width;
-        eval_into(&inputs, len, &self.out_shape, |input, out| {
-            self.convolve(input, out, self.kernel)
-        })
+        )
     }
 }
 
-/// The `eval` of both integer operators: checks that the input holds `len` values, then runs
-/// `convolve` into a new f32 tensor of `out_shape`.
+/// The `eval` of the three convolution operators (`f32_convolution_op!`): checks that the input
+/// holds `len` values, then runs `convolve` into a new f32 tensor of `out_shape`.
 fn eval_into(
     inputs: &TVec<TValue>,
     len: usize,
@@ -1296,7 +1321,7 @@ fn eval_into(
     let input = input.as_slice::<f32>()?;
     ensure!(
         input.len() == len,
-        "integer convolution input has {} values, expected {len}",
+        "convolution input has {} values, expected {len}",
         input.len()
     );
     let mut output = Tensor::zero::<f32>(out_shape)?;
@@ -1305,15 +1330,6 @@ fn eval_into(
         convolve(input, out.as_slice_mut::<f32>()?);
     }
     Ok(tvec!(output.into_tvalue()))
-}
-
-impl TypedOp for QConv {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs[0].datum_type == f32::datum_type());
-        Ok(tvec!(f32::fact(self.out_shape.clone())))
-    }
-
-    as_op!();
 }
 
 #[cfg(test)]

@@ -638,14 +638,13 @@ mod arm {
     }
 }
 
-impl Op for QDepthwise {
-    fn name(&self) -> StaticName {
-        "QDepthwise".into()
-    }
+f32_convolution_op!(QDepthwise, "QDepthwise", kernel);
 
-    fn info(&self) -> TractResult<Vec<String>> {
+impl QDepthwise {
+    /// The operator's line in tract's graph dumps.
+    fn describe(&self) -> String {
         let g = &self.geometry;
-        Ok(vec![format!(
+        format!(
             "{}x{} depthwise, {} channels on {}x{}, stride {:?}, pad {:?}, input zero point {}, \
              requantized: {}",
             g.kernel[0],
@@ -657,31 +656,8 @@ impl Op for QDepthwise {
             g.pad,
             self.in_zero,
             self.requantize.is_some()
-        )])
+        )
     }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for QDepthwise {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let g = &self.geometry;
-        let len = g.channels * g.height * g.width;
-        eval_into(&inputs, len, &self.out_shape, |input, out| {
-            self.convolve(input, out, self.kernel)
-        })
-    }
-}
-
-impl TypedOp for QDepthwise {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs[0].datum_type == f32::datum_type());
-        Ok(tvec!(f32::fact(self.out_shape.clone())))
-    }
-
-    as_op!();
 }
 
 #[cfg(test)]

@@ -377,41 +377,17 @@ mod x86 {
     }
 }
 
-impl Op for FloatDepthwise {
-    fn name(&self) -> StaticName {
-        "FloatDepthwise".into()
-    }
+f32_convolution_op!(FloatDepthwise, "FloatDepthwise", simd);
 
-    fn info(&self) -> TractResult<Vec<String>> {
+impl FloatDepthwise {
+    /// The operator's line in tract's graph dumps.
+    fn describe(&self) -> String {
         let g = &self.geometry;
-        Ok(vec![format!(
+        format!(
             "{}x{} depthwise, {} channels on {}x{}, stride {:?}, pad {:?}, {:?}",
             g.kernel[0], g.kernel[1], g.channels, g.height, g.width, g.stride, g.pad, self.simd
-        )])
+        )
     }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for FloatDepthwise {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let g = &self.geometry;
-        let len = g.channels * g.height * g.width;
-        eval_into(&inputs, len, &self.out_shape, |input, out| {
-            self.convolve(input, out, self.simd)
-        })
-    }
-}
-
-impl TypedOp for FloatDepthwise {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs[0].datum_type == f32::datum_type());
-        Ok(tvec!(f32::fact(self.out_shape.clone())))
-    }
-
-    as_op!();
 }
 
 #[cfg(test)]
