@@ -322,27 +322,11 @@ impl QConv {
     ) -> TractResult<QConv> {
         let g = &geometry;
         ensure!(g.is_valid(), "convolution geometry out of range: {g:?}");
-        let (oh, ow) = g.output();
-        ensure!(
-            out_shape.iter().product::<usize>() == g.out_channels * oh * ow,
-            "output shape {out_shape:?} does not hold {} × {oh} × {ow}",
-            g.out_channels
-        );
+        check_output_shape(&out_shape, g.out_channels, g.output())?;
         let taps = g.taps();
         ensure!(weights.len() == g.out_channels * g.channels * taps);
-        ensure!(weight_scales.len() == g.out_channels);
-        ensure!(in_scale.is_finite() && in_scale > 0.0);
-        ensure!(weight_scales.iter().all(|s| s.is_finite()));
-        let bias = match bias {
-            Some(b) => {
-                ensure!(b.len() == g.out_channels);
-                b.to_vec()
-            }
-            None => vec![0.0; g.out_channels],
-        };
-        if let Some(r) = requantize {
-            ensure!(r.inv_scale.is_finite() && r.inv_scale > 0.0 && r.scale.is_finite());
-        }
+        check_quantization(in_scale, weight_scales, requantize, g.out_channels)?;
+        let bias = channel_bias(bias, g.out_channels)?;
         let groups = g.groups();
         let blocks = g.out_channels.div_ceil(BLOCK_O);
         let mut packed = vec![0i8; blocks * taps * groups * BLOCK_O * 4];
@@ -1306,6 +1290,47 @@ impl QConv {
             self.in_zero,
             self.requantize.is_some()
         )
+    }
+}
+
+/// Checks that `out_shape` holds `channels × oh × ow` values (a constructor's check).
+fn check_output_shape(
+    out_shape: &[usize],
+    channels: usize,
+    (oh, ow): (usize, usize),
+) -> TractResult<()> {
+    ensure!(
+        out_shape.iter().product::<usize>() == channels * oh * ow,
+        "output shape {out_shape:?} does not hold {channels} × {oh} × {ow}"
+    );
+    Ok(())
+}
+
+/// Checks an integer operator's scales: a finite positive input scale, one finite weight scale
+/// per output channel, and a usable requantization.
+fn check_quantization(
+    in_scale: f32,
+    weight_scales: &[f32],
+    requantize: Option<Requantize>,
+    channels: usize,
+) -> TractResult<()> {
+    ensure!(weight_scales.len() == channels);
+    ensure!(in_scale.is_finite() && in_scale > 0.0);
+    ensure!(weight_scales.iter().all(|s| s.is_finite()));
+    if let Some(r) = requantize {
+        ensure!(r.inv_scale.is_finite() && r.inv_scale > 0.0 && r.scale.is_finite());
+    }
+    Ok(())
+}
+
+/// The bias per output channel: `bias`, which must have `channels` values, or zeros.
+fn channel_bias(bias: Option<&[f32]>, channels: usize) -> TractResult<Vec<f32>> {
+    match bias {
+        Some(b) => {
+            ensure!(b.len() == channels);
+            Ok(b.to_vec())
+        }
+        None => Ok(vec![0.0; channels]),
     }
 }
 

@@ -178,27 +178,11 @@ impl QDepthwise {
     ) -> TractResult<QDepthwise> {
         let g = &geometry;
         ensure!(g.is_valid(), "depthwise geometry out of range: {g:?}");
-        let (oh, ow) = g.output();
-        ensure!(
-            out_shape.iter().product::<usize>() == g.channels * oh * ow,
-            "output shape {out_shape:?} does not hold {} × {oh} × {ow}",
-            g.channels
-        );
+        check_output_shape(&out_shape, g.channels, g.output())?;
         let [kh, kw] = g.kernel;
         ensure!(weights.len() == g.channels * kh * kw);
-        ensure!(weight_scales.len() == g.channels);
-        ensure!(in_scale.is_finite() && in_scale > 0.0);
-        ensure!(weight_scales.iter().all(|s| s.is_finite()));
-        let bias = match bias {
-            Some(b) => {
-                ensure!(b.len() == g.channels);
-                b.to_vec()
-            }
-            None => vec![0.0; g.channels],
-        };
-        if let Some(r) = requantize {
-            ensure!(r.inv_scale.is_finite() && r.inv_scale > 0.0 && r.scale.is_finite());
-        }
+        check_quantization(in_scale, weight_scales, requantize, g.channels)?;
+        let bias = channel_bias(bias, g.channels)?;
         let packed = weights
             .chunks(kw)
             .map(|row| {

@@ -109,20 +109,9 @@ impl FloatDepthwise {
     ) -> TractResult<FloatDepthwise> {
         let g = &geometry;
         ensure!(g.is_valid(), "depthwise geometry out of range: {g:?}");
-        let (oh, ow) = g.output();
-        ensure!(
-            out_shape.iter().product::<usize>() == g.channels * oh * ow,
-            "output shape {out_shape:?} does not hold {} × {oh} × {ow}",
-            g.channels
-        );
+        check_output_shape(&out_shape, g.channels, g.output())?;
         ensure!(weights.len() == g.channels * g.kernel[0] * g.kernel[1]);
-        let bias = match bias {
-            Some(b) => {
-                ensure!(b.len() == g.channels);
-                b.to_vec()
-            }
-            None => vec![0.0; g.channels],
-        };
+        let bias = channel_bias(bias, g.channels)?;
         Ok(FloatDepthwise {
             geometry,
             weights: weights.to_vec(),
