@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CARGO ?= cargo
 MVN ?= mvn
 
-.PHONY: demo test nsfwjs test-host lane-x86 lane-arm fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
+.PHONY: ort-arm bench-arm demo test nsfwjs test-host lane-x86 lane-arm fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -280,6 +280,34 @@ bench: model nsfwjs
 	$(CARGO) build --release
 	$(VPY) benches/anchors.py
 	$(VPY) benches/side_by_side.py $(if $(wildcard $(MOBILE_LIB)),--lib $(MOBILE_LIB))
+
+# aarch64 side by side with onnxruntime (issue 18), under qemu, counting guest instructions:
+# onnxruntime's own aarch64 library from its Maven Central jar (checksums pinned; nothing else is
+# downloaded), `ort-bench` (benches/arm/ort-bench, outside the workspace) built for aarch64, the
+# release harness for aarch64, then benches/arm/instructions.py with both engines (README,
+# "aarch64 (phones)"). The counts took 11 minutes on 2 cores; the aarch64 release build about 20
+# more when cold.
+ORT_VERSION := 1.23.2
+ORT_JAR_SHA256 := e0ab4a1af57d2da09097202f2dfd691e390c82e81183314788ccde4cf7c3cc38
+ORT_ARM_SHA256 := 648ffa64fbe027ae27139109410900cf776a030dec2dbbac51053318cc44c286
+ORT_DIR := target/onnxruntime-$(ORT_VERSION)
+ORT_ARM_LIB := $(ORT_DIR)/linux-aarch64/libonnxruntime.so
+ORT_BENCH := target/ort-bench/$(ARM)/release/ort-bench
+ort-arm: arm-tools
+	@[ -e /usr/lib/aarch64-linux-gnu/libstdc++.so.6 ] || { \
+		echo "onnxruntime's aarch64 library needs the aarch64 C++ library: apt-get install libstdc++6:arm64" >&2; exit 1; }
+	$(MVN) -B -q --no-transfer-progress dependency:copy \
+		-Dartifact=com.microsoft.onnxruntime:onnxruntime:$(ORT_VERSION) -DoutputDirectory=$(ORT_DIR)
+	echo "$(ORT_JAR_SHA256)  $(ORT_DIR)/onnxruntime-$(ORT_VERSION).jar" | sha256sum --check --quiet
+	unzip -o -q -j $(ORT_DIR)/onnxruntime-$(ORT_VERSION).jar \
+		ai/onnxruntime/native/linux-aarch64/libonnxruntime.so -d $(ORT_DIR)/linux-aarch64
+	echo "$(ORT_ARM_SHA256)  $(ORT_ARM_LIB)" | sha256sum --check --quiet
+	RUSTC=$(ARM_RUSTC) $(CARGO) build --release --locked --manifest-path benches/arm/ort-bench/Cargo.toml \
+		--target $(ARM) --target-dir target/ort-bench
+bench-arm: ort-arm nsfwjs
+	RUSTC=$(ARM_RUSTC) $(CARGO) build --release --target $(ARM) --target-dir target/arm -p prescreen \
+		--no-default-features
+	python3 benches/arm/instructions.py --onnxruntime-lib $(ORT_ARM_LIB) --ort-bench $(ORT_BENCH)
 
 # The Android library built for this host with the profile the phones get (`mobile`: fat LTO, one
 # codegen unit, stripped), and its size. The same crate and profile as mobile/android/build-native.sh.

@@ -5,6 +5,7 @@ files at three emulated CPUs.
     python3 benches/arm/instructions.py [--prescreen target/arm/aarch64-unknown-linux-gnu/release/prescreen]
                                         [--models models/open_nsfw models/nsfwjs]
                                         [--cpus max,sve=off cortex-a76 cortex-a72] [--runs 3]
+                                        [--onnxruntime-lib LIB [--ort-bench BIN]]
 
 No ARM hardware is reachable here, and time under emulation says nothing about a phone. What
 emulation does give exactly is the number of guest instructions a program executes: the TCG
@@ -21,6 +22,11 @@ CPUs (qemu `-cpu` values, one argument each): `max,sve=off` has every extension 
 but SVE (dotprod and i8mm included; nothing here uses SVE, and with it glibc's string functions
 take SVE versions, which count differently and emulate ten times slower), `cortex-a76` has dotprod
 and not i8mm (the most common phone core today), `cortex-a72` has neither.
+
+With `--onnxruntime-lib` (onnxruntime's own aarch64 library; `make bench-arm` fetches it and builds
+`ort-bench`), every configuration also runs benches/arm/ort-bench, which runs that library on the
+same file and golden input the way bench-infer runs prescreen (and fails unless its output is the
+manifest's golden one), counted the same way; the last table gives prescreen / onnxruntime.
 """
 
 from __future__ import annotations
@@ -61,6 +67,24 @@ def count(plugin: Path, cpu: str, argv: list[str], tmp: Path) -> tuple[int, dict
     return int(outfile.read_text().strip()), result
 
 
+def measure(plugin: Path, cpu: str, argv: list[str], runs: int, tmp: Path) -> dict:
+    """Instructions of one inference and of loading for a bench-infer-like command (its argv ends
+    with `--runs`): two runs, with 1 and with 1 + `runs` timed inferences after the first result."""
+    one, result = count(plugin, cpu, argv + ["1"], tmp)
+    more, _ = count(plugin, cpu, argv + [str(1 + runs)], tmp)
+    per = (more - one) / runs
+    # The first result, then --runs more: 2 inferences in `one`.
+    load = one - 2 * per
+    return {
+        "kernel": result.get("integer_kernel"),
+        "integer_convolutions": result.get("integer_convolutions"),
+        "float_depthwise_convolutions": result.get("float_depthwise_convolutions"),
+        "instructions_per_inference": round(per),
+        "load_instructions": round(load),
+        "output": result["output"],
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -81,6 +105,12 @@ def main() -> int:
         action="store_true",
         help="the f32 depthwise convolutions on tract's kernel (prescreen bench-infer --tract-depthwise)",
     )
+    ap.add_argument("--onnxruntime-lib", help="onnxruntime's aarch64 libonnxruntime.so: also count onnxruntime")
+    ap.add_argument(
+        "--ort-bench",
+        default=str(ROOT / "target/ort-bench/aarch64-unknown-linux-gnu/release/ort-bench"),
+        help="the aarch64 build of benches/arm/ort-bench",
+    )
     ap.add_argument("--json", help="also write the table as JSON here")
     args = ap.parse_args()
     if args.runs < 1:
@@ -96,43 +126,41 @@ def main() -> int:
                 for variant in ("float", "int8"):
                     base = [args.prescreen, "bench-infer", "--model-dir", model, "--variant", variant]
                     base += ["--tract-depthwise"] * args.tract_depthwise + ["--runs"]
-                    one, result = count(plugin, cpu, base + ["1"], tmp)
-                    more, _ = count(plugin, cpu, base + [str(1 + args.runs)], tmp)
-                    per = (more - one) / args.runs
-                    # bench-infer runs the first result, then --runs more: 2 inferences in `one`.
-                    load = one - 2 * per
-                    output = result["output"]
-                    rows.append(
-                        {
-                            "model": name,
-                            "cpu": cpu,
-                            "variant": variant,
-                            "kernel": result.get("integer_kernel"),
-                            "integer_convolutions": result.get("integer_convolutions"),
-                            "float_depthwise_convolutions": result.get("float_depthwise_convolutions"),
-                            "instructions_per_inference": round(per),
-                            "load_instructions": round(load),
-                            "output": output,
-                        }
-                    )
-                    r = rows[-1]
-                    top = max(range(len(output)), key=output.__getitem__)
-                    print(
-                        f"{name:<10} {cpu:<12} {variant:<6}"
-                        f" {r['instructions_per_inference'] / 1e6:9.1f} M per inference"
-                        f"  {r['load_instructions'] / 1e6:9.1f} M load"
-                        f"  kernel {r['kernel'] or 'tract f32'} ({r['integer_convolutions']} convolutions,"
-                        f" {r['float_depthwise_convolutions']} f32 depthwise)"
-                        f"  top class {top} {output[top]:.5f}",
-                        flush=True,
-                    )
+                    engines = [("prescreen", base)]
+                    if args.onnxruntime_lib:
+                        lib = str(Path(args.onnxruntime_lib).resolve())
+                        ort = [args.ort_bench, "--lib", lib, "--model-dir", model, "--variant", variant]
+                        engines.append(("onnxruntime", ort + ["--runs"]))
+                    for engine, argv in engines:
+                        key = {"engine": engine, "model": name, "cpu": cpu, "variant": variant}
+                        rows.append(key | measure(plugin, cpu, argv, args.runs, tmp))
+                        r = rows[-1]
+                        output = r["output"]
+                        top = max(range(len(output)), key=output.__getitem__)
+                        where = (
+                            f"kernel {r['kernel'] or 'tract f32'} ({r['integer_convolutions']} convolutions,"
+                            f" {r['float_depthwise_convolutions']} f32 depthwise)"
+                            if engine == "prescreen"
+                            else "onnxruntime"
+                        )
+                        print(
+                            f"{name:<10} {cpu:<12} {variant:<6}"
+                            f" {r['instructions_per_inference'] / 1e6:9.1f} M per inference"
+                            f"  {r['load_instructions'] / 1e6:9.1f} M load"
+                            f"  {where}  top class {top} {output[top]:.5f}",
+                            flush=True,
+                        )
     print()
     print(f"{'model':<10} {'cpu':<12} {'int8 / float':>12}")
     for model in args.models:
         name = Path(model).name
         for cpu in args.cpus:
             f, q = (
-                next(r for r in rows if r["model"] == name and r["cpu"] == cpu and r["variant"] == v)
+                next(
+                    r
+                    for r in rows
+                    if r["engine"] == "prescreen" and r["model"] == name and r["cpu"] == cpu and r["variant"] == v
+                )
                 for v in ("float", "int8")
             )
             ratio = q["instructions_per_inference"] / f["instructions_per_inference"]
@@ -145,13 +173,35 @@ def main() -> int:
         for cpu in args.cpus:
             for variant in ("float", "int8"):
                 cells = (
-                    next(r for r in rows if r["model"] == n and r["cpu"] == cpu and r["variant"] == variant)
+                    next(
+                        r
+                        for r in rows
+                        if r["engine"] == "prescreen" and r["model"] == n and r["cpu"] == cpu and r["variant"] == variant
+                    )
                     for n in names
                 )
                 print(
                     f"{cpu:<12} {variant:<7}"
                     + "".join(f" {r['instructions_per_inference'] / 1e6:>12.1f}" for r in cells)
                 )
+    if args.onnxruntime_lib:
+        # The two engines on the same file at the same CPU (issue 18's targets).
+        print()
+        print(f"{'model':<10} {'cpu':<12} {'variant':<7} {'prescreen M':>12} {'onnxruntime M':>14} {'ratio':>7}")
+        for model in args.models:
+            name = Path(model).name
+            for cpu in args.cpus:
+                for variant in ("float", "int8"):
+                    p, o = (
+                        next(
+                            r
+                            for r in rows
+                            if r["engine"] == e and r["model"] == name and r["cpu"] == cpu and r["variant"] == variant
+                        )
+                        for e in ("prescreen", "onnxruntime")
+                    )
+                    a, b = p["instructions_per_inference"], o["instructions_per_inference"]
+                    print(f"{name:<10} {cpu:<12} {variant:<7} {a / 1e6:>12.1f} {b / 1e6:>14.1f} {a / b:>7.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
