@@ -676,6 +676,23 @@ tolerance = 0.1
         );
     }
 
+    /// Kills `Filter::rounds_between_passes` returning `true` or `false`: the manifest's filter
+    /// name decides whether packed pixels are rounded to 8 bits between the two resize passes
+    /// (PIL's `bilinear`) or kept exact (TensorFlow's `bilinear_align_corners`).
+    #[test]
+    fn only_the_pil_filter_rounds_between_passes() {
+        let pil = accepted(BASE).input.resize.filter;
+        assert_eq!(pil, Filter::Bilinear);
+        assert!(pil.rounds_between_passes());
+        let tf = with(&[(
+            "filter = \"bilinear\"",
+            "filter = \"bilinear_align_corners\"",
+        )]);
+        let tf = accepted(&tf).input.resize.filter;
+        assert_eq!(tf, Filter::BilinearAlignCorners);
+        assert!(!tf.rounds_between_passes());
+    }
+
     /// Kills `rgb_source` returning a constant array.
     #[test]
     fn rgb_source_follows_the_channel_order() {
