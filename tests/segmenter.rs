@@ -602,11 +602,40 @@ fn blocky(w: u32, h: u32, block: u32, value: impl Fn(u32, u32) -> u8) -> Vec<u8>
 
 /// The signature is the mean luma of a 4x4 lattice in each of its 32x18 cells, computed here
 /// independently: at 128x72 the lattice is every pixel, so a cell is the mean of its 4x4 pixels;
-/// at 256x144 it is the odd pixels, one per 2x2 block. Fails on any change to the lattice
-/// positions, the cell sums or the mean.
+/// at 256x144 it is the centre of each 2x2 block, the odd pixel (a picture of 2x2 blocks, then
+/// one whose every pixel differs, where only the odd ones may count). Fails on any change to the
+/// lattice positions (e.g. `2 * gx + 1` becoming `2 * gx * 1`, across or down), the cell sums or
+/// the mean.
 #[test]
 fn the_signature_is_the_mean_luma_of_each_cell() {
     let value = |bx: u32, by: u32| ((bx * 37 + by * 91 + (bx * by) % 17) % 251) as u8;
+    // Neighbouring pixels differ (by 37 across, 91 down, mod 251).
+    let pixelwise = value;
+    let mut sig = Signature::default();
+    let (w, h) = (256u32, 144u32);
+    let y = blocky(w, h, 1, pixelwise);
+    let uv = vec![128u8; (w * h / 2) as usize];
+    let f = Frame::nv12(
+        w,
+        h,
+        Plane::new(&y, w as usize),
+        Plane::new(&uv, w as usize),
+    )
+    .unwrap();
+    sig.compute(&f);
+    let mut want = Vec::new();
+    for cy in 0..Signature::HEIGHT as u32 {
+        for cx in 0..Signature::WIDTH as u32 {
+            let mut sum = 0u32;
+            for j in 0..4 {
+                for i in 0..4 {
+                    sum += pixelwise(2 * (cx * 4 + i) + 1, 2 * (cy * 4 + j) + 1) as u32;
+                }
+            }
+            want.push((sum / 16) as u8);
+        }
+    }
+    assert_eq!(sig.cells, want, "odd pixels of {w}x{h}");
     for (w, h, block) in [(128u32, 72u32, 1u32), (256, 144, 2)] {
         let y = blocky(w, h, block, value);
         let uv = vec![128u8; (w * h / 2) as usize];
@@ -860,11 +889,6 @@ fn blurred(picture: &[Vec<f64>], size: usize, down: bool) -> Vec<Vec<f64>> {
             })
             .collect()
     };
-    let transposed = |p: &[Vec<f64>]| -> Vec<Vec<f64>> {
-        (0..p[0].len())
-            .map(|x| p.iter().map(|row| row[x]).collect())
-            .collect()
-    };
     let mut p = picture.to_vec();
     for _ in 0..3 {
         p = across(&p);
@@ -873,6 +897,13 @@ fn blurred(picture: &[Vec<f64>], size: usize, down: bool) -> Vec<Vec<f64>> {
         }
     }
     p
+}
+
+/// `picture` turned a quarter: rows become columns.
+fn transposed(p: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    (0..p[0].len())
+        .map(|x| p.iter().map(|row| row[x]).collect())
+        .collect()
 }
 
 /// Two checkerboards added, of 37- and 7-pixel squares (not multiples of the lattice's
@@ -920,6 +951,10 @@ fn sharpness_separates_sharp_from_blurred_pictures_and_ignores_contrast() {
     assert!(defocused.sharpness < 0.04, "defocus: {defocused:?}");
     let panned = quality_of_picture(&blurred(&board, 16, false));
     assert!(panned.sharpness < 0.04, "motion across: {panned:?}");
+    // Motion down alone: the board turned a quarter, blurred across, turned back. Fails if the
+    // coarse energy down (or any one of the four sums) stopped adding up.
+    let tilted = quality_of_picture(&transposed(&blurred(&transposed(&board), 16, false)));
+    assert!(tilted.sharpness < 0.04, "motion down: {tilted:?}");
 
     let flat = quality_of(320, 240, |_, _| 77);
     assert_eq!(
@@ -929,6 +964,32 @@ fn sharpness_separates_sharp_from_blurred_pictures_and_ignores_contrast() {
     // A gentle ramp: coarse differences under the flat energy in both directions.
     let ramp = quality_of(320, 240, |x, y| (40 + x / 8 + y / 8) as u8);
     assert_eq!(ramp.sharpness, 1.0, "{ramp:?}");
+}
+
+/// Sharpness worked out by hand on a picture made for it. At 768x144 the fine step is 1 pixel and
+/// the coarse one 8; the lattice columns are x = 6 gx + 3 and its rows y = 2 gy + 1, and the
+/// energy is summed where gx and gy are both even: x = 12k + 3, y = 4m + 1. Rows y = 4m + 1 hold
+/// stripes 8 pixels wide, 100 and 102; the other rows are 100. So across, every coarse difference
+/// is 2 (a mean of exactly 4.0 levels², the flat energy, which is not flat), and the fine one is 2
+/// at x = 24k + 15 (x + 1 starts a stripe), half the points: a mean of 2.0. Down, the coarse step
+/// keeps the row phase (only the last row, clamped at the bottom edge, meets a plain row): a mean
+/// far under the flat energy, so flat. Sharpness is 2.0 / 4.0 = 0.5 exactly.
+///
+/// Fails if the flat test became `<=` (1.0), the mean's point count changed (`gw / 2` -> `gw * 2`
+/// makes the coarse mean 1.0: flat), the energy took other lattice points (`gy % 2 != 0` reads the
+/// plain rows: flat; `gx % 2 != 0` finds no fine difference: 0; `||` for `&&` doubles the coarse
+/// sum: 0.25) or the coarse step is not 8 fine ones (`fine + 8`).
+#[test]
+fn sharpness_at_exactly_the_flat_energy_is_measured() {
+    let q = quality_of(768, 144, |x, y| {
+        if y % 4 == 1 {
+            100 + 2 * ((x / 8) % 2) as u8
+        } else {
+            100
+        }
+    });
+    assert_eq!(q.sharpness, 0.5, "{q:?}");
+    assert_eq!(q.short_side, 144);
 }
 
 /// The gate skips frames strictly below its sharpness or its side, and nothing when disabled.

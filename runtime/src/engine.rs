@@ -945,6 +945,94 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Counts, sums and the maximum of recorded samples. Fails if `record` dropped the sample or
+    /// one of its counters, or if `count`, `total` or `max` returned a constant.
+    #[test]
+    fn a_histogram_counts_sums_and_keeps_the_maximum() {
+        let mut h = Histogram::default();
+        for us in [3, 10_000, 250] {
+            h.record(Duration::from_micros(us));
+        }
+        assert_eq!(h.count(), 3);
+        assert_eq!(h.total(), Duration::from_micros(10_253));
+        assert_eq!(h.max(), Duration::from_millis(10));
+    }
+
+    /// A quantile is the sample's value rounded up to its bucket's upper edge: never below the
+    /// true quantile, at most 19 % above it, and never above the maximum. 100 samples: 50 of
+    /// 100 µs, 49 of 1 ms, one of 50 ms. Fails if the bucket index, the rank, the running count,
+    /// its comparison or the edge changed, or if an empty histogram's guard was inverted.
+    #[test]
+    fn quantiles_round_up_to_their_bucket_by_at_most_19_percent() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile(0.5), Duration::ZERO);
+        for (us, n) in [(100u64, 50), (1_000, 49), (50_000, 1)] {
+            for _ in 0..n {
+                h.record(Duration::from_micros(us));
+            }
+        }
+        let within = |q: f64, true_us: u64| {
+            let got = h.quantile(q).as_micros() as u64;
+            assert!(
+                true_us <= got && got * 100 <= true_us * 119,
+                "q {q}: {got} us for {true_us} us"
+            );
+        };
+        within(0.0, 100);
+        within(0.5, 100);
+        within(0.51, 1_000);
+        within(0.98, 1_000);
+        assert_eq!(h.quantile(1.0), Duration::from_millis(50));
+    }
+
+    /// `accounted` holds when every frame seen is in exactly one of the seven outcome counters,
+    /// whichever it is, and fails when one is missing or counted twice. Fails if a counter left
+    /// the sum, a `+` became `-`, or the `==` was inverted.
+    #[test]
+    fn every_outcome_counter_takes_part_in_the_accounting() {
+        let outcomes: [fn(&mut Metrics) -> &mut u64; 7] = [
+            |m| &mut m.rejected,
+            |m| &mut m.rate_skipped,
+            |m| &mut m.low_quality,
+            |m| &mut m.gated,
+            |m| &mut m.dropped,
+            |m| &mut m.scored,
+            |m| &mut m.failed,
+        ];
+        assert!(Metrics::default().accounted());
+        for (i, counter) in outcomes.iter().enumerate() {
+            let mut m = Metrics {
+                seen: 3,
+                ..Metrics::default()
+            };
+            *counter(&mut m) = 2;
+            *outcomes[(i + 1) % 7](&mut m) = 1;
+            assert!(m.accounted(), "counter {i}");
+            m.seen = 2;
+            assert!(!m.accounted(), "counter {i} seen 2");
+            m.seen = 4;
+            assert!(!m.accounted(), "counter {i} seen 4");
+        }
+    }
+
+    /// A thumbnail's debug form names its time and size and never prints its pixels. Fails if the
+    /// `Debug` impl printed nothing.
+    #[test]
+    fn a_thumbnails_debug_form_has_no_pixels() {
+        let t = Thumbnail {
+            timestamp_us: 1_234_567,
+            width: 2,
+            height: 1,
+            rgb: vec![201, 202, 203, 204, 205, 206],
+        };
+        let text = format!("{t:?}");
+        assert!(text.starts_with("Thumbnail"), "{text}");
+        for shown in ["1234567", "width: 2", "height: 1"] {
+            assert!(text.contains(shown), "{text}");
+        }
+        assert!(!text.contains("201") && !text.contains("rgb"), "{text}");
+    }
+
     proptest! {
         /// The plane copy gives exactly the rows' bytes, for any stride, row length and offset.
         #[test]
