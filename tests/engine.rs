@@ -557,15 +557,30 @@ fn flagged_intervals_reach_the_server_as_exactly_their_reports() {
     );
 }
 
+/// Dropping an engine stops and joins its worker (which owns the sink, so the sink is gone when
+/// `drop` returns); finishing an engine that saw no frame accounts for nothing. Its debug form
+/// names the model's labels. Fails if `Drop` did nothing (the worker, and the sink, would live
+/// on) or `Debug` printed nothing.
 #[test]
 fn drop_and_finish_stop_the_worker_cleanly() {
     let model = redness();
     let p = policy(&[("[labels.nsfw]", "[labels.red]")]);
-    let (sink, _rx) = collect();
+    let (sink, rx) = collect();
     let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
+    let text = format!("{engine:?}");
+    assert!(
+        text.starts_with("Engine") && text.contains(r#"["other", "red"]"#),
+        "{text}"
+    );
     let f = solid(160, 120, [10, 200, 10], 0);
     assert_eq!(engine.submit(&f.frame().unwrap()), Submitted::Accepted);
     drop(engine); // joins the worker; must not hang or panic
+    rx.try_iter().for_each(drop);
+    assert_eq!(
+        rx.try_recv().unwrap_err(),
+        mpsc::TryRecvError::Disconnected,
+        "the worker, owner of the sink, has ended"
+    );
     let (sink, _rx) = collect();
     let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
     let m = engine.finish();
@@ -737,5 +752,276 @@ fn a_frame_that_fails_in_the_worker_is_counted_and_reported() {
             "{after:?}"
         );
         assert!(after.accounted(), "{after:?}");
+    }
+}
+
+/// A lent buffer that holds its first `frame()` call (made by `submit` on the camera thread)
+/// until the test lets it go: the engine can be finished in between.
+struct Held {
+    frame: OwnedFrame,
+    entered: Arc<std::sync::Barrier>,
+    go: Arc<std::sync::Barrier>,
+    calls: std::sync::atomic::AtomicUsize,
+    returned: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CameraBuffer for Held {
+    fn frame(&self) -> Result<Frame<'_>, FrameError> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            self.entered.wait();
+            self.go.wait();
+        }
+        self.frame.frame()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.returned
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A frame whose `submit` began before `finish` and reaches the hand-over after it is `Closed`
+/// (never left waiting for a worker that is gone), counted as rejected, and its buffer goes back.
+/// The race is made deterministic by a buffer that holds `submit` inside it while the test
+/// finishes the engine. Fails if the hand-over checked `finishing && stopping` instead of `||`.
+#[test]
+fn a_frame_offered_while_the_engine_finishes_is_closed() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let model = redness();
+    let p = policy(&[("[labels.nsfw]", "[labels.red]")]);
+    let (sink, _rx) = collect();
+    let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
+    let (entered, go) = (
+        Arc::new(std::sync::Barrier::new(2)),
+        Arc::new(std::sync::Barrier::new(2)),
+    );
+    let returned = Arc::new(AtomicUsize::new(0));
+    let held = Held {
+        frame: solid(192, 128, [200, 30, 30], 0),
+        entered: entered.clone(),
+        go: go.clone(),
+        calls: AtomicUsize::new(0),
+        returned: returned.clone(),
+    };
+    let outcome = std::thread::scope(|scope| {
+        let submitting = scope.spawn(|| engine.submit_buffer(Box::new(held)));
+        entered.wait();
+        let m = engine.finish();
+        assert_eq!((m.seen, m.scored), (1, 0), "{m:?}");
+        go.wait();
+        submitting.join().unwrap()
+    });
+    assert_eq!(outcome, Submitted::Closed);
+    assert_eq!(returned.load(SeqCst), 1, "the buffer went back");
+    let m = engine.metrics();
+    assert_eq!((m.seen, m.rejected, m.scored), (1, 1, 0), "{m:?}");
+    assert!(m.accounted(), "{m:?}");
+}
+
+/// Detection latency (submit of the frame that crossed `enter` to the segment's opening) is
+/// timed for a segment that opens on its very crossing frame, the first frame scored
+/// (`min_duration_ms = 0`), and for one that opens 255 scored frames after it (the last of the
+/// 256 crossings kept); not for one that opens 256 frames after it. Fails if the opening looked
+/// for a crossing at another time than its own (`!=`), or if fewer than 256 were kept.
+#[test]
+fn detections_are_timed_from_their_own_crossing_within_256_frames() {
+    let model = redness();
+    for (frames_to_open, timed) in [(0u64, 1u64), (255, 1), (256, 0)] {
+        // One frame scored every 200 ms (base and burst rates at 5 per second).
+        let min = (frames_to_open * 200).to_string();
+        let p = policy(&[
+            ("[labels.nsfw]", "[labels.red]"),
+            ("window = 3", "window = 1"),
+            (
+                "min_duration_ms = 1000",
+                &format!("min_duration_ms = {min}"),
+            ),
+            ("base_fps = 2.0", "base_fps = 5.0"),
+            ("burst_fps = 6.0", "burst_fps = 5.0"),
+        ]);
+        let (sink, rx) = collect();
+        let engine = Engine::start(&model, &p, EngineOptions::default(), sink).unwrap();
+        for i in 0..=frames_to_open {
+            let f = solid(160, 120, [220, 20, 20], i as i64 * 200_000);
+            assert_eq!(engine.submit(&f.frame().unwrap()), Submitted::Accepted);
+            engine.wait_idle();
+        }
+        let opened = rx
+            .try_iter()
+            .filter(|e| matches!(e, Event::Segment(SegmentEvent::Opened(_), _)))
+            .count();
+        let m = engine.finish();
+        assert_eq!(opened, 1, "opened after {frames_to_open} frames");
+        assert_eq!(m.scored, frames_to_open + 1, "{m:?}");
+        assert_eq!(
+            m.detection.count(),
+            timed,
+            "opened {frames_to_open} frames after crossing"
+        );
+    }
+}
+
+/// A buffer of a packed frame whose rows are `pad` bytes longer than its pixels.
+struct Padded {
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    stride: usize,
+    data: Vec<u8>,
+    t_us: i64,
+}
+
+impl Padded {
+    fn new(
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+        format: PixelFormat,
+        pad: usize,
+        t_us: i64,
+    ) -> Self {
+        let bpp = format.packed_bytes_per_pixel().unwrap();
+        let stride = width as usize * bpp + pad;
+        let mut data = vec![0xA5; stride * height as usize];
+        for (row, px) in data.chunks_mut(stride).zip(rgb.chunks(width as usize * 3)) {
+            for (out, p) in row.chunks_mut(bpp).zip(px.chunks(3)) {
+                match format {
+                    PixelFormat::Rgb8 => out.copy_from_slice(p),
+                    PixelFormat::Rgba8 => out.copy_from_slice(&[p[0], p[1], p[2], 255]),
+                    PixelFormat::Bgra8 => out.copy_from_slice(&[p[2], p[1], p[0], 255]),
+                    other => unreachable!("{other}"),
+                }
+            }
+        }
+        Padded {
+            format,
+            width,
+            height,
+            stride,
+            data,
+            t_us,
+        }
+    }
+}
+
+impl CameraBuffer for Padded {
+    fn frame(&self) -> Result<Frame<'_>, FrameError> {
+        Ok(Frame::packed(
+            self.format,
+            self.width,
+            self.height,
+            &self.data,
+            self.stride,
+        )?
+        .with_timestamp_us(self.t_us))
+    }
+}
+
+/// One picture, tinted differently per frame (so the scene gate takes each), in every pixel
+/// format and in packed formats with padded rows, scores the same copied into the engine as
+/// lent to it (read where it lies). The picture's every row and column differ (and it is sharp
+/// enough for the quality gate), so a copy that got a row length or a plane's place wrong moves
+/// the score or fails the frame. Fails if the
+/// copy's packed row length (`w * bytes per pixel`) or the I420 plane splits (`w * h`,
+/// `cw * ch`) or the packed stride of the copy were wrong.
+#[test]
+fn every_pixel_format_scores_the_same_copied_as_lent() {
+    let model = redness();
+    let p = policy(&[("[labels.nsfw]", "[labels.red]")]);
+    let options = EngineOptions {
+        emit_scores: true,
+        ..EngineOptions::default()
+    };
+    let (w, h) = (192u32, 128u32);
+    let picture = |tint: u32| -> Vec<u8> {
+        (0..h)
+            .flat_map(|y| {
+                (0..w).flat_map(move |x| {
+                    [
+                        (x * 255 / w) as u8,
+                        ((y * 4 + tint * 23) % 256) as u8,
+                        ((x * 37 + y * 91) % 251) as u8,
+                    ]
+                })
+            })
+            .collect()
+    };
+    let formats = [
+        PixelFormat::Nv12,
+        PixelFormat::Nv21,
+        PixelFormat::I420,
+        PixelFormat::Yuv420,
+        PixelFormat::Rgb8,
+        PixelFormat::Rgba8,
+        PixelFormat::Bgra8,
+    ];
+    let padded = [
+        (PixelFormat::Rgb8, 5),
+        (PixelFormat::Rgba8, 12),
+        (PixelFormat::Bgra8, 64),
+    ];
+    let buffers = || -> Vec<Box<dyn CameraBuffer>> {
+        let mut all: Vec<Box<dyn CameraBuffer>> = Vec::new();
+        for (i, &format) in formats.iter().enumerate() {
+            let mut f = OwnedFrame::from_rgb(
+                &picture(i as u32),
+                w,
+                h,
+                format,
+                ColorMatrix::Bt601,
+                ColorRange::Limited,
+            )
+            .unwrap();
+            f.timestamp_us = i as i64 * 1_000_000;
+            all.push(Box::new(f));
+        }
+        for (j, &(format, pad)) in padded.iter().enumerate() {
+            let i = formats.len() + j;
+            let rgb = picture(i as u32);
+            all.push(Box::new(Padded::new(
+                &rgb,
+                w,
+                h,
+                format,
+                pad,
+                i as i64 * 1_000_000,
+            )));
+        }
+        all
+    };
+    let scores = |lend: bool| -> (Vec<(i64, Vec<f32>)>, Metrics) {
+        let (sink, rx) = collect();
+        let engine = Engine::start(&model, &p, options, sink).unwrap();
+        for b in buffers() {
+            let outcome = if lend {
+                engine.submit_buffer(b)
+            } else {
+                engine.submit(&b.frame().unwrap())
+            };
+            assert_eq!(outcome, Submitted::Accepted);
+            engine.wait_idle();
+        }
+        let m = engine.finish();
+        let scores = rx
+            .try_iter()
+            .filter_map(|e| match e {
+                Event::Scored {
+                    timestamp_us,
+                    scores,
+                } => Some((timestamp_us, scores)),
+                _ => None,
+            })
+            .collect();
+        (scores, m)
+    };
+    let (copied, m) = scores(false);
+    assert_eq!((m.scored, m.failed), (10, 0), "{m:?}");
+    let (lent, _) = scores(true);
+    assert_eq!(copied, lent);
+    // The tints tell the frames apart: no two scores are equal.
+    for (i, a) in copied.iter().enumerate() {
+        assert!(copied[..i].iter().all(|b| b.1 != a.1), "{copied:?}");
     }
 }

@@ -608,35 +608,14 @@ fn blocky(w: u32, h: u32, block: u32, value: impl Fn(u32, u32) -> u8) -> Vec<u8>
 /// the mean.
 #[test]
 fn the_signature_is_the_mean_luma_of_each_cell() {
+    // Neighbouring blocks (pixels, where `block` is 1) differ by 37 across, 91 down, mod 251.
     let value = |bx: u32, by: u32| ((bx * 37 + by * 91 + (bx * by) % 17) % 251) as u8;
-    // Neighbouring pixels differ (by 37 across, 91 down, mod 251).
-    let pixelwise = value;
-    let mut sig = Signature::default();
-    let (w, h) = (256u32, 144u32);
-    let y = blocky(w, h, 1, pixelwise);
-    let uv = vec![128u8; (w * h / 2) as usize];
-    let f = Frame::nv12(
-        w,
-        h,
-        Plane::new(&y, w as usize),
-        Plane::new(&uv, w as usize),
-    )
-    .unwrap();
-    sig.compute(&f);
-    let mut want = Vec::new();
-    for cy in 0..Signature::HEIGHT as u32 {
-        for cx in 0..Signature::WIDTH as u32 {
-            let mut sum = 0u32;
-            for j in 0..4 {
-                for i in 0..4 {
-                    sum += pixelwise(2 * (cx * 4 + i) + 1, 2 * (cy * 4 + j) + 1) as u32;
-                }
-            }
-            want.push((sum / 16) as u8);
-        }
-    }
-    assert_eq!(sig.cells, want, "odd pixels of {w}x{h}");
-    for (w, h, block) in [(128u32, 72u32, 1u32), (256, 144, 2)] {
+    // The lattice is every `step`-th pixel from `step / 2`.
+    for (w, h, block, step) in [
+        (128u32, 72u32, 1u32, 1u32),
+        (256, 144, 2, 2),
+        (256, 144, 1, 2),
+    ] {
         let y = blocky(w, h, block, value);
         let uv = vec![128u8; (w * h / 2) as usize];
         let f = Frame::nv12(
@@ -648,19 +627,20 @@ fn the_signature_is_the_mean_luma_of_each_cell() {
         .unwrap();
         let mut sig = Signature::default();
         sig.compute(&f);
+        let at = |cell: u32, i: u32| (step * (cell * 4 + i) + step / 2) / block;
         let mut want = Vec::new();
         for cy in 0..Signature::HEIGHT as u32 {
             for cx in 0..Signature::WIDTH as u32 {
                 let mut sum = 0u32;
                 for j in 0..4 {
                     for i in 0..4 {
-                        sum += value(cx * 4 + i, cy * 4 + j) as u32;
+                        sum += value(at(cx, i), at(cy, j)) as u32;
                     }
                 }
                 want.push((sum / 16) as u8);
             }
         }
-        assert_eq!(sig.cells, want, "{w}x{h}");
+        assert_eq!(sig.cells, want, "{w}x{h}, blocks of {block}");
     }
 }
 

@@ -406,20 +406,23 @@ pub const MAX_TIMESTAMP_US: i64 = 1 << 53;
 /// `THREAD_PRIORITY_BACKGROUND` does), so a busy core never delays `submit`.
 pub const WORKER_NICE: i32 = 10;
 
-/// Lowers the calling thread's scheduling priority to [`WORKER_NICE`] where the platform allows it.
-fn lower_thread_priority() {
+/// Lowers the calling thread's scheduling priority to [`WORKER_NICE`] where the platform allows it
+/// (Linux and Android; elsewhere it does nothing). The error says why it could not (e.g. a
+/// sandbox), which is harmless: the worker then runs at the host's priority.
+fn lower_thread_priority() -> std::io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // SAFETY: gettid and setpriority take no pointers; on Linux a task id names exactly the
-        // calling thread, so only the worker is affected. Failure (e.g. a sandbox) is harmless.
-        let ok = unsafe {
+        // calling thread, so only the worker is affected.
+        let rc = unsafe {
             let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICE) == 0
+            libc::setpriority(libc::PRIO_PROCESS, tid, WORKER_NICE)
         };
-        if !ok {
-            log::debug!("could not lower the worker thread's priority");
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
         }
     }
+    Ok(())
 }
 
 /// Receives the engine's events on the worker thread.
@@ -486,7 +489,9 @@ impl Engine {
         let worker = std::thread::Builder::new()
             .name("prescreen-worker".into())
             .spawn(move || {
-                lower_thread_priority();
+                if let Err(e) = lower_thread_priority() {
+                    log::debug!("could not lower the worker thread's priority: {e}");
+                }
                 // The session is opened on the thread that runs it.
                 match Screener::with_backend(&model, options.backend) {
                     Ok(screener) => {
@@ -710,6 +715,39 @@ impl Drop for Engine {
     }
 }
 
+/// How many spare buffers the camera side keeps; see [`keep_spares`].
+const SPARES: usize = 2;
+
+/// Makes sure the camera side finds [`SPARES`] spare buffers with room for `bytes`, allocated and
+/// touched here (on the worker) rather than in `submit` (a first write to fresh pages costs page
+/// faults). While the worker scores one buffer and another waits in the slot, `submit` fills a
+/// third and swaps it in, and the one it replaces becomes a spare only after that. So `submit`
+/// needs two spares to find one ready once the first frame has been taken. Spares too small for
+/// `bytes` (the stream changed resolution) are replaced; larger ones are kept.
+fn keep_spares(front: &Mutex<Front>, bytes: usize) {
+    loop {
+        let missing = {
+            let front = lock(front);
+            front.spares.len() < SPARES || front.spares.iter().any(|s| s.data.capacity() < bytes)
+        };
+        if !missing {
+            return;
+        }
+        // Not `vec![0; n]`: calloc'd pages are mapped lazily and would fault in `submit`.
+        let mut data = Vec::with_capacity(bytes);
+        data.resize(bytes, 1u8);
+        let spare = FrameBuf {
+            data,
+            ..FrameBuf::default()
+        };
+        let mut front = lock(front);
+        front.spares.retain(|s| s.data.capacity() >= bytes);
+        if front.spares.len() < SPARES {
+            front.spares.push(spare);
+        }
+    }
+}
+
 struct Worker {
     shared: Arc<Shared>,
     screener: Screener,
@@ -754,7 +792,7 @@ impl Worker {
                 return;
             }
             if let Some(buf) = buf.as_mut() {
-                self.keep_a_spare(buf.data.len());
+                keep_spares(&self.shared.front, buf.data.len());
                 last_t = last_t.max(buf.timestamp_us);
                 self.score(buf, &mut events);
             }
@@ -765,38 +803,6 @@ impl Worker {
             }
             lock(&self.shared.slot).busy = false;
             self.shared.wake.notify_all();
-        }
-    }
-
-    /// Makes sure the camera side finds spare buffers with room for a frame, allocated and touched
-    /// here rather than in `submit` (a first write to fresh pages costs page faults). While the
-    /// worker scores one buffer and another waits in the slot, `submit` fills a third and swaps it
-    /// in, and the one it replaces becomes a spare only after that. So `submit` needs two spares
-    /// to find one ready once the first frame has been taken.
-    fn keep_a_spare(&self, bytes: usize) {
-        const SPARES: usize = 2;
-        loop {
-            let missing = {
-                let front = lock(&self.shared.front);
-                front.spares.len() < SPARES
-                    || front.spares.iter().any(|s| s.data.capacity() < bytes)
-            };
-            if !missing {
-                return;
-            }
-            // Not `vec![0; n]`: calloc'd pages are mapped lazily and would fault in `submit`.
-            let mut data = Vec::with_capacity(bytes);
-            data.resize(bytes, 1u8);
-            let spare = FrameBuf {
-                data,
-                ..FrameBuf::default()
-            };
-            let mut front = lock(&self.shared.front);
-            // A spare too small for this frame size (the stream changed resolution) is replaced.
-            front.spares.retain(|s| s.data.capacity() >= bytes);
-            if front.spares.len() < SPARES {
-                front.spares.push(spare);
-            }
         }
     }
 
@@ -1031,6 +1037,156 @@ mod tests {
             assert!(text.contains(shown), "{text}");
         }
         assert!(!text.contains("201") && !text.contains("rgb"), "{text}");
+    }
+
+    /// `lower_thread_priority` really sets the calling thread's niceness to [`WORKER_NICE`] and
+    /// says so. Raising one's own niceness is always allowed, so it must succeed unless the
+    /// thread already runs nicer than that (lowering it back needs a privilege). Fails if the
+    /// function did nothing or reported success as failure.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn the_worker_priority_is_lowered_to_worker_nice() {
+        std::thread::spawn(|| {
+            // SAFETY: gettid and getpriority take no pointers.
+            let nice = || unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::getpriority(libc::PRIO_PROCESS, tid)
+            };
+            let before = nice();
+            let lowered = lower_thread_priority();
+            if before <= WORKER_NICE {
+                assert!(lowered.is_ok(), "{lowered:?}");
+            }
+            let want = if lowered.is_ok() { WORKER_NICE } else { before };
+            assert_eq!(nice(), want, "niceness {before} before, {lowered:?}");
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Spare buffers of `capacities` behind the camera side's lock.
+    fn front_with(capacities: &[usize]) -> Mutex<Front> {
+        let sampling = crate::policy::Sampling {
+            base_fps: 2.0,
+            burst_fps: 6.0,
+        };
+        Mutex::new(Front {
+            sampler: Sampler::new(&sampling),
+            quality: QualityGate::default(),
+            spares: capacities
+                .iter()
+                .map(|&n| FrameBuf {
+                    data: Vec::with_capacity(n),
+                    ..FrameBuf::default()
+                })
+                .collect(),
+            signature: Signature::default(),
+        })
+    }
+
+    fn spare_capacities(front: &Mutex<Front>) -> Vec<usize> {
+        let mut c: Vec<usize> = lock(front)
+            .spares
+            .iter()
+            .map(|s| s.data.capacity())
+            .collect();
+        c.sort_unstable();
+        c
+    }
+
+    /// The worker keeps exactly [`SPARES`] spares with room for the frame size: it makes them
+    /// when there are none (filled, so their pages are touched), replaces the ones too small,
+    /// keeps larger ones, and leaves a surplus spare (a replaced buffer handed back) alone
+    /// unless it is too small. Fails if `keep_spares` did nothing, if its count or size tests
+    /// were inverted or joined by `&&`, or if it pushed a spare when two fit already.
+    #[test]
+    fn the_worker_keeps_two_spares_big_enough_for_the_frame() {
+        let front = front_with(&[]);
+        keep_spares(&front, 100);
+        assert_eq!(spare_capacities(&front).len(), SPARES);
+        for s in &lock(&front).spares {
+            assert!(s.data.capacity() >= 100 && s.data.len() == 100);
+            assert!(
+                s.data.iter().all(|&b| b == 1),
+                "written, so its pages are mapped"
+            );
+        }
+        // One spare: a second is made.
+        let front = front_with(&[500]);
+        keep_spares(&front, 100);
+        assert_eq!(spare_capacities(&front).len(), 2);
+        assert_eq!(spare_capacities(&front)[1], 500);
+        // Too small for a larger frame: both replaced.
+        let front = front_with(&[10, 10]);
+        keep_spares(&front, 100);
+        let c = spare_capacities(&front);
+        assert!(c.len() == 2 && c.iter().all(|&n| n >= 100), "{c:?}");
+        // Larger than needed: kept as they are.
+        let front = front_with(&[400, 300]);
+        keep_spares(&front, 100);
+        assert_eq!(spare_capacities(&front), [300, 400]);
+        // Two that fit and one too small: the small one goes, no third is made.
+        let front = front_with(&[200, 10, 300]);
+        keep_spares(&front, 100);
+        assert_eq!(spare_capacities(&front), [200, 300]);
+        // Three that fit: a surplus is not trimmed.
+        let front = front_with(&[200, 300, 400]);
+        keep_spares(&front, 100);
+        assert_eq!(spare_capacities(&front), [200, 300, 400]);
+    }
+
+    /// A thumbnail's size: longer side `size`, aspect ratio kept (rounded, never below one
+    /// pixel), small pictures blown up. Fails if the scale or either side's product changed.
+    #[test]
+    fn thumbnails_keep_the_aspect_ratio_at_the_evidence_size() {
+        let t = Thumbnailer::new(64);
+        for (w, h, want) in [
+            (640, 480, (64, 48)),
+            (480, 640, (48, 64)),
+            (100, 30, (64, 19)),
+            (32, 32, (64, 64)),
+            (1000, 3, (64, 1)),
+        ] {
+            assert_eq!(t.dims(w, h), want, "{w}x{h}");
+        }
+    }
+
+    /// Thumbnails are made upright in the picture's colours, forgotten by `retain` unless
+    /// wanted, and handed over by `take` (exactly the evidence's, in its order, removed from
+    /// the store). Fails if `keep`, `retain` or `take` did nothing, if `keep` sized its tensor
+    /// wrongly or never made its preprocessor, or if `take` matched the wrong time.
+    #[test]
+    fn thumbnails_are_kept_upright_and_handed_over_once() {
+        let mut store = Thumbnailer::new(32);
+        let (w, h) = (40u32, 20u32);
+        let rgb: Vec<u8> = (0..w * h).flat_map(|_| [200u8, 100, 50]).collect();
+        for (t, rotation) in [(10, Rotation::R0), (20, Rotation::R90), (30, Rotation::R0)] {
+            let f = Frame::packed(PixelFormat::Rgb8, w, h, &rgb, w as usize * 3)
+                .unwrap()
+                .with_orientation(rotation, false)
+                .with_timestamp_us(t);
+            store.keep(&f);
+        }
+        let kept: Vec<(i64, u32, u32)> = store
+            .kept
+            .iter()
+            .map(|k| (k.timestamp_us, k.width, k.height))
+            .collect();
+        assert_eq!(kept, [(10, 32, 16), (20, 16, 32), (30, 32, 16)]);
+        for k in &store.kept {
+            assert_eq!(k.rgb.len(), (k.width * k.height * 3) as usize);
+            assert!(k.rgb.chunks(3).all(|p| p == [200, 100, 50]), "{k:?}");
+        }
+        store.retain(&[30, 20, 99]);
+        let evidence = [(30, 0.9), (77, 0.8), (20, 0.7)];
+        let taken: Vec<i64> = store
+            .take(&evidence)
+            .iter()
+            .map(|k| k.timestamp_us)
+            .collect();
+        assert_eq!(taken, [30, 20]);
+        assert!(store.kept.is_empty(), "taken thumbnails leave the store");
+        assert!(store.take(&evidence).is_empty());
     }
 
     proptest! {
