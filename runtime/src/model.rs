@@ -688,3 +688,6 @@ pub fn golden_input(kind: &str, spec: &crate::manifest::InputSpec, out: &mut [f3
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
