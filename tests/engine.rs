@@ -587,6 +587,19 @@ fn drop_and_finish_stop_the_worker_cleanly() {
     assert!(m.accounted());
 }
 
+/// The scores the engine emitted (`emit_scores`), with their frames' times, in order.
+fn scores_of(rx: &mpsc::Receiver<Event>) -> Vec<(i64, Vec<f32>)> {
+    rx.try_iter()
+        .filter_map(|e| match e {
+            Event::Scored {
+                timestamp_us,
+                scores,
+            } => Some((timestamp_us, scores)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// When a lent camera buffer goes bad.
 #[derive(Clone, Copy, PartialEq)]
 enum Breaks {
@@ -654,17 +667,6 @@ fn lent_camera_buffers_are_scored_and_given_back() {
     let options = EngineOptions {
         emit_scores: true,
         ..EngineOptions::default()
-    };
-    let scores_of = |rx: &mpsc::Receiver<Event>| -> Vec<(i64, Vec<f32>)> {
-        rx.try_iter()
-            .filter_map(|e| match e {
-                Event::Scored {
-                    timestamp_us,
-                    scores,
-                } => Some((timestamp_us, scores)),
-                _ => None,
-            })
-            .collect()
     };
     let colours = [[200, 30, 30], [30, 200, 30], [120, 120, 200]];
     // Borrowed (copied) frames first, then the same frames lent.
@@ -756,29 +758,21 @@ fn a_frame_that_fails_in_the_worker_is_counted_and_reported() {
 }
 
 /// A lent buffer that holds its first `frame()` call (made by `submit` on the camera thread)
-/// until the test lets it go: the engine can be finished in between.
+/// until the test lets it go: the engine can be finished in between. Its inner [`Lent`] counts
+/// its return.
 struct Held {
-    frame: OwnedFrame,
+    lent: Lent,
     entered: Arc<std::sync::Barrier>,
     go: Arc<std::sync::Barrier>,
-    calls: std::sync::atomic::AtomicUsize,
-    returned: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl CameraBuffer for Held {
     fn frame(&self) -> Result<Frame<'_>, FrameError> {
-        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+        if self.lent.calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
             self.entered.wait();
             self.go.wait();
         }
-        self.frame.frame()
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.returned
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.lent.frame()
     }
 }
 
@@ -799,11 +793,9 @@ fn a_frame_offered_while_the_engine_finishes_is_closed() {
     );
     let returned = Arc::new(AtomicUsize::new(0));
     let held = Held {
-        frame: solid(192, 128, [200, 30, 30], 0),
+        lent: Lent::new(solid(192, 128, [200, 30, 30], 0), Breaks::Never, &returned),
         entered: entered.clone(),
         go: go.clone(),
-        calls: AtomicUsize::new(0),
-        returned: returned.clone(),
     };
     let outcome = std::thread::scope(|scope| {
         let submitting = scope.spawn(|| engine.submit_buffer(Box::new(held)));
@@ -1004,17 +996,7 @@ fn every_pixel_format_scores_the_same_copied_as_lent() {
             engine.wait_idle();
         }
         let m = engine.finish();
-        let scores = rx
-            .try_iter()
-            .filter_map(|e| match e {
-                Event::Scored {
-                    timestamp_us,
-                    scores,
-                } => Some((timestamp_us, scores)),
-                _ => None,
-            })
-            .collect();
-        (scores, m)
+        (scores_of(&rx), m)
     };
     let (copied, m) = scores(false);
     assert_eq!((m.scored, m.failed), (10, 0), "{m:?}");
