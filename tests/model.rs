@@ -501,6 +501,11 @@ fn integer_convolutions_of(dir: std::path::PathBuf, dense: usize, depthwise: usi
     let (tract, _) = run(&off);
     let portable = load(Variant::Int8, IntegerKernels::Portable);
     assert_eq!(portable.integer_kernel(), Some("portable"));
+    // Every pair is fused when tract keeps the convolutions; the integer rewrite consumes those
+    // around the convolutions, so fewer are left to fuse.
+    assert_eq!(float.fused_quantize_pairs(), 0);
+    let fused = (off.fused_quantize_pairs(), portable.fused_quantize_pairs());
+    assert!(0 < fused.1 && fused.1 < fused.0, "{name}: {fused:?}");
     let (reference, mut session) = run(&portable);
     let ops = session.profile(1).unwrap();
     assert_eq!(

@@ -23,13 +23,13 @@ pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         ));
     }
     if meta.len() > limit {
-        return Err(too_large(limit));
+        return Err(too_large(meta.len(), limit));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        // The file grew while it was read.
-        return Err(too_large(limit));
+        // The file grew while it was read: it has at least this many bytes.
+        return Err(too_large(bytes.len() as u64, limit));
     }
     Ok(bytes)
 }
@@ -40,11 +40,39 @@ pub fn read_regular_text(path: &Path, limit: u64) -> io::Result<String> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
-fn too_large(limit: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::FileTooLarge,
-        format!("larger than the {limit} bytes accepted"),
-    )
+/// What a [`io::ErrorKind::FileTooLarge`] error from [`read_regular`] carries: the size seen on
+/// the opened file (for a file that grew while it was read, the bytes read before stopping) and
+/// the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    /// Bytes in the file.
+    pub size: u64,
+    /// Bytes accepted.
+    pub limit: u64,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes, larger than the {} accepted",
+            self.size, self.limit
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+impl TooLarge {
+    /// The size and limit of a file [`read_regular`] refused as too large; `None` for any other
+    /// error.
+    pub fn of(e: &io::Error) -> Option<TooLarge> {
+        e.get_ref()?.downcast_ref::<TooLarge>().copied()
+    }
+}
+
+fn too_large(size: u64, limit: u64) -> io::Error {
+    io::Error::new(io::ErrorKind::FileTooLarge, TooLarge { size, limit })
 }
 
 /// Opens for reading without waiting: a FIFO with no writer opens at once (and is then refused
@@ -73,6 +101,10 @@ mod tests {
         assert_eq!(read_regular_text(&p, 100).unwrap(), "12345");
         let e = read_regular(&p, 4).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(TooLarge::of(&e), Some(TooLarge { size: 5, limit: 4 }));
+        assert_eq!(e.to_string(), "5 bytes, larger than the 4 accepted");
+        let missing = read_regular(&dir.path().join("missing"), 4).unwrap_err();
+        assert_eq!(TooLarge::of(&missing), None);
         std::fs::write(&p, [0xff, 0xfe]).unwrap();
         assert_eq!(
             read_regular_text(&p, 100).unwrap_err().kind(),

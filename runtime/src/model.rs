@@ -102,6 +102,7 @@ struct Inner {
     threads: usize,
     integer_convolutions: usize,
     float_depthwise: usize,
+    fused_pairs: usize,
     /// What the integer convolutions run on; `None` when there are none.
     kernel: Option<Kernel>,
 }
@@ -168,6 +169,7 @@ impl Model {
             plan,
             integer_convolutions,
             float_depthwise,
+            fused_pairs,
         } = build_plan(manifest, &path, bytes, options, kernel)?;
         let model = Model {
             inner: Arc::new(Inner {
@@ -179,6 +181,7 @@ impl Model {
                 threads: options.threads,
                 integer_convolutions,
                 float_depthwise,
+                fused_pairs,
                 kernel: kernel.filter(|_| integer_convolutions > 0),
             }),
         };
@@ -238,6 +241,14 @@ impl Model {
     /// ([`LoadOptions::float_depthwise`]): the float file's, and those a QDQ file keeps in float.
     pub fn float_depthwise_convolutions(&self) -> usize {
         self.inner.float_depthwise
+    }
+
+    /// How many `QuantizeLinear → DequantizeLinear` pairs of a QDQ file run as the f32 arithmetic
+    /// they stand for (rounding and clamping to the integer grid) rather than as tract's
+    /// quantized operators; those around the integer convolutions are not counted (the integer
+    /// rewrite consumes them). 0 for a float file.
+    pub fn fused_quantize_pairs(&self) -> usize {
+        self.inner.fused_pairs
     }
 
     /// The kernel the integer convolutions run on (`"avx512-vnni"`, `"neon-i8mm"`,
@@ -371,35 +382,57 @@ impl Session {
     /// per run each kind of operator took, largest first: where inference time goes (the harness's
     /// `bench-infer --profile`). Timing each node adds a little to the total.
     pub fn profile(&mut self, runs: usize) -> Result<Vec<OpTime>> {
-        use std::collections::HashMap;
-        let mut per_op: HashMap<String, (std::collections::HashSet<usize>, f64)> = HashMap::new();
-        for _ in 0..runs.max(1) {
+        let runs = runs.max(1);
+        let mut tally = OpTally::default();
+        for _ in 0..runs {
             let input = self.input.clone().into_tvalue();
             let state = &mut self.state;
-            let per_op = &mut per_op;
+            let tally = &mut tally;
             catch_unwind(AssertUnwindSafe(|| {
                 state.run_plan_with_eval(tvec!(input), |ctx, op_state, node, inputs| {
                     let started = std::time::Instant::now();
                     let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
-                    let entry = per_op.entry(node.op().name().to_string()).or_default();
-                    entry.0.insert(node.id);
-                    entry.1 += started.elapsed().as_secs_f64();
+                    tally.add(node.op().name().as_ref(), node.id, started.elapsed());
                     out
                 })
             }))
             .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
             .map_err(|e| Error::Inference(format!("{e:#}")))?;
         }
-        let mut times: Vec<OpTime> = per_op
+        Ok(tally.per_run(runs))
+    }
+}
+
+/// Time spent per kind of operator over one or more runs ([`Session::profile`]).
+#[derive(Default)]
+struct OpTally {
+    /// Per operator name: the nodes seen running it, and the time they took together.
+    ops: std::collections::HashMap<String, (std::collections::HashSet<usize>, std::time::Duration)>,
+}
+
+impl OpTally {
+    /// Node `node`, running operator `op`, took `time`.
+    fn add(&mut self, op: &str, node: usize, time: std::time::Duration) {
+        let entry = self.ops.entry(op.to_string()).or_default();
+        entry.0.insert(node);
+        entry.1 += time;
+    }
+
+    /// The time per run over `runs` runs (at least one) of each operator, largest first, ties by
+    /// name.
+    fn per_run(self, runs: usize) -> Vec<OpTime> {
+        let runs = u32::try_from(runs.max(1)).unwrap_or(u32::MAX);
+        let mut times: Vec<OpTime> = self
+            .ops
             .into_iter()
-            .map(|(op, (nodes, secs))| OpTime {
+            .map(|(op, (nodes, time))| OpTime {
                 op,
                 nodes: nodes.len(),
-                per_run: std::time::Duration::from_secs_f64(secs / runs.max(1) as f64),
+                per_run: time / runs,
             })
             .collect();
         times.sort_by(|a, b| b.per_run.cmp(&a.per_run).then(a.op.cmp(&b.op)));
-        Ok(times)
+        times
     }
 }
 
@@ -427,16 +460,15 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
         path: path.to_path_buf(),
         source,
     };
-    crate::files::read_regular(path, MAX_MODEL_BYTES).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::FileTooLarge {
-            Error::ModelTooLarge {
-                path: path.to_path_buf(),
-                size: std::fs::metadata(path).map_or(MAX_MODEL_BYTES + 1, |m| m.len()),
-                limit: MAX_MODEL_BYTES,
-            }
-        } else {
-            io(e)
-        }
+    crate::files::read_regular(path, MAX_MODEL_BYTES).map_err(|e| match crate::files::TooLarge::of(
+        &e,
+    ) {
+        Some(t) => Error::ModelTooLarge {
+            path: path.to_path_buf(),
+            size: t.size,
+            limit: t.limit,
+        },
+        None => io(e),
     })
 }
 
@@ -447,6 +479,7 @@ struct Built {
     plan: Arc<Plan>,
     integer_convolutions: usize,
     float_depthwise: usize,
+    fused_pairs: usize,
 }
 
 fn build_plan(
@@ -561,9 +594,7 @@ fn build_plan(
         }
         fused += fuse_quantize_dequantize(&mut typed, Pairs::All)
             .map_err(|e| load(format!("rewriting quantize/dequantize pairs: {e:#}")))?;
-        if fused > 0 {
-            log::debug!("fused {fused} quantize/dequantize pairs into f32 arithmetic");
-        }
+        log::debug!("fused {fused} quantize/dequantize pairs into f32 arithmetic");
         let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable_with_options(&run_options))
@@ -572,6 +603,7 @@ fn build_plan(
             plan,
             integer_convolutions: integer,
             float_depthwise,
+            fused_pairs: fused,
         })
     }));
     result.unwrap_or_else(|_| Err(load("tract panicked while loading the model".into())))

@@ -84,6 +84,7 @@ fn a_loaded_model_describes_itself() {
     assert_eq!(m.threads(), 1);
     assert_eq!(m.integer_convolutions(), 0);
     assert_eq!(m.float_depthwise_convolutions(), 0);
+    assert_eq!(m.fused_quantize_pairs(), 0);
     assert_eq!(m.integer_kernel(), None);
     let text = format!("{m:?}");
     assert!(
@@ -154,8 +155,8 @@ fn a_checksum_is_compared_ignoring_case_and_refuses_one_wrong_digit() {
 }
 
 /// A file missing is an I/O error naming it; one over [`MAX_MODEL_BYTES`] (sparse: no disk
-/// used) is refused by its size before it is read. Fails if the size error lost its size or
-/// became an I/O error.
+/// used) is refused by its size before it is read, with the size the opened file has (any size,
+/// not just one over). Fails if the size error lost its size or became an I/O error.
 #[test]
 fn a_missing_or_oversized_file_is_refused_by_name_or_size() {
     let dir = edited(&[]);
@@ -164,14 +165,21 @@ fn a_missing_or_oversized_file_is_refused_by_name_or_size() {
         Error::Io { path, .. } => assert_eq!(path, dir.path().join("redness.onnx")),
         e => panic!("{e}"),
     }
-    let big = std::fs::File::create(dir.path().join("redness.onnx")).unwrap();
-    big.set_len(MAX_MODEL_BYTES + 1).unwrap();
-    drop(big);
-    match load(dir.path()).unwrap_err() {
-        Error::ModelTooLarge { size, limit, .. } => {
-            assert_eq!((size, limit), (MAX_MODEL_BYTES + 1, MAX_MODEL_BYTES))
+    for size in [MAX_MODEL_BYTES + 1, 3 * MAX_MODEL_BYTES + 7] {
+        let big = std::fs::File::create(dir.path().join("redness.onnx")).unwrap();
+        big.set_len(size).unwrap();
+        drop(big);
+        match load(dir.path()).unwrap_err() {
+            Error::ModelTooLarge {
+                path,
+                size: seen,
+                limit,
+            } => {
+                assert_eq!((seen, limit), (size, MAX_MODEL_BYTES));
+                assert_eq!(path, dir.path().join("redness.onnx"));
+            }
+            e => panic!("{e}"),
         }
-        e => panic!("{e}"),
     }
 }
 
@@ -383,4 +391,112 @@ fn the_profile_lists_each_operator_kind_once_largest_first() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), times.len(), "{times:?}");
+    // Every node's evaluation is timed: over 50 runs of the graph, some time is seen whatever
+    // the clock's resolution.
+    let total: std::time::Duration = s.profile(50).unwrap().iter().map(|t| t.per_run).sum();
+    assert!(total > std::time::Duration::ZERO);
+}
+
+/// The tally behind the profile sums each operator's time over its nodes and runs and divides
+/// by the runs (none counts as one), counting a node once however often it ran; largest first,
+/// equal times by name. Fails if times were multiplied or taken modulo the runs, or a node
+/// counted per run.
+#[test]
+fn the_profile_tally_averages_each_operator_over_the_runs() {
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    let mut tally = OpTally::default();
+    for _run in 0..4 {
+        tally.add("Conv", 1, ms(3));
+        tally.add("Conv", 2, ms(5));
+        tally.add("Add", 3, ms(2));
+        tally.add("Relu", 4, ms(2));
+    }
+    tally.add("Softmax", 5, ms(1));
+    let times: Vec<(String, usize, Duration)> = tally
+        .per_run(4)
+        .into_iter()
+        .map(|t| (t.op, t.nodes, t.per_run))
+        .collect();
+    let row = |op: &str, nodes, time| (op.to_string(), nodes, time);
+    assert_eq!(
+        times,
+        [
+            row("Conv", 2, ms(8)),
+            row("Add", 1, ms(2)),
+            row("Relu", 1, ms(2)),
+            row("Softmax", 1, Duration::from_micros(250)),
+        ]
+    );
+    let mut once = OpTally::default();
+    once.add("Conv", 1, ms(3));
+    once.add("Conv", 1, ms(4));
+    let times = once.per_run(0);
+    assert_eq!((times[0].nodes, times[0].per_run), (1, ms(7)));
+}
+
+/// How many threads the plan's executor runs inference on, seen from inside a run, and the name
+/// of a thread of its pool (none without one).
+fn executor_threads(m: &Model) -> (usize, Vec<String>) {
+    use tract_linalg::multithread::{current_tract_executor, Executor};
+    let mut s = m.session().unwrap();
+    let input = s.input.clone().into_tvalue();
+    let mut seen = Vec::new();
+    s.state
+        .run_plan_with_eval(tvec!(input), |ctx, op_state, node, inputs| {
+            seen.push(current_tract_executor());
+            tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs)
+        })
+        .unwrap();
+    assert!(!seen.is_empty());
+    let counts: Vec<(usize, Vec<String>)> = seen
+        .into_iter()
+        .map(|executor| match executor {
+            Executor::SingleThread => (1, Vec::new()),
+            Executor::MultiThread(pool) => {
+                let name = pool.install(|| std::thread::current().name().map(str::to_string));
+                (pool.current_num_threads(), name.into_iter().collect())
+            }
+            Executor::RayonGlobal => (0, Vec::new()),
+        })
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0].0 == w[1].0), "{counts:?}");
+    counts.into_iter().next().unwrap()
+}
+
+/// One thread runs inference on the calling thread; more run it on a pool of exactly that many
+/// threads named `prescreen-infer-N`. Fails if a single thread got a pool, several got none, or
+/// the pool's size moved.
+#[test]
+fn inference_runs_on_a_pool_of_the_threads_asked_for() {
+    for threads in [1, 2, 3] {
+        let options = LoadOptions {
+            threads,
+            ..LoadOptions::default()
+        };
+        let m = Model::load_dir_with(redness(), Variant::Float, &options).unwrap();
+        let (seen, names) = executor_threads(&m);
+        assert_eq!(seen, threads);
+        if threads > 1 {
+            assert_eq!(names.len(), 1);
+            assert!(names[0].starts_with("prescreen-infer-"), "{names:?}");
+        }
+    }
+}
+
+/// A graph of one input and two outputs is refused before anything else is checked, saying
+/// how many of each it has. Fails if it took two wrong counts to refuse.
+#[test]
+fn a_graph_with_two_outputs_is_refused() {
+    let manifest = Manifest::load(redness()).unwrap();
+    let onnx = tract_onnx::onnx();
+    let mut graph = onnx.model_for_path(redness().join("redness.onnx")).unwrap();
+    assert_eq!(check_io(&manifest, &graph), Ok(()));
+    let scores = graph.output_outlets().unwrap()[0];
+    let logits = graph.node(scores.node).inputs[0];
+    graph.select_output_outlets(&[scores, logits]).unwrap();
+    assert_eq!(
+        check_io(&manifest, &graph),
+        Err("model has 1 inputs and 2 outputs, expected 1 and 1".to_string())
+    );
 }
