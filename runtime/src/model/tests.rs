@@ -465,8 +465,8 @@ fn executor_threads(m: &Model) -> (usize, Vec<String>) {
 }
 
 /// One thread runs inference on the calling thread; more run it on a pool of exactly that many
-/// threads named `prescreen-infer-N`. Fails if a single thread got a pool, several got none, or
-/// the pool's size moved.
+/// threads named `prescreen-infer-N`. Fails if a single thread got a pool (even of one thread),
+/// several got none, or the pool's size moved.
 #[test]
 fn inference_runs_on_a_pool_of_the_threads_asked_for() {
     for threads in [1, 2, 3] {
@@ -477,7 +477,9 @@ fn inference_runs_on_a_pool_of_the_threads_asked_for() {
         let m = Model::load_dir_with(redness(), Variant::Float, &options).unwrap();
         let (seen, names) = executor_threads(&m);
         assert_eq!(seen, threads);
-        if threads > 1 {
+        if threads == 1 {
+            assert!(names.is_empty(), "a pool of one: {names:?}");
+        } else {
             assert_eq!(names.len(), 1);
             assert!(names[0].starts_with("prescreen-infer-"), "{names:?}");
         }
