@@ -8,11 +8,11 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use prescreen::framegen::OwnedFrame;
-use prescreen_runtime::engine::{CameraBuffer, Engine, EngineOptions, Event};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, Frame, FrameError, PixelFormat};
+use prescreen_runtime::inference::model::Model;
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::model::Model;
 use prescreen_runtime::policy::Policy;
+use prescreen_runtime::stream::engine::{CameraBuffer, Engine, EngineOptions, Event};
 
 struct Lent(OwnedFrame);
 

@@ -4,8 +4,8 @@
 //! size, fidelity) is benches/side_by_side.py (`make bench`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use prescreen_runtime::inference::model::{golden_input, LoadOptions, Model};
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::model::{golden_input, LoadOptions, Model};
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("infer_tract");

@@ -8,8 +8,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use prescreen::framegen::OwnedFrame;
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat};
-use prescreen_runtime::gpu::{GpuContext, GpuPreprocessor};
 use prescreen_runtime::manifest::{InputSpec, Manifest};
+use prescreen_runtime::preprocess::gpu::{GpuContext, GpuPreprocessor};
 use prescreen_runtime::preprocess::CpuPreprocessor;
 
 /// A camera-like picture: smooth gradients and some texture.

@@ -233,7 +233,7 @@ impl OwnedFrame {
 }
 
 /// A rendered frame can be lent to the engine as a camera buffer (no copy on submit).
-impl prescreen_runtime::engine::CameraBuffer for OwnedFrame {
+impl prescreen_runtime::stream::engine::CameraBuffer for OwnedFrame {
     fn frame(&self) -> Result<Frame<'_>, FrameError> {
         OwnedFrame::frame(self)
     }

@@ -43,7 +43,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use prescreen_runtime::report::{Report, JSON_SCHEMA};
+use prescreen_runtime::reporting::report::{Report, JSON_SCHEMA};
 
 /// The one route.
 pub const REPORTS_PATH: &str = "/v1/reports";

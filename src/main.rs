@@ -22,17 +22,17 @@ use prescreen::stats::{ms, summarize};
 use prescreen::stream::SampleStream;
 use prescreen::timeline::{self, Series};
 use prescreen::y4m::{self, Y4mReader};
-use prescreen_runtime::backend::Backend;
-use prescreen_runtime::engine::{Engine, EngineOptions, Event};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat, Rotation};
+use prescreen_runtime::inference::model::{golden_input, IntegerKernels, LoadOptions, Model};
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::model::{golden_input, IntegerKernels, LoadOptions, Model};
-use prescreen_runtime::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
 use prescreen_runtime::policy::Policy;
-use prescreen_runtime::report::{now_unix_millis, ReportContext};
-use prescreen_runtime::screener::Screener;
-use prescreen_runtime::segmenter::SegmentEvent;
-use prescreen_runtime::upload::{UploadConfig, Uploader};
+use prescreen_runtime::preprocess::backend::Backend;
+use prescreen_runtime::reporting::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
+use prescreen_runtime::reporting::report::{now_unix_millis, ReportContext};
+use prescreen_runtime::reporting::upload::{UploadConfig, Uploader};
+use prescreen_runtime::stream::engine::{Engine, EngineOptions, Event};
+use prescreen_runtime::stream::screener::Screener;
+use prescreen_runtime::stream::segmenter::SegmentEvent;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -567,7 +567,8 @@ impl EngineRun {
         let model = args.file.load()?;
         let policy = Policy::load(policy)?;
         let (tx, events) = mpsc::channel();
-        let mut sink: prescreen_runtime::engine::EventSink = Box::new(move |e| drop(tx.send(e)));
+        let mut sink: prescreen_runtime::stream::engine::EventSink =
+            Box::new(move |e| drop(tx.send(e)));
         let mut stats = None;
         let outbox = match &args.outbox {
             Some(dir) => {

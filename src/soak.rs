@@ -14,15 +14,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use prescreen_runtime::backend::Backend;
-use prescreen_runtime::engine::{Engine, EngineOptions, Metrics};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat};
+use prescreen_runtime::inference::model::Model;
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::model::Model;
-use prescreen_runtime::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
 use prescreen_runtime::policy::Policy;
-use prescreen_runtime::report::ReportContext;
-use prescreen_runtime::upload::{UploadConfig, Uploader};
+use prescreen_runtime::preprocess::backend::Backend;
+use prescreen_runtime::reporting::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
+use prescreen_runtime::reporting::report::ReportContext;
+use prescreen_runtime::reporting::upload::{UploadConfig, Uploader};
+use prescreen_runtime::stream::engine::{Engine, EngineOptions, Metrics};
 
 use crate::framegen::OwnedFrame;
 use crate::ingest::Receiver;

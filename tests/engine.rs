@@ -7,18 +7,18 @@ use std::sync::{mpsc, Arc};
 use prescreen::framegen::OwnedFrame;
 use prescreen::ingest::Receiver;
 use prescreen::stream::SampleStream;
-use prescreen_runtime::engine::{
+use prescreen_runtime::frame::{ColorMatrix, ColorRange, Frame, FrameError, PixelFormat};
+use prescreen_runtime::inference::model::Model;
+use prescreen_runtime::manifest::Variant;
+use prescreen_runtime::policy::Policy;
+use prescreen_runtime::reporting::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
+use prescreen_runtime::reporting::report::{Report, ReportContext};
+use prescreen_runtime::reporting::upload::{UploadConfig, Uploader};
+use prescreen_runtime::stream::engine::{
     CameraBuffer, Engine, EngineOptions, Event, Metrics, Submitted, Thumbnail,
 };
-use prescreen_runtime::frame::{ColorMatrix, ColorRange, Frame, FrameError, PixelFormat};
-use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::model::Model;
-use prescreen_runtime::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
-use prescreen_runtime::policy::Policy;
-use prescreen_runtime::report::{Report, ReportContext};
-use prescreen_runtime::sampling::Signature;
-use prescreen_runtime::segmenter::{Segment, SegmentEvent};
-use prescreen_runtime::upload::{UploadConfig, Uploader};
+use prescreen_runtime::stream::sampling::Signature;
+use prescreen_runtime::stream::segmenter::{Segment, SegmentEvent};
 
 fn redness() -> Model {
     let dir = common::root().join("models/redness");

@@ -11,8 +11,8 @@ use prescreen::eval::generate::{make_set, SetKind, RED_STREAMS};
 use prescreen::eval::report::{EvalReport, ExampleKind, ReadError};
 use prescreen::eval::run::{evaluate, proposed_policy_toml, EvalOptions, Sources};
 use prescreen::eval::set::{LabelledSet, SetError};
+use prescreen_runtime::inference::model::Model;
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::model::Model;
 use prescreen_runtime::policy::Policy;
 
 fn redness() -> (Model, Policy) {

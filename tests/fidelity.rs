@@ -5,11 +5,11 @@
 
 mod common;
 
-use prescreen_runtime::backend::{ActiveBackend, Backend};
 use prescreen_runtime::frame::{Frame, PixelFormat};
+use prescreen_runtime::inference::model::{IntegerKernels, LoadOptions, Model, Scores};
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::model::{IntegerKernels, LoadOptions, Model, Scores};
-use prescreen_runtime::screener::Screener;
+use prescreen_runtime::preprocess::backend::{ActiveBackend, Backend};
+use prescreen_runtime::stream::screener::Screener;
 
 struct Photo {
     name: String,
@@ -94,7 +94,7 @@ fn gpu_preprocessing_matches_the_reference_pipeline_on_photographs() {
 /// machine; a failure in CI (which has lavapipe).
 #[cfg(feature = "gpu")]
 fn gpu_present(what: &str) -> bool {
-    match prescreen_runtime::gpu::GpuContext::new() {
+    match prescreen_runtime::preprocess::gpu::GpuContext::new() {
         Ok(_) => true,
         Err(e) => {
             assert!(

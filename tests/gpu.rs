@@ -15,12 +15,12 @@ use common::cases::{
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use prescreen_runtime::backend::{ActiveBackend, Backend, Preprocessor};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, Frame, PixelFormat, Rotation};
-use prescreen_runtime::gpu::{GpuContext, GpuPreprocessor};
 use prescreen_runtime::manifest::InputSpec;
+use prescreen_runtime::preprocess::backend::{ActiveBackend, Backend, Preprocessor};
+use prescreen_runtime::preprocess::gpu::{GpuContext, GpuPreprocessor};
 use prescreen_runtime::preprocess::{reference, CpuPreprocessor};
-use prescreen_runtime::sampling::Signature;
+use prescreen_runtime::stream::sampling::Signature;
 use prescreen_runtime::{Error, GpuError};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

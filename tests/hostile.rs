@@ -7,17 +7,17 @@ mod common;
 
 use std::path::Path;
 
-use prescreen_runtime::engine::{Engine, EngineOptions, Thumbnail};
+use prescreen_runtime::inference::model::Model;
 use prescreen_runtime::manifest::{Manifest, Variant};
-use prescreen_runtime::model::Model;
-use prescreen_runtime::outbox::{Outbox, OutboxOptions};
 use prescreen_runtime::policy::{Category, Policy};
-use prescreen_runtime::report::{
+use prescreen_runtime::reporting::outbox::{Outbox, OutboxOptions};
+use prescreen_runtime::reporting::report::{
     ModelInfo, Report, ReportContext, JSON_SCHEMA, MAX_DEVICE_CLASS_CHARS, MAX_EVIDENCE,
     MAX_LABEL_CHARS, MAX_STREAM_ID_CHARS,
 };
-use prescreen_runtime::segmenter::Segment;
 use prescreen_runtime::session::{Session, SessionConfig};
+use prescreen_runtime::stream::engine::{Engine, EngineOptions, Thumbnail};
+use prescreen_runtime::stream::segmenter::Segment;
 use prescreen_runtime::{Error, ErrorKind};
 use proptest::prelude::*;
 
@@ -323,7 +323,7 @@ prop_compose! {
             evidence: evidence
                 .into_iter()
                 .enumerate()
-                .map(|(i, (score, width, height))| prescreen_runtime::report::Evidence {
+                .map(|(i, (score, width, height))| prescreen_runtime::reporting::report::Evidence {
                     timestamp_millis: start + i as u64,
                     score,
                     width,
@@ -467,11 +467,11 @@ proptest! {
 #[test]
 fn absurd_timestamps_are_rejected_not_overflowed() {
     use prescreen::framegen::OwnedFrame;
-    use prescreen_runtime::engine::{Submitted, MAX_TIMESTAMP_US};
     use prescreen_runtime::frame::{ColorMatrix, ColorRange, PixelFormat};
+    use prescreen_runtime::stream::engine::{Submitted, MAX_TIMESTAMP_US};
     let policy = Policy::load(common::root().join("models/policies/redness.toml")).unwrap();
     let options = EngineOptions {
-        backend: prescreen_runtime::backend::Backend::Cpu,
+        backend: prescreen_runtime::preprocess::backend::Backend::Cpu,
         ..EngineOptions::default()
     };
     let engine = Engine::start(&redness(), &policy, options, Box::new(|_| {})).unwrap();

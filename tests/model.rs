@@ -5,8 +5,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use prescreen_runtime::inference::model::{
+    golden_input, IntegerKernels, LoadOptions, Model, MAX_THREADS,
+};
 use prescreen_runtime::manifest::{Manifest, Variant};
-use prescreen_runtime::model::{golden_input, IntegerKernels, LoadOptions, Model, MAX_THREADS};
 use prescreen_runtime::Error;
 use sha2::{Digest, Sha256};
 

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prescreen::ingest::Receiver;
-use prescreen_runtime::engine::{Event, Thumbnail};
-use prescreen_runtime::outbox::{
+use prescreen_runtime::reporting::outbox::{
     reporting_sink, Area, MemStore, Outbox, OutboxEvent, OutboxOptions, ReportingStats,
 };
-use prescreen_runtime::report::{Report, JSON_SCHEMA, SCHEMA_ID};
-use prescreen_runtime::segmenter::{Segment, SegmentEvent};
-use prescreen_runtime::upload::{UploadConfig, Uploader};
+use prescreen_runtime::reporting::report::{Report, JSON_SCHEMA, SCHEMA_ID};
+use prescreen_runtime::reporting::upload::{UploadConfig, Uploader};
+use prescreen_runtime::stream::engine::{Event, Thumbnail};
+use prescreen_runtime::stream::segmenter::{Segment, SegmentEvent};
 use prescreen_runtime::Error;
 
 /// A closed segment `id` from `start_s` to `end_s` (stream starting at camera time 5 s) with
@@ -359,7 +359,7 @@ fn corrupt_and_foreign_files_are_quarantined_and_block_nothing() {
 fn recording_sink(
     outbox: &Arc<Outbox>,
 ) -> (
-    prescreen_runtime::engine::EventSink,
+    prescreen_runtime::stream::engine::EventSink,
     std::sync::mpsc::Receiver<Event>,
     Arc<ReportingStats>,
 ) {

@@ -27,13 +27,13 @@ use std::time::{Duration, Instant};
 
 use prescreen::framegen::OwnedFrame;
 use prescreen::stream::SampleStream;
-use prescreen_runtime::engine::{
+use prescreen_runtime::frame::{Frame, FrameError};
+use prescreen_runtime::inference::model::Model;
+use prescreen_runtime::manifest::Variant;
+use prescreen_runtime::policy::Policy;
+use prescreen_runtime::stream::engine::{
     CameraBuffer, Engine, EngineOptions, Event, EventSink, Metrics, Submitted,
 };
-use prescreen_runtime::frame::{Frame, FrameError};
-use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::model::Model;
-use prescreen_runtime::policy::Policy;
 
 fn policy(base_fps: f64, burst_fps: f64, gate: bool) -> Policy {
     let text = std::fs::read_to_string(common::root().join("models/policies/default.toml"))

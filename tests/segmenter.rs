@@ -5,8 +5,8 @@ mod common;
 
 use prescreen_runtime::frame::{Frame, PixelFormat, Plane};
 use prescreen_runtime::policy::{Policy, QualityGate};
-use prescreen_runtime::sampling::{Gate, Quality, Sampler, Signature};
-use prescreen_runtime::segmenter::{Segment, SegmentEvent, Segmenter};
+use prescreen_runtime::stream::sampling::{Gate, Quality, Sampler, Signature};
+use prescreen_runtime::stream::segmenter::{Segment, SegmentEvent, Segmenter};
 use proptest::prelude::*;
 
 const MS: i64 = 1000;
@@ -501,7 +501,7 @@ fn every_policy_bound_is_inclusive_and_one_step_past_it_is_refused() {
         }
         Policy::parse(&text)
     };
-    let max_evidence = prescreen_runtime::report::MAX_EVIDENCE;
+    let max_evidence = prescreen_runtime::reporting::report::MAX_EVIDENCE;
     let long_version = format!("version = \"{}\"", "v".repeat(128));
     let too_long_version = format!("version = \"{}\"", "v".repeat(129));
     let thumbnails_max = format!("thumbnails = {max_evidence}");

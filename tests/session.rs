@@ -6,11 +6,11 @@ mod common;
 use std::sync::{mpsc, Arc, Mutex};
 
 use prescreen::framegen::OwnedFrame;
-use prescreen_runtime::backend::Backend;
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, FrameError, PixelFormat};
-use prescreen_runtime::outbox::OutboxEvent;
-use prescreen_runtime::segmenter::SegmentEvent;
+use prescreen_runtime::preprocess::backend::Backend;
+use prescreen_runtime::reporting::outbox::OutboxEvent;
 use prescreen_runtime::session::{Session, SessionConfig, SessionEvent};
+use prescreen_runtime::stream::segmenter::SegmentEvent;
 use prescreen_runtime::{Error, ErrorKind};
 
 fn config(outbox: &std::path::Path, stream_id: &str) -> SessionConfig {

@@ -14,11 +14,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use prescreen::ingest::{Receiver, ReceiverOptions, ReceiverStats, REPORTS_PATH};
-use prescreen_runtime::engine::Thumbnail;
-use prescreen_runtime::outbox::{Outbox, OutboxOptions};
-use prescreen_runtime::report::Report;
-use prescreen_runtime::segmenter::Segment;
-use prescreen_runtime::upload::{RetryPolicy, Transport, UploadConfig, Uploader, UreqTransport};
+use prescreen_runtime::reporting::outbox::{Outbox, OutboxOptions};
+use prescreen_runtime::reporting::report::Report;
+use prescreen_runtime::reporting::upload::{
+    RetryPolicy, Transport, UploadConfig, Uploader, UreqTransport,
+};
+use prescreen_runtime::stream::engine::Thumbnail;
+use prescreen_runtime::stream::segmenter::Segment;
 
 const MS: Duration = Duration::from_millis(1);
 

@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, Frame, PixelFormat, Plane, Rotation};
 use prescreen_runtime::manifest::Manifest;
 use prescreen_runtime::preprocess::CpuPreprocessor;
-use prescreen_runtime::sampling::Signature;
+use prescreen_runtime::stream::sampling::Signature;
 
 /// Reads small numbers off the front of the input.
 struct Bytes<'a>(&'a [u8]);

@@ -27,9 +27,9 @@ fuzz_target!(|data: &[u8]| {
     assert!((0.0..=policy::MAX_MIN_SHARPNESS).contains(&q.min_sharpness));
     assert!(q.min_side <= policy::MAX_MIN_SIDE);
     assert!(p.evidence.size <= policy::MAX_THUMBNAIL_SIZE);
-    assert!(p.evidence.thumbnails <= prescreen_runtime::report::MAX_EVIDENCE);
+    assert!(p.evidence.thumbnails <= prescreen_runtime::reporting::report::MAX_EVIDENCE);
     // What the engine builds from a policy must not panic either.
-    let _ = prescreen_runtime::sampling::Sampler::new(&p.sampling);
+    let _ = prescreen_runtime::stream::sampling::Sampler::new(&p.sampling);
     let labels: Vec<String> = p.labels.keys().cloned().collect();
-    let _ = prescreen_runtime::segmenter::Segmenter::new(&p, &labels);
+    let _ = prescreen_runtime::stream::segmenter::Segmenter::new(&p, &labels);
 });

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use prescreen::ingest::ReportChecker;
-use prescreen_runtime::report::Report;
+use prescreen_runtime::reporting::report::Report;
 
 fuzz_target!(|data: &[u8]| {
     static CHECKER: OnceLock<ReportChecker> = OnceLock::new();

@@ -253,7 +253,7 @@ pub enum GpuError {
     /// No adapter with compute shaders was found.
     #[error("no GPU adapter with compute shaders found")]
     NoAdapter,
-    /// [`crate::backend::Backend::Auto`] found only a software rasteriser (a CPU adapter such as
+    /// [`crate::preprocess::backend::Backend::Auto`] found only a software rasteriser (a CPU adapter such as
     /// Mesa's lavapipe), which is slower than the CPU path; ask for `Gpu` to use it anyway.
     #[error("only a software adapter is available ({adapter}): the CPU path is faster")]
     SoftwareOnly {

@@ -1,26 +1,34 @@
 //! prescreen runtime: on-device screening of camera frames with a small image classifier.
 //!
-//! The pieces, in the order a frame meets them:
+//! The tree follows a frame (DESIGN.md, "Flow"). First the contracts every stage shares:
 //!
 //! * [`frame`]: a validated, borrowed camera frame (NV21, NV12, I420, YUV_420_888, BGRA, RGBA, RGB),
 //!   with colour space, orientation and timestamp.
 //! * [`manifest`]: what a model is and how to feed it; the only source of preprocessing parameters.
-//! * [`preprocess`]: frame to model input ([`preprocess::CpuPreprocessor`]), and the scalar
-//!   [`preprocess::reference`] every backend is tested against; [`backend`]: the backend choice
-//!   (`auto | gpu | cpu`) with CPU fallback; `gpu` (feature `gpu`): wgpu compute shaders.
-//! * [`model`]: tract-based loading with checksum, IO and golden self-test, and per-worker sessions.
-//! * [`screener`]: the three stages in one object, with per-stage timing.
-//! * [`engine`]: the live stream engine (non-blocking submit, worker thread, events, metrics).
-//! * [`policy`], [`sampling`], [`segmenter`]: what to score and how scores become flagged segments,
-//!   free of clocks, threads and I/O.
-//! * [`report`]: a closed segment as versioned JSON with JPEG evidence; [`outbox`]: the durable,
-//!   budgeted store reports wait in; `upload` (feature `upload`): delivery over HTTP(S).
-//! * [`files`]: reading untrusted files (regular files only, through a hard limit).
-//! * [`session`]: one stream with its outbox and an events thread, the object the mobile bindings
-//!   wrap; errors reach hosts through [`ErrorKind`].
+//! * [`policy`]: what a moderation policy asks (labels, thresholds, sampling, evidence).
+//! * [`error`]: typed errors, reaching hosts through [`ErrorKind`]; [`files`]: reading untrusted
+//!   files (regular files only, through a hard limit).
+//!
+//! Then the stages, in the order a frame meets them:
+//!
+//! * [`preprocess`]: frame to model input ([`preprocess::CpuPreprocessor`]), the scalar
+//!   [`preprocess::reference`] every backend is tested against, the backend choice
+//!   ([`preprocess::backend`]: `auto | gpu | cpu` with CPU fallback) and `preprocess::gpu`
+//!   (feature `gpu`): wgpu compute shaders.
+//! * [`inference`]: tract-based loading with checksum, IO and golden self-test
+//!   ([`inference::model`]), the graph rewrite and the integer kernels.
+//! * [`stream`]: one frame through the three stages ([`stream::screener`]), which frames to score
+//!   ([`stream::sampling`]), scores to flagged segments ([`stream::segmenter`]), and the live engine
+//!   around them ([`stream::engine`]: non-blocking submit, worker thread, events, metrics).
+//! * [`reporting`]: a closed segment as versioned JSON with JPEG evidence
+//!   ([`reporting::report`]), the durable, budgeted store reports wait in ([`reporting::outbox`]),
+//!   and `reporting::upload` (feature `upload`): delivery over HTTP(S).
+//!
+//! Last, [`session`]: one stream with its outbox and an events thread, the object the mobile
+//! bindings wrap.
 //!
 //! ```no_run
-//! use prescreen_runtime::{frame::{Frame, Plane, Rotation}, manifest::Variant, screener::Screener};
+//! use prescreen_runtime::{frame::{Frame, Plane, Rotation}, manifest::Variant, stream::screener::Screener};
 //! # fn main() -> prescreen_runtime::Result<()> {
 //! let mut screener = Screener::open("models/nsfwjs", Variant::Float)?;
 //! let (y, uv) = (vec![16u8; 1920 * 1080], vec![128u8; 1920 * 540]);
@@ -36,30 +44,25 @@
 //! ```
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
-pub mod backend;
-pub mod engine;
+// Contracts: what crosses every stage (DESIGN.md, "Contracts").
 pub mod error;
 pub mod files;
 pub mod frame;
-#[cfg(feature = "gpu")]
-pub mod gpu;
 pub mod manifest;
-pub mod model;
-pub mod outbox;
 pub mod policy;
+
+// The stages, in the order a frame meets them.
+pub mod inference;
 pub mod preprocess;
-mod qconv;
+pub mod reporting;
+pub mod stream;
+
+// The composition the mobile bindings wrap.
+pub mod session;
+
 /// The integer convolution's kernels, compared bit for bit on inputs built from arbitrary bytes
 /// (the fuzz target `qconv`).
 #[cfg(feature = "fuzzing")]
-pub use qconv::fuzzing;
-pub mod report;
-mod rewrite;
-pub mod sampling;
-pub mod screener;
-pub mod segmenter;
-pub mod session;
-#[cfg(feature = "upload")]
-pub mod upload;
+pub use inference::qconv::fuzzing;
 
 pub use error::{Error, ErrorKind, GpuError, Result};

@@ -359,7 +359,7 @@ pub struct OutputSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Golden {
-    /// Which fixed input (see [`crate::model::golden_input`]).
+    /// Which fixed input (see [`crate::inference::model::golden_input`]).
     pub input: String,
     /// Expected outputs per variant.
     pub expect: Vec<GoldenExpect>,
@@ -452,10 +452,13 @@ impl Manifest {
         }
         for (i, label) in m.output.labels.iter().enumerate() {
             let n = label.chars().count();
-            if n == 0 || n > crate::report::MAX_LABEL_CHARS || label.chars().any(char::is_control) {
+            if n == 0
+                || n > crate::reporting::report::MAX_LABEL_CHARS
+                || label.chars().any(char::is_control)
+            {
                 return Err(format!(
                     "label {i} must have 1 to {} printable characters",
-                    crate::report::MAX_LABEL_CHARS
+                    crate::reporting::report::MAX_LABEL_CHARS
                 ));
             }
             if m.output.labels[..i].contains(label) {
@@ -835,7 +838,7 @@ tolerance = 0.1
     /// and `||` -> `&&` between the label conditions.
     #[test]
     fn labels_have_one_to_max_label_chars_printable_characters() {
-        let max = crate::report::MAX_LABEL_CHARS;
+        let max = crate::reporting::report::MAX_LABEL_CHARS;
         let labels = |first: &str| {
             with(&[(
                 "labels = [\"a\", \"b\", \"c\"]",

@@ -27,7 +27,7 @@ pub const MAX_THUMBNAIL_SIZE: u32 = 512;
 /// Longest policy version, in characters.
 pub const MAX_VERSION_CHARS: usize = 128;
 /// Highest `quality.min_sharpness`. A picture with any sharp edge measures at least about 1/8
-/// ([`crate::sampling::Quality`]) and sharp photographs measured 0.06 to 0.24; above this bound a
+/// ([`crate::stream::sampling::Quality`]) and sharp photographs measured 0.06 to 0.24; above this bound a
 /// policy would skip sharp frames as blurred, switching screening off for them.
 pub const MAX_MIN_SHARPNESS: f32 = 0.05;
 /// Highest `quality.min_side`, in pixels: below QVGA's 240 lines, so no camera stream is skipped
@@ -207,7 +207,7 @@ pub struct SceneGate {
 }
 
 /// The frame-quality gate: frames too blurred or too small to judge are never scored, so they
-/// neither open nor extend a segment (counted in [`crate::engine::Metrics::low_quality`]). It
+/// neither open nor extend a segment (counted in [`crate::stream::engine::Metrics::low_quality`]). It
 /// applies at every sampling rate. Out-of-focus frames are not evidence: a camera focusing, a fast
 /// pan or a shaking hand blur a benign picture into one a model may misread.
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
@@ -215,7 +215,7 @@ pub struct SceneGate {
 pub struct QualityGate {
     /// Whether frames may be skipped for their quality.
     pub enabled: bool,
-    /// Frames whose sharpness ([`crate::sampling::Quality::sharpness`]) is below this are skipped,
+    /// Frames whose sharpness ([`crate::stream::sampling::Quality::sharpness`]) is below this are skipped,
     /// 0..=[`MAX_MIN_SHARPNESS`].
     #[serde(default)]
     pub min_sharpness: f32,
@@ -229,7 +229,7 @@ pub struct QualityGate {
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
     /// Number of frames kept (the highest-scoring ones), at most
-    /// [`crate::report::MAX_EVIDENCE`] (what a report may carry).
+    /// [`crate::reporting::report::MAX_EVIDENCE`] (what a report may carry).
     pub thumbnails: usize,
     /// Longer side of a thumbnail, in pixels (16..=[`MAX_THUMBNAIL_SIZE`]).
     pub size: u32,
@@ -338,10 +338,10 @@ impl Policy {
                 "evidence.size must be within 16..={MAX_THUMBNAIL_SIZE} pixels"
             ));
         }
-        if e.thumbnails > crate::report::MAX_EVIDENCE {
+        if e.thumbnails > crate::reporting::report::MAX_EVIDENCE {
             return Err(format!(
                 "evidence.thumbnails must be at most {} (what a report carries)",
-                crate::report::MAX_EVIDENCE
+                crate::reporting::report::MAX_EVIDENCE
             ));
         }
         Ok(p)

@@ -13,19 +13,19 @@ use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
-use crate::backend::Backend;
-use crate::engine::{Engine, EngineOptions, Event, Metrics, Submitted};
 use crate::error::{Error, Result};
 use crate::frame::{Frame, FrameError};
+use crate::inference::model::{LoadOptions, Model};
 use crate::manifest::Variant;
-use crate::model::{LoadOptions, Model};
-use crate::outbox::{
+use crate::policy::{Category, Policy};
+use crate::preprocess::backend::Backend;
+use crate::reporting::outbox::{
     reporting_sink, Outbox, OutboxEvent, OutboxMetrics, OutboxOptions, PendingReport,
     ReportingStats,
 };
-use crate::policy::{Category, Policy};
-use crate::report::{default_device_class, ReportContext};
-use crate::segmenter::SegmentEvent;
+use crate::reporting::report::{default_device_class, ReportContext};
+use crate::stream::engine::{Engine, EngineOptions, Event, Metrics, Submitted};
+use crate::stream::segmenter::SegmentEvent;
 
 /// Everything a session needs to start.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ pub struct SessionConfig {
     pub outbox_budget_bytes: u64,
     /// The device class written into reports (default: the OS and CPU architecture).
     pub device_class: Option<String>,
-    /// Inference threads (default 1: see [`crate::model::LoadOptions`]).
+    /// Inference threads (default 1: see [`crate::inference::model::LoadOptions`]).
     pub inference_threads: usize,
 }
 

@@ -13,16 +13,16 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use prescreen_runtime::backend::Backend;
-use prescreen_runtime::engine::{Engine, EngineOptions, Event, EventSink, Thumbnail};
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, Frame, PixelFormat};
+use prescreen_runtime::inference::model::Model;
 use prescreen_runtime::manifest::InputSpec;
-use prescreen_runtime::model::Model;
 use prescreen_runtime::policy::Policy;
+use prescreen_runtime::preprocess::backend::Backend;
 use prescreen_runtime::preprocess::CpuPreprocessor;
-use prescreen_runtime::sampling::Signature;
-use prescreen_runtime::screener::Screener;
-use prescreen_runtime::segmenter::SegmentEvent;
+use prescreen_runtime::stream::engine::{Engine, EngineOptions, Event, EventSink, Thumbnail};
+use prescreen_runtime::stream::sampling::Signature;
+use prescreen_runtime::stream::screener::Screener;
+use prescreen_runtime::stream::segmenter::SegmentEvent;
 
 use super::report::{
     Cost, CurvePoint, EvalReport, Example, ExampleKind, FrameFigures, LabelReport,

@@ -82,17 +82,17 @@ pub fn diff(a: &[f32], b: &[f32]) -> (f32, f32) {
 }
 
 /// The report context of a test stream: open_nsfw float with a made-up checksum.
-pub fn report_context(stream_id: &str) -> prescreen_runtime::report::ReportContext {
-    prescreen_runtime::report::ReportContext {
+pub fn report_context(stream_id: &str) -> prescreen_runtime::reporting::report::ReportContext {
+    prescreen_runtime::reporting::report::ReportContext {
         stream_id: stream_id.into(),
-        model: prescreen_runtime::report::ModelInfo {
+        model: prescreen_runtime::reporting::report::ModelInfo {
             id: "open_nsfw".into(),
             version: "1".into(),
             variant: "float".into(),
             sha256: "ab".repeat(32),
         },
         policy_version: "test-1".into(),
-        device_class: prescreen_runtime::report::default_device_class(),
+        device_class: prescreen_runtime::reporting::report::default_device_class(),
         jpeg_quality: 80,
         categories: Default::default(),
     }

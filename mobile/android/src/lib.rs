@@ -31,15 +31,15 @@ use jni::objects::{
 use jni::sys::{jboolean, jint, jlong, JNI_FALSE, JNI_TRUE};
 use jni::{JNIEnv, JavaVM};
 
-use prescreen_runtime::backend::Backend;
-use prescreen_runtime::engine::Submitted;
 use prescreen_runtime::frame::{
     ColorMatrix, ColorRange, Frame, FrameError, PixelFormat, Plane, PlaneKind,
 };
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::outbox::OutboxEvent;
-use prescreen_runtime::segmenter::{Segment, SegmentEvent};
+use prescreen_runtime::preprocess::backend::Backend;
+use prescreen_runtime::reporting::outbox::OutboxEvent;
 use prescreen_runtime::session::{Session, SessionConfig, SessionEvent, SessionMetrics};
+use prescreen_runtime::stream::engine::Submitted;
+use prescreen_runtime::stream::segmenter::{Segment, SegmentEvent};
 use prescreen_runtime::{Error, ErrorKind};
 
 /// Sessions alive in this process (opened and not yet freed).
@@ -847,8 +847,8 @@ fn flat_metrics(m: &SessionMetrics) -> [i64; METRICS_LEN] {
     let us = |d: std::time::Duration| d.as_micros() as i64;
     let backend = match e.backend {
         None => -1,
-        Some(prescreen_runtime::backend::ActiveBackend::Cpu) => 0,
-        Some(prescreen_runtime::backend::ActiveBackend::Gpu) => 1,
+        Some(prescreen_runtime::preprocess::backend::ActiveBackend::Cpu) => 0,
+        Some(prescreen_runtime::preprocess::backend::ActiveBackend::Gpu) => 1,
     };
     [
         e.seen as i64,

@@ -11,12 +11,12 @@
 
 use std::sync::Arc;
 
-use prescreen_runtime::engine::Submitted;
 use prescreen_runtime::frame::{self as rt, Frame, FrameError, PixelFormat, Plane};
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::outbox::OutboxEvent;
-use prescreen_runtime::segmenter::{self, SegmentEvent};
+use prescreen_runtime::reporting::outbox::OutboxEvent;
 use prescreen_runtime::session::{Session, SessionConfig, SessionEvent, SessionMetrics};
+use prescreen_runtime::stream::engine::Submitted;
+use prescreen_runtime::stream::segmenter::{self, SegmentEvent};
 use prescreen_runtime::{Error, ErrorKind};
 
 uniffi::setup_scaffolding!("prescreen");
@@ -546,9 +546,9 @@ impl Screener {
             config.stream_id,
         );
         c.backend = match config.backend {
-            Backend::Auto => prescreen_runtime::backend::Backend::Auto,
-            Backend::Gpu => prescreen_runtime::backend::Backend::Gpu,
-            Backend::Cpu => prescreen_runtime::backend::Backend::Cpu,
+            Backend::Auto => prescreen_runtime::preprocess::backend::Backend::Auto,
+            Backend::Gpu => prescreen_runtime::preprocess::backend::Backend::Gpu,
+            Backend::Cpu => prescreen_runtime::preprocess::backend::Backend::Cpu,
         };
         c.variant = match config.variant {
             ModelVariant::Float => Variant::Float,

@@ -7,9 +7,12 @@
 //! ordered, scaled and normalised, and written in the model's layout. [`reference`] is the slow,
 //! obvious implementation of that contract that tests hold every backend to.
 
+pub mod backend;
 mod color;
 mod cpu;
 pub mod geometry;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod kernel;
 pub mod reference;
 

@@ -92,7 +92,7 @@ fn parse_args() -> Result<Args> {
     })
 }
 
-/// The manifest's golden input pattern, as `prescreen_runtime::model::golden_input` writes it
+/// The manifest's golden input pattern, as `prescreen_runtime::inference::model::golden_input` writes it
 /// (NHWC): value `k = (7a + 13b + 29c) mod 251` at row a, column b, channel c.
 fn golden_input(kind: &str, input: &Input) -> Result<Vec<f32>> {
     let value: fn(usize) -> f32 = match kind {

@@ -36,7 +36,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearU8};
 use tract_onnx::tract_core::ops::Downsample;
 
-use crate::qconv::{
+use crate::inference::qconv::{
     DepthwiseGeometry, FloatDepthwise, Geometry, Kernel, QConv, QDepthwise, Requantize, Simd,
 };
 

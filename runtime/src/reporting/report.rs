@@ -14,17 +14,17 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::engine::Thumbnail;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::inference::model::Model;
 use crate::policy::{Category, Policy};
-use crate::segmenter::Segment;
+use crate::stream::engine::Thumbnail;
+use crate::stream::segmenter::Segment;
 
 /// The `schema` value of every report this runtime writes.
 pub const SCHEMA_ID: &str = "prescreen.segment-report/1";
 
 /// The JSON Schema (draft 2020-12) reports are validated against.
-pub const JSON_SCHEMA: &str = include_str!("../schema/segment-report-v1.schema.json");
+pub const JSON_SCHEMA: &str = include_str!("../../schema/segment-report-v1.schema.json");
 
 /// Most characters in a report's `stream_id` (the schema's `maxLength`).
 pub const MAX_STREAM_ID_CHARS: usize = 256;
@@ -445,7 +445,7 @@ pub fn now_unix_millis() -> u64 {
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::{ModelInfo, ReportContext};
-    use crate::segmenter::Segment;
+    use crate::stream::segmenter::Segment;
 
     /// The context of stream `stream-1`, model `test` and policy `p1`.
     pub(crate) fn context() -> ReportContext {

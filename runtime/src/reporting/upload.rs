@@ -29,7 +29,7 @@ use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::outbox::Outbox;
+use crate::reporting::outbox::Outbox;
 
 /// Longest excerpt of a server's reply kept in a dead-letter reason, in characters.
 pub const MAX_REASON_CHARS: usize = 200;
@@ -591,9 +591,9 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::outbox::{Area, MemStore, OutboxOptions, Store};
-    use crate::report::fixtures::{context, segment};
-    use crate::report::Report;
+    use crate::reporting::outbox::{Area, MemStore, OutboxOptions, Store};
+    use crate::reporting::report::fixtures::{context, segment};
+    use crate::reporting::report::Report;
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -18,14 +18,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::backend::{ActiveBackend, Backend};
 use crate::error::{Error, Result};
 use crate::frame::{ColorMatrix, ColorRange, Frame, FrameError, PixelFormat, Plane, Rotation};
-use crate::model::Model;
+use crate::inference::model::Model;
 use crate::policy::{Policy, QualityGate};
-use crate::sampling::{Gate, Sampler, Signature};
-use crate::screener::Screener;
-use crate::segmenter::{SegmentEvent, Segmenter};
+use crate::preprocess::backend::{ActiveBackend, Backend};
+use crate::stream::sampling::{Gate, Sampler, Signature};
+use crate::stream::screener::Screener;
+use crate::stream::segmenter::{SegmentEvent, Segmenter};
 
 /// A camera buffer lent to the engine with [`Engine::submit_buffer`]: the engine keeps it, and
 /// reads its pixels on the worker thread, instead of copying them on the camera thread.
@@ -103,7 +103,7 @@ pub enum Event {
     /// engine goes on.
     Error(String),
     /// A closed segment's report is durably in the outbox (only with
-    /// [`crate::outbox::reporting_sink`]); it follows the segment's `Closed` event.
+    /// [`crate::reporting::outbox::reporting_sink`]); it follows the segment's `Closed` event.
     ReportQueued {
         /// The report's id (its idempotency key).
         report_id: String,

@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::backend::{ActiveBackend, Backend, Preprocessor};
 use crate::error::Result;
 use crate::frame::Frame;
+use crate::inference::model::{Model, Scores, Session};
 use crate::manifest::Variant;
-use crate::model::{Model, Scores, Session};
+use crate::preprocess::backend::{ActiveBackend, Backend, Preprocessor};
 
 /// The scores of one frame and how long each stage took.
 #[derive(Clone, Debug)]

@@ -33,7 +33,7 @@ use crate::frame::{ColorMatrix, ColorRange, Frame, PixelFormat, Rotation};
 use crate::manifest::{InputSpec, Layout};
 use crate::preprocess::geometry::Plan;
 use crate::preprocess::kernel::Taps;
-use crate::sampling::Signature;
+use crate::stream::sampling::Signature;
 
 /// How long the last frame spent in each GPU stage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,9 +47,9 @@ pub struct GpuStageTimes {
     pub readback: Duration,
 }
 
-const RESAMPLE_WGSL: &str = include_str!("../../../shaders/resample_rows.wgsl");
-const TENSOR_WGSL: &str = include_str!("../../../shaders/to_tensor.wgsl");
-const SIGNATURE_WGSL: &str = include_str!("../../../shaders/signature.wgsl");
+const RESAMPLE_WGSL: &str = include_str!("../../../../shaders/resample_rows.wgsl");
+const TENSOR_WGSL: &str = include_str!("../../../../shaders/to_tensor.wgsl");
+const SIGNATURE_WGSL: &str = include_str!("../../../../shaders/signature.wgsl");
 
 /// Words in the `Params` uniform (see the shaders).
 const PARAM_WORDS: usize = 60;

@@ -7,7 +7,7 @@
 //! core with dotprod (every phone core since about 2018) one `sdot` does 16, against 4 for an f32
 //! `fmla`. That is where onnxruntime's int8 speed comes from. [`QConv`] is the operator the loader puts in place of
 //! `DequantizeLinear → Conv → (+ bias) → QuantizeLinear → DequantizeLinear` (see
-//! [`crate::rewrite::quantized_convolutions`]). It computes what that chain means:
+//! [`crate::inference::rewrite::quantized_convolutions`]). It computes what that chain means:
 //!
 //! ```text
 //! qx = clamp(round_even(x · (1/sx)) + zx, 0, 255)                  (the input's quantization)
@@ -60,7 +60,7 @@ macro_rules! f32_convolution_op {
             fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
                 let g = &self.geometry;
                 let len = g.channels * g.height * g.width;
-                $crate::qconv::eval_into(&inputs, len, &self.out_shape, |input, out| {
+                $crate::inference::qconv::eval_into(&inputs, len, &self.out_shape, |input, out| {
                     self.convolve(input, out, self.$kernel)
                 })
             }

@@ -18,8 +18,8 @@ use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{Error, Result};
+use crate::inference::qconv::{Kernel, Simd};
 use crate::manifest::{Activation, Layout, Manifest, Variant};
-use crate::qconv::{Kernel, Simd};
 
 /// Largest model file accepted, in bytes.
 pub const MAX_MODEL_BYTES: u64 = 1 << 30;
@@ -38,7 +38,7 @@ pub struct LoadOptions {
     /// How a quantized (QDQ) file's convolutions run: [`IntegerKernels::Auto`] by default.
     pub integer_kernels: IntegerKernels,
     /// Whether the depthwise convolutions that stay in f32 run on prescreen's own kernel
-    /// (`crate::qconv::FloatDepthwise`) or on tract's. Either computes the same convolution; the
+    /// (`crate::inference::qconv::FloatDepthwise`) or on tract's. Either computes the same convolution; the
     /// sums' order differs. The default is measured per architecture: on x86-64 prescreen's (tract's
     /// generic kernel took 9.6 of nsfwjs's 21.4 ms, prescreen's takes 3.1), on aarch64 tract's (its
     /// NEON kernel: nsfwjs float 149 M guest instructions per inference against 188 M and more with
@@ -537,13 +537,13 @@ fn build_plan(
             }),
             ..RunOptions::default()
         };
-        use crate::rewrite::{
+        use crate::inference::rewrite::{
             float_depthwise_convolutions, fuse_quantize_dequantize, quantized_convolutions, Pairs,
         };
         let mut typed = typed;
         let mut integer = 0;
         // With an integer kernel (a SIMD one this CPU runs, or the portable one when asked for),
-        // quantized convolutions run as integer ones (crate::qconv).
+        // quantized convolutions run as integer ones (crate::inference::qconv).
         // The pairs on their inputs and outputs are left for that rewrite, which needs tract's
         // decluttered graph (1×1 convolutions as EinSum); every other pair is fused first, so that
         // decluttering cannot turn `DequantizeLinear → Softmax → QuantizeLinear` into tract's
@@ -551,7 +551,7 @@ fn build_plan(
         let weights = match kernel {
             Some(kernel) => Some((
                 kernel,
-                crate::rewrite::QuantizedWeights::from_proto(&onnx, &proto)
+                crate::inference::rewrite::QuantizedWeights::from_proto(&onnx, &proto)
                     .map_err(|e| load(format!("reading quantized weights: {e:#}")))?,
             )),
             None => None,
@@ -577,7 +577,7 @@ fn build_plan(
                 kernel.name()
             );
         }
-        // The depthwise convolutions left in f32 (crate::qconv::FloatDepthwise). A QDQ file
+        // The depthwise convolutions left in f32 (crate::inference::qconv::FloatDepthwise). A QDQ file
         // without the integer rewrite keeps tract's kernels throughout, so that `Off` compares
         // with tract alone.
         if options.float_depthwise && (decluttered || !is_quantized) {

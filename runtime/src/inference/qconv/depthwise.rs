@@ -15,7 +15,7 @@
 //! row (or 4 `sdot`/`usdot`), for either stride, on contiguous loads.
 
 use super::*;
-use crate::rewrite::ROUNDING_BIAS;
+use crate::inference::rewrite::ROUNDING_BIAS;
 /// Output channels per task when the convolution is shared among threads.
 const CHANNELS_PER_TASK: usize = 16;
 

@@ -16,7 +16,7 @@ use crate::manifest::InputSpec;
 use crate::preprocess::CpuPreprocessor;
 
 #[cfg(feature = "gpu")]
-use crate::gpu::{GpuContext, GpuPreprocessor, GpuStageTimes};
+use crate::preprocess::gpu::{GpuContext, GpuPreprocessor, GpuStageTimes};
 
 /// Which preprocessing backend to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

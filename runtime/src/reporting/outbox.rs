@@ -23,10 +23,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::engine::{Event, EventSink};
 use crate::error::{Error, Result};
-use crate::report::{check_id, now_unix_millis, Report, ReportContext, MAX_REPORT_BYTES};
-use crate::segmenter::SegmentEvent;
+use crate::reporting::report::{
+    check_id, now_unix_millis, Report, ReportContext, MAX_REPORT_BYTES,
+};
+use crate::stream::engine::{Event, EventSink};
+use crate::stream::segmenter::SegmentEvent;
 
 /// A folder of the outbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -894,8 +896,8 @@ impl Drop for ReportingSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Thumbnail;
-    use crate::report::fixtures::{context, segment};
+    use crate::reporting::report::fixtures::{context, segment};
+    use crate::stream::engine::Thumbnail;
 
     /// The order of the file-system calls that make each change durable. Kills: deleting the file's
     /// fsync or a folder's, renaming before the content is synced, syncing the wrong folder.
