@@ -15,7 +15,7 @@
 //   each plane with its own row and pixel stride); sums are exact integers, stored unrounded as f32
 //   in 0..255 units (luma at `inter[r * rw + x]`, chroma at `inter[chroma_inter + (r * rw + x) * 2]`).
 //
-// `Params` is shared with to_tensor.wgsl and mirrors `Params` in runtime/src/gpu/mod.rs.
+// `Params` is shared with to_tensor.wgsl and mirrors `Params` in runtime/src/preprocess/gpu/params.rs.
 
 struct Params {
     rw: u32, rh: u32, out_w: u32, out_h: u32,
