@@ -1,8 +1,10 @@
 //! Unit tests of the loader on the test classifier (`models/redness`, built by `make model`): it
-//! loads in milliseconds, so these run under every mutant of `model.rs` (README, "Mutation
+//! loads in milliseconds, so these run under every mutant of `model/` (README, "Mutation
 //! testing"). The real models' loads are in `tests/model.rs`.
 
+use super::runner::{check_probabilities, OpTally};
 use super::*;
+use crate::manifest::Activation;
 
 /// The test classifier's folder.
 fn redness() -> PathBuf {

@@ -6,6 +6,10 @@
 //! reason (a corrupt file, a tract regression, a quantized graph tract gets wrong). A [`Model`] is
 //! shared between threads; each worker opens its own [`Session`], which owns the input tensor the
 //! preprocessor writes into, so running a frame allocates nothing but tract's own activations.
+//!
+//! This file is the loader. `runner` holds the [`Session`] that runs the plan, `golden` the golden
+//! inputs the self-test feeds it; the graph passes the loader applies are in
+//! `crate::inference::rewrite`.
 
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,8 +22,15 @@ use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{Error, Result};
-use crate::inference::qconv::{Kernel, Simd};
-use crate::manifest::{Activation, Layout, Manifest, Variant};
+use crate::inference::qconv::Kernel;
+use crate::inference::rewrite::{self, Rewritten};
+use crate::manifest::{Layout, Manifest, Variant};
+
+mod golden;
+mod runner;
+
+pub use golden::golden_input;
+pub use runner::{OpTime, Scores, Session};
 
 /// Largest model file accepted, in bytes.
 pub const MAX_MODEL_BYTES: u64 = 1 << 30;
@@ -114,27 +125,6 @@ impl std::fmt::Debug for Model {
             .field("variant", &self.inner.variant)
             .field("path", &self.inner.path)
             .finish()
-    }
-}
-
-/// The probabilities a model gave for one input, in the manifest's label order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Scores {
-    /// One probability per label.
-    pub probabilities: Vec<f32>,
-}
-
-impl Scores {
-    /// The probability of label `index`.
-    pub fn get(&self, index: usize) -> Option<f32> {
-        self.probabilities.get(index).copied()
-    }
-
-    /// `ln(p[index] / p[other])`: the log-odds of one label against another (for two softmax labels,
-    /// the model's logit difference). Finite even for probabilities of exactly 0 or 1.
-    pub fn log_odds(&self, index: usize, other: usize) -> f32 {
-        let p = |i: usize| (self.probabilities[i] as f64).max(1e-30);
-        (p(index) / p(other)).ln() as f32
     }
 }
 
@@ -308,145 +298,6 @@ impl Model {
     }
 }
 
-/// Per-worker inference state: tract's state and the input tensor.
-pub struct Session {
-    model: Model,
-    state: TypedSimpleState,
-    input: Arc<Tensor>,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("model", &self.model)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Session {
-    /// The model this session runs.
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
-    /// The input tensor's data, for the preprocessor to write into (length
-    /// [`crate::manifest::InputSpec::len`]).
-    pub fn input_mut(&mut self) -> &mut [f32] {
-        if Arc::get_mut(&mut self.input).is_none() {
-            // tract kept a reference to the last input; give this run a fresh buffer.
-            let shape = self.model.inner.manifest.input.shape();
-            self.input =
-                Arc::new(Tensor::zero::<f32>(&shape).expect("f32 tensor of a checked shape"));
-        }
-        Arc::get_mut(&mut self.input)
-            .expect("input tensor was just made unique")
-            .to_plain_array_view_mut::<f32>()
-            .ok()
-            .and_then(|view| view.into_slice())
-            .expect("input tensor is a contiguous f32 tensor")
-    }
-
-    /// Runs the model on the current input and checks that the output is a probability vector.
-    pub fn run(&mut self) -> Result<Scores> {
-        let input = self.input.clone().into_tvalue();
-        let outputs = catch_unwind(AssertUnwindSafe(|| self.state.run(tvec!(input))))
-            .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
-        let values: Vec<f32> = outputs[0]
-            .to_plain_array_view::<f32>()
-            .map_err(tract_err)?
-            .iter()
-            .copied()
-            .collect();
-        drop(outputs);
-        check_probabilities(self.model.inner.manifest.output.activation, &values)?;
-        Ok(Scores {
-            probabilities: values,
-        })
-    }
-}
-
-/// Time one kind of tract operator took in [`Session::profile`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct OpTime {
-    /// tract's name for the operator (after optimisation, e.g. `OptMatMul`).
-    pub op: String,
-    /// Nodes of this kind in the optimised graph.
-    pub nodes: usize,
-    /// Time per run, summed over those nodes.
-    pub per_run: std::time::Duration,
-}
-
-impl Session {
-    /// Runs the model `runs` times on the current input, timing every node, and returns the time
-    /// per run each kind of operator took, largest first: where inference time goes (the harness's
-    /// `bench-infer --profile`). Timing each node adds a little to the total.
-    pub fn profile(&mut self, runs: usize) -> Result<Vec<OpTime>> {
-        let runs = runs.max(1);
-        let mut tally = OpTally::default();
-        for _ in 0..runs {
-            let input = self.input.clone().into_tvalue();
-            let state = &mut self.state;
-            let tally = &mut tally;
-            catch_unwind(AssertUnwindSafe(|| {
-                state.run_plan_with_eval(tvec!(input), |ctx, op_state, node, inputs| {
-                    let started = std::time::Instant::now();
-                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
-                    tally.add(node.op().name().as_ref(), node.id, started.elapsed());
-                    out
-                })
-            }))
-            .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
-        }
-        Ok(tally.per_run(runs))
-    }
-}
-
-/// Time spent per kind of operator over one or more runs ([`Session::profile`]).
-#[derive(Default)]
-struct OpTally {
-    /// Per operator name: the nodes seen running it, and the time they took together.
-    ops: std::collections::HashMap<String, (std::collections::HashSet<usize>, std::time::Duration)>,
-}
-
-impl OpTally {
-    /// Node `node`, running operator `op`, took `time`.
-    fn add(&mut self, op: &str, node: usize, time: std::time::Duration) {
-        let entry = self.ops.entry(op.to_string()).or_default();
-        entry.0.insert(node);
-        entry.1 += time;
-    }
-
-    /// The time per run over `runs` runs (at least one) of each operator, largest first, ties by
-    /// name.
-    fn per_run(self, runs: usize) -> Vec<OpTime> {
-        let runs = u32::try_from(runs.max(1)).unwrap_or(u32::MAX);
-        let mut times: Vec<OpTime> = self
-            .ops
-            .into_iter()
-            .map(|(op, (nodes, time))| OpTime {
-                op,
-                nodes: nodes.len(),
-                per_run: time / runs,
-            })
-            .collect();
-        times.sort_by(|a, b| b.per_run.cmp(&a.per_run).then(a.op.cmp(&b.op)));
-        times
-    }
-}
-
-fn check_probabilities(activation: Activation, values: &[f32]) -> Result<()> {
-    let in_range = values
-        .iter()
-        .all(|v| v.is_finite() && (0.0..=1.0).contains(v));
-    let sum: f32 = values.iter().sum();
-    if !in_range || (activation == Activation::Softmax && (sum - 1.0).abs() > 1e-3) {
-        return Err(Error::BadOutput(values.to_vec()));
-    }
-    Ok(())
-}
-
 fn tract_err(e: impl std::fmt::Display) -> Error {
     Error::Inference(e.to_string())
 }
@@ -537,95 +388,24 @@ fn build_plan(
             }),
             ..RunOptions::default()
         };
-        use crate::inference::rewrite::{
-            float_depthwise_convolutions, fuse_quantize_dequantize, quantized_convolutions, Pairs,
-        };
-        let mut typed = typed;
-        let mut integer = 0;
-        // With an integer kernel (a SIMD one this CPU runs, or the portable one when asked for),
-        // quantized convolutions run as integer ones (crate::inference::qconv).
-        // The pairs on their inputs and outputs are left for that rewrite, which needs tract's
-        // decluttered graph (1×1 convolutions as EinSum); every other pair is fused first, so that
-        // decluttering cannot turn `DequantizeLinear → Softmax → QuantizeLinear` into tract's
-        // quantized Softmax (wrong, see tests/model.rs).
-        let weights = match kernel {
-            Some(kernel) => Some((
-                kernel,
-                crate::inference::rewrite::QuantizedWeights::from_proto(&onnx, &proto)
-                    .map_err(|e| load(format!("reading quantized weights: {e:#}")))?,
-            )),
-            None => None,
-        };
-        let is_quantized = proto.graph.as_ref().is_some_and(|g| {
-            g.node
-                .iter()
-                .any(|n| matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear"))
-        });
-        drop(proto);
-        let mut fused = 0;
-        let mut decluttered = false;
-        let mut float_depthwise = 0;
-        if let Some((kernel, weights)) = weights.filter(|(_, w)| !w.is_empty()) {
-            fused += fuse_quantize_dequantize(&mut typed, Pairs::NotAroundConvolutions)
-                .map_err(|e| load(format!("rewriting quantize/dequantize pairs: {e:#}")))?;
-            typed = declutter_keeping_layout(typed).map_err(|e| load(format!("{e:#}")))?;
-            decluttered = true;
-            integer = quantized_convolutions(&mut typed, &weights, kernel)
-                .map_err(|e| load(format!("rewriting quantized convolutions: {e:#}")))?;
-            log::debug!(
-                "{integer} quantized convolutions run as integer convolutions ({})",
-                kernel.name()
-            );
-        }
-        // The depthwise convolutions left in f32 (crate::inference::qconv::FloatDepthwise). A QDQ file
-        // without the integer rewrite keeps tract's kernels throughout, so that `Off` compares
-        // with tract alone.
-        if options.float_depthwise && (decluttered || !is_quantized) {
-            if !decluttered {
-                typed = declutter_keeping_layout(typed).map_err(|e| load(format!("{e:#}")))?;
-            }
-            let simd = Simd::detect();
-            float_depthwise = float_depthwise_convolutions(&mut typed, simd)
-                .map_err(|e| load(format!("rewriting depthwise convolutions: {e:#}")))?;
-            log::debug!(
-                "{float_depthwise} f32 depthwise convolutions on prescreen's kernel ({})",
-                simd.name()
-            );
-        }
-        fused += fuse_quantize_dequantize(&mut typed, Pairs::All)
-            .map_err(|e| load(format!("rewriting quantize/dequantize pairs: {e:#}")))?;
-        log::debug!("fused {fused} quantize/dequantize pairs into f32 arithmetic");
+        let Rewritten {
+            model: typed,
+            integer_convolutions,
+            float_depthwise,
+            fused_pairs,
+        } = rewrite::apply(typed, &onnx, proto, kernel, options.float_depthwise).map_err(load)?;
         let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable_with_options(&run_options))
             .map_err(|e| load(format!("{e:#}")))?;
         Ok(Built {
             plan,
-            integer_convolutions: integer,
+            integer_convolutions,
             float_depthwise,
-            fused_pairs: fused,
+            fused_pairs,
         })
     }));
     result.unwrap_or_else(|_| Err(load("tract panicked while loading the model".into())))
-}
-
-/// tract's declutter without its axis-changing pass (`ChangeAxes`), which moves channels last where
-/// that removes a transpose: the integer rewrite matches the file's channel-first convolutions,
-/// and that pass's choices differ between x86-64 and aarch64 (on aarch64 it turned nsfwjs's
-/// expanded activations channel-last, and 42 of its 43 quantized convolutions went unmatched).
-/// `into_optimized` runs the whole declutter afterwards, that pass included.
-fn declutter_keeping_layout(mut model: TypedModel) -> TractResult<TypedModel> {
-    let mut optimizer = tract_onnx::tract_core::optim::Optimizer::declutter();
-    let passes = optimizer.passes.len();
-    optimizer
-        .passes
-        .retain(|pass| format!("{pass:?}") != "ChangeAxes");
-    tract_onnx::tract_core::internal::ensure!(
-        optimizer.passes.len() + 1 == passes,
-        "tract's declutter has no ChangeAxes pass to leave out"
-    );
-    optimizer.optimize(&mut model)?;
-    Ok(model)
 }
 
 fn check_io(manifest: &Manifest, model: &InferenceModel) -> std::result::Result<(), String> {
@@ -682,39 +462,6 @@ fn check_io(manifest: &Manifest, model: &InferenceModel) -> std::result::Result<
                         want[axis]
                     ));
                 }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Writes the manifest's golden input `kind` for `spec` into `out`.
-///
-/// `ramp-v1`: element `(n, a, b, c)` of the input tensor (in its own layout) is
-/// `((a * 7 + b * 13 + c * 29) mod 251) - 125`, an image-like pattern across the value range that
-/// is exact in `f32` and easy to rebuild in any language (models/prepare.py and
-/// models/nsfwjs/reference.mjs do). `ramp-unit-v1` is the same pattern in `[0, 1]`:
-/// `((a * 7 + b * 13 + c * 29) mod 251) / 250`, the correctly rounded `f32` quotient, for models
-/// fed pixels scaled to one (on ramp-v1's range they saturate, and a golden output that is all one
-/// class checks little).
-pub fn golden_input(kind: &str, spec: &crate::manifest::InputSpec, out: &mut [f32]) -> Result<()> {
-    let value: fn(usize) -> f32 = match kind {
-        "ramp-v1" => |k| k as f32 - 125.0,
-        "ramp-unit-v1" => |k| k as f32 / 250.0,
-        _ => {
-            return Err(Error::Manifest {
-                path: PathBuf::from("model.toml"),
-                reason: format!("unknown golden input {kind:?}"),
-            })
-        }
-    };
-    let [_, d1, d2, d3] = spec.shape();
-    let mut i = 0;
-    for a in 0..d1 {
-        for b in 0..d2 {
-            for c in 0..d3 {
-                out[i] = value((a * 7 + b * 13 + c * 29) % 251);
-                i += 1;
             }
         }
     }

@@ -1,0 +1,172 @@
+//! The runner: a worker's [`Session`] on a loaded [`Model`], which runs the optimised plan on the
+//! input the preprocessor wrote and checks that what comes out is a probability vector
+//! ([`Scores`]); [`Session::profile`] times the plan's operators.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use super::{tract_err, Model};
+use crate::error::{Error, Result};
+use crate::manifest::Activation;
+
+/// The probabilities a model gave for one input, in the manifest's label order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scores {
+    /// One probability per label.
+    pub probabilities: Vec<f32>,
+}
+
+impl Scores {
+    /// The probability of label `index`.
+    pub fn get(&self, index: usize) -> Option<f32> {
+        self.probabilities.get(index).copied()
+    }
+
+    /// `ln(p[index] / p[other])`: the log-odds of one label against another (for two softmax labels,
+    /// the model's logit difference). Finite even for probabilities of exactly 0 or 1.
+    pub fn log_odds(&self, index: usize, other: usize) -> f32 {
+        let p = |i: usize| (self.probabilities[i] as f64).max(1e-30);
+        (p(index) / p(other)).ln() as f32
+    }
+}
+
+/// Per-worker inference state: tract's state and the input tensor.
+pub struct Session {
+    pub(super) model: Model,
+    pub(super) state: TypedSimpleState,
+    pub(super) input: Arc<Tensor>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The model this session runs.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The input tensor's data, for the preprocessor to write into (length
+    /// [`crate::manifest::InputSpec::len`]).
+    pub fn input_mut(&mut self) -> &mut [f32] {
+        if Arc::get_mut(&mut self.input).is_none() {
+            // tract kept a reference to the last input; give this run a fresh buffer.
+            let shape = self.model.inner.manifest.input.shape();
+            self.input =
+                Arc::new(Tensor::zero::<f32>(&shape).expect("f32 tensor of a checked shape"));
+        }
+        Arc::get_mut(&mut self.input)
+            .expect("input tensor was just made unique")
+            .to_plain_array_view_mut::<f32>()
+            .ok()
+            .and_then(|view| view.into_slice())
+            .expect("input tensor is a contiguous f32 tensor")
+    }
+
+    /// Runs the model on the current input and checks that the output is a probability vector.
+    pub fn run(&mut self) -> Result<Scores> {
+        let input = self.input.clone().into_tvalue();
+        let outputs = catch_unwind(AssertUnwindSafe(|| self.state.run(tvec!(input))))
+            .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
+            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        let values: Vec<f32> = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(tract_err)?
+            .iter()
+            .copied()
+            .collect();
+        drop(outputs);
+        check_probabilities(self.model.inner.manifest.output.activation, &values)?;
+        Ok(Scores {
+            probabilities: values,
+        })
+    }
+}
+
+/// Time one kind of tract operator took in [`Session::profile`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpTime {
+    /// tract's name for the operator (after optimisation, e.g. `OptMatMul`).
+    pub op: String,
+    /// Nodes of this kind in the optimised graph.
+    pub nodes: usize,
+    /// Time per run, summed over those nodes.
+    pub per_run: std::time::Duration,
+}
+
+impl Session {
+    /// Runs the model `runs` times on the current input, timing every node, and returns the time
+    /// per run each kind of operator took, largest first: where inference time goes (the harness's
+    /// `bench-infer --profile`). Timing each node adds a little to the total.
+    pub fn profile(&mut self, runs: usize) -> Result<Vec<OpTime>> {
+        let runs = runs.max(1);
+        let mut tally = OpTally::default();
+        for _ in 0..runs {
+            let input = self.input.clone().into_tvalue();
+            let state = &mut self.state;
+            let tally = &mut tally;
+            catch_unwind(AssertUnwindSafe(|| {
+                state.run_plan_with_eval(tvec!(input), |ctx, op_state, node, inputs| {
+                    let started = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    tally.add(node.op().name().as_ref(), node.id, started.elapsed());
+                    out
+                })
+            }))
+            .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
+            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        }
+        Ok(tally.per_run(runs))
+    }
+}
+
+/// Time spent per kind of operator over one or more runs ([`Session::profile`]).
+#[derive(Default)]
+pub(super) struct OpTally {
+    /// Per operator name: the nodes seen running it, and the time they took together.
+    ops: std::collections::HashMap<String, (std::collections::HashSet<usize>, std::time::Duration)>,
+}
+
+impl OpTally {
+    /// Node `node`, running operator `op`, took `time`.
+    pub(super) fn add(&mut self, op: &str, node: usize, time: std::time::Duration) {
+        let entry = self.ops.entry(op.to_string()).or_default();
+        entry.0.insert(node);
+        entry.1 += time;
+    }
+
+    /// The time per run over `runs` runs (at least one) of each operator, largest first, ties by
+    /// name.
+    pub(super) fn per_run(self, runs: usize) -> Vec<OpTime> {
+        let runs = u32::try_from(runs.max(1)).unwrap_or(u32::MAX);
+        let mut times: Vec<OpTime> = self
+            .ops
+            .into_iter()
+            .map(|(op, (nodes, time))| OpTime {
+                op,
+                nodes: nodes.len(),
+                per_run: time / runs,
+            })
+            .collect();
+        times.sort_by(|a, b| b.per_run.cmp(&a.per_run).then(a.op.cmp(&b.op)));
+        times
+    }
+}
+
+pub(super) fn check_probabilities(activation: Activation, values: &[f32]) -> Result<()> {
+    let in_range = values
+        .iter()
+        .all(|v| v.is_finite() && (0.0..=1.0).contains(v));
+    let sum: f32 = values.iter().sum();
+    if !in_range || (activation == Activation::Softmax && (sum - 1.0).abs() > 1e-3) {
+        return Err(Error::BadOutput(values.to_vec()));
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Graph rewrites applied to a model after tract has typed it and before tract optimises it.
+//!
+//! Each pass has its own file: `fuse` turns a QDQ file's quantize/dequantize pairs into f32
+//! arithmetic, `integer` makes its quantized convolutions integer ones (with the weights `weights`
+//! reads back from the file), `float_depthwise` moves the depthwise convolutions left in f32 onto
+//! prescreen's kernel; `convolution` reads the convolutions those two replace. [`apply`] runs
+//! them in their order: the loader calls it once.
+
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+
+use crate::inference::qconv::{Kernel, Simd};
+
+mod convolution;
+mod float_depthwise;
+mod fuse;
+mod integer;
+mod weights;
+
+pub(crate) use float_depthwise::float_depthwise_convolutions;
+pub(crate) use fuse::{fuse_quantize_dequantize, Pairs, ROUNDING_BIAS};
+pub(crate) use integer::quantized_convolutions;
+pub(crate) use weights::QuantizedWeights;
+
+/// What [`apply`] made: the rewritten graph, and how much each pass replaced.
+pub(crate) struct Rewritten {
+    /// The graph, for tract to optimise.
+    pub(crate) model: TypedModel,
+    /// Convolutions now integer ones ([`quantized_convolutions`]).
+    pub(crate) integer_convolutions: usize,
+    /// Depthwise convolutions now on prescreen's f32 kernel ([`float_depthwise_convolutions`]).
+    pub(crate) float_depthwise: usize,
+    /// Quantize/dequantize pairs fused into f32 arithmetic ([`fuse_quantize_dequantize`]).
+    pub(crate) fused_pairs: usize,
+}
+
+/// Runs the graph passes, in their order, on `typed`, the typed graph of the file `proto` was read
+/// from: the integer convolutions on `kernel` (none when `None`), and the f32 depthwise ones on
+/// prescreen's kernel when `float_depthwise_kernel` (`LoadOptions::float_depthwise`). `proto` is
+/// dropped once read, before the graph is rewritten. An error is the reason the load fails.
+pub(crate) fn apply(
+    mut typed: TypedModel,
+    onnx: &tract_onnx::Onnx,
+    proto: pb::ModelProto,
+    kernel: Option<Kernel>,
+    float_depthwise_kernel: bool,
+) -> Result<Rewritten, String> {
+    let mut integer = 0;
+    // With an integer kernel (a SIMD one this CPU runs, or the portable one when asked for),
+    // quantized convolutions run as integer ones (crate::inference::qconv).
+    // The pairs on their inputs and outputs are left for that rewrite, which needs tract's
+    // decluttered graph (1×1 convolutions as EinSum); every other pair is fused first, so that
+    // decluttering cannot turn `DequantizeLinear → Softmax → QuantizeLinear` into tract's
+    // quantized Softmax (wrong, see tests/model.rs).
+    let weights = match kernel {
+        Some(kernel) => Some((
+            kernel,
+            QuantizedWeights::from_proto(onnx, &proto)
+                .map_err(|e| format!("reading quantized weights: {e:#}"))?,
+        )),
+        None => None,
+    };
+    let is_quantized = proto.graph.as_ref().is_some_and(|g| {
+        g.node
+            .iter()
+            .any(|n| matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear"))
+    });
+    drop(proto);
+    let mut fused = 0;
+    let mut decluttered = false;
+    let mut float_depthwise = 0;
+    if let Some((kernel, weights)) = weights.filter(|(_, w)| !w.is_empty()) {
+        fused += fuse_quantize_dequantize(&mut typed, Pairs::NotAroundConvolutions)
+            .map_err(|e| format!("rewriting quantize/dequantize pairs: {e:#}"))?;
+        typed = declutter_keeping_layout(typed).map_err(|e| format!("{e:#}"))?;
+        decluttered = true;
+        integer = quantized_convolutions(&mut typed, &weights, kernel)
+            .map_err(|e| format!("rewriting quantized convolutions: {e:#}"))?;
+        log::debug!(
+            "{integer} quantized convolutions run as integer convolutions ({})",
+            kernel.name()
+        );
+    }
+    // The depthwise convolutions left in f32 (crate::inference::qconv::FloatDepthwise). A QDQ file
+    // without the integer rewrite keeps tract's kernels throughout, so that `Off` compares
+    // with tract alone.
+    if float_depthwise_kernel && (decluttered || !is_quantized) {
+        if !decluttered {
+            typed = declutter_keeping_layout(typed).map_err(|e| format!("{e:#}"))?;
+        }
+        let simd = Simd::detect();
+        float_depthwise = float_depthwise_convolutions(&mut typed, simd)
+            .map_err(|e| format!("rewriting depthwise convolutions: {e:#}"))?;
+        log::debug!(
+            "{float_depthwise} f32 depthwise convolutions on prescreen's kernel ({})",
+            simd.name()
+        );
+    }
+    fused += fuse_quantize_dequantize(&mut typed, Pairs::All)
+        .map_err(|e| format!("rewriting quantize/dequantize pairs: {e:#}"))?;
+    log::debug!("fused {fused} quantize/dequantize pairs into f32 arithmetic");
+    Ok(Rewritten {
+        model: typed,
+        integer_convolutions: integer,
+        float_depthwise,
+        fused_pairs: fused,
+    })
+}
+
+/// tract's declutter without its axis-changing pass (`ChangeAxes`), which moves channels last where
+/// that removes a transpose: the integer rewrite matches the file's channel-first convolutions,
+/// and that pass's choices differ between x86-64 and aarch64 (on aarch64 it turned nsfwjs's
+/// expanded activations channel-last, and 42 of its 43 quantized convolutions went unmatched).
+/// `into_optimized` runs the whole declutter afterwards, that pass included.
+fn declutter_keeping_layout(mut model: TypedModel) -> TractResult<TypedModel> {
+    let mut optimizer = tract_onnx::tract_core::optim::Optimizer::declutter();
+    let passes = optimizer.passes.len();
+    optimizer
+        .passes
+        .retain(|pass| format!("{pass:?}") != "ChangeAxes");
+    tract_onnx::tract_core::internal::ensure!(
+        optimizer.passes.len() + 1 == passes,
+        "tract's declutter has no ChangeAxes pass to leave out"
+    );
+    optimizer.optimize(&mut model)?;
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,417 @@
+//! Tests of the graph passes on small graphs built here: a rewritten graph computes what tract's own
+//! operators compute, and what a pass must not match is left alone.
+
+use super::weights::fold;
+use super::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
+use tract_onnx::tract_core::ops::math;
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::ops::quant::{quantize_linear_u8, DequantizeLinearF32};
+
+/// A model `x → Quantize(1/scale, zp) → Dequantize(scale, zp)` over a 1-D input of `n` values.
+fn pair_model(scale: f32, zero_point: u8, n: usize) -> TypedModel {
+    pair_model_with(scale, zero_point, zero_point, n, false)
+}
+
+/// [`pair_model`] with separate zero points for the two sides, and with the u8 tensor also a
+/// model output when `expose_quantized`.
+fn pair_model_with(
+    scale: f32,
+    quant_zero: u8,
+    dequant_zero: u8,
+    n: usize,
+    expose_quantized: bool,
+) -> TypedModel {
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([n])).unwrap();
+    let q = model
+        .wire_node("q", quantize_linear_u8(scale.recip(), quant_zero), &[x])
+        .unwrap();
+    let y = model
+        .wire_node(
+            "dq",
+            DequantizeLinearF32::new(scale, i32::from(dequant_zero)),
+            &q,
+        )
+        .unwrap();
+    let mut outputs = vec![y[0]];
+    if expose_quantized {
+        outputs.push(q[0]);
+    }
+    model.select_output_outlets(&outputs).unwrap();
+    model
+}
+
+/// `x → Q → DQ → Conv (kernel: s8 weights folded to f32, bias) → Q → DQ` on a 1×C×H×W input,
+/// decluttered as the loader has it, the table of its integer weights, and an input.
+fn quantized_conv_model(
+    channels: usize,
+    size: usize,
+    out_channels: usize,
+    kernel: usize,
+    quantized_input: bool,
+) -> (TypedModel, QuantizedWeights, Vec<f32>) {
+    quantized_model(channels, size, out_channels, kernel, quantized_input, 1, 1)
+}
+
+/// [`quantized_conv_model`] with `groups` groups (a depthwise convolution when there is one
+/// per channel) and a stride, padded as MobileNetV2 pads: "same" at stride 1, bottom and
+/// right only at stride 2.
+fn quantized_model(
+    channels: usize,
+    size: usize,
+    out_channels: usize,
+    kernel: usize,
+    quantized_input: bool,
+    groups: usize,
+    stride: usize,
+) -> (TypedModel, QuantizedWeights, Vec<f32>) {
+    let taps = kernel * kernel;
+    let per_group = channels / groups;
+    let q: Vec<i8> = (0..out_channels * per_group * taps)
+        .map(|i| ((i * 37 + 11) % 255) as u8 as i8)
+        .collect();
+    let scales: Vec<f32> = (0..out_channels)
+        .map(|o| 0.002 + 0.0003 * o as f32)
+        .collect();
+    let bias: Vec<f32> = (0..out_channels).map(|o| 0.1 * o as f32 - 0.3).collect();
+    let folded = fold(&q, &scales);
+    let mut model = TypedModel::default();
+    let x = model
+        .add_source("x", f32::fact([1, channels, size, size]))
+        .unwrap();
+    let mut x = tvec![x];
+    if quantized_input {
+        x = model
+            .wire_node("xq", quantize_linear_u8(1.0 / 0.02, 3), &x)
+            .unwrap();
+        x = model
+            .wire_node("xdq", DequantizeLinearF32::new(0.02, 3), &x)
+            .unwrap();
+    }
+    let k = Tensor::from_shape(&[out_channels, per_group, kernel, kernel], &folded).unwrap();
+    let k = model.add_const("kernel", k).unwrap();
+    let b = model.add_const("bias", tensor1(&bias)).unwrap();
+    let pad = kernel / 2;
+    let before = if stride == 2 { 0 } else { pad };
+    let spec = PoolSpec::new(
+        DataFormat::NCHW,
+        tvec![kernel, kernel],
+        PaddingSpec::Explicit(tvec![before, before], tvec![pad, pad]),
+        None,
+        (stride != 1).then(|| tvec![stride, stride]),
+        channels,
+        out_channels,
+    );
+    let conv = Conv::new(spec, KernelFormat::OIHW, groups, None);
+    let y = model.wire_node("conv", conv, &[x[0], k, b]).unwrap();
+    let y = model
+        .wire_node("yq", quantize_linear_u8(1.0 / 0.05, 100), &y)
+        .unwrap();
+    let y = model
+        .wire_node("ydq", DequantizeLinearF32::new(0.05, 100), &y)
+        .unwrap();
+    model.select_output_outlets(&y).unwrap();
+    let mut weights = QuantizedWeights::default();
+    weights.add(q, scales);
+    let input = (0..channels * size * size)
+        .map(|i| ((i * 29 % 256) as f32 - 3.0) * 0.02)
+        .collect();
+    (model.into_decluttered().unwrap(), weights, input)
+}
+
+fn run_image(model: TypedModel, shape: &[usize], xs: &[f32]) -> Vec<f32> {
+    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+    let x = Tensor::from_shape(shape, xs).unwrap();
+    let out = plan.run(tvec!(x.into_tvalue())).unwrap();
+    out[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
+}
+
+fn op_names(model: &TypedModel) -> Vec<String> {
+    model
+        .nodes
+        .iter()
+        .map(|n| n.op().name().to_string())
+        .collect()
+}
+
+/// The portable kernel, and the fastest SIMD one where this CPU has one.
+fn kernels() -> Vec<Kernel> {
+    std::iter::once(Kernel::Portable)
+        .chain(Kernel::detect())
+        .collect()
+}
+
+/// Both sides are on the output grid (step 0.05); the exact integer sums may round a value
+/// that tract's f32 sums put within float error of a tie to the next step, so they are one
+/// step apart at most and equal in at least 99 % of the outputs.
+fn assert_one_step_apart_at_most(kernel: Kernel, float: &[f32], integer: &[f32]) {
+    assert_eq!(float.len(), integer.len());
+    let mut same = 0;
+    for (a, b) in float.iter().zip(integer) {
+        assert!(
+            (a - b).abs() <= 0.05 * 1.001,
+            "{}: {a} vs {b}",
+            kernel.name()
+        );
+        same += usize::from(a.to_bits() == b.to_bits());
+    }
+    assert!(
+        same * 100 >= float.len() * 99,
+        "{}: {same} of {} equal",
+        kernel.name(),
+        float.len()
+    );
+}
+
+#[test]
+fn quantized_convolutions_become_integer_ones_with_the_same_outputs() {
+    // 3x3 stays a Conv after decluttering; 1x1 becomes an EinSum plus a bias Add.
+    for (channels, size, out_channels, kernel) in [(12, 9, 10, 3), (20, 6, 16, 1)] {
+        let (model, weights, input) =
+            quantized_conv_model(channels, size, out_channels, kernel, true);
+        let shape = [1, channels, size, size];
+        let float = run_image(model.clone(), &shape, &input);
+        assert_eq!(float.len(), out_channels * size * size);
+        for simd in kernels() {
+            let mut rewritten = model.clone();
+            let replaced = quantized_convolutions(&mut rewritten, &weights, simd).unwrap();
+            assert_eq!(replaced, 1, "{kernel}x{kernel}");
+            let names = op_names(&rewritten.clone().into_optimized().unwrap());
+            assert!(names.iter().any(|n| n == "QConv"), "{names:?}");
+            assert!(
+                !names
+                    .iter()
+                    .any(|n| (n.contains("Conv") && n != "QConv") || n.contains("MatMul")),
+                "a float convolution is left: {names:?}"
+            );
+            let integer = run_image(rewritten, &shape, &input);
+            assert_one_step_apart_at_most(simd, &float, &integer);
+        }
+    }
+}
+
+#[test]
+fn quantized_depthwise_convolutions_become_integer_ones_with_the_same_outputs() {
+    for (channels, size, stride) in [(24, 10, 1), (19, 13, 2), (8, 14, 2)] {
+        let (model, weights, input) =
+            quantized_model(channels, size, channels, 3, true, channels, stride);
+        let shape = [1, channels, size, size];
+        let float = run_image(model.clone(), &shape, &input);
+        // ONNX's floor((size + padding − 3) / stride) + 1, padding 2 or 1.
+        let out = if stride == 1 {
+            size
+        } else {
+            (size - 2) / 2 + 1
+        };
+        assert_eq!(float.len(), channels * out * out);
+        for simd in kernels() {
+            let mut rewritten = model.clone();
+            let replaced = quantized_convolutions(&mut rewritten, &weights, simd).unwrap();
+            assert_eq!(replaced, 1, "stride {stride}");
+            let names = op_names(&rewritten.clone().into_optimized().unwrap());
+            assert!(names.iter().any(|n| n == "QDepthwise"), "{names:?}");
+            assert!(
+                !names.iter().any(|n| n.contains("Conv")
+                    || n.contains("MatMul")
+                    || (n.contains("Depth") && n != "QDepthwise")),
+                "a float convolution is left: {names:?}"
+            );
+            let integer = run_image(rewritten, &shape, &input);
+            assert_one_step_apart_at_most(simd, &float, &integer);
+        }
+    }
+}
+
+/// `x → Conv` (a float depthwise convolution with a bias, padded as [`quantized_model`] pads)
+/// on a 1×C×H×W input, decluttered as the loader has it, and an input.
+fn float_depthwise_model(channels: usize, size: usize, stride: usize) -> (TypedModel, Vec<f32>) {
+    let values = |n: usize, k: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * k + 7) % 101) as f32 / 37.0 - 1.3)
+            .collect()
+    };
+    let mut model = TypedModel::default();
+    let x = model
+        .add_source("x", f32::fact([1, channels, size, size]))
+        .unwrap();
+    let k = Tensor::from_shape(&[channels, 1, 3, 3], &values(channels * 9, 13)).unwrap();
+    let k = model.add_const("kernel", k).unwrap();
+    let b = model
+        .add_const("bias", tensor1(&values(channels, 5)))
+        .unwrap();
+    let before = if stride == 2 { 0 } else { 1 };
+    let spec = PoolSpec::new(
+        DataFormat::NCHW,
+        tvec![3, 3],
+        PaddingSpec::Explicit(tvec![before, before], tvec![1, 1]),
+        None,
+        (stride != 1).then(|| tvec![stride, stride]),
+        channels,
+        channels,
+    );
+    let conv = Conv::new(spec, KernelFormat::OIHW, channels, None);
+    let y = model.wire_node("conv", conv, &[x, k, b]).unwrap();
+    let y = model.wire_node("abs", math::abs(), &y).unwrap();
+    model.select_output_outlets(&y).unwrap();
+    (
+        model.into_decluttered().unwrap(),
+        values(channels * size * size, 29),
+    )
+}
+
+#[test]
+fn float_depthwise_convolutions_run_on_our_kernel_with_tracts_results() {
+    for (channels, size, stride) in [(24, 10, 1), (19, 13, 2), (40, 7, 1)] {
+        let (model, input) = float_depthwise_model(channels, size, stride);
+        let shape = [1, channels, size, size];
+        let tract = run_image(model.clone(), &shape, &input);
+        for &simd in Simd::ALL.iter().filter(|s| s.available()) {
+            let mut rewritten = model.clone();
+            assert_eq!(
+                float_depthwise_convolutions(&mut rewritten, simd).unwrap(),
+                1
+            );
+            let names = op_names(&rewritten.clone().into_optimized().unwrap());
+            assert!(names.iter().any(|n| n == "FloatDepthwise"), "{names:?}");
+            assert!(
+                !names
+                    .iter()
+                    .any(|n| n.contains("Conv") || (n.contains("Depth") && n != "FloatDepthwise")),
+                "tract's convolution is left: {names:?}"
+            );
+            let ours = run_image(rewritten, &shape, &input);
+            assert_eq!(ours.len(), tract.len());
+            // The same sums in another order: rounding apart only.
+            for (a, b) in tract.iter().zip(&ours) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "{simd:?}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_float_pass_leaves_quantized_and_grouped_convolutions_alone() {
+    // A quantized depthwise convolution is the integer rewrite's; after it, nothing is left
+    // for the float pass. Without it, its kernel is the folded weights, a float one like any.
+    let (model, weights, _) = quantized_model(8, 6, 8, 3, true, 8, 1);
+    let mut rewritten = model.clone();
+    assert_eq!(
+        quantized_convolutions(&mut rewritten, &weights, Kernel::Portable).unwrap(),
+        1
+    );
+    assert_eq!(
+        float_depthwise_convolutions(&mut rewritten, Simd::Baseline).unwrap(),
+        0
+    );
+    // Two groups of 4 channels, and a dense convolution: not depthwise.
+    for groups in [2, 1] {
+        let (model, _, _) = quantized_model(8, 5, 8, 3, false, groups, 1);
+        let mut rewritten = model;
+        assert_eq!(
+            float_depthwise_convolutions(&mut rewritten, Simd::Baseline).unwrap(),
+            0
+        );
+    }
+}
+
+#[test]
+fn a_grouped_convolution_that_is_not_depthwise_is_left_alone() {
+    // Two groups of 4 channels: neither one group nor one per channel.
+    let (model, weights, _) = quantized_model(8, 5, 8, 3, true, 2, 1);
+    let mut rewritten = model;
+    assert_eq!(
+        quantized_convolutions(&mut rewritten, &weights, Kernel::Portable).unwrap(),
+        0
+    );
+    assert!(op_names(&rewritten).iter().any(|n| n == "Conv"));
+}
+
+#[test]
+fn a_kernel_that_is_not_the_files_weights_is_left_alone() {
+    let (model, weights, _) = quantized_conv_model(8, 5, 8, 3, true);
+    // The same weights with one scale one ulp off: the folded kernel differs in some bits.
+    let (q, mut scales) = weights.by_hash.into_values().next().unwrap().remove(0);
+    scales[2] = f32::from_bits(scales[2].to_bits() + 1);
+    let mut other = QuantizedWeights::default();
+    other.add(q, scales);
+    let mut rewritten = model;
+    assert_eq!(
+        quantized_convolutions(&mut rewritten, &other, Kernel::Portable).unwrap(),
+        0
+    );
+    assert!(op_names(&rewritten).iter().any(|n| n == "Conv"));
+}
+
+#[test]
+fn a_convolution_of_float_activations_is_left_alone() {
+    // The same convolution and weights, its input straight from the source: nothing says
+    // the activations are quantized, so the integer form would not compute the same thing.
+    let (model, weights, _) = quantized_conv_model(8, 5, 8, 3, false);
+    let mut patched = model;
+    assert_eq!(
+        quantized_convolutions(&mut patched, &weights, Kernel::Portable).unwrap(),
+        0
+    );
+}
+
+fn run(model: TypedModel, xs: &[f32]) -> Vec<f32> {
+    run_image(model, &[xs.len()], xs)
+}
+
+#[test]
+fn the_fused_pair_computes_what_tracts_operators_compute() {
+    // Values on and around every rounding tie, both clamp edges, zeros and far out of range.
+    let scale = 0.037_f32;
+    let mut xs: Vec<f32> = (-400..400)
+        .flat_map(|i| {
+            let tie = (i as f32 + 0.5) * scale;
+            [tie, f32::from_bits(tie.to_bits() + 1), i as f32 * scale]
+        })
+        .collect();
+    xs.extend([0.0, -0.0, 1e6, -1e6]);
+    for zero_point in [0u8, 3, 128, 255] {
+        let reference = run(pair_model(scale, zero_point, xs.len()), &xs);
+        let mut model = pair_model(scale, zero_point, xs.len());
+        assert_eq!(fuse_quantize_dequantize(&mut model, Pairs::All).unwrap(), 1);
+        let names: Vec<String> = model
+            .nodes
+            .iter()
+            .map(|n| n.op.name().to_string())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("QuantizeLinear") || n.contains("DequantizeLinear")),
+            "the pair is still in the graph: {names:?}"
+        );
+        let fused = run(model, &xs);
+        for ((x, r), f) in xs.iter().zip(&reference).zip(&fused) {
+            assert_eq!(
+                r.to_bits(),
+                f.to_bits(),
+                "x = {x:e}, zero point {zero_point}: tract {r:e}, fused {f:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_quantized_tensor_with_another_consumer_is_left_alone() {
+    let mut model = pair_model_with(0.5, 0, 0, 4, true);
+    assert_eq!(fuse_quantize_dequantize(&mut model, Pairs::All).unwrap(), 0);
+}
+
+#[test]
+fn a_pair_with_different_zero_points_is_left_alone() {
+    let mut model = pair_model_with(0.5, 10, 0, 4, false);
+    assert_eq!(fuse_quantize_dequantize(&mut model, Pairs::All).unwrap(), 0);
+}
