@@ -373,7 +373,7 @@ fn convolve_portable(op: &QDepthwise, image: &[u32], output: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{finish16, quantize16, Requant};
+    use super::super::x86_64::{finish16, quantize16, Requant};
     use super::*;
     use std::arch::x86_64::*;
 
@@ -502,10 +502,10 @@ mod x86 {
 
 /// The aarch64 kernels: the vector forms of `sdot` (s8 × s8, on activations offset by −128) and
 /// `usdot` (u8 × s8, i8mm), each lane one output pixel, as single `asm!` instructions (see the
-/// parent module's `arm`).
+/// parent module's `aarch64`).
 #[cfg(target_arch = "aarch64")]
 mod arm {
-    use super::super::arm::finish4;
+    use super::super::aarch64::finish4;
     use super::*;
     use std::arch::aarch64::*;
     use std::arch::asm;

@@ -1,0 +1,416 @@
+//! The aarch64 kernels. `sdot` and friends are still unstable as intrinsics in Rust, so the dot
+//! products are single `asm!` instructions inside functions compiled for the extension; the
+//! rest is NEON intrinsics (baseline on aarch64).
+
+use super::*;
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+/// Pixels per NEON vector of the quantized image (one pixel's 4 channels per 32-bit lane).
+const QUAD: usize = 4;
+/// Quads per register block: 3 quads × 8 output channels = 24 accumulators, plus 3 vectors
+/// of pixels and 2 of weights: 29 of the 32 vector registers.
+const BLOCK_Q: usize = 3;
+
+/// Quantizes 4 floats to u8 values in i32 lanes: the same f32 operations as
+/// [`quantize_one`]. `fmaxnm`/`fminnm` return the number when the other operand is NaN, as
+/// `f32::max`/`min` do; `fcvtns` rounds to nearest, ties to even, as `round_ties_even`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn quantize4(
+    v: float32x4_t,
+    inv: float32x4_t,
+    lo: float32x4_t,
+    hi: float32x4_t,
+    z: int32x4_t,
+) -> uint32x4_t {
+    let v = vminnmq_f32(vmaxnmq_f32(vmulq_f32(v, inv), lo), hi);
+    vreinterpretq_u32_s32(vaddq_s32(vcvtnq_s32_f32(v), z))
+}
+
+/// The NEON twin of [`quantize_portable`]. With `offset`, every byte is stored as `q − 128`
+/// (`q ^ 0x80`): the signed operand `sdot` multiplies.
+///
+/// # Safety
+/// `input` holds the C×H×W image and `image` is `groups × plane` pixels.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32], offset: bool) {
+    let g = &op.geometry;
+    let (_, wp) = g.padded();
+    let plane = g.plane();
+    let hw = g.height * g.width;
+    assert!(input.len() >= g.channels * hw && image.len() >= g.groups() * plane);
+    let flip = if offset { 0x8080_8080u32 } else { 0 };
+    image.fill((u32::from(op.in_zero) * 0x0101_0101) ^ flip);
+    let zero = f32::from(op.in_zero);
+    let (inv, lo, hi) = (
+        vdupq_n_f32(op.in_inv_scale),
+        vdupq_n_f32(-zero),
+        vdupq_n_f32(255.0 - zero),
+    );
+    let z = vdupq_n_s32(i32::from(op.in_zero));
+    let flip_v = vdupq_n_u32(flip);
+    for group in 0..g.groups() {
+        let dst = &mut image[group * plane..(group + 1) * plane];
+        let channels: [Option<usize>; 4] =
+            std::array::from_fn(|i| Some(group * 4 + i).filter(|&c| c < g.channels));
+        for y in 0..g.height {
+            let row = (y + g.pad[0]) * wp + g.pad[1];
+            let mut x = 0;
+            while x + QUAD <= g.width {
+                let mut px = flip_v;
+                for (i, c) in channels.iter().enumerate() {
+                    let q = match c {
+                        Some(c) => {
+                            let at = c * hw + y * g.width + x;
+                            // SAFETY: row y, columns x..x+4 of channel c are inside `input`.
+                            let v = unsafe { vld1q_f32(input.as_ptr().add(at)) };
+                            unsafe { quantize4(v, inv, lo, hi, z) }
+                        }
+                        None => vreinterpretq_u32_s32(z),
+                    };
+                    px = veorq_u32(px, vshlq_u32(q, vdupq_n_s32(8 * i as i32)));
+                }
+                // SAFETY: pixels row+x..row+x+4 are inside this group's plane.
+                unsafe { vst1q_u32(dst.as_mut_ptr().add(row + x), px) };
+                x += QUAD;
+            }
+            for x in x..g.width {
+                let mut px = 0u32;
+                for (i, c) in channels.iter().enumerate() {
+                    let q = match c {
+                        Some(c) => quantize_one(
+                            input[c * hw + y * g.width + x],
+                            op.in_inv_scale,
+                            op.in_zero,
+                        ),
+                        None => u32::from(op.in_zero),
+                    };
+                    px |= q << (8 * i);
+                }
+                dst[row + x] = px ^ flip;
+            }
+        }
+    }
+}
+
+/// One indexed dot product: `acc.4s += x.16b · w.4b[lane]`.
+macro_rules! dot {
+    ($ins:literal, $acc:expr, $x:expr, $w:expr, $lane:literal) => {
+        // SAFETY: register-only arithmetic; the caller's target features include the
+        // instruction's extension.
+        unsafe {
+            asm!(
+                concat!($ins, " {a:v}.4s, {x:v}.16b, {w:v}.4b[", $lane, "]"),
+                a = inout(vreg) $acc,
+                x = in(vreg) $x,
+                w = in(vreg) $w,
+                options(pure, nomem, nostack, preserves_flags)
+            )
+        }
+    };
+}
+
+/// The `sdot` twin of [`convolve_portable`] for output channels `block·8 .. block·8 + 8`,
+/// written to `out` (those channels of the output).
+///
+/// # Safety
+/// The CPU must have dotprod; `image` was filled by [`quantize`] with `offset`.
+#[target_feature(enable = "neon,dotprod")]
+pub(super) unsafe fn convolve_block_dotprod(
+    op: &QConv,
+    image: &[u32],
+    block: usize,
+    out: &mut [f32],
+) {
+    let g = &op.geometry;
+    let quads = g.vectors() * (LANES / QUAD);
+    let chunk = op.offsets.len() * g.groups() * BLOCK_O * 4;
+    let weights = &op.packed[block * chunk..(block + 1) * chunk];
+    let mut q = 0;
+    while q < quads {
+        let n = (quads - q).min(BLOCK_Q);
+        // SAFETY: quads q..q+n and their furthest taps lie inside each plane
+        // (`Geometry::plane` covers every vector's reach), the weights chunk is whole, and
+        // `store` writes only the valid lanes of the channels `out` holds.
+        unsafe {
+            match n {
+                3 => tile_dotprod::<3>(op, image, weights, block, q, out),
+                2 => tile_dotprod::<2>(op, image, weights, block, q, out),
+                _ => tile_dotprod::<1>(op, image, weights, block, q, out),
+            }
+        }
+        q += n;
+    }
+}
+
+/// One register block: `P` quads of 4 pixels × 8 output channels, summed over every tap and
+/// channel group, then finished and stored.
+// Indexing the accumulators by (quad, channel) reads as the block it is.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn tile_dotprod<const P: usize>(
+    op: &QConv,
+    image: &[u32],
+    weights: &[i8],
+    block: usize,
+    first: usize,
+    out: &mut [f32],
+) {
+    let g = &op.geometry;
+    let plane = g.plane();
+    let groups = g.groups();
+    // Accumulators for up to BLOCK_Q quads, the unused ones never touched. They are indexed
+    // with constants only (the `quad!` copies below), so they stay in registers; the
+    // epilogue reads a copy.
+    let mut acc = [[vdupq_n_s32(0); BLOCK_O]; BLOCK_Q];
+    let base = image.as_ptr();
+    let mut w = weights.as_ptr();
+    for &off in &op.offsets {
+        for group in 0..groups {
+            // SAFETY (whole loop): see `convolve_block_dotprod`; the pointer is formed for
+            // each group, so it never leaves the image.
+            let src = unsafe { base.add(first * QUAD + off + group * plane) };
+            let (w0, w1) = unsafe { (vld1q_s8(w), vld1q_s8(w.add(16))) };
+            // Written out per quad: a loop around `asm!` is not unrolled, and its
+            // accumulators would go through the stack.
+            macro_rules! quad {
+                ($p:literal) => {
+                    if P > $p {
+                        let x = unsafe { vld1q_s8(src.add($p * QUAD).cast()) };
+                        dot!("sdot", acc[$p][0], x, w0, 0);
+                        dot!("sdot", acc[$p][1], x, w0, 1);
+                        dot!("sdot", acc[$p][2], x, w0, 2);
+                        dot!("sdot", acc[$p][3], x, w0, 3);
+                        dot!("sdot", acc[$p][4], x, w1, 0);
+                        dot!("sdot", acc[$p][5], x, w1, 1);
+                        dot!("sdot", acc[$p][6], x, w1, 2);
+                        dot!("sdot", acc[$p][7], x, w1, 3);
+                    }
+                };
+            }
+            quad!(0);
+            quad!(1);
+            quad!(2);
+            // At most one past the block's weights after the last group, which `add` allows.
+            w = unsafe { w.add(4 * BLOCK_O) };
+        }
+    }
+    let sums = acc;
+    // SAFETY: as the caller's.
+    unsafe {
+        finish_block::<P>(op, &op.signed_zero_sums, block, first, out, |p, o| {
+            sums[p][o]
+        })
+    };
+}
+
+/// One `usmmla`: `acc.4s += [x row 0, x row 1] · [w row 0, w row 1]ᵀ` (u8 × s8, 2×8 by 8×2).
+macro_rules! mmla {
+    ($acc:expr, $x:expr, $w:expr) => {
+        // SAFETY: register-only arithmetic; the caller's target features include i8mm.
+        unsafe {
+            asm!(
+                "usmmla {a:v}.4s, {x:v}.16b, {w:v}.16b",
+                a = inout(vreg) $acc,
+                x = in(vreg) $x,
+                w = in(vreg) $w,
+                options(pure, nomem, nostack, preserves_flags)
+            )
+        }
+    };
+}
+
+/// Quads per `usmmla` register block: 2 quads × 2 pixel pairs × 4 channel pairs = 16
+/// accumulators, 4 pixel vectors and 4 weight vectors.
+const BLOCK_Q_MMLA: usize = 2;
+
+/// The `usmmla` twin of [`convolve_portable`] for output channels `block·8 .. block·8 + 8`.
+///
+/// # Safety
+/// The CPU must have i8mm; `image` was filled by [`quantize`] without the offset and has an
+/// even number of planes; `op.packed_mmla` is set.
+#[target_feature(enable = "neon,i8mm")]
+pub(super) unsafe fn convolve_block_mmla(op: &QConv, image: &[u32], block: usize, out: &mut [f32]) {
+    let g = &op.geometry;
+    let quads = g.vectors() * (LANES / QUAD);
+    let packed = op.packed_mmla.as_deref().expect("usmmla weights");
+    let chunk = op.offsets.len() * g.groups().div_ceil(2) * BLOCK_O * 8;
+    let weights = &packed[block * chunk..(block + 1) * chunk];
+    assert!(image.len() >= g.groups().next_multiple_of(2) * g.plane());
+    let mut q = 0;
+    while q < quads {
+        let n = (quads - q).min(BLOCK_Q_MMLA);
+        // SAFETY: as in `convolve_block_dotprod`, over the even number of planes.
+        unsafe {
+            match n {
+                2 => tile_mmla::<2>(op, image, weights, block, q, out),
+                _ => tile_mmla::<1>(op, image, weights, block, q, out),
+            }
+        }
+        q += n;
+    }
+}
+
+/// One register block: `P` quads × 8 output channels. Each `usmmla` multiplies two pixels'
+/// 8 channels (a pair of channel groups, zipped from their two planes) by two output
+/// channels' weights: its 4 lanes are (pixel 0, channel 0), (0, 1), (1, 0), (1, 1).
+#[allow(clippy::needless_range_loop)]
+#[inline]
+#[target_feature(enable = "neon,i8mm")]
+unsafe fn tile_mmla<const P: usize>(
+    op: &QConv,
+    image: &[u32],
+    weights: &[i8],
+    block: usize,
+    first: usize,
+    out: &mut [f32],
+) {
+    let g = &op.geometry;
+    let plane = g.plane();
+    let pairs = g.groups().div_ceil(2);
+    // [quad][pixel pair][output channel pair], indexed with constants only (see
+    // `tile_dotprod`).
+    let mut acc = [[[vdupq_n_s32(0); BLOCK_O / 2]; 2]; BLOCK_Q_MMLA];
+    let base = image.as_ptr();
+    let mut w = weights.as_ptr();
+    for &off in &op.offsets {
+        for pair in 0..pairs {
+            // SAFETY (whole loop): both planes of the pair lie inside the image (an even
+            // number of planes), each quad's reach inside its plane.
+            let a = unsafe { base.add(first * QUAD + off + 2 * pair * plane) };
+            let b = unsafe { a.add(plane) };
+            let (w0, w1, w2, w3) = unsafe {
+                (
+                    vld1q_s8(w),
+                    vld1q_s8(w.add(16)),
+                    vld1q_s8(w.add(32)),
+                    vld1q_s8(w.add(48)),
+                )
+            };
+            macro_rules! quad {
+                ($p:literal) => {
+                    if P > $p {
+                        let (xa, xb) =
+                            unsafe { (vld1q_u32(a.add($p * QUAD)), vld1q_u32(b.add($p * QUAD))) };
+                        let low = vreinterpretq_u8_u32(vzip1q_u32(xa, xb));
+                        let high = vreinterpretq_u8_u32(vzip2q_u32(xa, xb));
+                        mmla!(acc[$p][0][0], low, w0);
+                        mmla!(acc[$p][0][1], low, w1);
+                        mmla!(acc[$p][0][2], low, w2);
+                        mmla!(acc[$p][0][3], low, w3);
+                        mmla!(acc[$p][1][0], high, w0);
+                        mmla!(acc[$p][1][1], high, w1);
+                        mmla!(acc[$p][1][2], high, w2);
+                        mmla!(acc[$p][1][3], high, w3);
+                    }
+                };
+            }
+            quad!(0);
+            quad!(1);
+            // At most one past the block's weights after the last pair, which `add` allows.
+            w = unsafe { w.add(8 * BLOCK_O) };
+        }
+    }
+    let sums = acc;
+    // Lanes (pixel 0, channel 0), (0, 1), (1, 0), (1, 1): the even lanes of two pixel pairs
+    // are an even channel's 4 pixels, the odd lanes the odd channel's.
+    // SAFETY: as the caller's.
+    unsafe {
+        finish_block::<P>(op, &op.zero_sums, block, first, out, |p, o| {
+            let (pixels01, pixels23) = (sums[p][0][o / 2], sums[p][1][o / 2]);
+            if o % 2 == 0 {
+                vuzp1q_s32(pixels01, pixels23)
+            } else {
+                vuzp2q_s32(pixels01, pixels23)
+            }
+        })
+    };
+}
+
+/// The shared epilogue of a register block: for each output channel `o` of the block and
+/// quad `p`, the sums `sum_of(p, o)` less the channel's zero-point term, finished and stored.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn finish_block<const P: usize>(
+    op: &QConv,
+    zero_sums: &[i32],
+    block: usize,
+    first: usize,
+    out: &mut [f32],
+    sum_of: impl Fn(usize, usize) -> int32x4_t,
+) {
+    let g = &op.geometry;
+    for o in 0..BLOCK_O {
+        let oc = block * BLOCK_O + o;
+        if oc >= g.out_channels {
+            break;
+        }
+        let zero = vdupq_n_s32(zero_sums[oc]);
+        for p in 0..P {
+            let sum = vsubq_s32(sum_of(p, o), zero);
+            // SAFETY: as the caller's.
+            unsafe { finish_and_store(op, oc, sum, first + p, &mut out[o * g.output_len()..]) };
+        }
+    }
+}
+
+/// [`finish`] on 4 sums (their zero-point term already taken off): the same f32 operations
+/// in the same order. `fmaxnm`/`fminnm` treat NaN as `f32::max`/`min` do; `frintn` rounds
+/// to nearest, ties to even.
+#[inline]
+#[target_feature(enable = "neon")]
+pub(super) fn finish4(
+    sum: int32x4_t,
+    scale: f32,
+    bias: f32,
+    requantize: Option<Requantize>,
+) -> float32x4_t {
+    let v = vaddq_f32(
+        vmulq_f32(vcvtq_f32_s32(sum), vdupq_n_f32(scale)),
+        vdupq_n_f32(bias),
+    );
+    match requantize {
+        None => v,
+        Some(r) => {
+            let z = f32::from(r.zero_point);
+            let clamped = vminnmq_f32(
+                vmaxnmq_f32(vmulq_f32(v, vdupq_n_f32(r.inv_scale)), vdupq_n_f32(-z)),
+                vdupq_n_f32(255.0 - z),
+            );
+            vmulq_f32(vrndnq_f32(clamped), vdupq_n_f32(r.scale))
+        }
+    }
+}
+
+/// The epilogue of [`QConv::epilogue`] on 4 sums (the same f32 operations in the same order:
+/// no fused multiply-add), stored at quad `quad`'s valid lanes in one output channel.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn finish_and_store(op: &QConv, oc: usize, sum: int32x4_t, quad: usize, out: &mut [f32]) {
+    let v = finish4(sum, op.scales[oc], op.bias[oc], op.requantize);
+    let (mask, at) = op.plan[quad / (LANES / QUAD)];
+    let shift = QUAD * (quad % (LANES / QUAD));
+    let lanes = (mask >> shift) & 0xF;
+    if lanes == 0 {
+        return;
+    }
+    let at = at + (mask & ((1u16 << shift) - 1)).count_ones() as usize;
+    if lanes == 0xF {
+        assert!(at + QUAD <= out.len());
+        // SAFETY: checked just above.
+        unsafe { vst1q_f32(out.as_mut_ptr().add(at), v) };
+    } else {
+        let mut values = [0f32; QUAD];
+        // SAFETY: 4 floats into a 4-float array.
+        unsafe { vst1q_f32(values.as_mut_ptr(), v) };
+        let mut k = at;
+        for (l, value) in values.iter().enumerate() {
+            if lanes & (1 << l) != 0 {
+                out[k] = *value;
+                k += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,642 @@
+//! An integer convolution for quantized (QDQ) models: u8 activations × s8 weights summed exactly in
+//! i32, with AVX-512 VNNI (`vpdpbusd`) on x86-64 and the dot product instructions (`sdot`) on
+//! aarch64, where the CPU has them (see [`Kernel`]).
+//!
+//! tract runs a QDQ file's convolutions in f32: it folds the int8 weights back to floats. On a CPU
+//! with VNNI one `vpdpbusd` does 64 u8×s8 multiply-adds, four times the f32 FMA rate; on an ARM
+//! core with dotprod (every phone core since about 2018) one `sdot` does 16, against 4 for an f32
+//! `fmla`. That is where onnxruntime's int8 speed comes from. [`QConv`] is the operator the loader puts in place of
+//! `DequantizeLinear → Conv → (+ bias) → QuantizeLinear → DequantizeLinear` (see
+//! [`crate::inference::rewrite::quantized_convolutions`]). It computes what that chain means:
+//!
+//! ```text
+//! qx = clamp(round_even(x · (1/sx)) + zx, 0, 255)                  (the input's quantization)
+//! y[o] = (Σ (qx − zx) · qw[o]) · (sx · sw[o]) + bias[o]            (exact integer sum, one scale)
+//! out = (clamp(round_even(y · (1/sy)), −zy, 255 − zy)) · sy        (the output's Q/DQ pair, if any)
+//! ```
+//!
+//! Its input is the dequantized tensor, whose values are `(q − zx) · sx`; quantizing it again with
+//! `1/sx` gives back `q` exactly (the error is below 10⁻⁴ of a step), so the operator may sit on the
+//! same wire as the float graph's other consumers.
+//!
+//! # Layout
+//!
+//! Activations are planar (CHW), as tract keeps ONNX's NCHW models. The input is quantized into a
+//! padded image whose pixels are 4 consecutive channels, one byte each (`[C/4][Hp·Wp][4]`), which is
+//! what `vpdpbusd` and `sdot` multiply against 4 bytes of weights (`sdot` multiplies s8 by s8, so
+//! its kernel stores each byte as `q − 128` and adds `128 · Σw` back). The output is computed over the padded
+//! width (`out_h × Wp` pixels, the `Wp − out_w` extra columns discarded when stored): each kernel tap
+//! is then a constant offset into the padded image, so a row of 16 output pixels reads 64
+//! contiguous bytes per tap and channel group, and no im2col copy is made.
+//!
+//! The depthwise twin is [`QDepthwise`] (`depthwise.rs`); the depthwise convolutions a model keeps
+//! in f32 run on [`FloatDepthwise`] (`float_depthwise.rs`). The dense kernels are in `portable.rs`,
+//! `x86_64.rs` and `aarch64.rs`, their tests in `tests.rs`.
+
+use std::cell::RefCell;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+/// The tract operator traits of one of this module's convolutions: each takes one f32 tensor of
+/// `geometry.channels x height x width` values and writes `out_shape` through its inherent
+/// `convolve(input, out, self.$kernel)`; `info` is its inherent `describe()`.
+macro_rules! f32_convolution_op {
+    ($op:ty, $name:literal, $kernel:ident) => {
+        impl Op for $op {
+            fn name(&self) -> StaticName {
+                $name.into()
+            }
+
+            fn info(&self) -> TractResult<Vec<String>> {
+                Ok(vec![self.describe()])
+            }
+
+            op_as_typed_op!();
+        }
+
+        impl EvalOp for $op {
+            op_out_of_plan!();
+
+            fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+                let g = &self.geometry;
+                let len = g.channels * g.height * g.width;
+                $crate::inference::qconv::eval_into(&inputs, len, &self.out_shape, |input, out| {
+                    self.convolve(input, out, self.$kernel)
+                })
+            }
+        }
+
+        impl TypedOp for $op {
+            fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+                ensure!(inputs[0].datum_type == f32::datum_type());
+                Ok(tvec!(f32::fact(self.out_shape.clone())))
+            }
+
+            as_op!();
+        }
+    };
+}
+
+mod depthwise;
+mod float_depthwise;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+pub(crate) use depthwise::{DepthwiseGeometry, QDepthwise};
+pub(crate) use float_depthwise::{FloatDepthwise, Simd};
+use portable::{convolve_portable, quantize_portable};
+// For the NEON quantizer's tails, the tests and the depthwise kernel's docs (glob imports).
+#[cfg_attr(not(any(test, target_arch = "aarch64")), allow(unused_imports))]
+use portable::quantize_one;
+
+/// Output channels per register block.
+const BLOCK_O: usize = 8;
+/// Pixels per vector.
+const LANES: usize = 16;
+/// Vectors of pixels per full register block of the AVX-512 kernel (3 × 8 = 24 accumulators).
+#[cfg(target_arch = "x86_64")]
+const BLOCK_P: usize = 3;
+
+/// The kernels a [`QConv`] runs on. Every SIMD kernel computes the portable one's sums exactly
+/// and its epilogue with the same f32 operations in the same order, so their outputs are
+/// bit-identical (tests below).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// The scalar reference: any CPU.
+    Portable,
+    /// x86-64 with AVX-512 F, BW and VNNI: `vpdpbusd`, 64 u8 × s8 multiply-adds per instruction.
+    Vnni,
+    /// aarch64 with the ARMv8.2 dot product extension: `sdot`, 16 s8 × s8 multiply-adds per
+    /// instruction, on activations offset by −128.
+    Dotprod,
+    /// aarch64 with the ARMv8.6 int8 matrix multiply extension: `usmmla`, 32 u8 × s8
+    /// multiply-adds per instruction (a 2×8 by 8×2 matrix product).
+    I8mm,
+}
+
+impl Kernel {
+    /// The SIMD kernels, fastest first.
+    pub const SIMD: [Kernel; 3] = [Kernel::Vnni, Kernel::I8mm, Kernel::Dotprod];
+
+    /// Whether this CPU runs the kernel (detected at run time, on every OS: Android included).
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Dotprod => std::arch::is_aarch64_feature_detected!("dotprod"),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::I8mm => std::arch::is_aarch64_feature_detected!("i8mm"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The fastest SIMD kernel this CPU runs, if any: the loader rewrites quantized convolutions
+    /// only when there is one (the portable kernel is slower than tract's f32 ones).
+    pub fn detect() -> Option<Kernel> {
+        Kernel::SIMD.into_iter().find(|k| k.available())
+    }
+
+    /// A short name for logs and benchmark tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Portable => "portable",
+            Kernel::Vnni => "avx512-vnni",
+            Kernel::Dotprod => "neon-dotprod",
+            Kernel::I8mm => "neon-i8mm",
+        }
+    }
+}
+
+/// The shape of one convolution: stride 1, no dilation, one group.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Geometry {
+    /// Input channels.
+    pub channels: usize,
+    /// Input height and width.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Zero padding: top, left, bottom, right.
+    pub pad: [usize; 4],
+    /// Output channels.
+    pub out_channels: usize,
+}
+
+impl Geometry {
+    fn padded(&self) -> (usize, usize) {
+        (
+            self.height + self.pad[0] + self.pad[2],
+            self.width + self.pad[1] + self.pad[3],
+        )
+    }
+
+    /// Output height and width (stride 1).
+    pub fn output(&self) -> (usize, usize) {
+        let (hp, wp) = self.padded();
+        (hp + 1 - self.kernel[0], wp + 1 - self.kernel[1])
+    }
+
+    fn groups(&self) -> usize {
+        self.channels.div_ceil(4)
+    }
+
+    /// Values in one output channel.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    fn output_len(&self) -> usize {
+        let (oh, ow) = self.output();
+        oh * ow
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    /// Output pixels computed: every row over the padded width.
+    fn flat(&self) -> usize {
+        self.output().0 * self.padded().1
+    }
+
+    fn vectors(&self) -> usize {
+        self.flat().div_ceil(LANES)
+    }
+
+    /// Pixels in one channel group's plane of the quantized input: the padded image plus the slack
+    /// the last vector's furthest tap reads.
+    fn plane(&self) -> usize {
+        let wp = self.padded().1;
+        let reach = (self.kernel[0] - 1) * wp + self.kernel[1] - 1;
+        let plane = (self.vectors() * LANES + reach).max(self.padded().0 * wp);
+        plane.next_multiple_of(LANES)
+    }
+
+    /// Where each output vector's valid lanes go: (lane mask, index of the first in its channel).
+    fn store_plan(&self) -> Vec<(u16, usize)> {
+        let (_, ow) = self.output();
+        let (_, wp) = self.padded();
+        let flat = self.flat();
+        (0..self.vectors())
+            .map(|v| {
+                let j0 = v * LANES;
+                let mut mask = 0u16;
+                for l in 0..LANES {
+                    let j = j0 + l;
+                    if j < flat && j % wp < ow {
+                        mask |= 1 << l;
+                    }
+                }
+                (mask, j0 / wp * ow + (j0 % wp).min(ow))
+            })
+            .collect()
+    }
+
+    fn offsets(&self) -> Vec<usize> {
+        let wp = self.padded().1;
+        (0..self.kernel[0])
+            .flat_map(|dy| (0..self.kernel[1]).map(move |dx| dy * wp + dx))
+            .collect()
+    }
+
+    /// Whether the shapes are ones this operator computes exactly and in bounds.
+    pub fn is_valid(&self) -> bool {
+        let (hp, wp) = self.padded();
+        self.channels > 0
+            && self.out_channels > 0
+            && self.height > 0
+            && self.width > 0
+            && self.kernel.iter().all(|&k| k > 0)
+            && hp >= self.kernel[0]
+            && wp >= self.kernel[1]
+            && self.pad[0] < self.kernel[0]
+            && self.pad[2] < self.kernel[0]
+            && self.pad[1] < self.kernel[1]
+            && self.pad[3] < self.kernel[1]
+            // |Σ| ≤ K · 255 · 128 must fit an i32 (the sum is exact).
+            && (self.groups() * 4)
+                .checked_mul(self.taps())
+                .and_then(|k| k.checked_mul(255 * 128))
+                .is_some_and(|bound| bound < i32::MAX as usize)
+            && self.plane().checked_mul(self.groups() * 4).is_some()
+    }
+}
+
+/// The output's quantize/dequantize pair, folded into the operator.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Requantize {
+    /// `1/scale` as the quantization multiplies by it.
+    pub inv_scale: f32,
+    /// Zero point.
+    pub zero_point: u8,
+    /// Scale the dequantization multiplies by.
+    pub scale: f32,
+}
+
+/// The integer convolution operator (see the module documentation).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct QConv {
+    geometry: Geometry,
+    /// Multiplier that quantizes the input (`1/sx`) and the input's zero point.
+    in_inv_scale: f32,
+    in_zero: u8,
+    /// Weights, s8, `[O/8][tap][C/4][8][4]`, zero beyond the real channels.
+    packed: Arc<Vec<i8>>,
+    /// The same weights for `usmmla`, where the CPU has it (see `mmla_weights`).
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    packed_mmla: Option<Arc<Vec<i8>>>,
+    /// `zx · Σ qw[o]`, what the input's zero point adds to each output channel's sum.
+    zero_sums: Vec<i32>,
+    /// `(zx − 128) · Σ qw[o]`: the same for the `sdot` kernel, whose activations are `q − 128`.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    signed_zero_sums: Vec<i32>,
+    /// `sx · sw[o]`.
+    scales: Vec<f32>,
+    bias: Vec<f32>,
+    requantize: Option<Requantize>,
+    out_shape: TVec<usize>,
+    /// Each tap's offset in the padded image (`Geometry::offsets`).
+    offsets: Vec<usize>,
+    /// Where each output vector's lanes are stored (`Geometry::store_plan`).
+    plan: Vec<(u16, usize)>,
+    /// The kernel `eval` runs on, chosen when the model is loaded (`with_kernel`).
+    kernel: Kernel,
+}
+
+impl Eq for QConv {}
+
+impl QConv {
+    /// Builds the operator from s8 weights in OIHW order, one scale per output channel.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        geometry: Geometry,
+        in_scale: f32,
+        in_zero: u8,
+        weights: &[i8],
+        weight_scales: &[f32],
+        bias: Option<&[f32]>,
+        requantize: Option<Requantize>,
+        out_shape: TVec<usize>,
+    ) -> TractResult<QConv> {
+        let g = &geometry;
+        ensure!(g.is_valid(), "convolution geometry out of range: {g:?}");
+        check_output_shape(&out_shape, g.out_channels, g.output())?;
+        let taps = g.taps();
+        ensure!(weights.len() == g.out_channels * g.channels * taps);
+        check_quantization(in_scale, weight_scales, requantize, g.out_channels)?;
+        let bias = channel_bias(bias, g.out_channels)?;
+        let groups = g.groups();
+        let blocks = g.out_channels.div_ceil(BLOCK_O);
+        let mut packed = vec![0i8; blocks * taps * groups * BLOCK_O * 4];
+        for o in 0..g.out_channels {
+            for c in 0..g.channels {
+                for t in 0..taps {
+                    let w = weights[(o * g.channels + c) * taps + t];
+                    let at = (((o / BLOCK_O * taps + t) * groups + c / 4) * BLOCK_O + o % BLOCK_O)
+                        * 4
+                        + c % 4;
+                    packed[at] = w;
+                }
+            }
+        }
+        let per_o = g.channels * taps;
+        // |Σ qw| ≤ K · 128 and |zx − 128| ≤ 128: within the bound `is_valid` checked.
+        let weight_sums: Vec<i32> = (0..g.out_channels)
+            .map(|o| {
+                weights[o * per_o..(o + 1) * per_o]
+                    .iter()
+                    .map(|&w| i32::from(w))
+                    .sum()
+            })
+            .collect();
+        let zero_sums = weight_sums.iter().map(|s| s * i32::from(in_zero)).collect();
+        let signed_zero_sums = weight_sums
+            .iter()
+            .map(|s| s * (i32::from(in_zero) - 128))
+            .collect();
+        let scales = weight_scales.iter().map(|&s| in_scale * s).collect();
+        let packed_mmla = mmla_weights(&geometry, &packed);
+        Ok(QConv {
+            offsets: geometry.offsets(),
+            plan: geometry.store_plan(),
+            geometry,
+            in_inv_scale: in_scale.recip(),
+            in_zero,
+            packed_mmla,
+            packed: Arc::new(packed),
+            zero_sums,
+            signed_zero_sums,
+            scales,
+            bias,
+            requantize,
+            out_shape,
+            kernel: Kernel::Portable,
+        })
+    }
+
+    /// The operator running on `kernel` (the portable one where this CPU cannot run it).
+    pub fn with_kernel(self, kernel: Kernel) -> QConv {
+        QConv { kernel, ..self }
+    }
+
+    /// Runs the convolution on one CHW image with `kernel` (the portable one where this CPU
+    /// cannot run it).
+    fn convolve(&self, input: &[f32], output: &mut [f32], kernel: Kernel) {
+        let g = &self.geometry;
+        let kernel = if kernel.available() {
+            kernel
+        } else {
+            Kernel::Portable
+        };
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            // An even number of planes: `usmmla` reads channel groups in pairs, and the last
+            // pair's second plane is multiplied by zero weights when the groups are odd.
+            let len = g.groups().next_multiple_of(2) * g.plane();
+            if scratch.len() < len {
+                scratch.resize(len, 0);
+            }
+            let image = &mut scratch[..len];
+            match kernel {
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Vnni => {
+                    // SAFETY: `available()` said the CPU has the kernel's features.
+                    unsafe { x86_64::quantize(self, input, image) };
+                    let image = &*image;
+                    self.per_block(output, |block, out| {
+                        // SAFETY: as above; `out` is output channels block·8.. of `output`.
+                        unsafe { x86_64::convolve_block(self, image, block, out) }
+                    });
+                }
+                #[cfg(target_arch = "aarch64")]
+                Kernel::I8mm if self.packed_mmla.is_some() => {
+                    // SAFETY: `available()` said the CPU has the kernel's features.
+                    unsafe { aarch64::quantize(self, input, image, false) };
+                    let image = &*image;
+                    self.per_block(output, |block, out| {
+                        // SAFETY: as above; `out` is output channels block·8.. of `output`, and
+                        // the image has an even number of planes.
+                        unsafe { aarch64::convolve_block_mmla(self, image, block, out) }
+                    });
+                }
+                // Every CPU with i8mm has dotprod (ARMv8.4 made it mandatory); checked anyway.
+                #[cfg(target_arch = "aarch64")]
+                Kernel::Dotprod | Kernel::I8mm if Kernel::Dotprod.available() => {
+                    // SAFETY: the guard said the CPU has dotprod.
+                    unsafe { aarch64::quantize(self, input, image, true) };
+                    let image = &*image;
+                    self.per_block(output, |block, out| {
+                        // SAFETY: as above; `out` is output channels block·8.. of `output`.
+                        unsafe { aarch64::convolve_block_dotprod(self, image, block, out) }
+                    });
+                }
+                _ => {
+                    quantize_portable(self, input, image);
+                    convolve_portable(self, image, output);
+                }
+            }
+        })
+    }
+
+    /// Runs `run(block, channels)` for every block of 8 output channels. Blocks are independent:
+    /// with tract's multithreaded executor (`LoadOptions::threads` above 1) they are shared among
+    /// its threads.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
+    fn per_block(&self, output: &mut [f32], run: impl Fn(usize, &mut [f32]) + Sync) {
+        let g = &self.geometry;
+        let (oh, ow) = g.output();
+        in_chunks(
+            &mut output[..g.out_channels * oh * ow],
+            BLOCK_O * oh * ow,
+            run,
+        );
+    }
+
+    fn epilogue(&self, o: usize, sum: i32) -> f32 {
+        finish(
+            sum - self.zero_sums[o],
+            self.scales[o],
+            self.bias[o],
+            self.requantize,
+        )
+    }
+}
+
+/// Runs `run(index, chunk)` for every `chunk`-long piece of `output` (the last may be shorter).
+/// Pieces are independent: with tract's multithreaded executor (`LoadOptions::threads` above 1)
+/// they are shared among its threads.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+fn in_chunks(output: &mut [f32], chunk: usize, run: impl Fn(usize, &mut [f32]) + Sync) {
+    let chunks = output.chunks_mut(chunk.max(1));
+    match tract_linalg::multithread::current_tract_executor() {
+        tract_linalg::multithread::Executor::MultiThread(pool)
+            if pool.current_num_threads() > 1 && chunks.len() > 1 =>
+        {
+            use rayon::prelude::*;
+            let chunks: Vec<(usize, &mut [f32])> = chunks.enumerate().collect();
+            pool.install(|| {
+                chunks
+                    .into_par_iter()
+                    .for_each(|(index, out)| run(index, out))
+            });
+        }
+        _ => chunks.enumerate().for_each(|(index, out)| run(index, out)),
+    }
+}
+
+/// The epilogue every kernel applies to an exact sum, less its zero-point term: scale, bias, and
+/// the output's quantize/dequantize pair if there is one. The SIMD kernels' epilogues are the same
+/// f32 operations in the same order (no fused multiply-add), so their results are this one's.
+fn finish(sum: i32, scale: f32, bias: f32, requantize: Option<Requantize>) -> f32 {
+    let v = sum as f32 * scale + bias;
+    match requantize {
+        None => v,
+        Some(r) => {
+            let z = f32::from(r.zero_point);
+            (v * r.inv_scale).max(-z).min(255.0 - z).round_ties_even() * r.scale
+        }
+    }
+}
+
+/// The weights in `usmmla`'s layout when this CPU runs it: `[O/8][tap][pair of channel groups]
+/// [pair of output channels][2][8]`, each output channel's 8 bytes being its weights for the pair's
+/// 8 input channels (zero beyond the real ones). Built from the `[O/8][tap][C/4][8][4]` layout.
+fn mmla_weights(g: &Geometry, packed: &[i8]) -> Option<Arc<Vec<i8>>> {
+    if !Kernel::I8mm.available() {
+        return None;
+    }
+    let (taps, groups) = (g.taps(), g.groups());
+    let pairs = groups.div_ceil(2);
+    let blocks = g.out_channels.div_ceil(BLOCK_O);
+    let mut out = vec![0i8; blocks * taps * pairs * BLOCK_O * 8];
+    for block in 0..blocks {
+        for t in 0..taps {
+            for pair in 0..pairs {
+                for o in 0..BLOCK_O {
+                    for k in 0..8 {
+                        let group = 2 * pair + k / 4;
+                        if group >= groups {
+                            continue;
+                        }
+                        let from =
+                            (((block * taps + t) * groups + group) * BLOCK_O + o) * 4 + k % 4;
+                        let to = (((block * taps + t) * pairs + pair) * BLOCK_O + o) * 8 + k;
+                        out[to] = packed[from];
+                    }
+                }
+            }
+        }
+    }
+    Some(Arc::new(out))
+}
+
+thread_local! {
+    /// The quantized input of the convolution running on this thread, reused between calls.
+    static SCRATCH: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+f32_convolution_op!(QConv, "QConv", kernel);
+
+impl QConv {
+    /// The operator's line in tract's graph dumps.
+    fn describe(&self) -> String {
+        let g = &self.geometry;
+        format!(
+            "{}x{} {}→{} on {}x{}, pad {:?}, input zero point {}, requantized: {}",
+            g.kernel[0],
+            g.kernel[1],
+            g.channels,
+            g.out_channels,
+            g.height,
+            g.width,
+            g.pad,
+            self.in_zero,
+            self.requantize.is_some()
+        )
+    }
+}
+
+/// Checks that `out_shape` holds `channels × oh × ow` values (a constructor's check).
+fn check_output_shape(
+    out_shape: &[usize],
+    channels: usize,
+    (oh, ow): (usize, usize),
+) -> TractResult<()> {
+    ensure!(
+        out_shape.iter().product::<usize>() == channels * oh * ow,
+        "output shape {out_shape:?} does not hold {channels} × {oh} × {ow}"
+    );
+    Ok(())
+}
+
+/// Checks an integer operator's scales: a finite positive input scale, one finite weight scale
+/// per output channel, and a usable requantization.
+fn check_quantization(
+    in_scale: f32,
+    weight_scales: &[f32],
+    requantize: Option<Requantize>,
+    channels: usize,
+) -> TractResult<()> {
+    ensure!(weight_scales.len() == channels);
+    ensure!(in_scale.is_finite() && in_scale > 0.0);
+    ensure!(weight_scales.iter().all(|s| s.is_finite()));
+    if let Some(r) = requantize {
+        ensure!(r.inv_scale.is_finite() && r.inv_scale > 0.0 && r.scale.is_finite());
+    }
+    Ok(())
+}
+
+/// The bias per output channel: `bias`, which must have `channels` values, or zeros.
+fn channel_bias(bias: Option<&[f32]>, channels: usize) -> TractResult<Vec<f32>> {
+    match bias {
+        Some(b) => {
+            ensure!(b.len() == channels);
+            Ok(b.to_vec())
+        }
+        None => Ok(vec![0.0; channels]),
+    }
+}
+
+/// The `eval` of the three convolution operators (`f32_convolution_op!`): checks that the input
+/// holds `len` values, then runs `convolve` into a new f32 tensor of `out_shape`.
+fn eval_into(
+    inputs: &TVec<TValue>,
+    len: usize,
+    out_shape: &[usize],
+    convolve: impl FnOnce(&[f32], &mut [f32]),
+) -> TractResult<TVec<TValue>> {
+    let input = inputs[0].try_as_plain_ram()?;
+    let input = input.as_slice::<f32>()?;
+    ensure!(
+        input.len() == len,
+        "convolution input has {} values, expected {len}",
+        input.len()
+    );
+    let mut output = Tensor::zero::<f32>(out_shape)?;
+    {
+        let mut out = output.try_as_plain_ram_mut()?;
+        convolve(input, out.as_slice_mut::<f32>()?);
+    }
+    Ok(tvec!(output.into_tvalue()))
+}
+
+#[cfg(test)]
+mod tests;
