@@ -1,7 +1,7 @@
 //! The prescreen desktop harness as a library: frame generation, `.y4m` reading, the sample stream,
 //! timing statistics, the reference report receiver ([`ingest`]) and evaluation metrics
 //! ([`eval`]). The `prescreen` binary
-//! (src/main.rs), the integration tests and the benchmarks are built on it.
+//! (src/bin/prescreen/), the integration tests and the benchmarks are built on it.
 #![warn(missing_docs)]
 
 pub mod eval;
