@@ -284,7 +284,7 @@ class ScreenerTest {
         }
         val sessions = Native.liveObjects()[0]
         val handle = Native.open(
-            c.modelDir, c.policyPath, c.outboxDir, c.streamId, c.backend.ordinal, false, true,
+            c.modelDir, c.policyPath, c.outboxDir, c.streamId, c.backend.ordinal, c.variant.ordinal, true,
             c.outboxBudgetBytes, c.deviceClass, c.inferenceThreads, dispatcher,
         )
         assertEquals(sessions + 1, Native.liveObjects()[0])
