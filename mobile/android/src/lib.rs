@@ -4,15 +4,16 @@
 //! A thin adapter: every function converts Java arguments to the host-facing types of
 //! `prescreen_runtime::session` (the same ones the iOS binding converts), calls [`Session`], and
 //! converts the result: frames become a [`HostFrame`] for [`Session::submit_host`], events arrive
-//! as [`HostEvent`]s flattened by their [`EventKind`] number, metrics as the
-//! [`MetricsSummary`] array, and enum ordinals are decoded by the runtime's code tables (which
-//! `Native.constants` exports, so a Kotlin test checks every number Kotlin keeps). Every entry point goes through [`ffi`], which catches panics, turns errors into the
-//! Kotlin exception of their [`ErrorKind`] and returns a neutral value, so nothing undefined crosses
-//! the boundary. The Kotlin side owns the handle's lifetime: it calls `free` exactly once, under a
-//! write lock that waits for every call in flight, so a handle is never used after it is freed.
-//! The native side checks that too: each call on a handle is counted while it runs, and `free`
-//! refuses (`IllegalStateException`, the session kept) while any is, so a broken lock shows as an
-//! exception and a kept session, not as memory freed under a running call.
+//! as [`HostEvent`]s flattened by their [`EventKind`](prescreen_runtime::session::EventKind)
+//! number, metrics as the [`MetricsSummary`] array, and enum ordinals are decoded by the runtime's
+//! code tables (which `Native.constants` exports, so a Kotlin test checks every number Kotlin
+//! keeps). Every entry point goes through [`ffi`], which catches panics, turns errors into the
+//! Kotlin exception of their [`ErrorKind`] and returns a neutral value, so nothing undefined
+//! crosses the boundary. The Kotlin side owns the handle's lifetime: it calls `free` exactly once,
+//! under a write lock that waits for every call in flight, so a handle is never used after it is
+//! freed. The native side checks that too: each call on a handle is counted while it runs, and
+//! `free` refuses (`IllegalStateException`, the session kept) while any is, so a broken lock shows
+//! as an exception and a kept session, not as memory freed under a running call.
 //!
 //! Frames are read where they lie: direct `ByteBuffer`s through their address and capacity (every
 //! plane is bounds-checked against its capacity by the runtime's frame validation), `byte[]`s

@@ -5,11 +5,11 @@
 //! host-facing types of `prescreen_runtime::session` (the same ones the Android binding converts)
 //! to UniFFI records: [`HostEvent`] to [`ScreenerEvent`], [`MetricsSummary`] to
 //! [`ScreenerMetrics`], [`FrameInfo`] to [`FrameMeta`], and every submit goes through
-//! [`Session::submit_host`]. Errors are mapped in one place ([`PrescreenError::from`]). UniFFI catches panics in every
-//! exported call and raises them as an internal error in Swift or Python, so none crosses the
-//! boundary. Plane bytes arrive as `&[u8]`, which UniFFI passes as a pointer into the caller's own
-//! buffer (Swift `Data`, Python `bytes`): nothing is copied on the way in, and the engine copies
-//! only the frames it takes for scoring.
+//! [`Session::submit_host`]. Errors are mapped in one place ([`PrescreenError::from`]). UniFFI
+//! catches panics in every exported call and raises them as an internal error in Swift or Python,
+//! so none crosses the boundary. Plane bytes arrive as `&[u8]`, which UniFFI passes as a pointer
+//! into the caller's own buffer (Swift `Data`, Python `bytes`): nothing is copied on the way in,
+//! and the engine copies only the frames it takes for scoring.
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 use std::sync::Arc;

@@ -8,7 +8,8 @@
 //! [`Session::close`] every method but `close` fails with [`Error::Closed`].
 //!
 //! What the bindings exchange with a session (flat events, a metrics summary, host frame
-//! descriptions and the numeric codes of enums) is in [`host`], re-exported here.
+//! descriptions and the numeric codes of enums) is in `host.rs`, re-exported here: [`HostEvent`],
+//! [`MetricsSummary`], [`HostFrame`] with [`Session::submit_host`], [`host_constants`], ...
 
 mod host;
 
