@@ -6,10 +6,13 @@ mod common;
 use std::sync::{mpsc, Arc, Mutex};
 
 use prescreen::framegen::OwnedFrame;
-use prescreen_runtime::frame::{ColorMatrix, ColorRange, FrameError, PixelFormat};
+use prescreen_runtime::frame::{ColorMatrix, ColorRange, FrameError, PixelFormat, PlaneKind};
 use prescreen_runtime::preprocess::backend::Backend;
 use prescreen_runtime::reporting::outbox::OutboxEvent;
-use prescreen_runtime::session::{Session, SessionConfig, SessionEvent};
+use prescreen_runtime::session::{
+    FrameMeta, HostFrame, HostPixels, HostPlane, MetricsSummary, Session, SessionConfig,
+    SessionEvent, SubmitOutcome,
+};
 use prescreen_runtime::stream::segmenter::SegmentEvent;
 use prescreen_runtime::{Error, ErrorKind};
 
@@ -167,6 +170,67 @@ fn rejected_frames_are_counted_and_the_session_goes_on() {
         height: 1,
     });
     assert_eq!(e.kind(), ErrorKind::Closed);
+}
+
+#[test]
+fn host_submits_throw_for_every_frame_neither_taken_nor_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _rx) = listener();
+    let session = Session::open(&config(dir.path(), "host"), l).unwrap();
+    let (w, h) = (64, 48);
+    let px = vec![128u8; w * h * 4];
+    let frame = |t_us: i64, rotation_degrees: i64| HostFrame {
+        width: w as i64,
+        height: h as i64,
+        pixels: HostPixels::Packed {
+            format: PixelFormat::Rgba8,
+            plane: HostPlane::new(&px, (w * 4) as i64),
+        },
+        meta: FrameMeta {
+            timestamp_us: t_us,
+            rotation_degrees,
+            ..FrameMeta::default()
+        },
+    };
+    assert_eq!(
+        session.submit_host(Ok(frame(0, 90))).unwrap(),
+        SubmitOutcome::Accepted
+    );
+    let unreachable = FrameError::PlaneUnavailable {
+        plane: PlaneKind::Packed,
+        reason: "the buffer is null",
+    };
+    for bad in [
+        Err(unreachable),
+        Ok(frame(1_000_000, 45)),
+        Ok(frame(1 << 62, 0)),
+        Ok(HostFrame {
+            width: -1,
+            ..frame(2_000_000, 0)
+        }),
+    ] {
+        let e = session.submit_host(bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidFrame, "{e}");
+    }
+    session.wait_idle().unwrap();
+    let m = MetricsSummary::from(session.metrics().unwrap());
+    assert_eq!((m.seen, m.rejected, m.scored), (5, 4, 1), "{m:?}");
+    assert!(m.accounted(), "{m:?}");
+    assert!(
+        m.infer_p50_us > 0 && m.infer_p99_us >= m.infer_p50_us,
+        "{m:?}"
+    );
+    let closed = MetricsSummary::from(session.close().unwrap().unwrap());
+    assert_eq!(closed.seen, 5);
+    // Closed: the same error for a frame and for a frame the host could not describe.
+    assert!(matches!(
+        session.submit_host(Ok(frame(3_000_000, 0))),
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        session.submit_host(Err(unreachable)),
+        Err(Error::Closed)
+    ));
 }
 
 #[test]

@@ -12,13 +12,15 @@ root="$(cd "$here/../.." && pwd)"
 out="${1:-$here}"
 cd "$root"
 cargo build --workspace --all-targets --quiet
+# Cargo's build folder: CARGO_TARGET_DIR when set.
+target="${CARGO_TARGET_DIR:-target}"
 case "$(uname -s)" in
-  Darwin) lib=target/debug/libprescreen_ios.dylib ;;
-  *) lib=target/debug/libprescreen_ios.so ;;
+  Darwin) lib="$target/debug/libprescreen_ios.dylib" ;;
+  *) lib="$target/debug/libprescreen_ios.so" ;;
 esac
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-target/debug/uniffi-bindgen generate "$lib" --language swift --no-format --out-dir "$tmp" >/dev/null
+"$target/debug/uniffi-bindgen" generate "$lib" --language swift --no-format --out-dir "$tmp" >/dev/null
 mkdir -p "$out/Sources/Prescreen" "$out/Sources/PrescreenFFI/include"
 cp "$tmp/prescreen.swift" "$out/Sources/Prescreen/prescreen.swift"
 cp "$tmp/prescreenFFI.h" "$out/Sources/PrescreenFFI/include/prescreenFFI.h"

@@ -1,14 +1,19 @@
 //! JNI bindings of the prescreen runtime: the native half of the Kotlin class `dev.prescreen.Screener`
 //! (`kotlin/src/main/kotlin/dev/prescreen/`).
 //!
-//! A thin adapter: every function converts Java arguments, calls [`Session`], and converts the
-//! result. Every entry point goes through [`ffi`], which catches panics, turns errors into the
-//! Kotlin exception of their [`ErrorKind`] and returns a neutral value, so nothing undefined crosses
-//! the boundary. The Kotlin side owns the handle's lifetime: it calls `free` exactly once, under a
-//! write lock that waits for every call in flight, so a handle is never used after it is freed.
-//! The native side checks that too: each call on a handle is counted while it runs, and `free`
-//! refuses (`IllegalStateException`, the session kept) while any is, so a broken lock shows as an
-//! exception and a kept session, not as memory freed under a running call.
+//! A thin adapter: every function converts Java arguments to the host-facing types of
+//! `prescreen_runtime::session` (the same ones the iOS binding converts), calls [`Session`], and
+//! converts the result: frames become a [`HostFrame`] for [`Session::submit_host`], events arrive
+//! as [`HostEvent`]s flattened by their [`EventKind`](prescreen_runtime::session::EventKind)
+//! number, metrics as the [`MetricsSummary`] array, and enum ordinals are decoded by the runtime's
+//! code tables (which `Native.constants` exports, so a Kotlin test checks every number Kotlin
+//! keeps). Every entry point goes through [`ffi`], which catches panics, turns errors into the
+//! Kotlin exception of their [`ErrorKind`] and returns a neutral value, so nothing undefined
+//! crosses the boundary. The Kotlin side owns the handle's lifetime: it calls `free` exactly once,
+//! under a write lock that waits for every call in flight, so a handle is never used after it is
+//! freed. The native side checks that too: each call on a handle is counted while it runs, and
+//! `free` refuses (`IllegalStateException`, the session kept) while any is, so a broken lock shows
+//! as an exception and a kept session, not as memory freed under a running call.
 //!
 //! Frames are read where they lie: direct `ByteBuffer`s through their address and capacity (every
 //! plane is bounds-checked against its capacity by the runtime's frame validation), `byte[]`s
@@ -31,15 +36,12 @@ use jni::objects::{
 use jni::sys::{jboolean, jint, jlong, JNI_FALSE, JNI_TRUE};
 use jni::{JNIEnv, JavaVM};
 
-use prescreen_runtime::frame::{
-    ColorMatrix, ColorRange, Frame, FrameError, PixelFormat, Plane, PlaneKind,
+use prescreen_runtime::frame::{FrameError, PixelFormat, PlaneKind};
+use prescreen_runtime::session::{
+    backend_from_code, color_matrix_from_code, color_range_from_code, host_constants,
+    variant_from_code, FrameMeta, HostEvent, HostFrame, HostPixels, HostPlane, HostSegment,
+    MetricsSummary, Session, SessionConfig, SessionEvent, SessionMetrics,
 };
-use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::preprocess::backend::Backend;
-use prescreen_runtime::reporting::outbox::OutboxEvent;
-use prescreen_runtime::session::{Session, SessionConfig, SessionEvent, SessionMetrics};
-use prescreen_runtime::stream::engine::Submitted;
-use prescreen_runtime::stream::segmenter::{Segment, SegmentEvent};
 use prescreen_runtime::{Error, ErrorKind};
 
 /// Sessions alive in this process (opened and not yet freed).
@@ -254,32 +256,6 @@ fn string(env: &mut JNIEnv<'_>, s: &JString<'_>) -> Outcome<String> {
     Ok(env.get_string(s)?.into())
 }
 
-fn backend(code: jint) -> Outcome<Backend> {
-    Ok(match code {
-        0 => Backend::Auto,
-        1 => Backend::Gpu,
-        2 => Backend::Cpu,
-        other => {
-            return Err(Error::InvalidArgument(format!("backend code {other}")).into());
-        }
-    })
-}
-
-/// Event kinds passed to `EventDispatcher.onNativeEvent` (the Kotlin side has the same numbers).
-mod kind {
-    pub const SEGMENT_OPENED: i32 = 1;
-    pub const SEGMENT_UPDATED: i32 = 2;
-    pub const SEGMENT_CLOSED: i32 = 3;
-    pub const REPORT_QUEUED: i32 = 4;
-    pub const SCORED: i32 = 5;
-    pub const THUMBNAILS_DROPPED: i32 = 6;
-    pub const REPORT_EVICTED: i32 = 7;
-    pub const QUARANTINED: i32 = 8;
-    pub const REPORT_STORED: i32 = 9;
-    pub const DEAD_LETTERED: i32 = 10;
-    pub const ERROR: i32 = 11;
-}
-
 /// One event flattened for `onNativeEvent(kind, longs, floats, text, detail)`.
 struct Flat {
     kind: i32,
@@ -289,7 +265,7 @@ struct Flat {
     detail: Option<String>,
 }
 
-fn flat_segment(kind: i32, s: &Segment) -> Flat {
+fn flat_segment(kind: i32, s: HostSegment) -> Flat {
     Flat {
         kind,
         // id, start, end, peak time, frames scored, stream start
@@ -302,13 +278,14 @@ fn flat_segment(kind: i32, s: &Segment) -> Flat {
             s.stream_start_us,
         ],
         floats: vec![s.peak, s.mean],
-        text: Some(s.label.to_string()),
+        text: Some(s.label),
         detail: None,
     }
 }
 
-fn flatten(event: SessionEvent) -> Flat {
-    let text = |kind, text: String, detail: Option<String>, longs: Vec<i64>| Flat {
+fn flatten(event: HostEvent) -> Flat {
+    let kind = event.kind().code();
+    let text = |text: String, detail: Option<String>, longs: Vec<i64>| Flat {
         kind,
         longs,
         floats: vec![],
@@ -316,41 +293,35 @@ fn flatten(event: SessionEvent) -> Flat {
         detail,
     };
     match event {
-        SessionEvent::Segment(SegmentEvent::Opened(s)) => flat_segment(kind::SEGMENT_OPENED, &s),
-        SessionEvent::Segment(SegmentEvent::Updated(s)) => flat_segment(kind::SEGMENT_UPDATED, &s),
-        SessionEvent::Segment(SegmentEvent::Closed(s)) => flat_segment(kind::SEGMENT_CLOSED, &s),
-        SessionEvent::ReportQueued { report_id, label } => {
-            text(kind::REPORT_QUEUED, report_id, Some(label), vec![])
-        }
-        SessionEvent::Scored {
+        HostEvent::SegmentOpened(s)
+        | HostEvent::SegmentUpdated(s)
+        | HostEvent::SegmentClosed(s) => flat_segment(kind, s),
+        HostEvent::ReportQueued { report_id, label } => text(report_id, Some(label), vec![]),
+        HostEvent::Scored {
             timestamp_us,
             scores,
         } => Flat {
-            kind: kind::SCORED,
+            kind,
             longs: vec![timestamp_us],
             floats: scores,
             text: None,
             detail: None,
         },
-        SessionEvent::Outbox(OutboxEvent::Stored { report_id }) => {
-            text(kind::REPORT_STORED, report_id, None, vec![])
+        HostEvent::ReportStored { report_id } | HostEvent::ReportEvicted { report_id } => {
+            text(report_id, None, vec![])
         }
-        SessionEvent::Outbox(OutboxEvent::ThumbnailsDropped { report_id, count }) => text(
-            kind::THUMBNAILS_DROPPED,
-            report_id,
-            None,
-            vec![count as i64],
-        ),
-        SessionEvent::Outbox(OutboxEvent::ReportEvicted { report_id }) => {
-            text(kind::REPORT_EVICTED, report_id, None, vec![])
+        HostEvent::ThumbnailsDropped { report_id, count } => {
+            text(report_id, None, vec![i64::from(count)])
         }
-        SessionEvent::Outbox(OutboxEvent::Quarantined { file, reason }) => {
-            text(kind::QUARANTINED, file, Some(reason), vec![])
+        HostEvent::Quarantined {
+            file: subject,
+            reason,
         }
-        SessionEvent::Outbox(OutboxEvent::DeadLettered { report_id, reason }) => {
-            text(kind::DEAD_LETTERED, report_id, Some(reason), vec![])
-        }
-        SessionEvent::Error(message) => text(kind::ERROR, message, None, vec![]),
+        | HostEvent::DeadLettered {
+            report_id: subject,
+            reason,
+        } => text(subject, Some(reason), vec![]),
+        HostEvent::Error { message } => text(message, None, vec![]),
     }
 }
 
@@ -392,7 +363,7 @@ fn listener(vm: JavaVM, dispatcher: Counted) -> Box<dyn FnMut(SessionEvent) + Se
         let delivered = catch_unwind(AssertUnwindSafe(|| -> Outcome<()> {
             // Attached once for the thread's life; jni detaches it when the thread ends.
             let mut env = vm.attach_current_thread_permanently()?;
-            let result = deliver(&mut env, dispatcher.0.as_obj(), flatten(event));
+            let result = deliver(&mut env, dispatcher.0.as_obj(), flatten(event.into()));
             if env.exception_check().unwrap_or(false) {
                 // The Kotlin dispatcher catches the listener's exceptions; anything else is
                 // described on stderr and cleared so the thread can go on.
@@ -420,7 +391,7 @@ pub extern "system" fn Java_dev_prescreen_Native_open<'l>(
     outbox_dir: JString<'l>,
     stream_id: JString<'l>,
     backend_code: jint,
-    int8: jboolean,
+    variant_code: jint,
     emit_scores: jboolean,
     budget_bytes: jlong,
     device_class: JString<'l>,
@@ -435,12 +406,8 @@ pub extern "system" fn Java_dev_prescreen_Native_open<'l>(
             PathBuf::from(string(env, &outbox_dir)?),
             string(env, &stream_id)?,
         );
-        config.backend = backend(backend_code)?;
-        config.variant = if int8 == JNI_TRUE {
-            Variant::Int8
-        } else {
-            Variant::Float
-        };
+        config.backend = backend_from_code(backend_code.into())?;
+        config.variant = variant_from_code(variant_code.into())?;
         config.emit_scores = emit_scores == JNI_TRUE;
         config.outbox_budget_bytes = u64::try_from(budget_bytes).map_err(|_| {
             Error::InvalidArgument(format!("outbox budget {budget_bytes} is negative"))
@@ -464,61 +431,22 @@ pub extern "system" fn Java_dev_prescreen_Native_open<'l>(
     })
 }
 
-/// Colour matrix and range codes (Kotlin's `ColorMatrix` / `ColorRange` ordinals).
-fn color(matrix: jint, range: jint) -> Result<(ColorMatrix, ColorRange), FrameError> {
-    let m = match matrix {
-        0 => ColorMatrix::Bt601,
-        1 => ColorMatrix::Bt709,
-        v => {
-            return Err(FrameError::OutOfRange {
-                what: "colour matrix code",
-                value: v.into(),
-            })
-        }
-    };
-    let r = match range {
-        0 => ColorRange::Limited,
-        1 => ColorRange::Full,
-        v => {
-            return Err(FrameError::OutOfRange {
-                what: "colour range code",
-                value: v.into(),
-            })
-        }
-    };
-    Ok((m, r))
-}
-
-/// What is common to every submit: orientation, colour and time.
-#[derive(Clone, Copy)]
-struct Meta {
+/// Time, orientation and colour of a frame as Kotlin passes them (colour as `ColorMatrix` /
+/// `ColorRange` ordinals).
+fn meta(
+    timestamp_us: jlong,
     rotation: jint,
     mirror: jboolean,
     matrix: jint,
     range: jint,
-    timestamp_us: jlong,
-}
-
-impl Meta {
-    fn apply<'a>(self, frame: Frame<'a>) -> Result<Frame<'a>, FrameError> {
-        let (matrix, range) = color(self.matrix, self.range)?;
-        Ok(frame
-            .with_color(matrix, range)
-            .with_orientation(
-                FrameError::rotation(self.rotation.into())?,
-                self.mirror == JNI_TRUE,
-            )
-            .with_timestamp_us(self.timestamp_us))
-    }
-}
-
-fn size(what: &'static str, value: jint) -> Result<usize, FrameError> {
-    FrameError::non_negative(what, value.into())
-}
-
-fn dims(width: jint, height: jint) -> Result<(u32, u32), FrameError> {
-    // Sizes beyond u32 cannot come from a jint; the frame's own validation rejects absurd ones.
-    Ok((size("width", width)? as u32, size("height", height)? as u32))
+) -> Result<FrameMeta, FrameError> {
+    Ok(FrameMeta {
+        timestamp_us,
+        rotation_degrees: rotation.into(),
+        mirror: mirror == JNI_TRUE,
+        color_matrix: color_matrix_from_code(matrix.into())?,
+        color_range: color_range_from_code(range.into())?,
+    })
 }
 
 /// The bytes of a direct `ByteBuffer`, from its address to its capacity.
@@ -553,23 +481,11 @@ fn direct<'b>(
     Ok(unsafe { std::slice::from_raw_parts(address, capacity) })
 }
 
-/// Submits a frame built by `build`, or counts and throws its error.
-fn submit_with(handle: &Handle, built: Result<Frame<'_>, FrameError>) -> Outcome<jint> {
-    let frame = built.map_err(|e| handle.session.reject(e))?;
-    Ok(submitted_code(handle.session.submit(&frame)?))
-}
-
-/// `Submitted` as Kotlin's `SubmitResult` ordinal.
-fn submitted_code(s: Submitted) -> jint {
-    match s {
-        Submitted::Accepted => 0,
-        Submitted::AcceptedDroppingPrevious => 1,
-        Submitted::SkippedRate => 2,
-        Submitted::SkippedGate => 3,
-        Submitted::Rejected => 4,
-        Submitted::Closed => 5,
-        Submitted::SkippedQuality => 6,
-    }
+/// Submits a frame the runtime's one host entry: a frame that could not be described (a null or
+/// heap buffer, a bad code) is counted and thrown the same way as a malformed one. Returns the
+/// `SubmitResult` ordinal.
+fn submit_with(handle: &Handle, frame: Result<HostFrame<'_>, FrameError>) -> Outcome<jint> {
+    Ok(handle.session.submit_host(frame)?.code())
 }
 
 /// `Native.submitYuv420(...)`: Android's `YUV_420_888` planes as direct buffers with strides.
@@ -592,33 +508,27 @@ pub extern "system" fn Java_dev_prescreen_Native_submitYuv420<'l>(
     range: jint,
     timestamp_us: jlong,
 ) -> jint {
-    let meta = Meta {
-        rotation,
-        mirror,
-        matrix,
-        range,
-        timestamp_us,
-    };
     ffi(&mut env, |env| {
         // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
         let handle = unsafe { handle(handle_ptr)? };
-        let built = (|| {
-            let (w, h) = dims(width, height)?;
-            let uv_stride = size("chroma row stride", uv_row_stride)?;
-            let uv_pixel = size("chroma pixel stride", uv_pixel_stride)?;
-            let frame = Frame::yuv420(
-                w,
-                h,
-                Plane::new(
-                    direct(env, &y, PlaneKind::Y)?,
-                    size("Y row stride", y_row_stride)?,
-                ),
-                Plane::with_pixel_stride(direct(env, &u, PlaneKind::U)?, uv_stride, uv_pixel),
-                Plane::with_pixel_stride(direct(env, &v, PlaneKind::V)?, uv_stride, uv_pixel),
-            )?;
-            meta.apply(frame)
+        let frame = (|| {
+            let chroma = |data| HostPlane {
+                data,
+                row_stride: uv_row_stride.into(),
+                pixel_stride: uv_pixel_stride.into(),
+            };
+            Ok(HostFrame {
+                width: width.into(),
+                height: height.into(),
+                pixels: HostPixels::Yuv420 {
+                    y: HostPlane::new(direct(env, &y, PlaneKind::Y)?, y_row_stride.into()),
+                    u: chroma(direct(env, &u, PlaneKind::U)?),
+                    v: chroma(direct(env, &v, PlaneKind::V)?),
+                },
+                meta: meta(timestamp_us, rotation, mirror, matrix, range)?,
+            })
         })();
-        submit_with(&handle, built)
+        submit_with(&handle, frame)
     })
 }
 
@@ -637,29 +547,20 @@ pub extern "system" fn Java_dev_prescreen_Native_submitNv21<'l>(
     range: jint,
     timestamp_us: jlong,
 ) -> jint {
-    let meta = Meta {
-        rotation,
-        mirror,
-        matrix,
-        range,
-        timestamp_us,
-    };
     ffi(&mut env, |env| {
         // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
         let handle = unsafe { handle(handle_ptr)? };
-        if data.is_null() {
-            return Err(handle
-                .session
-                .reject(FrameError::PlaneUnavailable {
-                    plane: PlaneKind::Y,
-                    reason: "the array is null",
-                })
-                .into());
-        }
-        let (w, h) = match dims(width, height) {
-            Ok(d) => d,
-            Err(e) => return Err(handle.session.reject(e).into()),
+        let meta = match meta(timestamp_us, rotation, mirror, matrix, range) {
+            Ok(meta) => meta,
+            Err(e) => return submit_with(&handle, Err(e)),
         };
+        if data.is_null() {
+            let e = FrameError::PlaneUnavailable {
+                plane: PlaneKind::Y,
+                reason: "the array is null",
+            };
+            return submit_with(&handle, Err(e));
+        }
         // SAFETY: inside the critical section no JNI function is called (the engine only reads the
         // bytes and copies what it keeps); the elements are released when `bytes` drops, before
         // any exception is thrown.
@@ -667,17 +568,13 @@ pub extern "system" fn Java_dev_prescreen_Native_submitNv21<'l>(
         // SAFETY: i8 and u8 have the same size and alignment; the slice lives as long as `bytes`.
         let bytes: &[u8] =
             unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u8>(), bytes.len()) };
-        let (wu, hu) = (w as usize, h as usize);
-        // Saturating: on 32-bit ABIs an absurd size must reach the frame's own size check.
-        let luma = wu.saturating_mul(hu).min(bytes.len());
-        let built = Frame::nv21(
-            w,
-            h,
-            Plane::new(&bytes[..luma], wu),
-            Plane::new(&bytes[luma..], wu.div_ceil(2) * 2),
-        )
-        .and_then(|f| meta.apply(f));
-        submit_with(&handle, built)
+        let frame = HostFrame {
+            width: width.into(),
+            height: height.into(),
+            pixels: HostPixels::Nv21Packed(bytes),
+            meta,
+        };
+        submit_with(&handle, Ok(frame))
     })
 }
 
@@ -696,28 +593,24 @@ pub extern "system" fn Java_dev_prescreen_Native_submitRgba<'l>(
     mirror: jboolean,
     timestamp_us: jlong,
 ) -> jint {
-    let meta = Meta {
-        rotation,
-        mirror,
-        matrix: 0,
-        range: 1,
-        timestamp_us,
-    };
     ffi(&mut env, |env| {
         // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
         let handle = unsafe { handle(handle_ptr)? };
-        let built = (|| {
-            let (w, h) = dims(width, height)?;
-            let frame = Frame::packed(
-                PixelFormat::Rgba8,
-                w,
-                h,
-                direct(env, &buffer, PlaneKind::Packed)?,
-                size("row stride", row_stride)?,
-            )?;
-            meta.apply(frame)
-        })();
-        submit_with(&handle, built)
+        let frame = direct(env, &buffer, PlaneKind::Packed).map(|data| HostFrame {
+            width: width.into(),
+            height: height.into(),
+            pixels: HostPixels::Packed {
+                format: PixelFormat::Rgba8,
+                plane: HostPlane::new(data, row_stride.into()),
+            },
+            meta: FrameMeta {
+                timestamp_us,
+                rotation_degrees: rotation.into(),
+                mirror: mirror == JNI_TRUE,
+                ..FrameMeta::default()
+            },
+        });
+        submit_with(&handle, frame)
     })
 }
 
@@ -746,6 +639,8 @@ fn string_array<'l, 'a>(
         if let Some(item) = item {
             let s = env.new_string(item)?;
             env.set_object_array_element(&array, i as i32, &s)?;
+            // Freed at once: a long array must not outgrow the call's local reference capacity.
+            env.delete_local_ref(s)?;
         }
     }
     Ok(array)
@@ -837,48 +732,10 @@ pub extern "system" fn Java_dev_prescreen_Native_ack<'l>(
     })
 }
 
-/// Number of values in a flattened metrics snapshot; the order is that of Kotlin's
-/// `Metrics.fromNative`.
-const METRICS_LEN: usize = 23;
-
-fn flat_metrics(m: &SessionMetrics) -> [i64; METRICS_LEN] {
-    let e = &m.engine;
-    let o = &m.outbox;
-    let us = |d: std::time::Duration| d.as_micros() as i64;
-    let backend = match e.backend {
-        None => -1,
-        Some(prescreen_runtime::preprocess::backend::ActiveBackend::Cpu) => 0,
-        Some(prescreen_runtime::preprocess::backend::ActiveBackend::Gpu) => 1,
-    };
-    [
-        e.seen as i64,
-        e.rejected as i64,
-        e.rate_skipped as i64,
-        e.gated as i64,
-        e.dropped as i64,
-        e.scored as i64,
-        e.failed as i64,
-        us(e.submit.quantile(0.5)),
-        us(e.submit.quantile(0.99)),
-        us(e.preprocess.quantile(0.5)),
-        us(e.infer.quantile(0.5)),
-        us(e.infer.quantile(0.99)),
-        backend,
-        e.gpu_fallbacks as i64,
-        o.pending as i64,
-        o.pending_bytes as i64,
-        o.stored as i64,
-        o.acked as i64,
-        o.thumbnails_dropped as i64,
-        o.reports_evicted as i64,
-        o.quarantined as i64,
-        o.write_failures as i64,
-        m.reports_lost as i64,
-    ]
-}
-
+/// The [`MetricsSummary`] array of a snapshot (its order is `MetricsSummary::FIELDS`, which
+/// Kotlin's `Metrics.fromNative` reads; `Native.constants` exports it).
 fn metrics_array<'l>(env: &mut JNIEnv<'l>, m: &SessionMetrics) -> Outcome<JLongArray<'l>> {
-    let values = flat_metrics(m);
+    let values = MetricsSummary::from(m).to_array();
     let array = env.new_long_array(values.len() as i32)?;
     env.set_long_array_region(&array, 0, &values)?;
     Ok(array)
@@ -991,6 +848,23 @@ pub extern "system" fn Java_dev_prescreen_Native_liveObjects<'l>(
         let array = env.new_long_array(values.len() as i32)?;
         env.set_long_array_region(&array, 0, &values)?;
         Ok(array)
+    })
+}
+
+/// `Native.constants()`: every number the runtime and Kotlin share, as `group.NAME=value` strings
+/// ([`host_constants`]): event kinds, the metrics array order, and the enum codes. Kotlin's tests
+/// compare them with its own constants.
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_constants<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+) -> JObjectArray<'l> {
+    ffi(&mut env, |env| {
+        let lines: Vec<String> = host_constants()
+            .into_iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        string_array(env, lines.iter().map(|l| Some(l.as_str())))
     })
 }
 

@@ -1,22 +1,26 @@
 //! UniFFI bindings of the prescreen runtime: what iOS apps reach through the generated Swift
 //! (`Sources/Prescreen/prescreen.swift`), and host tests through generated Python.
 //!
-//! A thin adapter: [`Screener`] wraps a runtime [`Session`] (its `inner`), converts arguments and
-//! results, and maps errors in one place ([`PrescreenError::from`]). UniFFI catches panics in every
-//! exported call and raises them as an internal error in Swift or Python, so none crosses the
-//! boundary. Plane bytes arrive as `&[u8]`, which UniFFI passes as a pointer into the caller's own
-//! buffer (Swift `Data`, Python `bytes`): nothing is copied on the way in, and the engine copies
-//! only the frames it takes for scoring.
+//! A thin adapter: [`Screener`] wraps a runtime [`Session`] (its `inner`) and converts the
+//! host-facing types of `prescreen_runtime::session` (the same ones the Android binding converts)
+//! to UniFFI records: [`HostEvent`] to [`ScreenerEvent`], [`MetricsSummary`] to
+//! [`ScreenerMetrics`], [`FrameInfo`] to [`FrameMeta`], and every submit goes through
+//! [`Session::submit_host`]. Errors are mapped in one place ([`PrescreenError::from`]). UniFFI
+//! catches panics in every exported call and raises them as an internal error in Swift or Python,
+//! so none crosses the boundary. Plane bytes arrive as `&[u8]`, which UniFFI passes as a pointer
+//! into the caller's own buffer (Swift `Data`, Python `bytes`): nothing is copied on the way in,
+//! and the engine copies only the frames it takes for scoring.
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 use std::sync::Arc;
 
-use prescreen_runtime::frame::{self as rt, Frame, FrameError, PixelFormat, Plane};
+use prescreen_runtime::frame::{self as rt, PixelFormat};
 use prescreen_runtime::manifest::Variant;
-use prescreen_runtime::reporting::outbox::OutboxEvent;
-use prescreen_runtime::session::{Session, SessionConfig, SessionEvent, SessionMetrics};
-use prescreen_runtime::stream::engine::Submitted;
-use prescreen_runtime::stream::segmenter::{self, SegmentEvent};
+use prescreen_runtime::preprocess::backend as rt_backend;
+use prescreen_runtime::session::{
+    FrameMeta, HostEvent, HostFrame, HostPixels, HostPlane, HostSegment, MetricsSummary, Session,
+    SessionConfig, SubmitOutcome,
+};
 use prescreen_runtime::{Error, ErrorKind};
 
 uniffi::setup_scaffolding!("prescreen");
@@ -128,6 +132,16 @@ pub enum Backend {
     Cpu,
 }
 
+impl From<Backend> for rt_backend::Backend {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Auto => Self::Auto,
+            Backend::Gpu => Self::Gpu,
+            Backend::Cpu => Self::Cpu,
+        }
+    }
+}
+
 /// Which model file runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
 pub enum ModelVariant {
@@ -135,6 +149,15 @@ pub enum ModelVariant {
     Float,
     /// int8-quantized.
     Int8,
+}
+
+impl From<ModelVariant> for Variant {
+    fn from(v: ModelVariant) -> Self {
+        match v {
+            ModelVariant::Float => Self::Float,
+            ModelVariant::Int8 => Self::Int8,
+        }
+    }
 }
 
 /// The Y'CbCr matrix of an NV12 frame (the pixel buffer's `kCVImageBufferYCbCrMatrixKey`).
@@ -153,6 +176,24 @@ pub enum ColorRange {
     Video,
     /// Full range (`kCVPixelFormatType_420YpCbCr8BiPlanarFullRange`).
     Full,
+}
+
+impl From<ColorMatrix> for rt::ColorMatrix {
+    fn from(m: ColorMatrix) -> Self {
+        match m {
+            ColorMatrix::Bt601 => Self::Bt601,
+            ColorMatrix::Bt709 => Self::Bt709,
+        }
+    }
+}
+
+impl From<ColorRange> for rt::ColorRange {
+    fn from(r: ColorRange) -> Self {
+        match r {
+            ColorRange::Video => Self::Limited,
+            ColorRange::Full => Self::Full,
+        }
+    }
 }
 
 /// How to open a [`Screener`].
@@ -205,7 +246,20 @@ pub struct FrameInfo {
     pub color_range: ColorRange,
 }
 
-/// What happened to a submitted frame.
+impl FrameInfo {
+    fn meta(&self) -> FrameMeta {
+        FrameMeta {
+            timestamp_us: self.timestamp_us,
+            rotation_degrees: self.rotation_degrees.into(),
+            mirror: self.mirrored,
+            color_matrix: self.color_matrix.into(),
+            color_range: self.color_range.into(),
+        }
+    }
+}
+
+/// What happened to a submitted frame (a malformed frame throws `InvalidFrame`, a closed screener
+/// `Closed`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
 pub enum SubmitResult {
     /// Taken for scoring.
@@ -219,6 +273,18 @@ pub enum SubmitResult {
     /// Too blurred or too small to judge (the policy's `quality` gate): not scored, so it neither
     /// opens nor extends a segment.
     SkippedQuality,
+}
+
+impl From<SubmitOutcome> for SubmitResult {
+    fn from(o: SubmitOutcome) -> Self {
+        match o {
+            SubmitOutcome::Accepted => Self::Accepted,
+            SubmitOutcome::AcceptedDroppingPrevious => Self::AcceptedDroppingPrevious,
+            SubmitOutcome::SkippedRate => Self::SkippedRate,
+            SubmitOutcome::SkippedGate => Self::SkippedGate,
+            SubmitOutcome::SkippedQuality => Self::SkippedQuality,
+        }
+    }
 }
 
 /// A flagged segment as known when an event is emitted (times in microseconds).
@@ -244,11 +310,11 @@ pub struct Segment {
     pub stream_start_us: i64,
 }
 
-impl From<&segmenter::Segment> for Segment {
-    fn from(s: &segmenter::Segment) -> Self {
+impl From<HostSegment> for Segment {
+    fn from(s: HostSegment) -> Self {
         Self {
             id: s.id,
-            label: s.label.to_string(),
+            label: s.label,
             start_us: s.start_us,
             end_us: s.end_us,
             peak: s.peak,
@@ -330,47 +396,30 @@ pub enum ScreenerEvent {
     },
 }
 
-impl From<SessionEvent> for ScreenerEvent {
-    fn from(e: SessionEvent) -> Self {
+impl From<HostEvent> for ScreenerEvent {
+    fn from(e: HostEvent) -> Self {
         match e {
-            SessionEvent::Segment(SegmentEvent::Opened(s)) => Self::SegmentOpened {
-                segment: (&s).into(),
-            },
-            SessionEvent::Segment(SegmentEvent::Updated(s)) => Self::SegmentUpdated {
-                segment: (&s).into(),
-            },
-            SessionEvent::Segment(SegmentEvent::Closed(s)) => Self::SegmentClosed {
-                segment: (&s).into(),
-            },
-            SessionEvent::ReportQueued { report_id, label } => {
-                Self::ReportQueued { report_id, label }
-            }
-            SessionEvent::Scored {
+            HostEvent::SegmentOpened(s) => Self::SegmentOpened { segment: s.into() },
+            HostEvent::SegmentUpdated(s) => Self::SegmentUpdated { segment: s.into() },
+            HostEvent::SegmentClosed(s) => Self::SegmentClosed { segment: s.into() },
+            HostEvent::ReportQueued { report_id, label } => Self::ReportQueued { report_id, label },
+            HostEvent::Scored {
                 timestamp_us,
                 scores,
             } => Self::Scored {
                 timestamp_us,
                 scores,
             },
-            SessionEvent::Outbox(OutboxEvent::Stored { report_id }) => {
-                Self::ReportStored { report_id }
+            HostEvent::ReportStored { report_id } => Self::ReportStored { report_id },
+            HostEvent::ThumbnailsDropped { report_id, count } => {
+                Self::ThumbnailsDropped { report_id, count }
             }
-            SessionEvent::Outbox(OutboxEvent::ThumbnailsDropped { report_id, count }) => {
-                Self::ThumbnailsDropped {
-                    report_id,
-                    count: u32::try_from(count).unwrap_or(u32::MAX),
-                }
-            }
-            SessionEvent::Outbox(OutboxEvent::ReportEvicted { report_id }) => {
-                Self::ReportEvicted { report_id }
-            }
-            SessionEvent::Outbox(OutboxEvent::Quarantined { file, reason }) => {
-                Self::Quarantined { file, reason }
-            }
-            SessionEvent::Outbox(OutboxEvent::DeadLettered { report_id, reason }) => {
+            HostEvent::ReportEvicted { report_id } => Self::ReportEvicted { report_id },
+            HostEvent::Quarantined { file, reason } => Self::Quarantined { file, reason },
+            HostEvent::DeadLettered { report_id, reason } => {
                 Self::DeadLettered { report_id, reason }
             }
-            SessionEvent::Error(message) => Self::Error { message },
+            HostEvent::Error { message } => Self::Error { message },
         }
     }
 }
@@ -394,8 +443,9 @@ pub struct PendingReport {
     pub created_unix_millis: u64,
 }
 
-/// A screener's counters. Every frame submitted ends in exactly one of `rejected`,
-/// `rate_skipped`, `gated`, `dropped`, `scored`, `failed`.
+/// A screener's counters (the runtime's `MetricsSummary`, field for field). Every frame submitted
+/// ends in exactly one of `rejected`, `rate_skipped`, `gated`, `low_quality`, `dropped`, `scored`,
+/// `failed`.
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct ScreenerMetrics {
     /// Frames submitted.
@@ -406,6 +456,8 @@ pub struct ScreenerMetrics {
     pub rate_skipped: u64,
     /// Frames skipped by the scene gate.
     pub gated: u64,
+    /// Frames skipped by the quality gate (too blurred or too small to judge).
+    pub low_quality: u64,
     /// Frames replaced by a newer one before the worker got to them.
     pub dropped: u64,
     /// Frames scored.
@@ -418,8 +470,12 @@ pub struct ScreenerMetrics {
     pub submit_p99_us: u64,
     /// Median preprocessing time, in microseconds.
     pub preprocess_p50_us: u64,
+    /// 99th percentile of preprocessing, in microseconds.
+    pub preprocess_p99_us: u64,
     /// Median inference time, in microseconds.
     pub infer_p50_us: u64,
+    /// 99th percentile of inference, in microseconds.
+    pub infer_p99_us: u64,
     /// `cpu` or `gpu` (`None` before the worker started).
     pub backend: Option<String>,
     /// Times the GPU failed mid-stream and the CPU took over.
@@ -444,32 +500,33 @@ pub struct ScreenerMetrics {
     pub reports_lost: u64,
 }
 
-impl From<SessionMetrics> for ScreenerMetrics {
-    fn from(m: SessionMetrics) -> Self {
-        let (e, o) = (&m.engine, &m.outbox);
-        let us = |d: std::time::Duration| d.as_micros() as u64;
+impl From<MetricsSummary> for ScreenerMetrics {
+    fn from(m: MetricsSummary) -> Self {
         Self {
-            seen: e.seen,
-            rejected: e.rejected,
-            rate_skipped: e.rate_skipped,
-            gated: e.gated,
-            dropped: e.dropped,
-            scored: e.scored,
-            failed: e.failed,
-            submit_p50_us: us(e.submit.quantile(0.5)),
-            submit_p99_us: us(e.submit.quantile(0.99)),
-            preprocess_p50_us: us(e.preprocess.quantile(0.5)),
-            infer_p50_us: us(e.infer.quantile(0.5)),
-            backend: e.backend.map(|b| b.to_string()),
-            gpu_fallbacks: e.gpu_fallbacks,
-            pending_reports: o.pending,
-            pending_bytes: o.pending_bytes,
-            reports_stored: o.stored,
-            reports_acked: o.acked,
-            thumbnails_dropped: o.thumbnails_dropped,
-            reports_evicted: o.reports_evicted,
-            quarantined: o.quarantined,
-            write_failures: o.write_failures,
+            seen: m.seen,
+            rejected: m.rejected,
+            rate_skipped: m.rate_skipped,
+            gated: m.gated,
+            low_quality: m.low_quality,
+            dropped: m.dropped,
+            scored: m.scored,
+            failed: m.failed,
+            submit_p50_us: m.submit_p50_us,
+            submit_p99_us: m.submit_p99_us,
+            preprocess_p50_us: m.preprocess_p50_us,
+            preprocess_p99_us: m.preprocess_p99_us,
+            infer_p50_us: m.infer_p50_us,
+            infer_p99_us: m.infer_p99_us,
+            backend: m.backend.map(|b| b.to_string()),
+            gpu_fallbacks: m.gpu_fallbacks,
+            pending_reports: m.pending_reports,
+            pending_bytes: m.pending_bytes,
+            reports_stored: m.reports_stored,
+            reports_acked: m.reports_acked,
+            thumbnails_dropped: m.thumbnails_dropped,
+            reports_evicted: m.reports_evicted,
+            quarantined: m.quarantined,
+            write_failures: m.write_failures,
             reports_lost: m.reports_lost,
         }
     }
@@ -490,43 +547,9 @@ impl std::fmt::Debug for Screener {
     }
 }
 
-fn submitted(s: Submitted) -> Result<SubmitResult, PrescreenError> {
-    Ok(match s {
-        Submitted::Accepted => SubmitResult::Accepted,
-        Submitted::AcceptedDroppingPrevious => SubmitResult::AcceptedDroppingPrevious,
-        Submitted::SkippedRate => SubmitResult::SkippedRate,
-        Submitted::SkippedGate => SubmitResult::SkippedGate,
-        Submitted::SkippedQuality => SubmitResult::SkippedQuality,
-        // Copying submits reject by error, never by result; `Closed` races with close.
-        Submitted::Rejected => return Err(Error::Internal("frame rejected".into()).into()),
-        Submitted::Closed => return Err(Error::Closed.into()),
-    })
-}
-
-impl FrameInfo {
-    fn apply<'a>(&self, frame: Frame<'a>) -> Result<Frame<'a>, FrameError> {
-        let matrix = match self.color_matrix {
-            ColorMatrix::Bt601 => rt::ColorMatrix::Bt601,
-            ColorMatrix::Bt709 => rt::ColorMatrix::Bt709,
-        };
-        let range = match self.color_range {
-            ColorRange::Video => rt::ColorRange::Limited,
-            ColorRange::Full => rt::ColorRange::Full,
-        };
-        Ok(frame
-            .with_color(matrix, range)
-            .with_orientation(
-                FrameError::rotation(self.rotation_degrees.into())?,
-                self.mirrored,
-            )
-            .with_timestamp_us(self.timestamp_us))
-    }
-}
-
 impl Screener {
-    fn submit(&self, built: Result<Frame<'_>, FrameError>) -> Result<SubmitResult, PrescreenError> {
-        let frame = built.map_err(|e| self.inner.reject(e))?;
-        submitted(self.inner.submit(&frame)?)
+    fn submit(&self, frame: HostFrame<'_>) -> Result<SubmitResult, PrescreenError> {
+        Ok(self.inner.submit_host(Ok(frame))?.into())
     }
 }
 
@@ -545,15 +568,8 @@ impl Screener {
             config.outbox_dir,
             config.stream_id,
         );
-        c.backend = match config.backend {
-            Backend::Auto => prescreen_runtime::preprocess::backend::Backend::Auto,
-            Backend::Gpu => prescreen_runtime::preprocess::backend::Backend::Gpu,
-            Backend::Cpu => prescreen_runtime::preprocess::backend::Backend::Cpu,
-        };
-        c.variant = match config.variant {
-            ModelVariant::Float => Variant::Float,
-            ModelVariant::Int8 => Variant::Int8,
-        };
+        c.backend = config.backend.into();
+        c.variant = config.variant.into();
         c.emit_scores = config.emit_scores;
         c.outbox_budget_bytes = config.outbox_budget_bytes;
         c.device_class = config.device_class;
@@ -561,7 +577,7 @@ impl Screener {
         let inner = Session::open(
             &c,
             Box::new(move |event| {
-                if let Err(e) = listener.on_event(event.into()) {
+                if let Err(e) = listener.on_event(HostEvent::from(event).into()) {
                     log::warn!("prescreen listener: {e}");
                 }
             }),
@@ -596,15 +612,15 @@ impl Screener {
         uv_row_stride: u32,
         info: FrameInfo,
     ) -> Result<SubmitResult, PrescreenError> {
-        self.submit(
-            Frame::nv12(
-                info.width,
-                info.height,
-                Plane::new(y, y_row_stride as usize),
-                Plane::new(uv, uv_row_stride as usize),
-            )
-            .and_then(|f| info.apply(f)),
-        )
+        self.submit(HostFrame {
+            width: info.width.into(),
+            height: info.height.into(),
+            pixels: HostPixels::Nv12 {
+                y: HostPlane::new(y, y_row_stride.into()),
+                uv: HostPlane::new(uv, uv_row_stride.into()),
+            },
+            meta: info.meta(),
+        })
     }
 
     /// Offers a BGRA frame (`kCVPixelFormatType_32BGRA`) with its row stride.
@@ -614,16 +630,15 @@ impl Screener {
         row_stride: u32,
         info: FrameInfo,
     ) -> Result<SubmitResult, PrescreenError> {
-        self.submit(
-            Frame::packed(
-                PixelFormat::Bgra8,
-                info.width,
-                info.height,
-                data,
-                row_stride as usize,
-            )
-            .and_then(|f| info.apply(f)),
-        )
+        self.submit(HostFrame {
+            width: info.width.into(),
+            height: info.height.into(),
+            pixels: HostPixels::Packed {
+                format: PixelFormat::Bgra8,
+                plane: HostPlane::new(data, row_stride.into()),
+            },
+            meta: info.meta(),
+        })
     }
 
     /// Reports waiting for delivery, oldest first (also those an earlier screener left).
@@ -653,7 +668,7 @@ impl Screener {
 
     /// A snapshot of the counters.
     pub fn metrics(&self) -> Result<ScreenerMetrics, PrescreenError> {
-        Ok(self.inner.metrics()?.into())
+        Ok(MetricsSummary::from(self.inner.metrics()?).into())
     }
 
     /// Blocks until every frame taken so far has been scored and its events handed to the events
@@ -666,6 +681,6 @@ impl Screener {
     /// the last events and stops the threads. Returns the final metrics the first time, `None`
     /// after that.
     pub fn close(&self) -> Result<Option<ScreenerMetrics>, PrescreenError> {
-        Ok(self.inner.close()?.map(Into::into))
+        Ok(self.inner.close()?.map(|m| MetricsSummary::from(m).into()))
     }
 }

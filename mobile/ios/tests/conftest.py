@@ -4,6 +4,7 @@ the host-built libprescreen_ios into a temporary folder and imports them as `pre
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import shutil
 import subprocess
@@ -13,8 +14,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-LIB = ROOT / "target" / "debug" / ("libprescreen_ios.dylib" if platform.system() == "Darwin" else "libprescreen_ios.so")
-BINDGEN = ROOT / "target" / "debug" / "uniffi-bindgen"
+# Cargo's build folder: CARGO_TARGET_DIR when set (relative to the repository root, where make runs).
+TARGET = ROOT / os.environ.get("CARGO_TARGET_DIR", "target")
+LIB = TARGET / "debug" / ("libprescreen_ios.dylib" if platform.system() == "Darwin" else "libprescreen_ios.so")
+BINDGEN = TARGET / "debug" / "uniffi-bindgen"
 
 
 @pytest.fixture(scope="session")

@@ -148,6 +148,8 @@ def test_malformed_frames_raise_invalid_frame_and_the_screener_keeps_working(pre
         "rotation 45": lambda: s.submit_nv12(y, ys, uv, cs, at(rotation_degrees=45)),
         "BGRA stride too small": lambda: s.submit_bgra(bgra(False), W * 3, at()),
         "short BGRA": lambda: s.submit_bgra(bgra(False)[:100], W * 4, at()),
+        # Built, then refused by the engine: the same error as every other malformed frame.
+        "timestamp out of range": lambda: s.submit_nv12(y, ys, uv, cs, at(timestamp_us=1 << 62)),
     }
     for name, submit in bad.items():
         with pytest.raises(prescreen.PrescreenError.InvalidFrame) as e:
@@ -159,6 +161,9 @@ def test_malformed_frames_raise_invalid_frame_and_the_screener_keeps_working(pre
         s.wait_idle()
     m = s.metrics()
     assert m.rejected == len(bad) and m.seen == 2 * len(bad) and m.scored > 0
+    # The runtime's MetricsSummary, field for field: every frame in one counter, both quantiles.
+    assert m.seen == m.rejected + m.rate_skipped + m.gated + m.low_quality + m.dropped + m.scored + m.failed
+    assert 0 < m.infer_p50_us <= m.infer_p99_us and m.preprocess_p50_us <= m.preprocess_p99_us
     # Values UniFFI itself refuses (out of the type's range) raise before reaching Rust.
     with pytest.raises((OverflowError, ValueError, TypeError)):
         s.submit_nv12(y, -1, uv, cs, at())

@@ -1517,8 +1517,9 @@ public func FfiConverterTypeScreenerConfig_lower(_ value: ScreenerConfig) -> Rus
 
 
 /**
- * A screener's counters. Every frame submitted ends in exactly one of `rejected`,
- * `rate_skipped`, `gated`, `dropped`, `scored`, `failed`.
+ * A screener's counters (the runtime's `MetricsSummary`, field for field). Every frame submitted
+ * ends in exactly one of `rejected`, `rate_skipped`, `gated`, `low_quality`, `dropped`, `scored`,
+ * `failed`.
  */
 public struct ScreenerMetrics: Equatable, Hashable {
     /**
@@ -1537,6 +1538,10 @@ public struct ScreenerMetrics: Equatable, Hashable {
      * Frames skipped by the scene gate.
      */
     public var gated: UInt64
+    /**
+     * Frames skipped by the quality gate (too blurred or too small to judge).
+     */
+    public var lowQuality: UInt64
     /**
      * Frames replaced by a newer one before the worker got to them.
      */
@@ -1562,9 +1567,17 @@ public struct ScreenerMetrics: Equatable, Hashable {
      */
     public var preprocessP50Us: UInt64
     /**
+     * 99th percentile of preprocessing, in microseconds.
+     */
+    public var preprocessP99Us: UInt64
+    /**
      * Median inference time, in microseconds.
      */
     public var inferP50Us: UInt64
+    /**
+     * 99th percentile of inference, in microseconds.
+     */
+    public var inferP99Us: UInt64
     /**
      * `cpu` or `gpu` (`None` before the worker started).
      */
@@ -1626,6 +1639,9 @@ public struct ScreenerMetrics: Equatable, Hashable {
          * Frames skipped by the scene gate.
          */gated: UInt64, 
         /**
+         * Frames skipped by the quality gate (too blurred or too small to judge).
+         */lowQuality: UInt64, 
+        /**
          * Frames replaced by a newer one before the worker got to them.
          */dropped: UInt64, 
         /**
@@ -1644,8 +1660,14 @@ public struct ScreenerMetrics: Equatable, Hashable {
          * Median preprocessing time, in microseconds.
          */preprocessP50Us: UInt64, 
         /**
+         * 99th percentile of preprocessing, in microseconds.
+         */preprocessP99Us: UInt64, 
+        /**
          * Median inference time, in microseconds.
          */inferP50Us: UInt64, 
+        /**
+         * 99th percentile of inference, in microseconds.
+         */inferP99Us: UInt64, 
         /**
          * `cpu` or `gpu` (`None` before the worker started).
          */backend: String?, 
@@ -1683,13 +1705,16 @@ public struct ScreenerMetrics: Equatable, Hashable {
         self.rejected = rejected
         self.rateSkipped = rateSkipped
         self.gated = gated
+        self.lowQuality = lowQuality
         self.dropped = dropped
         self.scored = scored
         self.failed = failed
         self.submitP50Us = submitP50Us
         self.submitP99Us = submitP99Us
         self.preprocessP50Us = preprocessP50Us
+        self.preprocessP99Us = preprocessP99Us
         self.inferP50Us = inferP50Us
+        self.inferP99Us = inferP99Us
         self.backend = backend
         self.gpuFallbacks = gpuFallbacks
         self.pendingReports = pendingReports
@@ -1723,13 +1748,16 @@ public struct FfiConverterTypeScreenerMetrics: FfiConverterRustBuffer {
                 rejected: FfiConverterUInt64.read(from: &buf), 
                 rateSkipped: FfiConverterUInt64.read(from: &buf), 
                 gated: FfiConverterUInt64.read(from: &buf), 
+                lowQuality: FfiConverterUInt64.read(from: &buf), 
                 dropped: FfiConverterUInt64.read(from: &buf), 
                 scored: FfiConverterUInt64.read(from: &buf), 
                 failed: FfiConverterUInt64.read(from: &buf), 
                 submitP50Us: FfiConverterUInt64.read(from: &buf), 
                 submitP99Us: FfiConverterUInt64.read(from: &buf), 
                 preprocessP50Us: FfiConverterUInt64.read(from: &buf), 
+                preprocessP99Us: FfiConverterUInt64.read(from: &buf), 
                 inferP50Us: FfiConverterUInt64.read(from: &buf), 
+                inferP99Us: FfiConverterUInt64.read(from: &buf), 
                 backend: FfiConverterOptionString.read(from: &buf), 
                 gpuFallbacks: FfiConverterUInt64.read(from: &buf), 
                 pendingReports: FfiConverterUInt64.read(from: &buf), 
@@ -1749,13 +1777,16 @@ public struct FfiConverterTypeScreenerMetrics: FfiConverterRustBuffer {
         FfiConverterUInt64.write(value.rejected, into: &buf)
         FfiConverterUInt64.write(value.rateSkipped, into: &buf)
         FfiConverterUInt64.write(value.gated, into: &buf)
+        FfiConverterUInt64.write(value.lowQuality, into: &buf)
         FfiConverterUInt64.write(value.dropped, into: &buf)
         FfiConverterUInt64.write(value.scored, into: &buf)
         FfiConverterUInt64.write(value.failed, into: &buf)
         FfiConverterUInt64.write(value.submitP50Us, into: &buf)
         FfiConverterUInt64.write(value.submitP99Us, into: &buf)
         FfiConverterUInt64.write(value.preprocessP50Us, into: &buf)
+        FfiConverterUInt64.write(value.preprocessP99Us, into: &buf)
         FfiConverterUInt64.write(value.inferP50Us, into: &buf)
+        FfiConverterUInt64.write(value.inferP99Us, into: &buf)
         FfiConverterOptionString.write(value.backend, into: &buf)
         FfiConverterUInt64.write(value.gpuFallbacks, into: &buf)
         FfiConverterUInt64.write(value.pendingReports, into: &buf)
@@ -2786,7 +2817,8 @@ public func FfiConverterTypeScreenerEvent_lower(_ value: ScreenerEvent) -> RustB
 
 
 /**
- * What happened to a submitted frame.
+ * What happened to a submitted frame (a malformed frame throws `InvalidFrame`, a closed screener
+ * `Closed`).
  */
 
 public enum SubmitResult: Equatable, Hashable {

@@ -81,7 +81,8 @@ internal class EventDispatcher(private val listener: ScreenerListener?) {
     private companion object {
         val LOG: Logger = Logger.getLogger("dev.prescreen")
 
-        // The same numbers as `mod kind` in mobile/android/src/lib.rs.
+        // The runtime's `EventKind` numbers (prescreen_runtime::session::host), checked against
+        // `Native.constants` by `ConstantsTest`.
         const val SEGMENT_OPENED = 1
         const val SEGMENT_UPDATED = 2
         const val SEGMENT_CLOSED = 3

@@ -18,7 +18,7 @@ internal object Native {
         outboxDir: String,
         streamId: String,
         backend: Int,
-        int8: Boolean,
+        variant: Int,
         emitScores: Boolean,
         budgetBytes: Long,
         deviceClass: String?,
@@ -103,4 +103,11 @@ internal object Native {
 
     @JvmStatic
     external fun liveObjects(): LongArray
+
+    /**
+     * Every number the native side and Kotlin share, as `group.NAME=value` (event kinds, the
+     * metrics array order, enum ordinals): the runtime's `host_constants`, for the tests.
+     */
+    @JvmStatic
+    external fun constants(): Array<String>
 }

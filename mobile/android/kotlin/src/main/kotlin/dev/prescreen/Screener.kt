@@ -18,8 +18,9 @@ import kotlinx.coroutines.flow.callbackFlow
  * uploads it with its own networking ([pendingReports], [readReport], [ack]).
  *
  * Thread-safe: every function may be called from any thread. [close] is idempotent; any other call
- * after it throws [IllegalStateException]. Errors throw the [PrescreenException] subclasses
- * documented on each function.
+ * after it, a submit included (or a submit racing with it), throws [IllegalStateException], as iOS
+ * throws `PrescreenError.Closed`. Errors throw the [PrescreenException] subclasses documented on
+ * each function.
  *
  * ```
  * Screener.open(ScreenerConfig(modelDir, policyPath, outboxDir, streamId)) { event ->
@@ -65,11 +66,11 @@ class Screener private constructor(
         f(h)
     }
 
-    private fun result(code: Int): SubmitResult {
-        val r = SubmitResult.entries[code]
-        check(r != SubmitResult.CLOSED) { "the screener is closed" }
-        return r
-    }
+    /**
+     * A submit's outcome. Never [SubmitResult.REJECTED] or [SubmitResult.CLOSED]: the native side
+     * throws for a malformed frame and for a closed screener, as for every other call.
+     */
+    private fun result(code: Int): SubmitResult = SubmitResult.entries[code]
 
     /**
      * Offers an Android `YUV_420_888` frame (CameraX `ImageProxy` / Camera2 `Image` planes) without
@@ -231,7 +232,7 @@ class Screener private constructor(
             val dispatcher = EventDispatcher(listener)
             val handle = Native.open(
                 config.modelDir, config.policyPath, config.outboxDir, config.streamId,
-                config.backend.ordinal, config.variant == ModelVariant.INT8, config.emitScores,
+                config.backend.ordinal, config.variant.ordinal, config.emitScores,
                 config.outboxBudgetBytes, config.deviceClass, config.inferenceThreads, dispatcher,
             )
             return Screener(handle, dispatcher)

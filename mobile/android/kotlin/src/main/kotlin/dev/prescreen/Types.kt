@@ -1,6 +1,6 @@
 package dev.prescreen
 
-/** Where frames are preprocessed. */
+/** Where frames are preprocessed. Passed to native code by ordinal (checked by `ConstantsTest`). */
 enum class Backend {
     /** A hardware GPU that passes the start-up self-test, else the CPU. */
     AUTO,
@@ -12,7 +12,7 @@ enum class Backend {
     CPU,
 }
 
-/** Which of the model's files runs. */
+/** Which of the model's files runs. Passed to native code by ordinal (checked by `ConstantsTest`). */
 enum class ModelVariant {
     /** The float32 model. */
     FLOAT,
@@ -21,7 +21,7 @@ enum class ModelVariant {
     INT8,
 }
 
-/** The Y'CbCr matrix of a YUV frame. */
+/** The Y'CbCr matrix of a YUV frame. Passed to native code by ordinal (checked by `ConstantsTest`). */
 enum class ColorMatrix {
     /** BT.601 (most camera preview streams). */
     BT601,
@@ -30,7 +30,7 @@ enum class ColorMatrix {
     BT709,
 }
 
-/** The range of a YUV frame's samples. */
+/** The range of a YUV frame's samples. Passed to native code by ordinal (checked by `ConstantsTest`). */
 enum class ColorRange {
     /** Video range: Y in 16-235, chroma in 16-240. */
     LIMITED,
@@ -68,7 +68,10 @@ data class ScreenerConfig(
     val inferenceThreads: Int = 1,
 )
 
-/** What happened to a submitted frame. */
+/**
+ * What happened to a submitted frame. The ordinals up to [SKIPPED_QUALITY] are the runtime's
+ * `SubmitOutcome` codes (checked by `ConstantsTest`).
+ */
 enum class SubmitResult {
     /** Taken for scoring. */
     ACCEPTED,
@@ -82,17 +85,23 @@ enum class SubmitResult {
     /** Same scene as the last scored frame. */
     SKIPPED_GATE,
 
-    /** Malformed (only reported this way by lent buffers; submits throw [InvalidFrameException]). */
-    REJECTED,
-
-    /** The screener is closing. */
-    CLOSED,
-
     /**
      * Too blurred or too small to judge (the policy's `quality` gate): not scored, so it neither
      * opens nor extends a segment.
      */
     SKIPPED_QUALITY,
+
+    /**
+     * Malformed. Never returned by a submit, which throws [InvalidFrameException]; reported by
+     * `ScreenerAnalyzer`, which catches it.
+     */
+    REJECTED,
+
+    /**
+     * The screener is closed. Never returned by a submit, which throws [IllegalStateException];
+     * reported by `ScreenerAnalyzer`, which catches it.
+     */
+    CLOSED,
 }
 
 /**
@@ -178,19 +187,22 @@ class PendingReport(
 }
 
 /**
- * A screener's counters. Every frame submitted ends in exactly one of `rejected`, `rateSkipped`,
- * `gated`, `dropped`, `scored`, `failed`. Latencies are in microseconds.
+ * A screener's counters: the runtime's `MetricsSummary`, field for field (iOS's `ScreenerMetrics`
+ * has the same fields). Every frame submitted ends in exactly one of `rejected`, `rateSkipped`,
+ * `gated`, `lowQuality`, `dropped`, `scored`, `failed`. Latencies are in microseconds.
  *
  * @property seen frames submitted
  * @property rejected malformed frames
  * @property rateSkipped frames not due at the policy's sampling rate
  * @property gated frames skipped by the scene gate (same scene as the last scored one)
+ * @property lowQuality frames skipped by the quality gate (too blurred or too small to judge)
  * @property dropped frames replaced by a newer one before the worker got to them
  * @property scored frames scored
  * @property failed frames whose preprocessing or inference failed
  * @property submitP50Us median time a submit call took
  * @property submitP99Us 99th percentile of a submit call
  * @property preprocessP50Us median preprocessing time of a scored frame
+ * @property preprocessP99Us 99th percentile of preprocessing
  * @property inferP50Us median inference time
  * @property inferP99Us 99th percentile of inference
  * @property gpuFallbacks times the GPU failed mid-stream and the CPU took over
@@ -209,12 +221,14 @@ data class Metrics(
     val rejected: Long,
     val rateSkipped: Long,
     val gated: Long,
+    val lowQuality: Long,
     val dropped: Long,
     val scored: Long,
     val failed: Long,
     val submitP50Us: Long,
     val submitP99Us: Long,
     val preprocessP50Us: Long,
+    val preprocessP99Us: Long,
     val inferP50Us: Long,
     val inferP99Us: Long,
     /** `"cpu"`, `"gpu"`, or null before the worker started. */
@@ -232,22 +246,24 @@ data class Metrics(
 ) {
     /** True when every frame seen is in exactly one other counter. */
     val accounted: Boolean
-        get() = seen == rejected + rateSkipped + gated + dropped + scored + failed
+        get() = seen == rejected + rateSkipped + gated + lowQuality + dropped + scored + failed
 
     internal companion object {
-        const val SIZE = 23
+        /** Values in the native array, in the order of the runtime's `MetricsSummary::FIELDS`. */
+        const val SIZE = 25
 
+        /** The native array as [Metrics] (the order is checked by `ConstantsTest`). */
         fun fromNative(v: LongArray): Metrics {
             check(v.size == SIZE) { "native metrics have ${v.size} values, expected $SIZE" }
             return Metrics(
-                seen = v[0], rejected = v[1], rateSkipped = v[2], gated = v[3], dropped = v[4],
-                scored = v[5], failed = v[6], submitP50Us = v[7], submitP99Us = v[8],
-                preprocessP50Us = v[9], inferP50Us = v[10], inferP99Us = v[11],
-                backend = when (v[12]) { 0L -> "cpu"; 1L -> "gpu"; else -> null },
-                gpuFallbacks = v[13], pendingReports = v[14], pendingBytes = v[15],
-                reportsStored = v[16], reportsAcked = v[17], thumbnailsDropped = v[18],
-                reportsEvicted = v[19], quarantined = v[20], writeFailures = v[21],
-                reportsLost = v[22],
+                seen = v[0], rejected = v[1], rateSkipped = v[2], gated = v[3], lowQuality = v[4],
+                dropped = v[5], scored = v[6], failed = v[7], submitP50Us = v[8], submitP99Us = v[9],
+                preprocessP50Us = v[10], preprocessP99Us = v[11], inferP50Us = v[12],
+                inferP99Us = v[13], backend = when (v[14]) { 0L -> "cpu"; 1L -> "gpu"; else -> null },
+                gpuFallbacks = v[15], pendingReports = v[16], pendingBytes = v[17],
+                reportsStored = v[18], reportsAcked = v[19], thumbnailsDropped = v[20],
+                reportsEvicted = v[21], quarantined = v[22], writeFailures = v[23],
+                reportsLost = v[24],
             )
         }
     }

@@ -138,6 +138,8 @@ class ScreenerTest {
                 "heap RGBA buffer" to { s.submitRgba(ByteBuffer.allocate(w * h * 4), w, h, w * 4, 0, next()) },
                 "RGBA stride too small" to { s.submitRgba(Streams.rgba(w, h, false), w, h, w * 3, 0, next()) },
                 "short RGBA buffer" to { s.submitRgba(Streams.rgba(w, h / 2, false), w, h, w * 4, 0, next()) },
+                // Built, then refused by the engine: thrown like the others (iOS throws InvalidFrame).
+                "timestamp out of range" to { s.submitNv21(Streams.nv21(w, h, false), w, h, 0, 1L shl 62) },
             )
             for ((name, submit) in bad) {
                 val e = assertThrows<InvalidFrameException>(name) { submit() }
@@ -284,8 +286,8 @@ class ScreenerTest {
         }
         val sessions = Native.liveObjects()[0]
         val handle = Native.open(
-            c.modelDir, c.policyPath, c.outboxDir, c.streamId, c.backend.ordinal, false, true,
-            c.outboxBudgetBytes, c.deviceClass, c.inferenceThreads, dispatcher,
+            c.modelDir, c.policyPath, c.outboxDir, c.streamId, c.backend.ordinal, c.variant.ordinal,
+            true, c.outboxBudgetBytes, c.deviceClass, c.inferenceThreads, dispatcher,
         )
         assertEquals(sessions + 1, Native.liveObjects()[0])
         assertEquals(0L, Native.callsInFlight(handle))
@@ -307,6 +309,12 @@ class ScreenerTest {
         release.countDown()
         finishing.join()
         assertEquals(0L, Native.callsInFlight(handle))
+        // Finished, not yet freed: the native side itself throws the closed error for every call,
+        // a submit included (as iOS throws `Closed`), rather than returning a code.
+        assertThrows<IllegalStateException> {
+            Native.submitNv21(handle, Streams.nv21(w, h, red = true), w, h, 0, false, 0, 0, 1)
+        }
+        assertThrows<IllegalStateException> { Native.metrics(handle) }
         Native.free(handle)
         assertEquals(sessions, Native.liveObjects()[0])
         dispatcher.complete()

@@ -6,6 +6,19 @@
 //! [`SessionListener`] on a thread of its own (`prescreen-events`), so a slow listener never
 //! delays inference. Every method takes `&self` and may be called from any thread; after
 //! [`Session::close`] every method but `close` fails with [`Error::Closed`].
+//!
+//! What the bindings exchange with a session (flat events, a metrics summary, host frame
+//! descriptions and the numeric codes of enums) is in `host.rs`, re-exported here: [`HostEvent`],
+//! [`MetricsSummary`], [`HostFrame`] with [`Session::submit_host`], [`host_constants`], ...
+
+mod host;
+
+pub use host::{
+    backend_from_code, color_matrix_from_code, color_range_from_code, host_constants,
+    variant_from_code, EventKind, FrameMeta, HostEvent, HostFrame, HostPixels, HostPlane,
+    HostSegment, MetricsSummary, SubmitOutcome, ACTIVE_BACKENDS, BACKENDS, COLOR_MATRICES,
+    COLOR_RANGES, VARIANTS,
+};
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
