@@ -481,7 +481,7 @@ fn backend_choice() {
 }
 
 /// The two preprocessing kernels declare the same `Params` uniform, 60 words as the runtime writes
-/// it (`PARAM_WORDS` in runtime/src/gpu/mod.rs), and the signature kernel its 8-word uniform.
+/// it (`PARAM_WORDS` in runtime/src/preprocess/gpu/params.rs), and the signature kernel its 8-word uniform.
 #[test]
 fn shader_uniforms_have_the_runtime_layout() {
     let dir = common::root().join("shaders");

@@ -242,7 +242,7 @@ fn missing_files_are_io_errors() {
 /// models/open_nsfw/regressions/. This checks both halves:
 /// - tract on its own still gets it wrong (if tract fixes the operator this fails: drop that half);
 /// - prescreen's loader, which fuses every quantize/dequantize pair into f32 arithmetic before
-///   tract optimises (runtime/src/rewrite.rs), never hands tract that pattern, so the file passes
+///   tract optimises (runtime/src/inference/rewrite/), never hands tract that pattern, so the file passes
 ///   its golden self-test against onnxruntime's output and scores the golden input as it does.
 ///
 /// The shipped int8 recipe still keeps Softmax in float: quantizing a 2-value Softmax buys nothing.

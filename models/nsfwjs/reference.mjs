@@ -185,7 +185,7 @@ async function main() {
     tf.dispose([img, probsT, x, featT]);
   }
 
-  // The manifest's golden self-test: `ramp-unit-v1` (runtime/src/model.rs golden_input), element
+  // The manifest's golden self-test: `ramp-unit-v1` (runtime/src/inference/model/golden.rs golden_input), element
   // (0, y, x, c) = ((y * 7 + x * 13 + c * 29) mod 251) / 250, straight into the network.
   const ramp = new Float32Array(SIZE * SIZE * 3); // storing rounds the quotient to f32 exactly once
   for (let y = 0, i = 0; y < SIZE; y++) {

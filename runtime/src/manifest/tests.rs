@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// A small valid manifest: a non-square input (so width and height cannot be swapped
