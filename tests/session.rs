@@ -10,7 +10,7 @@ use prescreen_runtime::frame::{ColorMatrix, ColorRange, FrameError, PixelFormat,
 use prescreen_runtime::preprocess::backend::Backend;
 use prescreen_runtime::reporting::outbox::OutboxEvent;
 use prescreen_runtime::session::{
-    FrameMeta, HostFrame, HostPixels, HostPlane, MetricsSummary, Session, SessionConfig,
+    FrameMeta, HostFrame, HostPixels, HostPlane, LentFrame, MetricsSummary, Session, SessionConfig,
     SessionEvent, SubmitOutcome,
 };
 use prescreen_runtime::stream::segmenter::SegmentEvent;
@@ -231,6 +231,205 @@ fn host_submits_throw_for_every_frame_neither_taken_nor_skipped() {
         session.submit_host(Err(unreachable)),
         Err(Error::Closed)
     ));
+}
+
+/// Host-owned frame memory lent to a session, as a camera pool's buffer: allocated outside any
+/// Rust value the frame borrows, zeroed when released (so a read after release would score a black
+/// frame, not the red or grey one) and then freed; each release is logged by id.
+struct PoolLease {
+    id: usize,
+    bytes: *mut [u8],
+    released: Arc<Mutex<Vec<usize>>>,
+}
+
+// SAFETY: the lease owns its allocation outright (nothing else frees it); sending it to the worker
+// thread moves that ownership.
+unsafe impl Send for PoolLease {}
+
+impl Drop for PoolLease {
+    fn drop(&mut self) {
+        // SAFETY: `bytes` came from `Box::into_raw` in `lend` and is freed only here, once; the
+        // session drops the lease after its last read of the frame.
+        let mut owned = unsafe { Box::from_raw(self.bytes) };
+        owned.fill(0);
+        drop(owned);
+        self.released.lock().unwrap().push(self.id);
+    }
+}
+
+/// A tightly packed NV21 frame, uniformly red or grey (BT.601 full range), `w` x `h`.
+fn nv21(w: usize, h: usize, red: bool) -> Vec<u8> {
+    let (y, u, v) = if red { (87, 96, 223) } else { (128, 128, 128) };
+    let mut bytes = vec![y; w * h];
+    bytes.extend((0..w.div_ceil(2) * 2 * h.div_ceil(2)).map(|i| if i % 2 == 0 { v } else { u }));
+    bytes
+}
+
+fn nv21_frame(bytes: &[u8], w: usize, h: usize, t_us: i64) -> HostFrame<'_> {
+    HostFrame {
+        width: w as i64,
+        height: h as i64,
+        pixels: HostPixels::Nv21Packed(bytes),
+        meta: FrameMeta {
+            timestamp_us: t_us,
+            color_matrix: ColorMatrix::Bt601,
+            color_range: ColorRange::Full,
+            ..FrameMeta::default()
+        },
+    }
+}
+
+/// Lends `bytes` to the session as a pool buffer would be.
+fn lend(
+    session: &Session,
+    id: usize,
+    bytes: Vec<u8>,
+    describe: impl FnOnce(&'static [u8]) -> HostFrame<'static>,
+    released: &Arc<Mutex<Vec<usize>>>,
+) -> prescreen_runtime::Result<SubmitOutcome> {
+    let raw = Box::into_raw(bytes.into_boxed_slice());
+    // SAFETY: the allocation lives until the lease frees it, and nothing writes it before then.
+    let view: &'static [u8] = unsafe { &*raw };
+    let lease = PoolLease {
+        id,
+        bytes: raw,
+        released: released.clone(),
+    };
+    // SAFETY: see above: the bytes stay readable and unchanged until `lease` drops.
+    session.lend_host(unsafe { LentFrame::new(describe(view), lease) })
+}
+
+#[test]
+fn lent_frames_score_as_copied_ones_and_are_released_exactly_once() {
+    let (w, h) = (96, 64);
+    let red_at = |t: i64| (1_000_000..2_500_000).contains(&t);
+    let run = |lent: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let (l, rx) = listener();
+        let mut c = config(dir.path(), "lent");
+        c.emit_scores = true;
+        let session = Session::open(&c, l).unwrap();
+        let released = Arc::new(Mutex::new(Vec::new()));
+        let mut outcomes = Vec::new();
+        for i in 0..120usize {
+            let t = i as i64 * 1_000_000 / 30;
+            let bytes = nv21(w, h, red_at(t));
+            let outcome = if lent {
+                lend(&session, i, bytes, |b| nv21_frame(b, w, h, t), &released)
+            } else {
+                session.submit_host(Ok(nv21_frame(&bytes, w, h, t)))
+            };
+            outcomes.push(outcome.unwrap());
+            session.wait_idle().unwrap();
+        }
+        if lent {
+            // Every frame, taken or skipped, was released once, and before the next submit.
+            let seen = released.lock().unwrap().clone();
+            assert_eq!(seen, (0..120).collect::<Vec<_>>());
+        }
+        let taken = outcomes
+            .iter()
+            .filter(|o| **o == SubmitOutcome::Accepted)
+            .count();
+        let m = MetricsSummary::from(session.close().unwrap().unwrap());
+        assert_eq!(
+            (m.seen, m.scored, m.rejected),
+            (120, taken as u64, 0),
+            "{m:?}"
+        );
+        let scores: Vec<(i64, Vec<f32>)> = rx
+            .try_iter()
+            .filter_map(|e| match e {
+                SessionEvent::Scored {
+                    timestamp_us,
+                    scores,
+                } => Some((timestamp_us, scores)),
+                _ => None,
+            })
+            .collect();
+        (outcomes, scores)
+    };
+    let copied = run(false);
+    let lent = run(true);
+    assert!(copied.1.len() >= 20, "{} frames scored", copied.1.len());
+    // The same decisions and, bit for bit, the same scores: the worker read the lent bytes before
+    // their release zeroed them.
+    assert_eq!(lent, copied);
+    for (t, s) in &copied.1 {
+        assert_eq!(s[1] > 0.5, red_at(*t), "{t}: {s:?}");
+    }
+}
+
+#[test]
+fn lent_frames_not_taken_are_released_before_submit_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l, _rx) = listener();
+    let session = Session::open(&config(dir.path(), "lent-refused"), l).unwrap();
+    let released = Arc::new(Mutex::new(Vec::new()));
+    let (w, h) = (96, 64);
+    let count = |r: &Arc<Mutex<Vec<usize>>>| r.lock().unwrap().len();
+    // Malformed: a plane too short for the size.
+    let e = lend(
+        &session,
+        0,
+        vec![0; 10],
+        |b| nv21_frame(b, w, h, 0),
+        &released,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidFrame, "{e}");
+    assert_eq!(count(&released), 1);
+    // Out of range timestamp: rejected by the engine, released at once.
+    let e = lend(
+        &session,
+        1,
+        nv21(w, h, false),
+        |b| nv21_frame(b, w, h, 1 << 62),
+        &released,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidFrame, "{e}");
+    assert_eq!(count(&released), 2);
+    // Taken, then replaced in the slot or scored: released once either way. Not due at the
+    // sampling rate (a second frame 1 ms later): released before the submit returns.
+    assert!(matches!(
+        lend(
+            &session,
+            2,
+            nv21(w, h, false),
+            |b| nv21_frame(b, w, h, 0),
+            &released
+        ),
+        Ok(SubmitOutcome::Accepted)
+    ));
+    session.wait_idle().unwrap();
+    assert_eq!(
+        lend(
+            &session,
+            3,
+            nv21(w, h, false),
+            |b| nv21_frame(b, w, h, 1_000),
+            &released
+        )
+        .unwrap(),
+        SubmitOutcome::SkippedRate
+    );
+    assert_eq!(count(&released), 4);
+    session.close().unwrap();
+    // Closed: released, and the host hears Closed.
+    assert!(matches!(
+        lend(
+            &session,
+            4,
+            nv21(w, h, false),
+            |b| nv21_frame(b, w, h, 2_000_000),
+            &released
+        ),
+        Err(Error::Closed)
+    ));
+    let mut ids = released.lock().unwrap().clone();
+    ids.sort_unstable();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
 }
 
 #[test]

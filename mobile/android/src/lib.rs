@@ -40,7 +40,7 @@ use prescreen_runtime::frame::{FrameError, PixelFormat, PlaneKind};
 use prescreen_runtime::session::{
     backend_from_code, color_matrix_from_code, color_range_from_code, host_constants,
     variant_from_code, FrameMeta, HostEvent, HostFrame, HostPixels, HostPlane, HostSegment,
-    MetricsSummary, Session, SessionConfig, SessionEvent, SessionMetrics,
+    LentFrame, MetricsSummary, Session, SessionConfig, SessionEvent, SessionMetrics,
 };
 use prescreen_runtime::{Error, ErrorKind};
 
@@ -529,6 +529,128 @@ pub extern "system" fn Java_dev_prescreen_Native_submitYuv420<'l>(
             })
         })();
         submit_with(&handle, frame)
+    })
+}
+
+/// The lease of a frame lent by `lendYuv420`: the Kotlin `Lease` whose `run()` closes the camera
+/// image, and global references to the plane buffers, so their memory stays reachable however
+/// the app drops its own references. Dropped by the engine exactly once, when it is done with the
+/// frame, on whichever thread that is (the submitting thread, the worker, or the one closing).
+struct JavaLease {
+    vm: JavaVM,
+    release: Counted,
+    _planes: [Counted; 3],
+}
+
+impl Drop for JavaLease {
+    fn drop(&mut self) {
+        let released = catch_unwind(AssertUnwindSafe(|| -> Outcome<()> {
+            // A JVM thread (the submitting one) is attached already; the worker thread is attached
+            // once for its life, as the events thread is.
+            let mut env = self.vm.attach_current_thread_permanently()?;
+            let result = env.call_method(self.release.0.as_obj(), "run", "()V", &[]);
+            if env.exception_check().unwrap_or(false) {
+                // `Lease.run` lets nothing escape but the app's own release failing: describe it
+                // on stderr and clear it, so the engine's thread (or the submit) goes on.
+                let _ = env.exception_describe();
+                let _ = env.exception_clear();
+            }
+            result?;
+            Ok(())
+        }));
+        if !matches!(released, Ok(Ok(()))) {
+            log::error!("a lent camera frame's release failed (its image may stay open)");
+        }
+    }
+}
+
+/// The bytes of a direct `ByteBuffer` held by a global reference, for a frame lent beyond the call.
+///
+/// # Safety
+/// The memory must stay valid and unchanged until the global reference drops: memory from
+/// `allocateDirect` lives as long as its buffer object (which the reference keeps); an `Image`
+/// plane's memory lives until the image is closed, which the lease's release does, after the
+/// reference's last use. The Kotlin API documents that the app must not write a lent frame.
+unsafe fn direct_lent(
+    env: &JNIEnv<'_>,
+    buffer: &JByteBuffer<'_>,
+    plane: PlaneKind,
+) -> Result<&'static [u8], FrameError> {
+    let bytes = direct(env, buffer, plane)?;
+    // SAFETY: per this function's contract the bytes outlive the lease that refers to them.
+    Ok(unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) })
+}
+
+/// `Native.lendYuv420(...)`: as `submitYuv420`, but the engine keeps the planes instead of copying
+/// them and runs `lease` (a Kotlin `Lease`) when done with them; every path out of here, an error
+/// included, runs it exactly once (now, or later from the engine).
+#[no_mangle]
+pub extern "system" fn Java_dev_prescreen_Native_lendYuv420<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    handle_ptr: jlong,
+    width: jint,
+    height: jint,
+    y: JByteBuffer<'l>,
+    y_row_stride: jint,
+    u: JByteBuffer<'l>,
+    v: JByteBuffer<'l>,
+    uv_row_stride: jint,
+    uv_pixel_stride: jint,
+    rotation: jint,
+    mirror: jboolean,
+    matrix: jint,
+    range: jint,
+    timestamp_us: jlong,
+    lease: JObject<'l>,
+) -> jint {
+    ffi(&mut env, |env| {
+        // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
+        let handle = unsafe { handle(handle_ptr)? };
+        if lease.is_null() {
+            return Err(jni::errors::Error::NullPtr("lease").into());
+        }
+        let lease = JavaLease {
+            vm: env.get_java_vm()?,
+            release: Counted::new(env, &lease)?,
+            _planes: [
+                Counted::new(env, &y)?,
+                Counted::new(env, &u)?,
+                Counted::new(env, &v)?,
+            ],
+        };
+        let frame = (|| {
+            let chroma = |data| HostPlane {
+                data,
+                row_stride: uv_row_stride.into(),
+                pixel_stride: uv_pixel_stride.into(),
+            };
+            // SAFETY: `lease` holds each buffer and closes the image only when the engine drops it
+            // (see `direct_lent`).
+            let plane = |b, kind| unsafe { direct_lent(env, b, kind) };
+            Ok(HostFrame {
+                width: width.into(),
+                height: height.into(),
+                pixels: HostPixels::Yuv420 {
+                    y: HostPlane::new(plane(&y, PlaneKind::Y)?, y_row_stride.into()),
+                    u: chroma(plane(&u, PlaneKind::U)?),
+                    v: chroma(plane(&v, PlaneKind::V)?),
+                },
+                meta: meta(timestamp_us, rotation, mirror, matrix, range)?,
+            })
+        })();
+        match frame {
+            // SAFETY: the planes stay valid until `lease` drops (see above).
+            Ok(frame) => Ok(handle
+                .session
+                .lend_host(unsafe { LentFrame::new(frame, lease) })?
+                .code()),
+            Err(e) => {
+                // Released before the error is thrown, as the Kotlin API promises.
+                drop(lease);
+                submit_with(&handle, Err(e))
+            }
+        }
     })
 }
 

@@ -15,7 +15,7 @@ use crate::frame::{ColorMatrix, ColorRange, Frame, FrameError, PixelFormat, Plan
 use crate::manifest::Variant;
 use crate::preprocess::backend::{ActiveBackend, Backend};
 use crate::reporting::outbox::OutboxEvent;
-use crate::stream::engine::Submitted;
+use crate::stream::engine::{CameraBuffer, Submitted};
 use crate::stream::segmenter::{Segment, SegmentEvent};
 
 use super::{Session, SessionEvent, SessionMetrics};
@@ -260,33 +260,95 @@ impl SubmitOutcome {
     }
 }
 
+/// A host frame lent to a session with [`Session::lend_host`]: the frame's description, whose
+/// bytes the host keeps readable and unchanged until `lease` drops, and the lease, whose `Drop` is
+/// the host's release (close the Android `Image`, unlock and release the `CVPixelBuffer`).
+///
+/// The session drops it exactly once, on whichever thread is done with it last: at once when the
+/// frame is not taken (skipped, malformed, the session closed), on the submitting thread when a
+/// newer frame replaces it while it waits, or on the worker thread after the frame is scored
+/// (see [`CameraBuffer`]). The lease is dropped after the last read of the planes.
+pub struct LentFrame<L: Send + 'static> {
+    frame: HostFrame<'static>,
+    _lease: L,
+}
+
+impl<L: Send + 'static> LentFrame<L> {
+    /// Pairs a frame with the lease that keeps its bytes alive.
+    ///
+    /// # Safety
+    /// Every byte the planes of `frame` refer to must stay readable, and must not be written, until
+    /// `lease` is dropped: `'static` here stands for "until the lease drops", which the binding
+    /// guarantees (a `CVPixelBuffer` locked until released, an `Image` open until closed).
+    pub unsafe fn new(frame: HostFrame<'static>, lease: L) -> Self {
+        Self {
+            frame,
+            _lease: lease,
+        }
+    }
+}
+
+impl<L: Send + 'static> std::fmt::Debug for LentFrame<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LentFrame")
+            .field("width", &self.frame.width)
+            .field("height", &self.frame.height)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Send + 'static> CameraBuffer for LentFrame<L> {
+    fn frame(&self) -> std::result::Result<Frame<'_>, FrameError> {
+        self.frame.build()
+    }
+}
+
+/// The host outcome of what the engine did with a frame whose description was valid.
+fn outcome(submitted: Submitted, timestamp_us: i64) -> Result<SubmitOutcome> {
+    Ok(match submitted {
+        Submitted::Accepted => SubmitOutcome::Accepted,
+        Submitted::AcceptedDroppingPrevious => SubmitOutcome::AcceptedDroppingPrevious,
+        Submitted::SkippedRate => SubmitOutcome::SkippedRate,
+        Submitted::SkippedGate => SubmitOutcome::SkippedGate,
+        Submitted::SkippedQuality => SubmitOutcome::SkippedQuality,
+        // A frame that was built is only rejected for its timestamp (counted already).
+        Submitted::Rejected => {
+            return Err(Error::Frame(FrameError::OutOfRange {
+                what: "timestamp (µs)",
+                value: timestamp_us,
+            }))
+        }
+        Submitted::Closed => return Err(Error::Closed),
+    })
+}
+
 impl Session {
-    /// The one submit entry of the bindings: builds the host's frame, counts it as rejected and
-    /// fails with [`Error::Frame`] when it is malformed (also when the binding could not even
-    /// describe it and passes its error here), and submits it otherwise. A frame the engine
-    /// rejects (a timestamp out of range) is [`Error::Frame`] too, and a closed session
-    /// [`Error::Closed`]: both bindings throw for every frame not taken or skipped.
+    /// The one submit entry of the bindings for frames they copy: builds the host's frame, counts
+    /// it as rejected and fails with [`Error::Frame`] when it is malformed (also when the binding
+    /// could not even describe it and passes its error here), and submits it otherwise (the
+    /// engine copies what it keeps before this returns). A frame the engine rejects (a timestamp
+    /// out of range) is [`Error::Frame`] too, and a closed session [`Error::Closed`]: both
+    /// bindings throw for every frame not taken or skipped.
     pub fn submit_host(
         &self,
         frame: std::result::Result<HostFrame<'_>, FrameError>,
     ) -> Result<SubmitOutcome> {
         let built = frame.and_then(|f| f.build());
         let frame = built.map_err(|e| self.reject(e))?;
-        Ok(match self.submit(&frame)? {
-            Submitted::Accepted => SubmitOutcome::Accepted,
-            Submitted::AcceptedDroppingPrevious => SubmitOutcome::AcceptedDroppingPrevious,
-            Submitted::SkippedRate => SubmitOutcome::SkippedRate,
-            Submitted::SkippedGate => SubmitOutcome::SkippedGate,
-            Submitted::SkippedQuality => SubmitOutcome::SkippedQuality,
-            // A borrowed frame that was built is only rejected for its timestamp (counted already).
-            Submitted::Rejected => {
-                return Err(Error::Frame(FrameError::OutOfRange {
-                    what: "timestamp (µs)",
-                    value: frame.timestamp_us(),
-                }))
-            }
-            Submitted::Closed => return Err(Error::Closed),
-        })
+        outcome(self.submit(&frame)?, frame.timestamp_us())
+    }
+
+    /// The bindings' entry for lent frames: as [`Session::submit_host`], but the engine keeps the
+    /// host's buffer instead of copying it, and drops `frame` (its lease) when done with it,
+    /// exactly once, before this returns for a frame not taken or later for one taken. Outcomes and
+    /// errors are those of `submit_host`; a malformed frame is released before the error returns.
+    pub fn lend_host<L: Send + 'static>(&self, frame: LentFrame<L>) -> Result<SubmitOutcome> {
+        let timestamp_us = frame.frame.meta.timestamp_us;
+        if let Err(e) = frame.frame.build() {
+            drop(frame);
+            return Err(self.reject(e));
+        }
+        outcome(self.submit_buffer(Box::new(frame))?, timestamp_us)
     }
 }
 

@@ -16,8 +16,8 @@ mod host;
 pub use host::{
     backend_from_code, color_matrix_from_code, color_range_from_code, host_constants,
     variant_from_code, EventKind, FrameMeta, HostEvent, HostFrame, HostPixels, HostPlane,
-    HostSegment, MetricsSummary, SubmitOutcome, ACTIVE_BACKENDS, BACKENDS, COLOR_MATRICES,
-    COLOR_RANGES, VARIANTS,
+    HostSegment, LentFrame, MetricsSummary, SubmitOutcome, ACTIVE_BACKENDS, BACKENDS,
+    COLOR_MATRICES, COLOR_RANGES, VARIANTS,
 };
 
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ use crate::reporting::outbox::{
     ReportingStats,
 };
 use crate::reporting::report::{default_device_class, ReportContext};
-use crate::stream::engine::{Engine, EngineOptions, Event, Metrics, Submitted};
+use crate::stream::engine::{CameraBuffer, Engine, EngineOptions, Event, Metrics, Submitted};
 use crate::stream::segmenter::SegmentEvent;
 
 /// Everything a session needs to start.
@@ -279,6 +279,13 @@ impl Session {
     /// Offers a frame (see [`Engine::submit`]): returns at once, never waiting on inference.
     pub fn submit(&self, frame: &Frame<'_>) -> Result<Submitted> {
         self.with(|live| Ok(live.engine.submit(frame)))
+    }
+
+    /// Lends a camera buffer (see [`Engine::submit_buffer`]): the engine reads it in place and
+    /// drops it when done. On a closed session the buffer is dropped before [`Error::Closed`]
+    /// returns.
+    pub fn submit_buffer(&self, buffer: Box<dyn CameraBuffer>) -> Result<Submitted> {
+        self.with(move |live| Ok(live.engine.submit_buffer(buffer)))
     }
 
     /// Counts a frame the host could not build (it is `rejected` in the metrics) and returns the

@@ -44,6 +44,26 @@ internal object Native {
         timestampUs: Long,
     ): Int
 
+    /** As [submitYuv420], lending the planes: the native side runs [lease] when done with them. */
+    @JvmStatic
+    external fun lendYuv420(
+        handle: Long,
+        width: Int,
+        height: Int,
+        y: ByteBuffer?,
+        yRowStride: Int,
+        u: ByteBuffer?,
+        v: ByteBuffer?,
+        uvRowStride: Int,
+        uvPixelStride: Int,
+        rotationDegrees: Int,
+        mirror: Boolean,
+        matrix: Int,
+        range: Int,
+        timestampUs: Long,
+        lease: Screener.Lease,
+    ): Int
+
     @JvmStatic
     external fun submitNv21(
         handle: Long,

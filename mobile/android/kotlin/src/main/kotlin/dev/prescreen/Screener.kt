@@ -2,6 +2,7 @@ package dev.prescreen
 
 import java.nio.ByteBuffer
 import java.util.concurrent.atomic.AtomicBoolean
+import java.util.concurrent.atomic.AtomicLong
 import java.util.concurrent.locks.ReentrantReadWriteLock
 import kotlin.concurrent.read
 import kotlin.concurrent.write
@@ -107,6 +108,60 @@ class Screener private constructor(
             )
         },
     )
+
+    /**
+     * Lends an Android `YUV_420_888` frame (a Camera2 `Image`, a CameraX `ImageProxy`) to the
+     * screener instead of having it copied: a frame taken for scoring is read in place on the
+     * screener's worker thread, so this call costs the same whatever the frame size (a copied 1080p
+     * frame is 3.1 MB on the camera thread).
+     *
+     * [release] runs exactly once, when the screener no longer reads the planes: before this
+     * returns for a frame it does not take (skipped, malformed, closed: also when this throws), and
+     * later, on the worker thread or the thread replacing or closing, for one it takes. Close the
+     * image there (`release = image::close`). Until then the planes must not be written, and the
+     * image must stay open. The screener keeps at most three lent frames at once (one waiting, one
+     * being scored, and one during a submit that replaces the waiting one), so the camera's image
+     * pool needs three images for it besides those the app keeps (`ImageReader` `maxImages`,
+     * CameraX `STRATEGY_BLOCK_PRODUCER` with `setImageQueueDepth`). [release] must only release:
+     * it may run inside this call or inside [close].
+     *
+     * @throws InvalidFrameException for a malformed frame (it is counted as rejected; released)
+     * @throws IllegalStateException after [close] (released)
+     */
+    @JvmOverloads
+    fun lendYuv420(
+        width: Int,
+        height: Int,
+        y: ByteBuffer,
+        yRowStride: Int,
+        u: ByteBuffer,
+        v: ByteBuffer,
+        uvRowStride: Int,
+        uvPixelStride: Int,
+        rotationDegrees: Int,
+        timestampUs: Long,
+        mirror: Boolean = false,
+        matrix: ColorMatrix = ColorMatrix.BT601,
+        range: ColorRange = ColorRange.FULL,
+        release: Runnable,
+    ): SubmitResult {
+        val lease = Lease(release)
+        try {
+            return result(
+                call {
+                    Native.lendYuv420(
+                        it, width, height, y, yRowStride, u, v, uvRowStride, uvPixelStride,
+                        rotationDegrees, mirror, matrix.ordinal, range.ordinal, timestampUs, lease,
+                    )
+                },
+            )
+        } catch (t: Throwable) {
+            // The native side releases on every path it reaches; a closed screener never gets
+            // there. A lease released already stays so.
+            lease.once()
+            throw t
+        }
+    }
 
     /**
      * Offers an NV21 frame in a byte array (Camera1 previews, tightly packed: `width * height`
@@ -215,6 +270,28 @@ class Screener private constructor(
     @Volatile
     var finalMetrics: Metrics? = null
         private set
+
+    /**
+     * The release of one lent frame: runs the app's release once, however often it is run (the
+     * native side runs it when the engine drops the frame; [lendYuv420] when the call failed before
+     * the native side took it).
+     */
+    internal class Lease(private val release: Runnable) : Runnable {
+        private val done = AtomicBoolean(false)
+
+        /** Run by the native side when the engine drops the frame. */
+        override fun run() {
+            if (!once()) nativeRepeats.incrementAndGet()
+        }
+
+        /** Runs the app's release unless it ran already; true when this call ran it. */
+        fun once(): Boolean = done.compareAndSet(false, true).also { if (it) release.run() }
+
+        companion object {
+            /** Native runs of a lease already released: a bug if ever above 0 (the tests check). */
+            val nativeRepeats = AtomicLong()
+        }
+    }
 
     companion object {
         /**

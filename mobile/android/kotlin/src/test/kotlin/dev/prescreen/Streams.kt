@@ -56,12 +56,13 @@ object Streams {
         val u: ByteBuffer
         val v: ByteBuffer
 
+        // The last chroma row is not padded, as on real devices.
+        private val chroma =
+            ByteBuffer.allocateDirect(uvRowStride * ((height + 1) / 2 - 1) + (width + 1) / 2 * 2)
+
         init {
             val (yv, uv, vv) = yuv(red)
-            val ch = (height + 1) / 2
             for (i in 0 until y.capacity()) y.put(i, yv.toByte())
-            // The last chroma row is not padded, as on real devices.
-            val chroma = ByteBuffer.allocateDirect(uvRowStride * (ch - 1) + (width + 1) / 2 * 2)
             for (i in 0 until chroma.capacity()) chroma.put(i, (if (i % 2 == 0) vv else uv).toByte())
             v = chroma.duplicate()
             u = chroma.duplicate().position(1).slice()
@@ -70,6 +71,19 @@ object Streams {
         fun submit(s: Screener, timestampUs: Long, rotation: Int = 90) = s.submitYuv420(
             width, height, y, yRowStride, u, v, uvRowStride, 2, rotation, timestampUs,
         )
+
+        /** Lends the frame, as a camera image is; [release] runs when the screener is done. */
+        fun lend(s: Screener, timestampUs: Long, rotation: Int = 90, release: Runnable) =
+            s.lendYuv420(
+                width, height, y, yRowStride, u, v, uvRowStride, 2, rotation, timestampUs,
+                release = release,
+            )
+
+        /** Overwrites every plane with zeros (black, no chroma), as a recycled image would be. */
+        fun poison() {
+            for (i in 0 until y.capacity()) y.put(i, 0)
+            for (i in 0 until chroma.capacity()) chroma.put(i, 0)
+        }
     }
 
     /** A packed RGBA frame in a direct buffer. */
