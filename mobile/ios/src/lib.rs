@@ -18,8 +18,8 @@ use prescreen_runtime::frame::{self as rt, PixelFormat};
 use prescreen_runtime::manifest::Variant;
 use prescreen_runtime::preprocess::backend as rt_backend;
 use prescreen_runtime::session::{
-    FrameMeta, HostEvent, HostFrame, HostPixels, HostPlane, HostSegment, MetricsSummary, Session,
-    SessionConfig, SubmitOutcome,
+    FrameMeta, HostEvent, HostFrame, HostPixels, HostPlane, HostSegment, LentFrame, MetricsSummary,
+    Session, SessionConfig, SubmitOutcome,
 };
 use prescreen_runtime::{Error, ErrorKind};
 
@@ -432,6 +432,54 @@ pub trait ScreenerListener: Send + Sync {
     fn on_event(&self, event: ScreenerEvent) -> Result<(), ListenerError>;
 }
 
+/// The lease of a frame lent to a screener ([`Screener::lend_nv12`], [`Screener::lend_bgra`]):
+/// whatever keeps the frame's memory valid. Swift: the extension's `PixelBufferLease`, holding the
+/// `CVPixelBuffer` retained and locked read-only until released.
+#[uniffi::export(foreign)]
+pub trait FrameLease: Send + Sync {
+    /// Called exactly once, when the screener no longer reads the frame: during the `lend_*` call
+    /// for a frame it does not take (skipped, malformed, closed), later on its worker thread (or
+    /// the thread replacing or closing) for one it takes. It must only release (unlock the
+    /// buffer). A thrown error is logged and ignored.
+    fn release(&self) -> Result<(), ListenerError>;
+}
+
+/// The engine's side of a [`FrameLease`]: released when dropped, which the session does once.
+struct Leased(Arc<dyn FrameLease>);
+
+impl Drop for Leased {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.release() {
+            log::warn!("prescreen frame lease: {e}");
+        }
+    }
+}
+
+/// The plane at `address`, `len` bytes, as the runtime reads it while lent.
+///
+/// # Safety
+/// `len` bytes from `address` must stay readable and unchanged until the frame's lease is
+/// released (see [`Screener::lend_nv12`]).
+unsafe fn lent_plane(
+    address: u64,
+    len: u64,
+    plane: rt::PlaneKind,
+) -> Result<&'static [u8], rt::FrameError> {
+    let unavailable = |reason| rt::FrameError::PlaneUnavailable { plane, reason };
+    let address =
+        usize::try_from(address).map_err(|_| unavailable("the address is out of range"))?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&len| len <= isize::MAX as usize && address.checked_add(len).is_some())
+        .ok_or(unavailable("the length is out of range"))?;
+    if address == 0 {
+        return Err(unavailable("the address is null"));
+    }
+    // SAFETY: per this function's contract the memory is readable for `len` bytes until the
+    // lease is released; the address is non-null and the span does not wrap.
+    Ok(unsafe { std::slice::from_raw_parts(address as *const u8, len) })
+}
+
 /// A report waiting for delivery.
 #[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
 pub struct PendingReport {
@@ -551,6 +599,28 @@ impl Screener {
     fn submit(&self, frame: HostFrame<'_>) -> Result<SubmitResult, PrescreenError> {
         Ok(self.inner.submit_host(Ok(frame))?.into())
     }
+
+    /// Lends a frame described by `describe` (planes from [`lent_plane`]); `lease` is released on
+    /// every path, exactly once.
+    fn lend(
+        &self,
+        describe: impl FnOnce() -> Result<HostFrame<'static>, rt::FrameError>,
+        lease: Arc<dyn FrameLease>,
+    ) -> Result<SubmitResult, PrescreenError> {
+        let lease = Leased(lease);
+        match describe() {
+            // SAFETY: the caller of `lend_*` keeps the planes valid until the lease is released,
+            // which happens when the runtime drops this `LentFrame`.
+            Ok(frame) => Ok(self
+                .inner
+                .lend_host(unsafe { LentFrame::new(frame, lease) })?
+                .into()),
+            Err(e) => {
+                drop(lease);
+                Err(self.inner.reject(e).into())
+            }
+        }
+    }
 }
 
 #[uniffi::export]
@@ -639,6 +709,78 @@ impl Screener {
             },
             meta: info.meta(),
         })
+    }
+
+    /// Lends an NV12 frame in memory the caller keeps, instead of having it copied: a frame taken
+    /// for scoring is read in place on the worker thread, so the call costs the same whatever the
+    /// frame size. Swift apps call the extension's `submit(pixelBuffer:lend:...)`, which locks
+    /// the `CVPixelBuffer`, passes its plane addresses and unlocks it from the lease.
+    ///
+    /// The `*_address` and `*_len` arguments describe raw memory: `len` bytes at each address must
+    /// stay readable and unchanged until `lease.release()` is called, which happens exactly once
+    /// (before this returns for a frame not taken, an error included). Throws as
+    /// [`Screener::submit_nv12`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn lend_nv12(
+        &self,
+        y_address: u64,
+        y_len: u64,
+        y_row_stride: u32,
+        uv_address: u64,
+        uv_len: u64,
+        uv_row_stride: u32,
+        info: FrameInfo,
+        lease: Arc<dyn FrameLease>,
+    ) -> Result<SubmitResult, PrescreenError> {
+        self.lend(
+            || {
+                // SAFETY: the caller keeps the planes until the lease is released (see above).
+                let (y, uv) = unsafe {
+                    (
+                        lent_plane(y_address, y_len, rt::PlaneKind::Y)?,
+                        lent_plane(uv_address, uv_len, rt::PlaneKind::Chroma)?,
+                    )
+                };
+                Ok(HostFrame {
+                    width: info.width.into(),
+                    height: info.height.into(),
+                    pixels: HostPixels::Nv12 {
+                        y: HostPlane::new(y, y_row_stride.into()),
+                        uv: HostPlane::new(uv, uv_row_stride.into()),
+                    },
+                    meta: info.meta(),
+                })
+            },
+            lease,
+        )
+    }
+
+    /// Lends a BGRA frame (`kCVPixelFormatType_32BGRA`) in memory the caller keeps: as
+    /// [`Screener::lend_nv12`], one plane.
+    pub fn lend_bgra(
+        &self,
+        address: u64,
+        len: u64,
+        row_stride: u32,
+        info: FrameInfo,
+        lease: Arc<dyn FrameLease>,
+    ) -> Result<SubmitResult, PrescreenError> {
+        self.lend(
+            || {
+                // SAFETY: the caller keeps the plane until the lease is released (see above).
+                let data = unsafe { lent_plane(address, len, rt::PlaneKind::Packed)? };
+                Ok(HostFrame {
+                    width: info.width.into(),
+                    height: info.height.into(),
+                    pixels: HostPixels::Packed {
+                        format: PixelFormat::Bgra8,
+                        plane: HostPlane::new(data, row_stride.into()),
+                    },
+                    meta: info.meta(),
+                })
+            },
+            lease,
+        )
     }
 
     /// Reports waiting for delivery, oldest first (also those an earlier screener left).

@@ -3,6 +3,7 @@ same exported interface the Swift bindings use. Real tract, the real test classi
 
 from __future__ import annotations
 
+import ctypes
 import filecmp
 import subprocess
 import threading
@@ -261,3 +262,88 @@ def test_committed_swift_bindings_match_the_rust_interface(tmp_path):
     ]
     stale = [f for f in files if not filecmp.cmp(here / f, tmp_path / f, shallow=False)]
     assert not stale, f"out of date with the Rust interface: {stale}; run mobile/ios/generate-bindings.sh"
+
+
+class Pool:
+    """Frame memory outside Python's bytes, as a CVPixelBuffer's is, lent with a counted lease that
+    zeroes the memory when released (as a recycled buffer would be overwritten)."""
+
+    def __init__(self, prescreen):
+        self.prescreen = prescreen
+        self.releases: dict[int, int] = {}
+
+    def lease(self, key: int, *buffers):
+        pool = self
+        pool.releases[key] = 0
+
+        class Lease(self.prescreen.FrameLease):
+            def release(self):
+                pool.releases[key] += 1
+                for b in buffers:
+                    ctypes.memset(b, 0, len(b))
+
+        return Lease()
+
+
+def lend_nv12(pool: Pool, s, key: int, red: bool, info_):
+    y, ys, uv, cs = nv12(red, pad=32)
+    yb, uvb = ctypes.create_string_buffer(y, len(y)), ctypes.create_string_buffer(uv, len(uv))
+    return s.lend_nv12(
+        ctypes.addressof(yb), len(y), ys, ctypes.addressof(uvb), len(uv), cs, info_, pool.lease(key, yb, uvb)
+    )
+
+
+def test_lent_frames_score_as_copied_ones_and_each_lease_is_released_once(prescreen, redness, tmp_path):
+    def run(lent: bool, outbox: Path):
+        pool = Pool(prescreen)
+        rec = Recorder(prescreen)
+        c = config(prescreen, redness, outbox)
+        c.emit_scores = True
+        s = prescreen.Screener(c, rec.listener)
+        for i in range(150):
+            t = i * 1_000_000 // 30
+            red = 1_000_000 <= t < 2_500_000
+            if i % 2 and lent:
+                px = bgra(red)
+                buf = ctypes.create_string_buffer(px, len(px))
+                s.lend_bgra(ctypes.addressof(buf), len(px), W * 4, info(prescreen, t), pool.lease(i, buf))
+            elif i % 2:
+                s.submit_bgra(bgra(red), W * 4, info(prescreen, t))
+            elif lent:
+                lend_nv12(pool, s, i, red, info(prescreen, t, rotation=90))
+            else:
+                y, ys, uv, cs = nv12(red, pad=32)
+                s.submit_nv12(y, ys, uv, cs, info(prescreen, t, rotation=90))
+            s.wait_idle()
+            # Scored or skipped, the frame is released by now, once.
+            assert not lent or pool.releases[i] == 1, (i, pool.releases[i])
+        m = s.close()
+        assert m.seen == 150 and m.rejected == 0
+        return [(e.timestamp_us, list(e.scores)) for e in rec.of("scored")], pool
+
+    copied, _ = run(False, tmp_path / "copied")
+    lent, pool = run(True, tmp_path / "lent")
+    assert len(copied) >= 20
+    # The same scores although every lease zeroes its frame: none was read after its release.
+    assert lent == copied
+    assert sorted(pool.releases) == list(range(150)) and set(pool.releases.values()) == {1}
+    assert any(scores[1] > 0.9 for _, scores in copied)
+
+
+def test_lent_frames_not_taken_are_released_before_the_call_raises(prescreen, redness, tmp_path):
+    pool = Pool(prescreen)
+    s = prescreen.Screener(config(prescreen, redness, tmp_path), Recorder(prescreen).listener)
+    short = ctypes.create_string_buffer(16)
+    with pytest.raises(prescreen.PrescreenError.InvalidFrame):
+        s.lend_bgra(ctypes.addressof(short), 16, W * 4, info(prescreen, 0), pool.lease(0, short))
+    assert pool.releases[0] == 1
+    with pytest.raises(prescreen.PrescreenError.InvalidFrame, match="null"):
+        s.lend_bgra(0, W * H * 4, W * 4, info(prescreen, 0), pool.lease(1))
+    assert pool.releases[1] == 1
+    assert s.metrics().rejected == 2
+    assert lend_nv12(pool, s, 2, False, info(prescreen, 0)) == prescreen.SubmitResult.ACCEPTED
+    s.close()
+    assert pool.releases[2] == 1
+    with pytest.raises(prescreen.PrescreenError.Closed):
+        lend_nv12(pool, s, 3, False, info(prescreen, 1_000_000))
+    assert pool.releases[3] == 1

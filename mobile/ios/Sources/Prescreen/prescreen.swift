@@ -624,6 +624,224 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
 
 
 /**
+ * The lease of a frame lent to a screener ([`Screener::lend_nv12`], [`Screener::lend_bgra`]):
+ * whatever keeps the frame's memory valid. Swift: the extension's `PixelBufferLease`, holding the
+ * `CVPixelBuffer` retained and locked read-only until released.
+ */
+public protocol FrameLease: AnyObject, Sendable {
+    
+    /**
+     * Called exactly once, when the screener no longer reads the frame: during the `lend_*` call
+     * for a frame it does not take (skipped, malformed, closed), later on its worker thread (or
+     * the thread replacing or closing) for one it takes. It must only release (unlock the
+     * buffer). A thrown error is logged and ignored.
+     */
+    func release() throws 
+    
+}
+/**
+ * The lease of a frame lent to a screener ([`Screener::lend_nv12`], [`Screener::lend_bgra`]):
+ * whatever keeps the frame's memory valid. Swift: the extension's `PixelBufferLease`, holding the
+ * `CVPixelBuffer` retained and locked read-only until released.
+ */
+open class FrameLeaseImpl: FrameLease, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_prescreen_ios_fn_clone_framelease(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_prescreen_ios_fn_free_framelease(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * Called exactly once, when the screener no longer reads the frame: during the `lend_*` call
+     * for a frame it does not take (skipped, malformed, closed), later on its worker thread (or
+     * the thread replacing or closing) for one it takes. It must only release (unlock the
+     * buffer). A thrown error is logged and ignored.
+     */
+open func release()throws   {try rustCallWithError(FfiConverterTypeListenerError_lift) {
+        uniffiCallStatus in
+    uniffi_prescreen_ios_fn_method_framelease_release(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceFrameLease {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceFrameLease = UniffiVTableCallbackInterfaceFrameLease(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeFrameLease.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface FrameLease: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeFrameLease.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface FrameLease: handle missing in uniffiClone")
+            }
+        },
+        release: { (
+            uniffiHandle: UInt64,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeFrameLease.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return try uniffiObj.release(
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCallWithError(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn,
+                lowerError: FfiConverterTypeListenerError_lower
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceFrameLease> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceFrameLease>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitFrameLease() {
+    uniffi_prescreen_ios_fn_init_callback_vtable_framelease(UniffiCallbackInterfaceFrameLease.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeFrameLease: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<FrameLease>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = FrameLease
+
+    public static func lift(_ handle: UInt64) throws -> FrameLease {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return FrameLeaseImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: FrameLease) -> UInt64 {
+         if let rustImpl = value as? FrameLeaseImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> FrameLease {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: FrameLease, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFrameLease_lift(_ handle: UInt64) throws -> FrameLease {
+    return try FfiConverterTypeFrameLease.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeFrameLease_lower(_ value: FrameLease) -> UInt64 {
+    return FfiConverterTypeFrameLease.lower(value)
+}
+
+
+
+
+
+
+/**
  * Screens one live stream: frames in through `submit_*` (from the capture queue; they never wait
  * on inference), events out to the listener, reports in a durable outbox until the app uploads
  * them ([`Screener::pending_reports`], [`Screener::read_report`], [`Screener::ack`]).
@@ -654,6 +872,25 @@ public protocol ScreenerProtocol: AnyObject, Sendable {
      * The model's labels, in the order of `Scored` scores.
      */
     func labels()  -> [String]
+    
+    /**
+     * Lends a BGRA frame (`kCVPixelFormatType_32BGRA`) in memory the caller keeps: as
+     * [`Screener::lend_nv12`], one plane.
+     */
+    func lendBgra(address: UInt64, len: UInt64, rowStride: UInt32, info: FrameInfo, lease: FrameLease) throws  -> SubmitResult
+    
+    /**
+     * Lends an NV12 frame in memory the caller keeps, instead of having it copied: a frame taken
+     * for scoring is read in place on the worker thread, so the call costs the same whatever the
+     * frame size. Swift apps call the extension's `submit(pixelBuffer:lend:...)`, which locks
+     * the `CVPixelBuffer`, passes its plane addresses and unlocks it from the lease.
+     *
+     * The `*_address` and `*_len` arguments describe raw memory: `len` bytes at each address must
+     * stay readable and unchanged until `lease.release()` is called, which happens exactly once
+     * (before this returns for a frame not taken, an error included). Throws as
+     * [`Screener::submit_nv12`].
+     */
+    func lendNv12(yAddress: UInt64, yLen: UInt64, yRowStride: UInt32, uvAddress: UInt64, uvLen: UInt64, uvRowStride: UInt32, info: FrameInfo, lease: FrameLease) throws  -> SubmitResult
     
     /**
      * A snapshot of the counters.
@@ -812,6 +1049,52 @@ open func labels() -> [String]  {
         uniffiCallStatus in
     uniffi_prescreen_ios_fn_method_screener_labels(
             self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Lends a BGRA frame (`kCVPixelFormatType_32BGRA`) in memory the caller keeps: as
+     * [`Screener::lend_nv12`], one plane.
+     */
+open func lendBgra(address: UInt64, len: UInt64, rowStride: UInt32, info: FrameInfo, lease: FrameLease)throws  -> SubmitResult  {
+    return try  FfiConverterTypeSubmitResult_lift(try rustCallWithError(FfiConverterTypePrescreenError_lift) {
+        uniffiCallStatus in
+    uniffi_prescreen_ios_fn_method_screener_lend_bgra(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(address),
+        FfiConverterUInt64.lower(len),
+        FfiConverterUInt32.lower(rowStride),
+        FfiConverterTypeFrameInfo_lower(info),
+        FfiConverterTypeFrameLease_lower(lease),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Lends an NV12 frame in memory the caller keeps, instead of having it copied: a frame taken
+     * for scoring is read in place on the worker thread, so the call costs the same whatever the
+     * frame size. Swift apps call the extension's `submit(pixelBuffer:lend:...)`, which locks
+     * the `CVPixelBuffer`, passes its plane addresses and unlocks it from the lease.
+     *
+     * The `*_address` and `*_len` arguments describe raw memory: `len` bytes at each address must
+     * stay readable and unchanged until `lease.release()` is called, which happens exactly once
+     * (before this returns for a frame not taken, an error included). Throws as
+     * [`Screener::submit_nv12`].
+     */
+open func lendNv12(yAddress: UInt64, yLen: UInt64, yRowStride: UInt32, uvAddress: UInt64, uvLen: UInt64, uvRowStride: UInt32, info: FrameInfo, lease: FrameLease)throws  -> SubmitResult  {
+    return try  FfiConverterTypeSubmitResult_lift(try rustCallWithError(FfiConverterTypePrescreenError_lift) {
+        uniffiCallStatus in
+    uniffi_prescreen_ios_fn_method_screener_lend_nv12(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(yAddress),
+        FfiConverterUInt64.lower(yLen),
+        FfiConverterUInt32.lower(yRowStride),
+        FfiConverterUInt64.lower(uvAddress),
+        FfiConverterUInt64.lower(uvLen),
+        FfiConverterUInt32.lower(uvRowStride),
+        FfiConverterTypeFrameInfo_lower(info),
+        FfiConverterTypeFrameLease_lower(lease),uniffiCallStatus
     )
 })
 }
@@ -3085,6 +3368,9 @@ private let initializationResult: InitializationResult = {
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
     }
+    if (uniffi_prescreen_ios_checksum_method_framelease_release() != 48281) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_prescreen_ios_checksum_method_screener_ack() != 49027) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -3095,6 +3381,12 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_prescreen_ios_checksum_method_screener_labels() != 19821) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_prescreen_ios_checksum_method_screener_lend_bgra() != 52066) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_prescreen_ios_checksum_method_screener_lend_nv12() != 22638) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_prescreen_ios_checksum_method_screener_metrics() != 10679) {
@@ -3122,6 +3414,7 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
 
+    uniffiCallbackInitFrameLease()
     uniffiCallbackInitScreenerListener()
     return InitializationResult.ok
 }()

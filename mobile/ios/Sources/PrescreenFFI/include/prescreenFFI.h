@@ -243,11 +243,27 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_FRAME_LEASE_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_FRAME_LEASE_METHOD0
+typedef void (*UniffiCallbackInterfaceFrameLeaseMethod0)(uint64_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_SCREENER_LISTENER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_SCREENER_LISTENER_METHOD0
 typedef void (*UniffiCallbackInterfaceScreenerListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_FRAME_LEASE
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_FRAME_LEASE
+typedef struct UniffiVTableCallbackInterfaceFrameLease {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceFrameLeaseMethod0 _Nonnull release;
+} UniffiVTableCallbackInterfaceFrameLease;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_SCREENER_LISTENER
@@ -258,6 +274,26 @@ typedef struct UniffiVTableCallbackInterfaceScreenerListener {
     UniffiCallbackInterfaceScreenerListenerMethod0 _Nonnull onEvent;
 } UniffiVTableCallbackInterfaceScreenerListener;
 
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_CLONE_FRAMELEASE
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_CLONE_FRAMELEASE
+uint64_t uniffi_prescreen_ios_fn_clone_framelease(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_FREE_FRAMELEASE
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_FREE_FRAMELEASE
+void uniffi_prescreen_ios_fn_free_framelease(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_INIT_CALLBACK_VTABLE_FRAMELEASE
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_INIT_CALLBACK_VTABLE_FRAMELEASE
+void uniffi_prescreen_ios_fn_init_callback_vtable_framelease(const UniffiVTableCallbackInterfaceFrameLease* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_FRAMELEASE_RELEASE
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_FRAMELEASE_RELEASE
+void uniffi_prescreen_ios_fn_method_framelease_release(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_CLONE_SCREENER
 #define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_CLONE_SCREENER
@@ -292,6 +328,16 @@ RustBuffer uniffi_prescreen_ios_fn_method_screener_close(uint64_t ptr, RustCallS
 #ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_LABELS
 #define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_LABELS
 RustBuffer uniffi_prescreen_ios_fn_method_screener_labels(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_LEND_BGRA
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_LEND_BGRA
+RustBuffer uniffi_prescreen_ios_fn_method_screener_lend_bgra(uint64_t ptr, uint64_t address, uint64_t len, uint32_t row_stride, RustBuffer info, uint64_t lease, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_LEND_NV12
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_LEND_NV12
+RustBuffer uniffi_prescreen_ios_fn_method_screener_lend_nv12(uint64_t ptr, uint64_t y_address, uint64_t y_len, uint32_t y_row_stride, uint64_t uv_address, uint64_t uv_len, uint32_t uv_row_stride, RustBuffer info, uint64_t lease, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_FN_METHOD_SCREENER_METRICS
@@ -604,6 +650,12 @@ void ffi_prescreen_ios_rust_future_free_void(uint64_t handle
 void ffi_prescreen_ios_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_FRAMELEASE_RELEASE
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_FRAMELEASE_RELEASE
+uint16_t uniffi_prescreen_ios_checksum_method_framelease_release(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_ACK
 #define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_ACK
 uint16_t uniffi_prescreen_ios_checksum_method_screener_ack(void
@@ -625,6 +677,18 @@ uint16_t uniffi_prescreen_ios_checksum_method_screener_close(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_LABELS
 #define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_LABELS
 uint16_t uniffi_prescreen_ios_checksum_method_screener_labels(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_LEND_BGRA
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_LEND_BGRA
+uint16_t uniffi_prescreen_ios_checksum_method_screener_lend_bgra(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_LEND_NV12
+#define UNIFFI_FFIDEF_UNIFFI_PRESCREEN_IOS_CHECKSUM_METHOD_SCREENER_LEND_NV12
+uint16_t uniffi_prescreen_ios_checksum_method_screener_lend_nv12(void
     
 );
 #endif
