@@ -264,7 +264,8 @@ soak: model
 # the features the tests above resolved (dev-dependencies included), so nothing is rebuilt.
 test-android: model
 	$(LINTED) build --workspace --all-targets
-	$(MVN) -B --no-transfer-progress -f mobile/android/kotlin/pom.xml test
+	$(MVN) -B --no-transfer-progress -f mobile/android/kotlin/pom.xml test \
+		$(if $(CARGO_TARGET_DIR),-Dnative.dir=$(abspath $(CARGO_TARGET_DIR))/debug)
 
 # The iOS binding on the host: UniFFI's generated Python bindings of the same library (pytest), and
 # the committed Swift bindings regenerated and compared.
