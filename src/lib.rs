@@ -2,7 +2,6 @@
 //! timing statistics, the reference report receiver ([`ingest`]) and evaluation metrics
 //! ([`eval`]). The `prescreen` binary
 //! (src/bin/prescreen/), the integration tests and the benchmarks are built on it.
-#![warn(missing_docs)]
 
 pub mod eval;
 pub mod framegen;

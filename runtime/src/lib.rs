@@ -42,7 +42,6 @@
 //! }
 //! # Ok(()) }
 //! ```
-#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 // Contracts: what crosses every stage (DESIGN.md, "Contracts").
 pub mod error;

@@ -22,7 +22,6 @@
 //! Events reach Kotlin on the session's events thread, attached to the JVM once (and detached when
 //! it ends), by calling `EventDispatcher.onNativeEvent` on a global reference that is released
 //! when the session closes.
-#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};

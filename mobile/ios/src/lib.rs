@@ -10,7 +10,6 @@
 //! so none crosses the boundary. Plane bytes arrive as `&[u8]`, which UniFFI passes as a pointer
 //! into the caller's own buffer (Swift `Data`, Python `bytes`): nothing is copied on the way in,
 //! and the engine copies only the frames it takes for scoring.
-#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 use std::sync::Arc;
 

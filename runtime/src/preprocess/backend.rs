@@ -231,8 +231,9 @@ impl Preprocessor {
     }
 
     /// Makes the GPU path fail, as a lost device would, when the frame after the next `n` GPU
-    /// frames is read back. For fault tests only; does nothing on the CPU path.
-    #[doc(hidden)]
+    /// frames is read back. For fault tests only (the `testing` feature); does nothing on the CPU
+    /// path.
+    #[cfg(feature = "testing")]
     pub fn inject_failure_after(&mut self, n: u64) {
         #[cfg(feature = "gpu")]
         if let Some(g) = &mut self.gpu {

@@ -65,6 +65,7 @@ pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32], offs
                             let at = c * hw + y * g.width + x;
                             // SAFETY: row y, columns x..x+4 of channel c are inside `input`.
                             let v = unsafe { vld1q_f32(input.as_ptr().add(at)) };
+                            // SAFETY: NEON is part of the aarch64 base ISA `quantize4` requires.
                             unsafe { quantize4(v, inv, lo, hi, z) }
                         }
                         None => vreinterpretq_u32_s32(z),
@@ -169,15 +170,18 @@ unsafe fn tile_dotprod<const P: usize>(
     let mut w = weights.as_ptr();
     for &off in &op.offsets {
         for group in 0..groups {
-            // SAFETY (whole loop): see `convolve_block_dotprod`; the pointer is formed for
-            // each group, so it never leaves the image.
+            // SAFETY: see `convolve_block_dotprod`; the pointer is formed for each group, so it
+            // never leaves the image.
             let src = unsafe { base.add(first * QUAD + off + group * plane) };
+            // SAFETY: the packed weights hold 32 bytes (8 output channels x 4) for each tap and
+            // group, from `w` on.
             let (w0, w1) = unsafe { (vld1q_s8(w), vld1q_s8(w.add(16))) };
             // Written out per quad: a loop around `asm!` is not unrolled, and its
             // accumulators would go through the stack.
             macro_rules! quad {
                 ($p:literal) => {
                     if P > $p {
+                        // SAFETY: quad `$p` of the block (16 bytes) lies inside the image.
                         let x = unsafe { vld1q_s8(src.add($p * QUAD).cast()) };
                         dot!("sdot", acc[$p][0], x, w0, 0);
                         dot!("sdot", acc[$p][1], x, w0, 1);
@@ -193,7 +197,8 @@ unsafe fn tile_dotprod<const P: usize>(
             quad!(0);
             quad!(1);
             quad!(2);
-            // At most one past the block's weights after the last group, which `add` allows.
+            // SAFETY: at most one past the block's weights after the last group, which `add`
+            // allows.
             w = unsafe { w.add(4 * BLOCK_O) };
         }
     }
@@ -277,10 +282,13 @@ unsafe fn tile_mmla<const P: usize>(
     let mut w = weights.as_ptr();
     for &off in &op.offsets {
         for pair in 0..pairs {
-            // SAFETY (whole loop): both planes of the pair lie inside the image (an even
-            // number of planes), each quad's reach inside its plane.
+            // SAFETY: both planes of the pair lie inside the image (an even number of planes),
+            // each quad's reach inside its plane.
             let a = unsafe { base.add(first * QUAD + off + 2 * pair * plane) };
+            // SAFETY: the pair's second plane, inside the image (see above).
             let b = unsafe { a.add(plane) };
+            // SAFETY: the packed weights hold 64 bytes (8 output channels x 8) for each tap and
+            // pair, from `w` on.
             let (w0, w1, w2, w3) = unsafe {
                 (
                     vld1q_s8(w),
@@ -292,8 +300,10 @@ unsafe fn tile_mmla<const P: usize>(
             macro_rules! quad {
                 ($p:literal) => {
                     if P > $p {
-                        let (xa, xb) =
-                            unsafe { (vld1q_u32(a.add($p * QUAD)), vld1q_u32(b.add($p * QUAD))) };
+                        // SAFETY: quad `$p` of the first plane lies inside the image.
+                        let xa = unsafe { vld1q_u32(a.add($p * QUAD)) };
+                        // SAFETY: and of the second.
+                        let xb = unsafe { vld1q_u32(b.add($p * QUAD)) };
                         let low = vreinterpretq_u8_u32(vzip1q_u32(xa, xb));
                         let high = vreinterpretq_u8_u32(vzip2q_u32(xa, xb));
                         mmla!(acc[$p][0][0], low, w0);
@@ -309,7 +319,8 @@ unsafe fn tile_mmla<const P: usize>(
             }
             quad!(0);
             quad!(1);
-            // At most one past the block's weights after the last pair, which `add` allows.
+            // SAFETY: at most one past the block's weights after the last pair, which `add`
+            // allows.
             w = unsafe { w.add(8 * BLOCK_O) };
         }
     }

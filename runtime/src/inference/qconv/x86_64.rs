@@ -177,21 +177,26 @@ unsafe fn tile<const P: usize>(
     let base = image.as_ptr();
     for &off in offsets {
         for group in 0..groups {
-            // SAFETY (whole loop): see `convolve`. The pointer is formed for each group
-            // rather than advanced past the last one: `add` must stay inside the image even
-            // when the result is never read.
+            // SAFETY: the image holds the block's pixels for every tap offset and channel group
+            // (see `convolve`). The pointer is formed for each group rather than advanced past
+            // the last one: `add` must stay inside the image even when the result is never read.
             let src = unsafe { base.add(first * LANES + off + group * plane) };
             let mut xs = [_mm512_setzero_si512(); P];
             for (p, x) in xs.iter_mut().enumerate() {
+                // SAFETY: `P` vectors of 16 pixels from `src` lie inside the image (see `convolve`);
+                // the load is unaligned.
                 *x = unsafe { _mm512_loadu_si512(src.add(p * LANES).cast()) };
             }
             for o in 0..BLOCK_O {
+                // SAFETY: the packed weights hold 4 bytes per output channel of the block for each
+                // tap and group, read unaligned from `w`, which stays inside them (see `convolve`).
                 let wb = _mm512_set1_epi32(unsafe { w.add(4 * o).cast::<i32>().read_unaligned() });
                 for p in 0..P {
                     acc[p][o] = _mm512_dpbusd_epi32(acc[p][o], xs[p], wb);
                 }
             }
-            // At most one past the block's weights after the last group, which `add` allows.
+            // SAFETY: at most one past the block's weights after the last group, which `add`
+            // allows.
             unsafe {
                 w = w.add(4 * BLOCK_O);
             }

@@ -203,6 +203,7 @@ impl Slot {
 }
 
 /// Buffers of the signature kernel.
+#[cfg(feature = "testing")]
 #[derive(Debug)]
 pub(super) struct SignatureBuffers {
     pub(super) params: wgpu::Buffer,

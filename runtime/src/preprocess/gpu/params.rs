@@ -10,6 +10,7 @@ use crate::preprocess::geometry::Plan;
 /// Words in the `Params` uniform (see the shaders).
 pub(super) const PARAM_WORDS: usize = 60;
 /// Words in the `SignatureParams` uniform.
+#[cfg(feature = "testing")]
 pub(super) const SIGNATURE_PARAM_WORDS: usize = 8;
 const KIND_PACKED: u32 = 0;
 const KIND_YUV: u32 = 1;

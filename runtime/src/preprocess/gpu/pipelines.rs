@@ -3,10 +3,13 @@
 
 use std::num::NonZeroU64;
 
-use super::params::{PARAM_WORDS, SIGNATURE_PARAM_WORDS};
+use super::params::PARAM_WORDS;
+#[cfg(feature = "testing")]
+use super::params::SIGNATURE_PARAM_WORDS;
 
 const RESAMPLE_WGSL: &str = include_str!("../../../../shaders/resample_rows.wgsl");
 const TENSOR_WGSL: &str = include_str!("../../../../shaders/to_tensor.wgsl");
+#[cfg(feature = "testing")]
 const SIGNATURE_WGSL: &str = include_str!("../../../../shaders/signature.wgsl");
 pub(super) const WORKGROUP: u32 = 8;
 
@@ -17,7 +20,10 @@ pub(super) struct Kernels {
     pub(super) resample_layout: wgpu::BindGroupLayout,
     pub(super) tensor: wgpu::ComputePipeline,
     pub(super) tensor_layout: wgpu::BindGroupLayout,
+    /// The scene-signature kernel (tests only: the engine computes signatures on the CPU).
+    #[cfg(feature = "testing")]
     pub(super) signature: wgpu::ComputePipeline,
+    #[cfg(feature = "testing")]
     pub(super) signature_layout: wgpu::BindGroupLayout,
 }
 
@@ -93,6 +99,7 @@ impl Kernels {
                 storage_entry(3, false),
             ],
         );
+        #[cfg(feature = "testing")]
         let (signature, signature_layout) = pipeline(
             "signature",
             SIGNATURE_WGSL,
@@ -107,7 +114,9 @@ impl Kernels {
             resample_layout,
             tensor,
             tensor_layout,
+            #[cfg(feature = "testing")]
             signature,
+            #[cfg(feature = "testing")]
             signature_layout,
         }
     }

@@ -5,15 +5,20 @@ use std::collections::VecDeque;
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
-use super::buffers::{GeometryKey, Grow, MapSignal, SignatureBuffers, Slot, TapsLayout, Upload};
+use super::buffers::{GeometryKey, Slot, TapsLayout, Upload};
+#[cfg(feature = "testing")]
+use super::buffers::{Grow, MapSignal, SignatureBuffers};
 use super::context::{block_on, gpu_error, GpuContext};
-use super::params::{params, PARAM_WORDS, SIGNATURE_PARAM_WORDS};
+#[cfg(feature = "testing")]
+use super::params::SIGNATURE_PARAM_WORDS;
+use super::params::{params, PARAM_WORDS};
 use super::pipelines::{entries, Kernels, WORKGROUP};
 use crate::error::{Error, GpuError, Result};
 use crate::frame::{Frame, PixelFormat};
 use crate::manifest::InputSpec;
 use crate::preprocess::geometry::Plan;
 use crate::preprocess::kernel::Taps;
+#[cfg(feature = "testing")]
 use crate::stream::sampling::Signature;
 
 /// How long the last frame spent in each GPU stage.
@@ -40,11 +45,14 @@ pub struct GpuPreprocessor {
     /// Slots submitted and not yet received, oldest first.
     pending: VecDeque<usize>,
     next: usize,
+    #[cfg(feature = "testing")]
     signature: SignatureBuffers,
     limit: u64,
     times: GpuStageTimes,
     /// The first failure: a failed preprocessor refuses further work.
     failed: Option<GpuError>,
+    /// Readbacks left before an injected failure ([`GpuPreprocessor::inject_failure_after`]).
+    #[cfg(feature = "testing")]
     fail_after: Option<u64>,
     params: [u32; PARAM_WORDS],
 }
@@ -58,33 +66,8 @@ impl GpuPreprocessor {
         let kernels = Kernels::new(device);
         let out_bytes = spec.len() as u64 * 4;
         let slots = (0..SLOTS).map(|_| Slot::new(device, out_bytes)).collect();
-        let cells_bytes = (Signature::WIDTH * Signature::HEIGHT * 4) as u64;
-        let signature = SignatureBuffers {
-            params: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("signature params"),
-                size: SIGNATURE_PARAM_WORDS as u64 * 4,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-            src: Grow::new(
-                "signature plane",
-                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            ),
-            cells: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("signature cells"),
-                size: cells_bytes,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            readback: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("signature readback"),
-                size: cells_bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-            mapping: MapSignal::new(),
-            bind_group: None,
-        };
+        #[cfg(feature = "testing")]
+        let signature = signature_buffers(device);
         scope.pop()?;
         ctx.health.check()?;
         let limits = device.limits();
@@ -99,10 +82,12 @@ impl GpuPreprocessor {
             slots,
             pending: VecDeque::new(),
             next: 0,
+            #[cfg(feature = "testing")]
             signature,
             limit,
             times: GpuStageTimes::default(),
             failed: None,
+            #[cfg(feature = "testing")]
             fail_after: None,
             params: [0; PARAM_WORDS],
         })
@@ -130,7 +115,7 @@ impl GpuPreprocessor {
 
     /// Makes the GPU path fail (as a lost device would) when the frame after the next `n` is read
     /// back. For fault tests only.
-    #[doc(hidden)]
+    #[cfg(feature = "testing")]
     pub fn inject_failure_after(&mut self, n: u64) {
         self.fail_after = Some(n);
     }
@@ -443,6 +428,7 @@ impl GpuPreprocessor {
             _ => waited.elapsed(),
         };
         let read = Instant::now();
+        #[cfg(feature = "testing")]
         if let Some(n) = self.fail_after.as_mut() {
             if *n == 0 {
                 self.fail_after = None;
@@ -469,6 +455,9 @@ impl GpuPreprocessor {
     }
 
     /// Computes the scene gate's signature of `frame` on the GPU (equal to [`Signature::compute`]).
+    /// Tests only: the engine computes signatures on the CPU, on the camera thread, where an
+    /// upload of the frame would cost more than the read it saves.
+    #[cfg(feature = "testing")]
     pub fn signature(&mut self, frame: &Frame<'_>, signature: &mut Signature) -> Result<()> {
         if let Some(e) = &self.failed {
             return Err(e.clone().into());
@@ -482,6 +471,7 @@ impl GpuPreprocessor {
         }
     }
 
+    #[cfg(feature = "testing")]
     fn signature_inner(
         &mut self,
         frame: &Frame<'_>,
@@ -580,6 +570,38 @@ impl GpuPreprocessor {
         }
         sig.readback.unmap();
         Ok(())
+    }
+}
+
+/// The signature kernel's buffers (see [`GpuPreprocessor::signature`]).
+#[cfg(feature = "testing")]
+fn signature_buffers(device: &wgpu::Device) -> SignatureBuffers {
+    let cells_bytes = (Signature::WIDTH * Signature::HEIGHT * 4) as u64;
+    SignatureBuffers {
+        params: device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("signature params"),
+            size: SIGNATURE_PARAM_WORDS as u64 * 4,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }),
+        src: Grow::new(
+            "signature plane",
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        ),
+        cells: device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("signature cells"),
+            size: cells_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }),
+        readback: device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("signature readback"),
+            size: cells_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }),
+        mapping: MapSignal::new(),
+        bind_group: None,
     }
 }
 
