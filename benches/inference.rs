@@ -29,12 +29,12 @@ fn bench(c: &mut Criterion) {
                 Ok(m) => m,
                 Err(e) => panic!("{name} not available ({e}); run `make model nsfwjs` first"),
             };
-            let mut session = model.session().unwrap();
+            let mut runner = model.runner().unwrap();
             let m = model.manifest();
-            golden_input(&m.golden.input, &m.input, session.input_mut()).unwrap();
+            golden_input(&m.golden.input, &m.input, runner.input_mut()).unwrap();
             group.bench_function(
                 format!("{name}/{}/threads={threads}", variant.name()),
-                |b| b.iter(|| session.run().unwrap()),
+                |b| b.iter(|| runner.run().unwrap()),
             );
         }
     }

@@ -9,7 +9,7 @@ use prescreen_runtime::frame::{Frame, PixelFormat};
 use prescreen_runtime::inference::model::{IntegerKernels, LoadOptions, Model, Scores};
 use prescreen_runtime::manifest::Variant;
 use prescreen_runtime::preprocess::backend::{ActiveBackend, Backend};
-use prescreen_runtime::stream::screener::Screener;
+use prescreen_runtime::stream::scorer::Scorer;
 
 struct Photo {
     name: String,
@@ -142,9 +142,9 @@ fn fidelity(backend: Backend) {
     let float = Model::load_dir(&dir, Variant::Float).unwrap();
     let (integer, tract_int8) = int8_both_ways(&dir);
     let (mut sf, mut sq, mut st) = (
-        Screener::with_backend(&float, backend).unwrap(),
-        Screener::with_backend(&integer, backend).unwrap(),
-        Screener::with_backend(&tract_int8, backend).unwrap(),
+        Scorer::new(&float, backend).unwrap(),
+        Scorer::new(&integer, backend).unwrap(),
+        Scorer::new(&tract_int8, backend).unwrap(),
     );
     let mut tensor = vec![0f32; float.manifest().input.len()];
     println!(
@@ -173,9 +173,9 @@ fn fidelity(backend: Backend) {
             Frame::packed(PixelFormat::Rgb8, w, h, ph.rgb.as_raw(), w as usize * 3).unwrap();
         sf.preprocess_into(&frame, &mut tensor).unwrap();
         let (tmax, tmean) = common::diff(&tensor, &ph.tensor);
-        let ours = sf.screen(&frame).unwrap().scores.probabilities;
-        let ours_q = sq.screen(&frame).unwrap().scores.probabilities;
-        let ours_t = st.screen(&frame).unwrap().scores.probabilities;
+        let ours = sf.score(&frame).unwrap().scores.probabilities;
+        let ours_q = sq.score(&frame).unwrap().scores.probabilities;
+        let ours_t = st.score(&frame).unwrap().scores.probabilities;
         let o_dl = (logit(&ours_q) - logit(&ph.int8)).abs();
         let ot_dl = (logit(&ours_t) - logit(&ph.int8)).abs();
         (o_max, o_sum) = (o_max.max(o_dl), o_sum + o_dl);
@@ -351,12 +351,12 @@ fn nsfwjs_fidelity(backend: Backend) {
     let model = Model::load_dir(&dir, Variant::Float).unwrap();
     let labels = &model.manifest().output.labels;
     assert_eq!(labels, &["Drawing", "Hentai", "Neutral", "Porn", "Sexy"]);
-    let mut screener = Screener::with_backend(&model, backend).unwrap();
+    let mut scorer = Scorer::new(&model, backend).unwrap();
     // The int8 file both ways, as for open_nsfw (the rewrite takes the 1x1 convolutions).
     let (integer, tract_int8) = int8_both_ways(&dir);
     let mut int8_screeners = [
-        Screener::with_backend(&integer, backend).unwrap(),
-        Screener::with_backend(&tract_int8, backend).unwrap(),
+        Scorer::new(&integer, backend).unwrap(),
+        Scorer::new(&tract_int8, backend).unwrap(),
     ];
     let mut tensor = vec![0f32; model.manifest().input.len()];
     println!(
@@ -371,10 +371,10 @@ fn nsfwjs_fidelity(backend: Backend) {
         let (w, h) = ph.rgb.dimensions();
         let frame =
             Frame::packed(PixelFormat::Rgb8, w, h, ph.rgb.as_raw(), w as usize * 3).unwrap();
-        screener.preprocess_into(&frame, &mut tensor).unwrap();
+        scorer.preprocess_into(&frame, &mut tensor).unwrap();
         let (tmax, tmean) = common::diff(&tensor, &ph.tensor);
         let (tmax, tmean) = (tmax * 255.0, tmean * 255.0);
-        let ours = screener.screen(&frame).unwrap().scores.probabilities;
+        let ours = scorer.score(&frame).unwrap().scores.probabilities;
         let ours_l = centred(ours.iter().map(|p| p.max(f32::MIN_POSITIVE).ln()));
         let want_l = centred(ph.logits.iter().copied());
         let dl = ours_l
@@ -396,7 +396,7 @@ fn nsfwjs_fidelity(backend: Backend) {
         assert_eq!(top, want_top, "{}: top class differs", ph.name);
         let mut q_dp = [0f32; 2];
         for (k, s) in int8_screeners.iter_mut().enumerate() {
-            let q = s.screen(&frame).unwrap().scores.probabilities;
+            let q = s.score(&frame).unwrap().scores.probabilities;
             q_dp[k] = q
                 .iter()
                 .zip(&ours)
@@ -415,8 +415,8 @@ fn nsfwjs_fidelity(backend: Backend) {
         p_max = p_max.max(dp);
     }
     if backend == Backend::Gpu {
-        assert_eq!(screener.active_backend(), ActiveBackend::Gpu);
-        assert_eq!(screener.preprocessor().fallbacks(), 0);
+        assert_eq!(scorer.active_backend(), ActiveBackend::Gpu);
+        assert_eq!(scorer.preprocessor().fallbacks(), 0);
     }
     let n = photos.len() as f32;
     println!(

@@ -47,10 +47,10 @@ fn golden_self_tests_pass(dir: &Path) {
     for variant in [Variant::Float, Variant::Int8] {
         let model = Model::load_dir(dir, variant).unwrap_or_else(|e| panic!("{variant}: {e}"));
         let manifest = model.manifest();
-        // Run the golden input again through a fresh session: same answer as the manifest.
-        let mut session = model.session().unwrap();
-        golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
-        let scores = session.run().unwrap();
+        // Run the golden input again through a fresh runner: same answer as the manifest.
+        let mut runner = model.runner().unwrap();
+        golden_input(&manifest.golden.input, &manifest.input, runner.input_mut()).unwrap();
+        let scores = runner.run().unwrap();
         // At the manifest's own tolerance, compared as the self-test does (natural logs).
         let expect = manifest.golden_for(variant).unwrap();
         let d = expect.distance(&scores.probabilities);
@@ -315,9 +315,9 @@ fn tract_quantized_softmax_is_wrong_alone_and_right_through_the_loader() {
     std::os::unix::fs::symlink(&bad, dir.path().join("qsoftmax.onnx")).unwrap();
     let model = load(dir.path(), Variant::Int8)
         .unwrap_or_else(|e| panic!("the loader should run this file right: {e}"));
-    let mut session = model.session().unwrap();
-    golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
-    let scores = session.run().unwrap().probabilities;
+    let mut runner = model.runner().unwrap();
+    golden_input(&manifest.golden.input, &manifest.input, runner.input_mut()).unwrap();
+    let scores = runner.run().unwrap().probabilities;
     let (max, _) = common::diff(&scores, &reference);
     assert!(
         max < 0.02,
@@ -338,9 +338,9 @@ fn multithreaded_inference_gives_the_single_threaded_scores() {
             };
             let model = Model::load_with(&manifest, variant, &options).unwrap();
             assert_eq!(model.threads(), threads);
-            let mut session = model.session().unwrap();
-            golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
-            session.run().unwrap().probabilities
+            let mut runner = model.runner().unwrap();
+            golden_input(&manifest.golden.input, &manifest.input, runner.input_mut()).unwrap();
+            runner.run().unwrap().probabilities
         };
         let one = scores(1);
         let two = scores(2);
@@ -365,10 +365,10 @@ fn multithreaded_inference_gives_the_single_threaded_scores() {
 #[test]
 fn the_profile_accounts_for_every_kind_of_operator() {
     let model = Model::load_dir(common::model_dir(), Variant::Float).unwrap();
-    let mut session = model.session().unwrap();
+    let mut runner = model.runner().unwrap();
     let manifest = model.manifest();
-    golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
-    let ops = session.profile(2).unwrap();
+    golden_input(&manifest.golden.input, &manifest.input, runner.input_mut()).unwrap();
+    let ops = runner.profile(2).unwrap();
     assert!(
         ops.windows(2).all(|w| w[0].per_run >= w[1].per_run),
         "{ops:?}"
@@ -380,8 +380,8 @@ fn the_profile_accounts_for_every_kind_of_operator() {
         .unwrap_or_else(|| panic!("no matrix product in {ops:?}"));
     assert!(matmul.nodes >= 50, "{matmul:?}");
     assert_eq!(ops[0].op, matmul.op, "{ops:?}");
-    // Profiling does not disturb the session.
-    let after = session.run().unwrap().probabilities;
+    // Profiling does not disturb the runner.
+    let after = runner.run().unwrap().probabilities;
     let expect = &manifest.golden_for(Variant::Float).unwrap().output;
     assert!(
         (after[1] - expect[1]).abs() < 1e-4,
@@ -424,10 +424,10 @@ fn float_depthwise_convolutions_run_on_prescreens_kernel_where_it_is_the_default
         Model::load_with(manifest, variant, &options).unwrap()
     };
     let scores = |model: &Model| {
-        let mut session = model.session().unwrap();
+        let mut runner = model.runner().unwrap();
         let m = model.manifest();
-        golden_input(&m.golden.input, &m.input, session.input_mut()).unwrap();
-        session.run().unwrap().probabilities
+        golden_input(&m.golden.input, &m.input, runner.input_mut()).unwrap();
+        runner.run().unwrap().probabilities
     };
     let portable = IntegerKernels::Portable;
     // The int8 files on the portable integer kernel take minutes under qemu, where this kernel is
@@ -504,10 +504,10 @@ fn integer_convolutions_of(dir: std::path::PathBuf, dense: usize, depthwise: usi
             .unwrap_or_else(|e| panic!("{name} {variant} with {integer_kernels:?}: {e}"))
     };
     let run = |model: &Model| {
-        let mut session = model.session().unwrap();
-        golden_input(&manifest.golden.input, &manifest.input, session.input_mut()).unwrap();
-        let scores = session.run().unwrap().probabilities;
-        (scores, session)
+        let mut runner = model.runner().unwrap();
+        golden_input(&manifest.golden.input, &manifest.input, runner.input_mut()).unwrap();
+        let scores = runner.run().unwrap().probabilities;
+        (scores, runner)
     };
     let float = load(Variant::Float, IntegerKernels::Portable);
     assert_eq!(
@@ -533,8 +533,8 @@ fn integer_convolutions_of(dir: std::path::PathBuf, dense: usize, depthwise: usi
         (pairs, fused),
         "{name}: {pairs} pairs in the file"
     );
-    let (reference, mut session) = run(&portable);
-    let ops = session.profile(1).unwrap();
+    let (reference, mut runner) = run(&portable);
+    let ops = runner.profile(1).unwrap();
     assert_eq!(
         portable.integer_convolutions(),
         dense + depthwise,

@@ -17,7 +17,7 @@
 //!   (feature `gpu`): wgpu compute shaders.
 //! * [`inference`]: tract-based loading with checksum, IO and golden self-test
 //!   ([`inference::model`]), the graph rewrite and the integer kernels.
-//! * [`stream`]: one frame through the three stages ([`stream::screener`]), which frames to score
+//! * [`stream`]: one frame through the three stages ([`stream::scorer`]), which frames to score
 //!   ([`stream::sampling`]), scores to flagged segments ([`stream::segmenter`]), and the live engine
 //!   around them ([`stream::engine`]: non-blocking submit, worker thread, events, metrics).
 //! * [`reporting`]: a closed segment as versioned JSON with JPEG evidence
@@ -28,15 +28,17 @@
 //! bindings wrap.
 //!
 //! ```no_run
-//! use prescreen_runtime::{frame::{Frame, Plane, Rotation}, manifest::Variant, stream::screener::Screener};
+//! use prescreen_runtime::{frame::{Frame, Plane, Rotation}, manifest::Variant};
+//! use prescreen_runtime::{inference::model::Model, preprocess::backend::Backend, stream::scorer::Scorer};
 //! # fn main() -> prescreen_runtime::Result<()> {
-//! let mut screener = Screener::open("models/nsfwjs", Variant::Float)?;
+//! let model = Model::load_dir("models/nsfwjs", Variant::Float)?;
+//! let mut scorer = Scorer::new(&model, Backend::Cpu)?;
 //! let (y, uv) = (vec![16u8; 1920 * 1080], vec![128u8; 1920 * 540]);
 //! let frame = Frame::nv12(1920, 1080, Plane::new(&y, 1920), Plane::new(&uv, 1920))?
 //!     .with_orientation(Rotation::R90, false)
 //!     .with_timestamp_us(33_333);
-//! let result = screener.screen(&frame)?;
-//! let labels = &screener.model().manifest().output.labels; // Drawing, Hentai, Neutral, Porn, Sexy
+//! let result = scorer.score(&frame)?;
+//! let labels = &scorer.model().manifest().output.labels; // Drawing, Hentai, Neutral, Porn, Sexy
 //! for (label, p) in labels.iter().zip(&result.scores.probabilities) {
 //!     println!("{label} {p:.4}");
 //! }

@@ -1,6 +1,6 @@
 //! Runs an evaluation: every stream of a labelled set through the real engine (the preprocessing,
 //! model, sampling, scene gate, smoothing and segmenter that phones run), every still image
-//! through the same screener, then the metrics of this module's siblings over what came out.
+//! through the same scorer, then the metrics of this module's siblings over what came out.
 //!
 //! The clock is the frames' own: each frame is submitted, then the engine is waited on until it
 //! is idle, so every frame the policy samples is scored and an evaluation runs as fast as the
@@ -21,7 +21,7 @@ use prescreen_runtime::preprocess::backend::Backend;
 use prescreen_runtime::preprocess::CpuPreprocessor;
 use prescreen_runtime::stream::engine::{Engine, EngineOptions, Event, EventSink, Thumbnail};
 use prescreen_runtime::stream::sampling::Signature;
-use prescreen_runtime::stream::screener::Screener;
+use prescreen_runtime::stream::scorer::Scorer;
 use prescreen_runtime::stream::segmenter::SegmentEvent;
 
 use super::report::{
@@ -379,7 +379,7 @@ fn score_images(
     if set.images.is_empty() {
         return Ok((vec![], 0));
     }
-    let mut screener = Screener::with_backend(model, options.backend)?;
+    let mut scorer = Scorer::new(model, options.backend)?;
     let mut signature = Signature::default();
     let mut skipped = 0;
     let labels = model.manifest().output.labels.len();
@@ -393,7 +393,7 @@ fn score_images(
                 skipped += 1;
                 return Ok(vec![0.0; labels]);
             }
-            Ok(screener.screen(&frame)?.scores.probabilities)
+            Ok(scorer.score(&frame)?.scores.probabilities)
         })
         .collect::<Result<_>>()?;
     Ok((scores, skipped))

@@ -43,15 +43,15 @@ fn bench_infer(file: &ModelFile, runs: usize, profile: bool) -> Result<()> {
     let rss_before = proc_status_kib("VmRSS");
     let started = Instant::now();
     let model = file.load()?;
-    let mut session = model.session()?;
+    let mut runner = model.runner()?;
     let m = model.manifest();
-    golden_input(&m.golden.input, &m.input, session.input_mut())?;
-    let first = session.run()?;
+    golden_input(&m.golden.input, &m.input, runner.input_mut())?;
+    let first = runner.run()?;
     let load = started.elapsed();
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
-        let scores = session.run()?;
+        let scores = runner.run()?;
         times.push(t.elapsed());
         if scores != first {
             bail!("inference is not deterministic: {scores:?} after {first:?}");
@@ -59,7 +59,7 @@ fn bench_infer(file: &ModelFile, runs: usize, profile: bool) -> Result<()> {
     }
     let s = summarize(&times);
     if profile {
-        let ops = session.profile(runs)?;
+        let ops = runner.profile(runs)?;
         let total: Duration = ops.iter().map(|o| o.per_run).sum();
         eprintln!(
             "per-operator time per run ({} runs, profiled total {:.2} ms):",

@@ -1,4 +1,4 @@
-//! Screening every frame with the screener (`screen` and `demo` without `--policy`): per-frame
+//! Screening every frame with the scorer (`screen` and `demo` without `--policy`): per-frame
 //! scores, optional JSON lines, and the stage timings printed at the end.
 
 use std::io::Write;
@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use prescreen::framegen::OwnedFrame;
 use prescreen::stats::{ms, summarize};
-use prescreen_runtime::stream::screener::Screener;
+use prescreen_runtime::stream::scorer::Scorer;
 
 use crate::args::ModelArgs;
 
 /// Collected per-frame timings and scores.
 pub(super) struct Run {
-    screener: Screener,
+    scorer: Scorer,
     json: Option<Box<dyn Write>>,
     validate: Vec<Duration>,
     preprocess: Vec<Duration>,
@@ -46,8 +46,8 @@ impl Run {
                 std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
             ))),
         };
-        let screener = Screener::with_backend(&model, args.backend.into())?;
-        let pre = screener.preprocessor();
+        let scorer = Scorer::new(&model, args.backend.into())?;
+        let pre = scorer.preprocessor();
         match pre.adapter_name() {
             Some(adapter) => eprintln!("preprocessing on the GPU: {adapter}"),
             None => match pre.gpu_error() {
@@ -56,7 +56,7 @@ impl Run {
             },
         }
         Ok(Self {
-            screener,
+            scorer,
             json,
             validate: vec![],
             preprocess: vec![],
@@ -75,14 +75,14 @@ impl Run {
             .frame()
             .with_context(|| format!("frame from {source}"))?;
         let validated = t0.elapsed();
-        let out = self.screener.screen(&frame)?;
+        let out = self.scorer.score(&frame)?;
         self.validate.push(validated);
         self.preprocess.push(out.preprocess);
         self.infer.push(out.infer);
         // Upload, dispatch and readback on the GPU (built with the `gpu` feature).
         #[cfg(feature = "gpu")]
         let gpu = self
-            .screener
+            .scorer
             .preprocessor()
             .gpu_stage_times()
             .map(|t| [t.upload, t.dispatch, t.readback]);
@@ -117,7 +117,7 @@ impl Run {
                     "preprocess": out.preprocess.as_micros() as u64,
                     "infer": out.infer.as_micros() as u64,
                 },
-                "backend": self.screener.active_backend().to_string(),
+                "backend": self.scorer.active_backend().to_string(),
                 "gpu_timing_us": gpu.map(|[upload, dispatch, readback]| serde_json::json!({
                     "upload": upload.as_micros() as u64,
                     "dispatch": dispatch.as_micros() as u64,
@@ -151,7 +151,7 @@ impl Run {
                 }
             }
         }
-        let pre = self.screener.preprocessor();
+        let pre = self.scorer.preprocessor();
         if pre.fallbacks() > 0 {
             eprintln!(
                 "GPU failed mid-stream, {} fallback(s) to the CPU: {}",

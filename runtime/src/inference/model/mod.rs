@@ -4,10 +4,10 @@
 //! tract, checks its inputs and outputs against the manifest, optimises it once, and runs the
 //! manifest's golden self-test: a model that computes the wrong scores is refused, whatever the
 //! reason (a corrupt file, a tract regression, a quantized graph tract gets wrong). A [`Model`] is
-//! shared between threads; each worker opens its own [`Session`], which owns the input tensor the
+//! shared between threads; each worker opens its own [`Runner`], which owns the input tensor the
 //! preprocessor writes into, so running a frame allocates nothing but tract's own activations.
 //!
-//! This file is the loader. `runner` holds the [`Session`] that runs the plan, `golden` the golden
+//! This file is the loader. `runner` holds the [`Runner`] that runs the plan, `golden` the golden
 //! inputs the self-test feeds it; the graph passes the loader applies are in
 //! `crate::inference::rewrite`.
 
@@ -30,7 +30,7 @@ mod golden;
 mod runner;
 
 pub use golden::golden_input;
-pub use runner::{OpTime, Scores, Session};
+pub use runner::{OpTime, Runner, Scores};
 
 /// Largest model file accepted, in bytes.
 pub const MAX_MODEL_BYTES: u64 = 1 << 30;
@@ -98,7 +98,7 @@ impl IntegerKernels {
 
 type Plan = TypedSimplePlan;
 
-/// A verified, optimised model, ready to open sessions on. Cheap to clone and share.
+/// A verified, optimised model, ready to open runners on. Cheap to clone and share.
 #[derive(Clone)]
 pub struct Model {
     inner: Arc<Inner>,
@@ -252,16 +252,16 @@ impl Model {
         &self.inner.path
     }
 
-    /// Opens a session (per-worker state and input buffer). Sessions are not shared between threads;
+    /// Opens a runner (per-worker state and input buffer). Runners are not shared between threads;
     /// open one on the thread that runs it.
-    pub fn session(&self) -> Result<Session> {
+    pub fn runner(&self) -> Result<Runner> {
         let state = self
             .inner
             .plan
             .spawn()
             .map_err(|e| Error::Inference(format!("{e:#}")))?;
         let shape = self.inner.manifest.input.shape();
-        Ok(Session {
+        Ok(Runner {
             model: self.clone(),
             state,
             input: Arc::new(Tensor::zero::<f32>(&shape).map_err(tract_err)?),
@@ -279,9 +279,9 @@ impl Model {
                 ),
             });
         };
-        let mut session = self.session()?;
-        golden_input(&manifest.golden.input, &manifest.input, session.input_mut())?;
-        let actual = match session.run() {
+        let mut runner = self.runner()?;
+        golden_input(&manifest.golden.input, &manifest.input, runner.input_mut())?;
+        let actual = match runner.run() {
             Ok(scores) => scores.probabilities,
             Err(Error::BadOutput(values)) => values,
             Err(e) => return Err(e),

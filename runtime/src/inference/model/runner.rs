@@ -1,6 +1,6 @@
-//! The runner: a worker's [`Session`] on a loaded [`Model`], which runs the optimised plan on the
+//! The runner: a worker's [`Runner`] on a loaded [`Model`], which runs the optimised plan on the
 //! input the preprocessor wrote and checks that what comes out is a probability vector
-//! ([`Scores`]); [`Session::profile`] times the plan's operators.
+//! ([`Scores`]); [`Runner::profile`] times the plan's operators.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -33,22 +33,22 @@ impl Scores {
 }
 
 /// Per-worker inference state: tract's state and the input tensor.
-pub struct Session {
+pub struct Runner {
     pub(super) model: Model,
     pub(super) state: TypedSimpleState,
     pub(super) input: Arc<Tensor>,
 }
 
-impl std::fmt::Debug for Session {
+impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
+        f.debug_struct("Runner")
             .field("model", &self.model)
             .finish_non_exhaustive()
     }
 }
 
-impl Session {
-    /// The model this session runs.
+impl Runner {
+    /// The model this runner runs.
     pub fn model(&self) -> &Model {
         &self.model
     }
@@ -90,7 +90,7 @@ impl Session {
     }
 }
 
-/// Time one kind of tract operator took in [`Session::profile`].
+/// Time one kind of tract operator took in [`Runner::profile`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpTime {
     /// tract's name for the operator (after optimisation, e.g. `OptMatMul`).
@@ -101,7 +101,7 @@ pub struct OpTime {
     pub per_run: std::time::Duration,
 }
 
-impl Session {
+impl Runner {
     /// Runs the model `runs` times on the current input, timing every node, and returns the time
     /// per run each kind of operator took, largest first: where inference time goes (the harness's
     /// `bench-infer --profile`). Timing each node adds a little to the total.
@@ -127,7 +127,7 @@ impl Session {
     }
 }
 
-/// Time spent per kind of operator over one or more runs ([`Session::profile`]).
+/// Time spent per kind of operator over one or more runs ([`Runner::profile`]).
 #[derive(Default)]
 pub(super) struct OpTally {
     /// Per operator name: the nodes seen running it, and the time they took together.

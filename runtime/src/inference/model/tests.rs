@@ -97,13 +97,13 @@ fn a_loaded_model_describes_itself() {
         text.contains("Float") && text.contains("redness.onnx"),
         "{text}"
     );
-    let session = m.session().unwrap();
-    let text = format!("{session:?}");
+    let runner = m.runner().unwrap();
+    let text = format!("{runner:?}");
     assert!(
-        text.starts_with("Session") && text.contains("\"redness\""),
+        text.starts_with("Runner") && text.contains("\"redness\""),
         "{text}"
     );
-    assert_eq!(session.model().manifest().id, "redness");
+    assert_eq!(runner.model().manifest().id, "redness");
 }
 
 /// One to [`MAX_THREADS`] threads are accepted, none or more are refused as an invalid
@@ -269,14 +269,14 @@ fn a_manifest_that_does_not_describe_the_file_is_refused() {
     }
 }
 
-/// A session's input is the manifest's tensor, written by the caller and read by each run: a
+/// A runner's input is the manifest's tensor, written by the caller and read by each run: a
 /// white picture, then a red one, score what the classifier's weights say (worked out here), the
 /// second through a fresh buffer if tract kept the first. Fails if `input_mut` handed out
 /// another buffer than the one run reads, or `run` lost the scores.
 #[test]
 fn a_session_scores_what_was_written_into_its_input() {
     let m = load(&redness()).unwrap();
-    let mut s = m.session().unwrap();
+    let mut s = m.runner().unwrap();
     for rgb in [[1.0f32, 1.0, 1.0], [1.0, 0.0, 0.0], [0.6, 0.2, 0.3]] {
         let input = s.input_mut();
         assert_eq!(input.len(), 32 * 32 * 3);
@@ -379,7 +379,7 @@ fn golden_inputs_follow_their_formulas() {
 #[test]
 fn the_profile_lists_each_operator_kind_once_largest_first() {
     let m = load(&redness()).unwrap();
-    let mut s = m.session().unwrap();
+    let mut s = m.runner().unwrap();
     let times = s.profile(3).unwrap();
     assert!(!times.is_empty());
     let total_nodes: usize = times.iter().map(|t| t.nodes).sum();
@@ -441,7 +441,7 @@ fn the_profile_tally_averages_each_operator_over_the_runs() {
 /// of a thread of its pool (none without one).
 fn executor_threads(m: &Model) -> (usize, Vec<String>) {
     use tract_linalg::multithread::{current_tract_executor, Executor};
-    let mut s = m.session().unwrap();
+    let mut s = m.runner().unwrap();
     let input = s.input.clone().into_tvalue();
     let mut seen = Vec::new();
     s.state

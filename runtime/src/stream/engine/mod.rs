@@ -29,7 +29,7 @@ use crate::inference::model::Model;
 use crate::policy::Policy;
 use crate::preprocess::backend::Backend;
 use crate::stream::sampling::{Gate, Sampler, Signature};
-use crate::stream::screener::Screener;
+use crate::stream::scorer::Scorer;
 use crate::stream::segmenter::{SegmentEvent, Segmenter};
 
 use buffers::{FrameBuf, Front, Pixels};
@@ -237,13 +237,13 @@ impl Engine {
                     log::debug!("could not lower the worker thread's priority: {e}");
                 }
                 // The session is opened on the thread that runs it.
-                match Screener::with_backend(&model, options.backend) {
-                    Ok(screener) => {
-                        lock(&worker_shared.latencies).backend = Some(screener.active_backend());
+                match Scorer::new(&model, options.backend) {
+                    Ok(scorer) => {
+                        lock(&worker_shared.latencies).backend = Some(scorer.active_backend());
                         let _ = ready_tx.send(Ok(()));
                         Worker {
                             shared: worker_shared,
-                            screener,
+                            scorer,
                             segmenter,
                             thumbnails: Thumbnailer::new(evidence_size),
                             sink,

@@ -10,12 +10,12 @@ use super::buffers::{keep_spares, FrameBuf};
 use super::thumbnails::Thumbnailer;
 use super::{lock, EngineOptions, Event, EventSink, Shared};
 use crate::error::Error;
-use crate::stream::screener::Screener;
+use crate::stream::scorer::Scorer;
 use crate::stream::segmenter::{SegmentEvent, Segmenter};
 
 pub(super) struct Worker {
     pub(super) shared: Arc<Shared>,
-    pub(super) screener: Screener,
+    pub(super) scorer: Scorer,
     pub(super) segmenter: Segmenter,
     pub(super) thumbnails: Thumbnailer,
     pub(super) sink: EventSink,
@@ -74,7 +74,7 @@ impl Worker {
     fn score(&mut self, buf: &FrameBuf, events: &mut Vec<SegmentEvent>) {
         let s = &*self.shared;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match buf.frame() {
-            Ok(frame) => self.screener.screen(&frame),
+            Ok(frame) => self.scorer.score(&frame),
             Err(e) => Err(Error::Frame(e)),
         }));
         let screened = match result {
@@ -87,8 +87,8 @@ impl Worker {
             let mut m = lock(&s.latencies);
             m.preprocess.record(screened.preprocess);
             m.infer.record(screened.infer);
-            m.backend = Some(self.screener.active_backend());
-            m.gpu_fallbacks = self.screener.preprocessor().fallbacks();
+            m.backend = Some(self.scorer.active_backend());
+            m.gpu_fallbacks = self.scorer.preprocessor().fallbacks();
         }
         let t = buf.timestamp_us;
         if let Some(at) = buf.submitted {

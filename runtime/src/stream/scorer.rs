@@ -1,17 +1,15 @@
 //! One worker's pipeline: preprocess a frame straight into the model's input, run the model.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::frame::Frame;
-use crate::inference::model::{Model, Scores, Session};
-use crate::manifest::Variant;
+use crate::inference::model::{Model, Runner, Scores};
 use crate::preprocess::backend::{ActiveBackend, Backend, Preprocessor};
 
 /// The scores of one frame and how long each stage took.
 #[derive(Clone, Debug)]
-pub struct Screened {
+pub struct ScoredFrame {
     /// Probabilities per label.
     pub scores: Scores,
     /// Time spent turning the frame into the input tensor.
@@ -20,44 +18,26 @@ pub struct Screened {
     pub infer: Duration,
 }
 
-/// Preprocessor and inference session of one worker. Not shared between threads: open one per
+/// Preprocessor and inference runner of one worker. Not shared between threads: open one per
 /// worker from a shared [`Model`].
 #[derive(Debug)]
-pub struct Screener {
+pub struct Scorer {
     preprocessor: Preprocessor,
-    session: Session,
+    runner: Runner,
 }
 
-impl Screener {
-    /// Loads the model in `dir` (checksum, IO check, golden self-test) and opens a screener on it.
-    pub fn open(dir: impl AsRef<Path>, variant: Variant) -> Result<Self> {
-        Self::new(&Model::load_dir(dir, variant)?)
-    }
-
-    /// Like [`Screener::open`], preprocessing on `backend`.
-    pub fn open_with_backend(
-        dir: impl AsRef<Path>,
-        variant: Variant,
-        backend: Backend,
-    ) -> Result<Self> {
-        Self::with_backend(&Model::load_dir(dir, variant)?, backend)
-    }
-
-    /// A screener on an already loaded model, preprocessing on the CPU.
-    pub fn new(model: &Model) -> Result<Self> {
-        Self::with_backend(model, Backend::Cpu)
-    }
-
-    /// A screener on an already loaded model, preprocessing on `backend` (see [`Preprocessor`]).
-    pub fn with_backend(model: &Model, backend: Backend) -> Result<Self> {
+impl Scorer {
+    /// A scorer on a loaded model (see [`Model::load_dir`]), preprocessing on `backend` (see
+    /// [`Preprocessor`]).
+    pub fn new(model: &Model, backend: Backend) -> Result<Self> {
         Self::with_preprocessor(model, Preprocessor::new(&model.manifest().input, backend)?)
     }
 
-    /// A screener on an already loaded model with a preprocessor made for its input.
+    /// A scorer on an already loaded model with a preprocessor made for its input.
     pub fn with_preprocessor(model: &Model, preprocessor: Preprocessor) -> Result<Self> {
         Ok(Self {
             preprocessor,
-            session: model.session()?,
+            runner: model.runner()?,
         })
     }
 
@@ -78,16 +58,16 @@ impl Screener {
 
     /// The model.
     pub fn model(&self) -> &Model {
-        self.session.model()
+        self.runner.model()
     }
 
     /// Scores one frame.
-    pub fn screen(&mut self, frame: &Frame<'_>) -> Result<Screened> {
+    pub fn score(&mut self, frame: &Frame<'_>) -> Result<ScoredFrame> {
         let start = Instant::now();
-        self.preprocessor.run(frame, self.session.input_mut())?;
+        self.preprocessor.run(frame, self.runner.input_mut())?;
         let preprocessed = Instant::now();
-        let scores = self.session.run()?;
-        Ok(Screened {
+        let scores = self.runner.run()?;
+        Ok(ScoredFrame {
             scores,
             preprocess: preprocessed - start,
             infer: preprocessed.elapsed(),
