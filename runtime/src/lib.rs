@@ -28,8 +28,7 @@
 //! bindings wrap.
 //!
 //! ```no_run
-//! use prescreen_runtime::{frame::{Frame, Plane, Rotation}, manifest::Variant};
-//! use prescreen_runtime::{inference::model::Model, preprocess::backend::Backend, stream::scorer::Scorer};
+//! use prescreen_runtime::{Backend, Frame, Model, Plane, Rotation, Scorer, Variant};
 //! # fn main() -> prescreen_runtime::Result<()> {
 //! let model = Model::load_dir("models/nsfwjs", Variant::Float)?;
 //! let mut scorer = Scorer::new(&model, Backend::Cpu)?;
@@ -67,3 +66,15 @@ pub mod session;
 pub use inference::qconv::fuzzing;
 
 pub use error::{Error, ErrorKind, GpuError, Result};
+
+// What a host needs, at the crate root: the app-facing session, the pieces for driving the stages
+// directly (a desktop tool, a test), and the frame types both use. Everything else is reached
+// through its stage's module.
+pub use frame::{ColorMatrix, ColorRange, Frame, FrameError, PixelFormat, Plane, Rotation};
+pub use inference::model::{LoadOptions, Model, Scores};
+pub use manifest::{Manifest, Variant};
+pub use policy::Policy;
+pub use preprocess::backend::Backend;
+pub use session::{Session, SessionConfig, SessionEvent, SessionMetrics};
+pub use stream::engine::{CameraBuffer, Engine, EngineOptions, Event, Submitted};
+pub use stream::scorer::Scorer;
