@@ -24,8 +24,12 @@ impl CameraBuffer for Lent {
 
 fn bench(c: &mut Criterion) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let model = Model::load_dir(root.join("models/redness"), Variant::Float)
-        .unwrap_or_else(|e| panic!("test classifier not built ({e}); run `make model` first"));
+    let model = Model::load_dir(
+        root.join("models/redness"),
+        Variant::Float,
+        &prescreen_runtime::LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("test classifier not built ({e}); run `make model` first"));
     let text = std::fs::read_to_string(root.join("models/policies/redness.toml")).unwrap();
     let policy = Policy::parse(
         &text

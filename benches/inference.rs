@@ -18,7 +18,7 @@ fn bench(c: &mut Criterion) {
             .join("models")
             .join(name);
         for variant in [Variant::Float, Variant::Int8] {
-            let model = match Model::load_dir_with(
+            let model = match Model::load_dir(
                 &dir,
                 variant,
                 &LoadOptions {

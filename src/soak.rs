@@ -174,7 +174,11 @@ impl SoakResult {
 
 /// Runs the soak; `on_sample` sees every sample as it is taken (warm-up included).
 pub fn run(config: &SoakConfig, mut on_sample: impl FnMut(&Sample)) -> Result<SoakResult> {
-    let model = Model::load_dir(&config.model_dir, Variant::Float)?;
+    let model = Model::load_dir(
+        &config.model_dir,
+        Variant::Float,
+        &prescreen_runtime::LoadOptions::default(),
+    )?;
     let policy = Policy::load(&config.policy)?;
     let outbox = Arc::new(
         Outbox::open(config.workdir.join("outbox"), OutboxOptions::default())

@@ -26,7 +26,12 @@ fn redness() -> Model {
         dir.join("redness.onnx").is_file(),
         "TEST CLASSIFIER NOT BUILT: run `make model` (models/test_classifier.py) first"
     );
-    Model::load_dir(dir, Variant::Float).unwrap()
+    Model::load_dir(
+        dir,
+        Variant::Float,
+        &prescreen_runtime::LoadOptions::default(),
+    )
+    .unwrap()
 }
 
 fn policy(overrides: &[(&str, &str)]) -> Policy {
@@ -360,7 +365,12 @@ fn the_sample_stream_gives_no_segment_and_sends_zero_bytes() {
 }
 
 fn sample_stream_sends_nothing(model_dir: &str, policy_file: &str) {
-    let model = Model::load_dir(common::root().join(model_dir), Variant::Float).unwrap();
+    let model = Model::load_dir(
+        common::root().join(model_dir),
+        Variant::Float,
+        &prescreen_runtime::LoadOptions::default(),
+    )
+    .unwrap();
     let p = Policy::load(common::root().join(policy_file)).unwrap();
     let mut stream =
         SampleStream::new(common::root().join("models/photos"), 1920, 1080, 30, 0.5).unwrap();
@@ -417,7 +427,12 @@ fn sample_stream_sends_nothing(model_dir: &str, policy_file: &str) {
 /// pixels (32 at 1080p) through `model_dir` under `policy_file`, with its quality gate on or off.
 fn blurred_sample_stream(model_dir: &str, policy_file: &str, gate: bool) -> (usize, Metrics) {
     let root = common::root();
-    let model = Model::load_dir(root.join(model_dir), Variant::Float).unwrap();
+    let model = Model::load_dir(
+        root.join(model_dir),
+        Variant::Float,
+        &prescreen_runtime::LoadOptions::default(),
+    )
+    .unwrap();
     let mut p = Policy::load(root.join(policy_file)).unwrap();
     assert!(p.quality.enabled, "{policy_file} gates on quality");
     p.quality.enabled = gate;

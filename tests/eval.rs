@@ -17,8 +17,12 @@ use prescreen_runtime::policy::Policy;
 
 fn redness() -> (Model, Policy) {
     let root = common::root();
-    let model = Model::load_dir(root.join("models/redness"), Variant::Float)
-        .expect("models/redness is built by `make model`");
+    let model = Model::load_dir(
+        root.join("models/redness"),
+        Variant::Float,
+        &prescreen_runtime::LoadOptions::default(),
+    )
+    .expect("models/redness is built by `make model`");
     let policy = Policy::load(root.join("models/policies/redness.toml")).unwrap();
     (model, policy)
 }

@@ -112,7 +112,7 @@ fn gpu_present(what: &str) -> bool {
 /// f32 kernels throughout.
 fn int8_both_ways(dir: &std::path::Path) -> (Model, Model) {
     let with = |integer_kernels| {
-        Model::load_dir_with(
+        Model::load_dir(
             dir,
             Variant::Int8,
             &LoadOptions {
@@ -122,7 +122,7 @@ fn int8_both_ways(dir: &std::path::Path) -> (Model, Model) {
         )
         .unwrap()
     };
-    let int8 = Model::load_dir(dir, Variant::Int8).unwrap();
+    let int8 = Model::load_dir(dir, Variant::Int8, &LoadOptions::default()).unwrap();
     let integer = match int8.integer_kernel() {
         Some(_) => int8,
         None => with(IntegerKernels::Portable),
@@ -139,7 +139,7 @@ fn fidelity(backend: Backend) {
         photos.len()
     );
     let dir = common::model_dir();
-    let float = Model::load_dir(&dir, Variant::Float).unwrap();
+    let float = Model::load_dir(&dir, Variant::Float, &LoadOptions::default()).unwrap();
     let (integer, tract_int8) = int8_both_ways(&dir);
     let (mut sf, mut sq, mut st) = (
         Scorer::new(&float, backend).unwrap(),
@@ -348,7 +348,7 @@ fn nsfwjs_fidelity(backend: Backend) {
         photos.len()
     );
     let dir = common::root().join("models/nsfwjs");
-    let model = Model::load_dir(&dir, Variant::Float).unwrap();
+    let model = Model::load_dir(&dir, Variant::Float, &LoadOptions::default()).unwrap();
     let labels = &model.manifest().output.labels;
     assert_eq!(labels, &["Drawing", "Hentai", "Neutral", "Porn", "Sexy"]);
     let mut scorer = Scorer::new(&model, backend).unwrap();

@@ -133,7 +133,12 @@ fn policy_numbers_outside_their_ranges_are_refused_by_name() {
 }
 
 fn redness() -> Model {
-    Model::load_dir(common::root().join("models/redness"), Variant::Float).unwrap()
+    Model::load_dir(
+        common::root().join("models/redness"),
+        Variant::Float,
+        &prescreen_runtime::LoadOptions::default(),
+    )
+    .unwrap()
 }
 
 /// A policy for another model's labels would flag nothing: the engine, and so every session and
@@ -219,7 +224,11 @@ fn model_manifest_and_policy_files_that_are_not_regular_files_are_refused_at_onc
         } else {
             std::os::unix::fs::symlink("/dev/zero", &model).unwrap();
         }
-        match Model::load_dir(dir.path(), Variant::Float) {
+        match Model::load_dir(
+            dir.path(),
+            Variant::Float,
+            &prescreen_runtime::LoadOptions::default(),
+        ) {
             Err(Error::Io { source, .. }) => {
                 assert_eq!(source.kind(), std::io::ErrorKind::InvalidInput, "{hostile}")
             }

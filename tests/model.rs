@@ -31,7 +31,7 @@ fn sha256(path: &Path) -> String {
 }
 
 fn load(dir: &Path, variant: Variant) -> Result<Model, Error> {
-    Model::load(&Manifest::load(dir)?, variant)
+    Model::load(&Manifest::load(dir)?, variant, &LoadOptions::default())
 }
 
 /// Both models, both variants: `make test-arm` runs this on the three emulated CPUs, so each int8
@@ -45,7 +45,8 @@ fn both_variants_load_and_pass_their_golden_self_test() {
 
 fn golden_self_tests_pass(dir: &Path) {
     for variant in [Variant::Float, Variant::Int8] {
-        let model = Model::load_dir(dir, variant).unwrap_or_else(|e| panic!("{variant}: {e}"));
+        let model = Model::load_dir(dir, variant, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{variant}: {e}"));
         let manifest = model.manifest();
         // Run the golden input again through a fresh runner: same answer as the manifest.
         let mut runner = model.runner().unwrap();
@@ -336,7 +337,7 @@ fn multithreaded_inference_gives_the_single_threaded_scores() {
                 threads,
                 ..LoadOptions::default()
             };
-            let model = Model::load_with(&manifest, variant, &options).unwrap();
+            let model = Model::load(&manifest, variant, &options).unwrap();
             assert_eq!(model.threads(), threads);
             let mut runner = model.runner().unwrap();
             golden_input(&manifest.golden.input, &manifest.input, runner.input_mut()).unwrap();
@@ -348,7 +349,7 @@ fn multithreaded_inference_gives_the_single_threaded_scores() {
         assert!(max < 1e-5, "{variant}: 1 thread {one:?}, 2 threads {two:?}");
     }
     for threads in [0, MAX_THREADS + 1] {
-        match Model::load_with(
+        match Model::load(
             &manifest,
             Variant::Float,
             &LoadOptions {
@@ -364,7 +365,8 @@ fn multithreaded_inference_gives_the_single_threaded_scores() {
 
 #[test]
 fn the_profile_accounts_for_every_kind_of_operator() {
-    let model = Model::load_dir(common::model_dir(), Variant::Float).unwrap();
+    let model =
+        Model::load_dir(common::model_dir(), Variant::Float, &LoadOptions::default()).unwrap();
     let mut runner = model.runner().unwrap();
     let manifest = model.manifest();
     golden_input(&manifest.golden.input, &manifest.input, runner.input_mut()).unwrap();
@@ -421,7 +423,7 @@ fn float_depthwise_convolutions_run_on_prescreens_kernel_where_it_is_the_default
             integer_kernels,
             ..LoadOptions::default()
         };
-        Model::load_with(manifest, variant, &options).unwrap()
+        Model::load(manifest, variant, &options).unwrap()
     };
     let scores = |model: &Model| {
         let mut runner = model.runner().unwrap();
@@ -500,7 +502,7 @@ fn integer_convolutions_of(dir: std::path::PathBuf, dense: usize, depthwise: usi
             integer_kernels,
             ..LoadOptions::default()
         };
-        Model::load_with(&manifest, variant, &options)
+        Model::load(&manifest, variant, &options)
             .unwrap_or_else(|e| panic!("{name} {variant} with {integer_kernels:?}: {e}"))
     };
     let run = |model: &Model| {

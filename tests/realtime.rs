@@ -308,7 +308,12 @@ fn held_worker(model: &Model, camera: &mut Camera, handover: Handover) {
 /// One test, so the runs never overlap (the harness runs tests of a binary in parallel).
 #[test]
 fn submit_never_blocks_the_camera_thread() {
-    let model = Model::load_dir(common::model_dir(), Variant::Float).unwrap();
+    let model = Model::load_dir(
+        common::model_dir(),
+        Variant::Float,
+        &prescreen_runtime::LoadOptions::default(),
+    )
+    .unwrap();
     let mut camera = Camera::new();
     for handover in [Handover::Lent, Handover::Borrowed] {
         default_policy(&model, &mut camera, handover);

@@ -28,9 +28,9 @@
 //! bindings wrap.
 //!
 //! ```no_run
-//! use prescreen_runtime::{Backend, Frame, Model, Plane, Rotation, Scorer, Variant};
+//! use prescreen_runtime::{Backend, Frame, LoadOptions, Model, Plane, Rotation, Scorer, Variant};
 //! # fn main() -> prescreen_runtime::Result<()> {
-//! let model = Model::load_dir("models/nsfwjs", Variant::Float)?;
+//! let model = Model::load_dir("models/nsfwjs", Variant::Float, &LoadOptions::default())?;
 //! let mut scorer = Scorer::new(&model, Backend::Cpu)?;
 //! let (y, uv) = (vec![16u8; 1920 * 1080], vec![128u8; 1920 * 540]);
 //! let frame = Frame::nv12(1920, 1080, Plane::new(&y, 1920), Plane::new(&uv, 1920))?

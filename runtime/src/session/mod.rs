@@ -168,7 +168,7 @@ impl Session {
             threads: config.inference_threads,
             ..LoadOptions::default()
         };
-        let model = Model::load_dir_with(&config.model_dir, config.variant, &options)?;
+        let model = Model::load_dir(&config.model_dir, config.variant, &options)?;
         let policy = Policy::load(&config.policy_path)?;
         let (tx, rx) = mpsc::channel::<SessionEvent>();
         let outbox_tx = tx.clone();

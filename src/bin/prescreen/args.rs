@@ -91,7 +91,7 @@ impl ModelFile {
             integer_kernels: self.integer_kernels.into(),
             float_depthwise: LoadOptions::default().float_depthwise && !self.tract_depthwise,
         };
-        Model::load_dir_with(&self.model_dir, self.variant.into(), &options).with_context(|| {
+        Model::load_dir(&self.model_dir, self.variant.into(), &options).with_context(|| {
             format!(
                 "loading the model from {} (run `make model` to fetch it)",
                 self.model_dir.display()

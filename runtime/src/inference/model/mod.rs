@@ -130,13 +130,9 @@ impl std::fmt::Debug for Model {
 
 impl Model {
     /// Loads, verifies and optimises the `variant` file of `manifest`, then runs the golden
-    /// self-test, with the default [`LoadOptions`] (one thread).
-    pub fn load(manifest: &Manifest, variant: Variant) -> Result<Self> {
-        Self::load_with(manifest, variant, &LoadOptions::default())
-    }
-
-    /// [`Model::load`] with options.
-    pub fn load_with(manifest: &Manifest, variant: Variant, options: &LoadOptions) -> Result<Self> {
+    /// self-test; `options` says how it runs ([`LoadOptions::default`]: one thread, the fastest
+    /// integer kernel this CPU has).
+    pub fn load(manifest: &Manifest, variant: Variant, options: &LoadOptions) -> Result<Self> {
         if !(1..=MAX_THREADS).contains(&options.threads) {
             return Err(Error::InvalidArgument(format!(
                 "threads must be 1 to {MAX_THREADS}, got {}",
@@ -186,18 +182,13 @@ impl Model {
         Ok(model)
     }
 
-    /// Loads the model from a folder holding `model.toml` and the fetched files.
-    pub fn load_dir(dir: impl AsRef<Path>, variant: Variant) -> Result<Self> {
-        Self::load(&Manifest::load(dir)?, variant)
-    }
-
-    /// [`Model::load_dir`] with options.
-    pub fn load_dir_with(
+    /// [`Model::load`] from a folder holding `model.toml` and the fetched files.
+    pub fn load_dir(
         dir: impl AsRef<Path>,
         variant: Variant,
         options: &LoadOptions,
     ) -> Result<Self> {
-        Self::load_with(&Manifest::load(dir)?, variant, options)
+        Self::load(&Manifest::load(dir)?, variant, options)
     }
 
     /// Threads inference uses ([`LoadOptions::threads`]).

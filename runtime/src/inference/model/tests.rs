@@ -61,7 +61,7 @@ fn golden_output() -> (String, [f64; 2]) {
 }
 
 fn load(dir: &Path) -> Result<Model> {
-    Model::load_dir(dir, Variant::Float)
+    Model::load_dir(dir, Variant::Float, &LoadOptions::default())
 }
 
 /// The probability of `red` for a picture of mean colour `rgb` in [0, 1], worked out from
@@ -115,7 +115,7 @@ fn threads_must_be_one_to_max_threads() {
             threads,
             ..LoadOptions::default()
         };
-        let e = Model::load_dir_with(redness(), Variant::Float, &options).unwrap_err();
+        let e = Model::load_dir(redness(), Variant::Float, &options).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{threads}: {e}");
     }
     for threads in [1, 2, MAX_THREADS] {
@@ -123,7 +123,7 @@ fn threads_must_be_one_to_max_threads() {
             threads,
             ..LoadOptions::default()
         };
-        let m = Model::load_dir_with(redness(), Variant::Float, &options).unwrap();
+        let m = Model::load_dir(redness(), Variant::Float, &options).unwrap();
         assert_eq!(m.threads(), threads);
     }
 }
@@ -476,7 +476,7 @@ fn inference_runs_on_a_pool_of_the_threads_asked_for() {
             threads,
             ..LoadOptions::default()
         };
-        let m = Model::load_dir_with(redness(), Variant::Float, &options).unwrap();
+        let m = Model::load_dir(redness(), Variant::Float, &options).unwrap();
         let (seen, names) = executor_threads(&m);
         assert_eq!(seen, threads);
         if threads == 1 {
