@@ -147,11 +147,6 @@ impl Taps {
         self.start.len()
     }
 
-    /// True when there are no output samples.
-    pub fn is_empty(&self) -> bool {
-        self.start.is_empty()
-    }
-
     /// First source sample read and the weights of output sample `i`.
     #[inline(always)]
     pub fn window(&self, i: usize) -> (usize, &[i32]) {

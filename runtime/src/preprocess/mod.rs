@@ -10,10 +10,10 @@
 pub mod backend;
 mod color;
 mod cpu;
-pub mod geometry;
+pub(crate) mod geometry;
 #[cfg(feature = "gpu")]
 pub mod gpu;
-pub mod kernel;
+pub(crate) mod kernel;
 pub mod reference;
 
 pub use color::YuvToRgb;

@@ -3,7 +3,7 @@
 //! Slow and plain on purpose: every output pixel is computed on its own, in `f64`, by following its
 //! centre back through mirror, rotation, crop and resize to a point in the stored frame, and
 //! filtering the planes around that point with PIL's antialiased bilinear weights. It shares nothing
-//! with the backends but the manifest's resize/crop arithmetic ([`super::geometry::upright_layout`]),
+//! with the backends but the manifest's resize/crop arithmetic (`geometry::upright_layout`),
 //! which the fidelity test checks against PIL itself. Tests hold every backend to it.
 //!
 //! With [`Filter::BilinearAlignCorners`] the centre of output pixel `i` of `n` maps instead to the

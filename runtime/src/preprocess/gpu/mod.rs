@@ -1,7 +1,7 @@
 //! The GPU backend (feature `gpu`): preprocessing with wgpu compute shaders (`shaders/*.wgsl`).
 //!
 //! Same contract and same arithmetic as the CPU path ([`crate::preprocess`]): the shared
-//! [`Plan`] says what to sample, the shared filter tables ([`Taps`], the manifest filter's weights
+//! [`Plan`] says what to sample, the shared filter tables (`Taps`, the manifest filter's weights
 //! in 22-bit fixed point) say how, and are computed on the CPU once per geometry and uploaded once.
 //! Two passes:
 //!
@@ -19,7 +19,6 @@
 //! ([`GpuPreprocessor::submit`] / [`GpuPreprocessor::receive`]).
 //!
 //! [`Plan`]: crate::preprocess::geometry::Plan
-//! [`Taps`]: crate::preprocess::kernel::Taps
 //! [`Signature`]: crate::stream::sampling::Signature
 
 mod buffers;
