@@ -7,6 +7,8 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use prescreen::framegen::OwnedFrame;
 use prescreen_runtime::frame::{ColorMatrix, ColorRange, FrameError, PixelFormat, PlaneKind};
+use prescreen_runtime::inference::model::{LoadOptions, Model};
+use prescreen_runtime::policy::Policy;
 use prescreen_runtime::preprocess::backend::Backend;
 use prescreen_runtime::reporting::outbox::OutboxEvent;
 use prescreen_runtime::session::{
@@ -147,6 +149,41 @@ fn a_session_reports_its_segment_survives_reopening_and_acks() {
         ErrorKind::InvalidArgument
     );
     drop(again); // Drop closes.
+}
+
+/// The desktop harness without `--outbox`: a model and a policy the host loaded, segments as
+/// usual, and no outbox, no reports, no stream id to check. The outbox API acts as an empty one.
+#[test]
+fn a_session_without_reports_screens_and_opens_no_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let mut c = config(&outbox, "");
+    c.store_reports = false;
+    let model = Model::load_dir_with(&c.model_dir, c.variant, &LoadOptions::default()).unwrap();
+    let policy = Policy::load(&c.policy_path).unwrap();
+    let (l, rx) = listener();
+    let session = Session::open_with(&model, &policy, &c, l).unwrap();
+    stream(&session);
+    let id = "0".repeat(32);
+    assert!(session.pending_reports().unwrap().is_empty());
+    let unknown = session.read_report(&id).unwrap_err().kind();
+    assert_eq!(unknown, ErrorKind::UnknownReport);
+    assert!(!session.ack(&id).unwrap());
+    let bad = session.ack("not an id").unwrap_err().kind();
+    assert_eq!(bad, ErrorKind::InvalidArgument);
+    let m = session.close().unwrap().unwrap();
+    assert_eq!((m.outbox.pending, m.reports_lost), (0, 0));
+    let events: Vec<SessionEvent> = rx.try_iter().collect();
+    let closed = |e: &SessionEvent| matches!(e, SessionEvent::Segment(SegmentEvent::Closed(_)));
+    assert_eq!(events.iter().filter(|e| closed(e)).count(), 1, "{events:?}");
+    let reporting = |e: &SessionEvent| {
+        matches!(
+            e,
+            SessionEvent::ReportQueued { .. } | SessionEvent::Outbox(_)
+        )
+    };
+    assert!(!events.iter().any(reporting), "{events:?}");
+    assert!(!outbox.exists());
 }
 
 #[test]

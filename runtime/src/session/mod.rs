@@ -1,8 +1,9 @@
 //! One screened stream with its reports, as an app holds it: the object the Android (JNI) and iOS
 //! (UniFFI) bindings wrap, so that every behaviour lives here and the bindings only convert.
 //!
-//! A [`Session`] loads the model and the policy, opens the durable outbox, starts the
-//! [`Engine`] with every closed segment turned into a report, and delivers events to the host's
+//! A [`Session`] loads the model and the policy (or takes them loaded: [`Session::open_with`]),
+//! opens the durable outbox, starts the [`Engine`] with every closed segment turned into a report
+//! (or, without [`SessionConfig::store_reports`], screens only), and delivers events to the host's
 //! [`SessionListener`] on a thread of its own (`prescreen-events`), so a slow listener never
 //! delays inference. Every method takes `&self` and may be called from any thread; after
 //! [`Session::close`] every method but `close` fails with [`Error::Closed`].
@@ -36,8 +37,10 @@ use crate::reporting::outbox::{
     reporting_sink, Outbox, OutboxEvent, OutboxMetrics, OutboxOptions, PendingReport,
     ReportingStats,
 };
-use crate::reporting::report::{default_device_class, ReportContext};
-use crate::stream::engine::{CameraBuffer, Engine, EngineOptions, Event, Metrics, Submitted};
+use crate::reporting::report::{check_id, default_device_class, ReportContext};
+use crate::stream::engine::{
+    CameraBuffer, Engine, EngineOptions, Event, EventSink, Metrics, Submitted,
+};
 use crate::stream::segmenter::SegmentEvent;
 
 /// Everything a session needs to start.
@@ -52,6 +55,13 @@ pub struct SessionConfig {
     /// The outbox folder (created if missing; reports left there by an earlier session stay
     /// pending).
     pub outbox_dir: PathBuf,
+    /// Store a report of every closed segment in the outbox (default true). When false the session
+    /// only screens: no outbox is opened (`outbox_dir` is not read), no
+    /// [`SessionEvent::ReportQueued`] or [`SessionEvent::Outbox`] comes, the stream id is not
+    /// checked, and the session acts as if its outbox were empty ([`Session::pending_reports`] is
+    /// empty, [`Session::read_report`] fails with [`Error::UnknownReport`], [`Session::ack`]
+    /// returns false). For the desktop harness screening without `--outbox`.
+    pub store_reports: bool,
     /// The stream's id, part of every report id and report. Not user data: an opaque id the app
     /// chooses.
     pub stream_id: String,
@@ -68,8 +78,8 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// A configuration with the defaults: float model, `auto` backend, no per-frame scores, a
-    /// 32 MiB outbox, one inference thread.
+    /// A configuration with the defaults: float model, `auto` backend, no per-frame scores, reports
+    /// stored in a 32 MiB outbox, one inference thread.
     pub fn new(
         model_dir: impl Into<PathBuf>,
         policy_path: impl Into<PathBuf>,
@@ -81,6 +91,7 @@ impl SessionConfig {
             variant: Variant::Float,
             policy_path: policy_path.into(),
             outbox_dir: outbox_dir.into(),
+            store_reports: true,
             stream_id: stream_id.into(),
             backend: Backend::Auto,
             emit_scores: false,
@@ -133,7 +144,8 @@ pub struct SessionMetrics {
 
 struct Live {
     engine: Engine,
-    outbox: Arc<Outbox>,
+    /// `None` without [`SessionConfig::store_reports`].
+    outbox: Option<Arc<Outbox>>,
     stats: Arc<ReportingStats>,
     events: Option<JoinHandle<()>>,
 }
@@ -157,60 +169,71 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Loads the model (checksum, IO and golden self-test) and the policy, opens the outbox, and
     /// starts the engine and the events thread.
-    pub fn open(config: &SessionConfig, mut listener: SessionListener) -> Result<Self> {
-        if config.stream_id.is_empty() || config.stream_id.len() > 256 {
-            return Err(Error::InvalidArgument(format!(
-                "a stream id has 1 to 256 bytes, got {}",
-                config.stream_id.len()
-            )));
-        }
+    pub fn open(config: &SessionConfig, listener: SessionListener) -> Result<Self> {
+        check_stream_id(config)?;
         let options = LoadOptions {
             threads: config.inference_threads,
             ..LoadOptions::default()
         };
         let model = Model::load_dir(&config.model_dir, config.variant, &options)?;
         let policy = Policy::load(&config.policy_path)?;
+        Self::open_with(&model, &policy, config, listener)
+    }
+
+    /// [`Session::open`] with a model and a policy the host loaded itself (the desktop harness
+    /// loads the model with options the configuration does not carry and keeps the policy for
+    /// its timeline). `config`'s `model_dir`, `variant`, `policy_path` and `inference_threads` are
+    /// not read.
+    pub fn open_with(
+        model: &Model,
+        policy: &Policy,
+        config: &SessionConfig,
+        mut listener: SessionListener,
+    ) -> Result<Self> {
+        check_stream_id(config)?;
         let (tx, rx) = mpsc::channel::<SessionEvent>();
-        let outbox_tx = tx.clone();
-        let outbox = Arc::new(Outbox::open(
-            &config.outbox_dir,
-            OutboxOptions {
-                budget_bytes: config.outbox_budget_bytes,
-                events: Some(Arc::new(move |e| {
-                    let _ = outbox_tx.send(SessionEvent::Outbox(e));
-                })),
-            },
-        )?);
-        let mut context = ReportContext::new(config.stream_id.clone(), &model, &policy);
-        context.device_class = config
-            .device_class
-            .clone()
-            .unwrap_or_else(default_device_class);
-        context.check()?;
+        let engine_tx = tx.clone();
+        let forward: EventSink = Box::new(move |event| {
+            let event = match event {
+                Event::Segment(e, _thumbnails) => SessionEvent::Segment(e),
+                Event::Scored {
+                    timestamp_us,
+                    scores,
+                } => SessionEvent::Scored {
+                    timestamp_us,
+                    scores,
+                },
+                Event::Error(message) => SessionEvent::Error(message),
+                Event::ReportQueued { report_id, label } => {
+                    SessionEvent::ReportQueued { report_id, label }
+                }
+            };
+            let _ = engine_tx.send(event);
+        });
         let stats = Arc::new(ReportingStats::default());
-        let engine_tx = tx;
-        let sink = reporting_sink(
-            context,
-            outbox.clone(),
-            stats.clone(),
-            Box::new(move |event| {
-                let event = match event {
-                    Event::Segment(e, _thumbnails) => SessionEvent::Segment(e),
-                    Event::Scored {
-                        timestamp_us,
-                        scores,
-                    } => SessionEvent::Scored {
-                        timestamp_us,
-                        scores,
-                    },
-                    Event::Error(message) => SessionEvent::Error(message),
-                    Event::ReportQueued { report_id, label } => {
-                        SessionEvent::ReportQueued { report_id, label }
-                    }
-                };
-                let _ = engine_tx.send(event);
-            }),
-        );
+        let (outbox, sink) = if config.store_reports {
+            let outbox_tx = tx;
+            let outbox = Arc::new(Outbox::open(
+                &config.outbox_dir,
+                OutboxOptions {
+                    budget_bytes: config.outbox_budget_bytes,
+                    events: Some(Arc::new(move |e| {
+                        let _ = outbox_tx.send(SessionEvent::Outbox(e));
+                    })),
+                },
+            )?);
+            let mut context = ReportContext::new(config.stream_id.clone(), model, policy);
+            context.device_class = config
+                .device_class
+                .clone()
+                .unwrap_or_else(default_device_class);
+            context.check()?;
+            let sink = reporting_sink(context, outbox.clone(), stats.clone(), forward);
+            (Some(outbox), sink)
+        } else {
+            drop(tx);
+            (None, forward)
+        };
         // The events thread ends when every sender is gone: the engine's sink (dropped when the
         // worker stops) and the outbox's (dropped with the outbox).
         let events = std::thread::Builder::new()
@@ -225,7 +248,7 @@ impl Session {
             emit_scores: config.emit_scores,
             backend: config.backend,
         };
-        let engine = Engine::start(&model, &policy, options, sink)?;
+        let engine = Engine::start(model, policy, options, sink)?;
         let labels = engine.labels().to_vec();
         let categories = policy.categories(&labels);
         log::info!(
@@ -234,7 +257,7 @@ impl Session {
             model.manifest().version,
             model.variant(),
             policy.version,
-            outbox.pending().len()
+            outbox.as_ref().map_or(0, |o| o.pending().len())
         );
         Ok(Self {
             live: RwLock::new(Some(Live {
@@ -308,17 +331,29 @@ impl Session {
 
     /// Reports waiting for delivery, oldest first (also those left by earlier sessions).
     pub fn pending_reports(&self) -> Result<Vec<PendingReport>> {
-        self.with(|live| Ok(live.outbox.pending()))
+        self.with(|live| {
+            Ok(live
+                .outbox
+                .as_ref()
+                .map(|o| o.pending())
+                .unwrap_or_default())
+        })
     }
 
     /// The JSON of a pending report, to upload with the app's own networking.
     pub fn read_report(&self, report_id: &str) -> Result<Vec<u8>> {
-        self.with(|live| live.outbox.read(report_id))
+        self.with(|live| match &live.outbox {
+            Some(outbox) => outbox.read(report_id),
+            None => check_id(report_id).and(Err(Error::UnknownReport(report_id.to_string()))),
+        })
     }
 
     /// Removes a delivered report; false if no report had this id (already acked).
     pub fn ack(&self, report_id: &str) -> Result<bool> {
-        self.with(|live| live.outbox.ack(report_id))
+        self.with(|live| match &live.outbox {
+            Some(outbox) => outbox.ack(report_id),
+            None => check_id(report_id).map(|()| false),
+        })
     }
 
     /// A snapshot of the counters.
@@ -360,10 +395,25 @@ impl Live {
     fn metrics(&self, engine: Metrics) -> SessionMetrics {
         SessionMetrics {
             engine,
-            outbox: self.outbox.metrics(),
+            outbox: self
+                .outbox
+                .as_ref()
+                .map(|o| o.metrics())
+                .unwrap_or_default(),
             reports_lost: self.stats.lost.load(Ordering::Relaxed),
         }
     }
+}
+
+/// A stream id goes into every report id and report: 1 to 256 bytes (unchecked without reports).
+fn check_stream_id(config: &SessionConfig) -> Result<()> {
+    if config.store_reports && (config.stream_id.is_empty() || config.stream_id.len() > 256) {
+        return Err(Error::InvalidArgument(format!(
+            "a stream id has 1 to 256 bytes, got {}",
+            config.stream_id.len()
+        )));
+    }
+    Ok(())
 }
 
 impl Drop for Session {

@@ -1,10 +1,9 @@
-//! Screening through the live engine (`screen` and `demo` with `--policy`): segments printed as they
-//! close, reports stored in the outbox and delivered at the end, and the optional timeline.
+//! Screening through the live engine (`screen` and `demo` with `--policy`): the same
+//! [`Session`] the phone bindings wrap, segments printed as they close, reports stored in the
+//! outbox and delivered at the end, and the optional timeline.
 
-use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
@@ -12,11 +11,12 @@ use prescreen::framegen::OwnedFrame;
 use prescreen::ingest::{self, Receiver};
 use prescreen::stats::ms;
 use prescreen::timeline::{self, Series};
+use prescreen_runtime::error::Error;
 use prescreen_runtime::policy::Policy;
-use prescreen_runtime::reporting::outbox::{reporting_sink, Outbox, OutboxOptions, ReportingStats};
-use prescreen_runtime::reporting::report::{now_unix_millis, ReportContext};
+use prescreen_runtime::reporting::outbox::{Outbox, OutboxOptions};
+use prescreen_runtime::reporting::report::now_unix_millis;
 use prescreen_runtime::reporting::upload::{UploadConfig, Uploader};
-use prescreen_runtime::stream::engine::{Engine, EngineOptions, Event};
+use prescreen_runtime::session::{Session, SessionConfig, SessionEvent};
 use prescreen_runtime::stream::segmenter::SegmentEvent;
 
 use crate::args::ModelArgs;
@@ -25,14 +25,13 @@ use crate::progress::say;
 /// Screening through the live engine: frames replayed in order, each taken frame scored before the
 /// next is offered (as a phone keeping up would), segments printed as they close.
 pub(super) struct EngineRun {
-    engine: Engine,
-    outbox: Option<Arc<Outbox>>,
-    /// Reports the outbox could not store (counted by the reporting sink).
-    stats: Option<Arc<ReportingStats>>,
+    session: Session,
+    /// The `--outbox` folder, where the session stores reports.
+    outbox_dir: Option<PathBuf>,
     delivery: Option<Delivery>,
     queued: Vec<String>,
     raw_bytes: u64,
-    events: mpsc::Receiver<Event>,
+    events: mpsc::Receiver<SessionEvent>,
     policy: Policy,
     labels: Vec<String>,
     points: Vec<Vec<(i64, f32)>>,
@@ -42,32 +41,39 @@ pub(super) struct EngineRun {
 }
 
 impl EngineRun {
-    pub(super) fn new(args: &ModelArgs, policy: &Path) -> Result<Self> {
+    pub(super) fn new(args: &ModelArgs, policy_path: &Path) -> Result<Self> {
+        // Loaded here rather than by the session: the harness loads the model with options a
+        // `SessionConfig` does not carry, and keeps the policy for the timeline's thresholds.
         let model = args.file.load()?;
-        let policy = Policy::load(policy)?;
+        let policy = Policy::load(policy_path)?;
+        let stream_id = args
+            .stream_id
+            .clone()
+            .unwrap_or_else(|| format!("harness-{}", now_unix_millis()));
+        // `open_with` reads neither the model folder nor the policy path.
+        let mut config = SessionConfig::new(
+            PathBuf::new(),
+            policy_path,
+            args.outbox.clone().unwrap_or_default(),
+            stream_id,
+        );
+        config.store_reports = args.outbox.is_some();
+        config.backend = args.backend.into();
+        config.emit_scores = true;
         let (tx, events) = mpsc::channel();
-        let mut sink: prescreen_runtime::stream::engine::EventSink =
-            Box::new(move |e| drop(tx.send(e)));
-        let mut stats = None;
-        let outbox = match &args.outbox {
-            Some(dir) => {
-                let outbox = Arc::new(
-                    Outbox::open(dir, OutboxOptions::default())
-                        .with_context(|| format!("opening the outbox {}", dir.display()))?,
-                );
-                let stream_id = args
-                    .stream_id
-                    .clone()
-                    .unwrap_or_else(|| format!("harness-{}", now_unix_millis()));
-                let context = ReportContext::new(stream_id, &model, &policy);
-                context.check()?;
-                let reporting = Arc::new(ReportingStats::default());
-                sink = reporting_sink(context, outbox.clone(), reporting.clone(), sink);
-                stats = Some(reporting);
-                Some(outbox)
+        let session = Session::open_with(
+            &model,
+            &policy,
+            &config,
+            Box::new(move |e| drop(tx.send(e))),
+        )
+        .map_err(|e| match (&e, &args.outbox) {
+            // While a session starts, only its outbox touches the disk: say which folder failed.
+            (Error::Storage { .. }, Some(dir)) => {
+                anyhow::Error::new(e).context(format!("opening the outbox {}", dir.display()))
             }
-            None => None,
-        };
+            _ => e.into(),
+        })?;
         let delivery = match (&args.upload, &args.receiver) {
             (Some(url), _) => Some(Delivery {
                 endpoint: url.clone(),
@@ -83,14 +89,10 @@ impl EngineRun {
             }
             (None, None) => None,
         };
-        let options = EngineOptions {
-            emit_scores: true,
-            backend: args.backend.into(),
-        };
-        let engine = Engine::start(&model, &policy, options, sink)?;
-        let labels = engine.labels().to_vec();
-        let backend = engine
-            .metrics()
+        let labels = session.labels().to_vec();
+        let backend = session
+            .metrics()?
+            .engine
             .backend
             .map_or("?".to_string(), |b| b.to_string());
         eprintln!(
@@ -100,9 +102,8 @@ impl EngineRun {
             policy.version
         );
         Ok(Self {
-            engine,
-            outbox,
-            stats,
+            session,
+            outbox_dir: args.outbox.clone(),
             delivery,
             queued: vec![],
             raw_bytes: 0,
@@ -125,8 +126,8 @@ impl EngineRun {
             .iter()
             .map(|p| p.data.len() as u64)
             .sum::<u64>();
-        self.engine.submit(&frame);
-        self.engine.wait_idle();
+        self.session.submit(&frame)?;
+        self.session.wait_idle()?;
         self.drain(bar);
         Ok(())
     }
@@ -134,7 +135,7 @@ impl EngineRun {
     fn drain(&mut self, bar: &ProgressBar) {
         while let Ok(e) = self.events.try_recv() {
             match e {
-                Event::Scored {
+                SessionEvent::Scored {
                     timestamp_us,
                     scores,
                 } => {
@@ -142,7 +143,7 @@ impl EngineRun {
                         series.push((timestamp_us, v));
                     }
                 }
-                Event::Segment(SegmentEvent::Opened(s), _) => say(
+                SessionEvent::Segment(SegmentEvent::Opened(s)) => say(
                     bar,
                     format!(
                         "segment {} {} opened at {:.2}s (score crossed at {:.2}s)",
@@ -152,7 +153,7 @@ impl EngineRun {
                         s.crossed_us as f64 / 1e6
                     ),
                 ),
-                Event::Segment(SegmentEvent::Closed(s), _) => {
+                SessionEvent::Segment(SegmentEvent::Closed(s)) => {
                     say(
                         bar,
                         format!(
@@ -171,9 +172,9 @@ impl EngineRun {
                     self.segments
                         .push((s.label.to_string(), s.start_us, s.end_us));
                 }
-                Event::Segment(SegmentEvent::Updated(_), _) => {}
-                Event::Error(e) => say(bar, format!("engine: {e}")),
-                Event::ReportQueued { report_id, label } => {
+                SessionEvent::Segment(SegmentEvent::Updated(_)) | SessionEvent::Outbox(_) => {}
+                SessionEvent::Error(e) => say(bar, format!("engine: {e}")),
+                SessionEvent::ReportQueued { report_id, label } => {
                     say(
                         bar,
                         format!("report {report_id} ({label}) stored in the outbox"),
@@ -185,7 +186,11 @@ impl EngineRun {
     }
 
     pub(super) fn finish(mut self, timeline: Option<&Path>) -> Result<()> {
-        let m = self.engine.finish();
+        let metrics = self
+            .session
+            .close()?
+            .context("the session was closed before the stream ended")?;
+        let m = metrics.engine;
         self.drain(&ProgressBar::hidden());
         let stream_s = ((self.last_t - self.first_t.unwrap_or(0)) as f64 / 1e6).max(1e-6);
         eprintln!(
@@ -234,10 +239,7 @@ impl EngineRun {
             std::fs::write(path, timeline::svg(&series, &self.segments, end))?;
             eprintln!("timeline written to {}", path.display());
         }
-        let lost = self
-            .stats
-            .as_ref()
-            .map_or(0, |s| s.lost.load(Ordering::Relaxed));
+        let lost = metrics.reports_lost;
         if lost > 0 {
             bail!(
                 "{lost} report(s) could not be stored in the outbox and were lost (see the errors above)"
@@ -256,9 +258,16 @@ struct Delivery {
 impl EngineRun {
     /// Prints what this stream reported, against the raw stream, and delivers the outbox.
     fn deliver(&mut self, stream_s: f64) -> Result<()> {
-        let Some(outbox) = &self.outbox else {
+        let Some(dir) = &self.outbox_dir else {
             return Ok(());
         };
+        // The session's last reports are stored by `close`, which also drops its outbox, so the
+        // folder is opened again here rather than read through the session: the reports are
+        // durable files, reopening them once their writer is gone is what an app does on its next
+        // start, and the uploader needs an `Outbox` (it dead-letters what the server refuses,
+        // which a session does not offer).
+        let outbox = Outbox::open(dir, OutboxOptions::default())
+            .with_context(|| format!("opening the outbox {}", dir.display()))?;
         let pending = outbox.pending();
         let report_bytes: u64 = pending
             .iter()
@@ -278,7 +287,7 @@ impl EngineRun {
             return Ok(());
         };
         let mut uploader = Uploader::new(UploadConfig::new(delivery.endpoint.clone()))?;
-        let s = uploader.deliver(outbox);
+        let s = uploader.deliver(&outbox);
         eprintln!(
             "upload to {}: {} delivered, {} dead-lettered, {} deferred, {} bytes sent in {} requests{}",
             delivery.endpoint,
