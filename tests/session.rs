@@ -159,7 +159,7 @@ fn a_session_without_reports_screens_and_opens_no_outbox() {
     let outbox = dir.path().join("outbox");
     let mut c = config(&outbox, "");
     c.store_reports = false;
-    let model = Model::load_dir_with(&c.model_dir, c.variant, &LoadOptions::default()).unwrap();
+    let model = Model::load_dir(&c.model_dir, c.variant, &LoadOptions::default()).unwrap();
     let policy = Policy::load(&c.policy_path).unwrap();
     let (l, rx) = listener();
     let session = Session::open_with(&model, &policy, &c, l).unwrap();
