@@ -162,7 +162,7 @@ fn a_session_without_reports_screens_and_opens_no_outbox() {
     let model = Model::load_dir(&c.model_dir, c.variant, &LoadOptions::default()).unwrap();
     let policy = Policy::load(&c.policy_path).unwrap();
     let (l, rx) = listener();
-    let session = Session::open_with(&model, &policy, &c, l).unwrap();
+    let session = Session::start(&model, &policy, &c, l).unwrap();
     stream(&session);
     let id = "0".repeat(32);
     assert!(session.pending_reports().unwrap().is_empty());

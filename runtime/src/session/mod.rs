@@ -1,7 +1,7 @@
 //! One screened stream with its reports, as an app holds it: the object the Android (JNI) and iOS
 //! (UniFFI) bindings wrap, so that every behaviour lives here and the bindings only convert.
 //!
-//! A [`Session`] loads the model and the policy (or takes them loaded: [`Session::open_with`]),
+//! A [`Session`] loads the model and the policy (or takes them loaded: [`Session::start`]),
 //! opens the durable outbox, starts the [`Engine`] with every closed segment turned into a report
 //! (or, without [`SessionConfig::store_reports`], screens only), and delivers events to the host's
 //! [`SessionListener`] on a thread of its own (`prescreen-events`), so a slow listener never
@@ -177,14 +177,14 @@ impl Session {
         };
         let model = Model::load_dir(&config.model_dir, config.variant, &options)?;
         let policy = Policy::load(&config.policy_path)?;
-        Self::open_with(&model, &policy, config, listener)
+        Self::start(&model, &policy, config, listener)
     }
 
     /// [`Session::open`] with a model and a policy the host loaded itself (the desktop harness
     /// loads the model with options the configuration does not carry and keeps the policy for
     /// its timeline). `config`'s `model_dir`, `variant`, `policy_path` and `inference_threads` are
     /// not read.
-    pub fn open_with(
+    pub fn start(
         model: &Model,
         policy: &Policy,
         config: &SessionConfig,

@@ -50,7 +50,7 @@ impl EngineRun {
             .stream_id
             .clone()
             .unwrap_or_else(|| format!("harness-{}", now_unix_millis()));
-        // `open_with` reads neither the model folder nor the policy path.
+        // `start` reads neither the model folder nor the policy path.
         let mut config = SessionConfig::new(
             PathBuf::new(),
             policy_path,
@@ -61,7 +61,7 @@ impl EngineRun {
         config.backend = args.backend.into();
         config.emit_scores = true;
         let (tx, events) = mpsc::channel();
-        let session = Session::open_with(
+        let session = Session::start(
             &model,
             &policy,
             &config,
