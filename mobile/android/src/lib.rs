@@ -480,6 +480,44 @@ fn direct<'b>(
     Ok(unsafe { std::slice::from_raw_parts(address, capacity) })
 }
 
+/// A `YUV_420_888` frame as `submitYuv420` and `lendYuv420` pass it: Y, U and V buffers with
+/// their strides, and the frame's meta (or why it could not be read).
+struct Yuv420<'b, 'l> {
+    width: jint,
+    height: jint,
+    planes: [&'b JByteBuffer<'l>; 3],
+    y_row_stride: jint,
+    uv_row_stride: jint,
+    uv_pixel_stride: jint,
+    meta: Result<FrameMeta, FrameError>,
+}
+
+impl<'b, 'l> Yuv420<'b, 'l> {
+    /// The host frame, each plane's bytes read by `bytes` (in place for a submit, lent for a
+    /// lend).
+    fn frame<'a>(
+        self,
+        mut bytes: impl FnMut(&'b JByteBuffer<'l>, PlaneKind) -> Result<&'a [u8], FrameError>,
+    ) -> Result<HostFrame<'a>, FrameError> {
+        let [y, u, v] = self.planes;
+        let chroma = |data| HostPlane {
+            data,
+            row_stride: self.uv_row_stride.into(),
+            pixel_stride: self.uv_pixel_stride.into(),
+        };
+        Ok(HostFrame {
+            width: self.width.into(),
+            height: self.height.into(),
+            pixels: HostPixels::Yuv420 {
+                y: HostPlane::new(bytes(y, PlaneKind::Y)?, self.y_row_stride.into()),
+                u: chroma(bytes(u, PlaneKind::U)?),
+                v: chroma(bytes(v, PlaneKind::V)?),
+            },
+            meta: self.meta?,
+        })
+    }
+}
+
 /// Submits a frame the runtime's one host entry: a frame that could not be described (a null or
 /// heap buffer, a bad code) is counted and thrown the same way as a malformed one. Returns the
 /// `SubmitResult` ordinal.
@@ -510,23 +548,16 @@ pub extern "system" fn Java_dev_prescreen_Native_submitYuv420<'l>(
     ffi(&mut env, |env| {
         // SAFETY: the Kotlin Screener passes a live handle (see `handle`).
         let handle = unsafe { handle(handle_ptr)? };
-        let frame = (|| {
-            let chroma = |data| HostPlane {
-                data,
-                row_stride: uv_row_stride.into(),
-                pixel_stride: uv_pixel_stride.into(),
-            };
-            Ok(HostFrame {
-                width: width.into(),
-                height: height.into(),
-                pixels: HostPixels::Yuv420 {
-                    y: HostPlane::new(direct(env, &y, PlaneKind::Y)?, y_row_stride.into()),
-                    u: chroma(direct(env, &u, PlaneKind::U)?),
-                    v: chroma(direct(env, &v, PlaneKind::V)?),
-                },
-                meta: meta(timestamp_us, rotation, mirror, matrix, range)?,
-            })
-        })();
+        let frame = Yuv420 {
+            width,
+            height,
+            planes: [&y, &u, &v],
+            y_row_stride,
+            uv_row_stride,
+            uv_pixel_stride,
+            meta: meta(timestamp_us, rotation, mirror, matrix, range),
+        }
+        .frame(|buffer, plane| direct(env, buffer, plane));
         submit_with(&handle, frame)
     })
 }
@@ -618,26 +649,18 @@ pub extern "system" fn Java_dev_prescreen_Native_lendYuv420<'l>(
                 Counted::new(env, &v)?,
             ],
         };
-        let frame = (|| {
-            let chroma = |data| HostPlane {
-                data,
-                row_stride: uv_row_stride.into(),
-                pixel_stride: uv_pixel_stride.into(),
-            };
-            // SAFETY: `lease` holds each buffer and closes the image only when the engine drops it
-            // (see `direct_lent`).
-            let plane = |b, kind| unsafe { direct_lent(env, b, kind) };
-            Ok(HostFrame {
-                width: width.into(),
-                height: height.into(),
-                pixels: HostPixels::Yuv420 {
-                    y: HostPlane::new(plane(&y, PlaneKind::Y)?, y_row_stride.into()),
-                    u: chroma(plane(&u, PlaneKind::U)?),
-                    v: chroma(plane(&v, PlaneKind::V)?),
-                },
-                meta: meta(timestamp_us, rotation, mirror, matrix, range)?,
-            })
-        })();
+        let frame = Yuv420 {
+            width,
+            height,
+            planes: [&y, &u, &v],
+            y_row_stride,
+            uv_row_stride,
+            uv_pixel_stride,
+            meta: meta(timestamp_us, rotation, mirror, matrix, range),
+        }
+        // SAFETY: `lease` holds each buffer and closes the image only when the engine drops it
+        // (see `direct_lent`).
+        .frame(|buffer, plane| unsafe { direct_lent(env, buffer, plane) });
         match frame {
             // SAFETY: the planes stay valid until `lease` drops (see above).
             Ok(frame) => Ok(handle
