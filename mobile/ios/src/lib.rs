@@ -246,6 +246,38 @@ pub struct FrameInfo {
 }
 
 impl FrameInfo {
+    /// An NV12 frame of this size and meta, for `submit_nv12` and `lend_nv12`.
+    fn nv12<'a>(
+        &self,
+        y: &'a [u8],
+        y_row_stride: u32,
+        uv: &'a [u8],
+        uv_row_stride: u32,
+    ) -> HostFrame<'a> {
+        HostFrame {
+            width: self.width.into(),
+            height: self.height.into(),
+            pixels: HostPixels::Nv12 {
+                y: HostPlane::new(y, y_row_stride.into()),
+                uv: HostPlane::new(uv, uv_row_stride.into()),
+            },
+            meta: self.meta(),
+        }
+    }
+
+    /// A BGRA frame of this size and meta, for `submit_bgra` and `lend_bgra`.
+    fn bgra<'a>(&self, data: &'a [u8], row_stride: u32) -> HostFrame<'a> {
+        HostFrame {
+            width: self.width.into(),
+            height: self.height.into(),
+            pixels: HostPixels::Packed {
+                format: PixelFormat::Bgra8,
+                plane: HostPlane::new(data, row_stride.into()),
+            },
+            meta: self.meta(),
+        }
+    }
+
     fn meta(&self) -> FrameMeta {
         FrameMeta {
             timestamp_us: self.timestamp_us,
@@ -681,15 +713,7 @@ impl Screener {
         uv_row_stride: u32,
         info: FrameInfo,
     ) -> Result<SubmitResult, PrescreenError> {
-        self.submit(HostFrame {
-            width: info.width.into(),
-            height: info.height.into(),
-            pixels: HostPixels::Nv12 {
-                y: HostPlane::new(y, y_row_stride.into()),
-                uv: HostPlane::new(uv, uv_row_stride.into()),
-            },
-            meta: info.meta(),
-        })
+        self.submit(info.nv12(y, y_row_stride, uv, uv_row_stride))
     }
 
     /// Offers a BGRA frame (`kCVPixelFormatType_32BGRA`) with its row stride.
@@ -699,15 +723,7 @@ impl Screener {
         row_stride: u32,
         info: FrameInfo,
     ) -> Result<SubmitResult, PrescreenError> {
-        self.submit(HostFrame {
-            width: info.width.into(),
-            height: info.height.into(),
-            pixels: HostPixels::Packed {
-                format: PixelFormat::Bgra8,
-                plane: HostPlane::new(data, row_stride.into()),
-            },
-            meta: info.meta(),
-        })
+        self.submit(info.bgra(data, row_stride))
     }
 
     /// Lends an NV12 frame in memory the caller keeps, instead of having it copied: a frame taken
@@ -740,15 +756,7 @@ impl Screener {
                         lent_plane(uv_address, uv_len, rt::PlaneKind::Chroma)?,
                     )
                 };
-                Ok(HostFrame {
-                    width: info.width.into(),
-                    height: info.height.into(),
-                    pixels: HostPixels::Nv12 {
-                        y: HostPlane::new(y, y_row_stride.into()),
-                        uv: HostPlane::new(uv, uv_row_stride.into()),
-                    },
-                    meta: info.meta(),
-                })
+                Ok(info.nv12(y, y_row_stride, uv, uv_row_stride))
             },
             lease,
         )
@@ -768,15 +776,7 @@ impl Screener {
             || {
                 // SAFETY: the caller keeps the plane until the lease is released (see above).
                 let data = unsafe { lent_plane(address, len, rt::PlaneKind::Packed)? };
-                Ok(HostFrame {
-                    width: info.width.into(),
-                    height: info.height.into(),
-                    pixels: HostPixels::Packed {
-                        format: PixelFormat::Bgra8,
-                        plane: HostPlane::new(data, row_stride.into()),
-                    },
-                    meta: info.meta(),
-                })
+                Ok(info.bgra(data, row_stride))
             },
             lease,
         )
