@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use prescreen_runtime::inference::model::{
-    golden_input, IntegerKernels, LoadOptions, Model, MAX_THREADS,
+    golden_input, IntegerKernels, LoadOptions, Model, OpTime, MAX_THREADS,
 };
 use prescreen_runtime::manifest::{Manifest, Variant};
 use prescreen_runtime::Error;
@@ -471,6 +471,74 @@ fn float_depthwise_convolutions_run_on_prescreens_kernel_where_it_is_the_default
             "ResNet-50 has none"
         );
     }
+}
+
+/// open_nsfw's max pool and its NHWC input's transpose run on prescreen's kernels, in both files
+/// and with the integer kernels on or off, and so does the subsampling with the integer kernels;
+/// tract's operators are gone from the plan. nsfwjs has no max pool. The kernel's values
+/// equal tract's bit for bit (the unit tests), so the golden self-test passed on each load.
+#[test]
+fn max_pool_transpose_and_subsampling_run_on_prescreens_kernels() {
+    let load = |dir: PathBuf, variant, integer_kernels| {
+        let manifest = Manifest::load(dir).unwrap();
+        let options = LoadOptions {
+            integer_kernels,
+            ..LoadOptions::default()
+        };
+        Model::load(&manifest, variant, &options).unwrap()
+    };
+    let ops = |model: &Model| {
+        let mut runner = model.runner().unwrap();
+        let m = model.manifest();
+        golden_input(&m.golden.input, &m.input, runner.input_mut()).unwrap();
+        runner.profile(1).unwrap()
+    };
+    let nodes = |ops: &[OpTime], name: &str| {
+        ops.iter()
+            .filter(|o| o.op.contains(name))
+            .map(|o| o.nodes)
+            .sum::<usize>()
+    };
+    // The int8 file with tract's convolutions takes minutes under qemu: x86-64 only.
+    let mut cases = vec![(Variant::Float, IntegerKernels::Auto)];
+    if cfg!(target_arch = "x86_64") {
+        cases.extend([
+            (Variant::Int8, IntegerKernels::Auto),
+            (Variant::Int8, IntegerKernels::Off),
+        ]);
+    }
+    for (variant, kernels) in cases {
+        let model = load(common::model_dir(), variant, kernels);
+        assert_eq!(model.max_pools(), 1, "{variant} {kernels:?}");
+        let ops = ops(&model);
+        // Every pool in the plan (tract's is `MaxPool` or `OptMaxPool`) is prescreen's, and so
+        // is the input's transpose to channels first (tract's `MoveAxis`).
+        assert_eq!(
+            (nodes(&ops, "FloatMaxPool"), nodes(&ops, "MaxPool")),
+            (1, 1),
+            "{variant} {kernels:?}: {ops:?}"
+        );
+        assert_eq!(
+            (nodes(&ops, "ChannelsFirst"), nodes(&ops, "MoveAxis")),
+            (1, 0),
+            "{variant} {kernels:?}: {ops:?}"
+        );
+        // The 6 stride-2 1x1 convolutions' subsampling, rows and columns, in the graph the
+        // integer rewrite declutters (tract's `Downsample`, one per axis).
+        if model.integer_convolutions() > 0 {
+            assert_eq!(
+                (nodes(&ops, "Subsample"), nodes(&ops, "Downsample")),
+                (6, 0),
+                "{variant} {kernels:?}: {ops:?}"
+            );
+        }
+    }
+    let nsfwjs = load(
+        common::root().join("models/nsfwjs"),
+        Variant::Float,
+        IntegerKernels::Auto,
+    );
+    assert_eq!(nsfwjs.max_pools(), 0);
 }
 
 /// `QuantizeLinear` nodes of an ONNX file whose output feeds `DequantizeLinear` nodes only.

@@ -114,6 +114,7 @@ struct Inner {
     integer_convolutions: usize,
     float_depthwise: usize,
     fused_pairs: usize,
+    max_pools: usize,
     /// What the integer convolutions run on; `None` when there are none.
     kernel: Option<Kernel>,
 }
@@ -156,6 +157,7 @@ impl Model {
             integer_convolutions,
             float_depthwise,
             fused_pairs,
+            max_pools,
         } = build_plan(manifest, &path, bytes, options, kernel)?;
         let model = Model {
             inner: Arc::new(Inner {
@@ -168,6 +170,7 @@ impl Model {
                 integer_convolutions,
                 float_depthwise,
                 fused_pairs,
+                max_pools,
                 kernel: kernel.filter(|_| integer_convolutions > 0),
             }),
         };
@@ -230,6 +233,12 @@ impl Model {
     /// rewrite consumes them). 0 for a float file.
     pub fn fused_quantize_pairs(&self) -> usize {
         self.inner.fused_pairs
+    }
+
+    /// How many f32 max pools run on prescreen's own kernel rather than tract's (the same values
+    /// bit for bit; every 2-D one over a channel-first image without dilation): open_nsfw has one.
+    pub fn max_pools(&self) -> usize {
+        self.inner.max_pools
     }
 
     /// The kernel the integer convolutions run on (`"avx512-vnni"`, `"neon-i8mm"`,
@@ -322,6 +331,7 @@ struct Built {
     integer_convolutions: usize,
     float_depthwise: usize,
     fused_pairs: usize,
+    max_pools: usize,
 }
 
 fn build_plan(
@@ -384,6 +394,7 @@ fn build_plan(
             integer_convolutions,
             float_depthwise,
             fused_pairs,
+            max_pools,
         } = rewrite::apply(typed, &onnx, proto, kernel, options.float_depthwise).map_err(load)?;
         let plan = typed
             .into_optimized()
@@ -394,6 +405,7 @@ fn build_plan(
             integer_convolutions,
             float_depthwise,
             fused_pairs,
+            max_pools,
         })
     }));
     result.unwrap_or_else(|_| Err(load("tract panicked while loading the model".into())))

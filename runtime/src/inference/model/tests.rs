@@ -87,6 +87,7 @@ fn a_loaded_model_describes_itself() {
     assert_eq!(m.integer_convolutions(), 0);
     assert_eq!(m.float_depthwise_convolutions(), 0);
     assert_eq!(m.fused_quantize_pairs(), 0);
+    assert_eq!(m.max_pools(), 0);
     assert_eq!(m.integer_kernel(), None);
     let text = format!("{m:?}");
     assert!(

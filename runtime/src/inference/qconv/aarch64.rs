@@ -12,20 +12,15 @@ const QUAD: usize = 4;
 /// of pixels and 2 of weights: 29 of the 32 vector registers.
 const BLOCK_Q: usize = 3;
 
-/// Quantizes 4 floats to u8 values in i32 lanes: the same f32 operations as
-/// [`quantize_one`]. `fmaxnm`/`fminnm` return the number when the other operand is NaN, as
+/// Quantizes 4 floats to `q − zero` in i32 lanes (`q` the u8 value): the same f32 operations as
+/// [`quantize_one`] without its final integer addition of the zero point, which the caller adds to
+/// the packed bytes. `fmaxnm`/`fminnm` return the number when the other operand is NaN, as
 /// `f32::max`/`min` do; `fcvtns` rounds to nearest, ties to even, as `round_ties_even`.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn quantize4(
-    v: float32x4_t,
-    inv: float32x4_t,
-    lo: float32x4_t,
-    hi: float32x4_t,
-    z: int32x4_t,
-) -> uint32x4_t {
+fn quantize4(v: float32x4_t, inv: float32x4_t, lo: float32x4_t, hi: float32x4_t) -> uint32x4_t {
     let v = vminnmq_f32(vmaxnmq_f32(vmulq_f32(v, inv), lo), hi);
-    vreinterpretq_u32_s32(vaddq_s32(vcvtnq_s32_f32(v), z))
+    vreinterpretq_u32_s32(vcvtnq_s32_f32(v))
 }
 
 /// The NEON twin of [`quantize_portable`]. With `offset`, every byte is stored as `q − 128`
@@ -48,8 +43,10 @@ pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32], offs
         vdupq_n_f32(-zero),
         vdupq_n_f32(255.0 - zero),
     );
-    let z = vdupq_n_s32(i32::from(op.in_zero));
-    let flip_v = vdupq_n_u32(flip);
+    // Each pixel's 4 bytes are packed as `q − zero` (mod 256, `sli` keeping the lower bytes),
+    // then one byte-wise addition of `zero` (plus 128 with `offset`, the same as `^ 0x80`) gives
+    // `q`, or `q − 128`, in every byte at once.
+    let add = vdupq_n_u8(op.in_zero.wrapping_add(if offset { 0x80 } else { 0 }));
     for group in 0..g.groups() {
         let dst = &mut image[group * plane..(group + 1) * plane];
         let channels: [Option<usize>; 4] =
@@ -58,20 +55,19 @@ pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32], offs
             let row = (y + g.pad[0]) * wp + g.pad[1];
             let mut x = 0;
             while x + QUAD <= g.width {
-                let mut px = flip_v;
-                for (i, c) in channels.iter().enumerate() {
-                    let q = match c {
-                        Some(c) => {
-                            let at = c * hw + y * g.width + x;
-                            // SAFETY: row y, columns x..x+4 of channel c are inside `input`.
-                            let v = unsafe { vld1q_f32(input.as_ptr().add(at)) };
-                            // SAFETY: NEON is part of the aarch64 base ISA `quantize4` requires.
-                            unsafe { quantize4(v, inv, lo, hi, z) }
-                        }
-                        None => vreinterpretq_u32_s32(z),
-                    };
-                    px = veorq_u32(px, vshlq_u32(q, vdupq_n_s32(8 * i as i32)));
-                }
+                let q: [uint32x4_t; 4] = std::array::from_fn(|i| match channels[i] {
+                    Some(c) => {
+                        let at = c * hw + y * g.width + x;
+                        // SAFETY: row y, columns x..x+4 of channel c are inside `input`.
+                        let v = unsafe { vld1q_f32(input.as_ptr().add(at)) };
+                        quantize4(v, inv, lo, hi)
+                    }
+                    // A missing channel is the zero point: 0 before the addition.
+                    None => vdupq_n_u32(0),
+                });
+                let px =
+                    vsliq_n_u32::<24>(vsliq_n_u32::<16>(vsliq_n_u32::<8>(q[0], q[1]), q[2]), q[3]);
+                let px = vreinterpretq_u32_u8(vaddq_u8(vreinterpretq_u8_u32(px), add));
                 // SAFETY: pixels row+x..row+x+4 are inside this group's plane.
                 unsafe { vst1q_u32(dst.as_mut_ptr().add(row + x), px) };
                 x += QUAD;
@@ -342,6 +338,8 @@ unsafe fn tile_mmla<const P: usize>(
 
 /// The shared epilogue of a register block: for each output channel `o` of the block and
 /// quad `p`, the sums `sum_of(p, o)` less the channel's zero-point term, finished and stored.
+/// Where each quad's lanes go is worked out once for the block's 8 channels, and each channel's
+/// constants once for its quads.
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn finish_block<const P: usize>(
@@ -353,16 +351,60 @@ unsafe fn finish_block<const P: usize>(
     sum_of: impl Fn(usize, usize) -> int32x4_t,
 ) {
     let g = &op.geometry;
-    for o in 0..BLOCK_O {
+    let len = g.output_len();
+    let stores: [Store; P] = std::array::from_fn(|p| Store::of(op, first + p));
+    let channels = (g.out_channels - block * BLOCK_O).min(BLOCK_O);
+    assert!(out.len() >= channels * len);
+    for o in 0..channels {
         let oc = block * BLOCK_O + o;
-        if oc >= g.out_channels {
-            break;
-        }
         let zero = vdupq_n_s32(zero_sums[oc]);
-        for p in 0..P {
-            let sum = vsubq_s32(sum_of(p, o), zero);
-            // SAFETY: as the caller's.
-            unsafe { finish_and_store(op, oc, sum, first + p, &mut out[o * g.output_len()..]) };
+        let (scale, bias) = (op.scales[oc], op.bias[oc]);
+        let out = &mut out[o * len..(o + 1) * len];
+        for (p, store) in stores.iter().enumerate() {
+            let v = finish4(vsubq_s32(sum_of(p, o), zero), scale, bias, op.requantize);
+            store.put(v, out);
+        }
+    }
+}
+
+/// Where a quad's valid lanes go in each channel's output: its lane mask (4 bits) and the index
+/// of the first.
+#[derive(Clone, Copy)]
+struct Store {
+    lanes: u32,
+    at: usize,
+}
+
+impl Store {
+    /// Quad `quad`'s place, from the operator's store plan (per vector of 16 pixels).
+    #[inline]
+    fn of(op: &QConv, quad: usize) -> Store {
+        let (mask, at) = op.plan[quad / (LANES / QUAD)];
+        let shift = QUAD * (quad % (LANES / QUAD));
+        let lanes = u32::from(mask >> shift) & 0xF;
+        let at = at + (mask & ((1u16 << shift) - 1)).count_ones() as usize;
+        Store { lanes, at }
+    }
+
+    /// Stores the valid lanes of `v` into one channel's output (bounds checked).
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn put(self, v: float32x4_t, out: &mut [f32]) {
+        if self.lanes == 0xF {
+            assert!(self.at + QUAD <= out.len());
+            // SAFETY: checked just above.
+            unsafe { vst1q_f32(out.as_mut_ptr().add(self.at), v) };
+        } else if self.lanes != 0 {
+            let mut values = [0f32; QUAD];
+            // SAFETY: 4 floats into a 4-float array.
+            unsafe { vst1q_f32(values.as_mut_ptr(), v) };
+            let mut k = self.at;
+            for (l, value) in values.iter().enumerate() {
+                if self.lanes & (1 << l) != 0 {
+                    out[k] = *value;
+                    k += 1;
+                }
+            }
         }
     }
 }
@@ -391,37 +433,6 @@ pub(super) fn finish4(
                 vdupq_n_f32(255.0 - z),
             );
             vmulq_f32(vrndnq_f32(clamped), vdupq_n_f32(r.scale))
-        }
-    }
-}
-
-/// The epilogue of [`QConv::epilogue`] on 4 sums (the same f32 operations in the same order:
-/// no fused multiply-add), stored at quad `quad`'s valid lanes in one output channel.
-#[inline]
-#[target_feature(enable = "neon")]
-unsafe fn finish_and_store(op: &QConv, oc: usize, sum: int32x4_t, quad: usize, out: &mut [f32]) {
-    let v = finish4(sum, op.scales[oc], op.bias[oc], op.requantize);
-    let (mask, at) = op.plan[quad / (LANES / QUAD)];
-    let shift = QUAD * (quad % (LANES / QUAD));
-    let lanes = (mask >> shift) & 0xF;
-    if lanes == 0 {
-        return;
-    }
-    let at = at + (mask & ((1u16 << shift) - 1)).count_ones() as usize;
-    if lanes == 0xF {
-        assert!(at + QUAD <= out.len());
-        // SAFETY: checked just above.
-        unsafe { vst1q_f32(out.as_mut_ptr().add(at), v) };
-    } else {
-        let mut values = [0f32; QUAD];
-        // SAFETY: 4 floats into a 4-float array.
-        unsafe { vst1q_f32(values.as_mut_ptr(), v) };
-        let mut k = at;
-        for (l, value) in values.iter().enumerate() {
-            if lanes & (1 << l) != 0 {
-                out[k] = *value;
-                k += 1;
-            }
         }
     }
 }

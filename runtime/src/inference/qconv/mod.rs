@@ -30,7 +30,9 @@
 //! contiguous bytes per tap and channel group, and no im2col copy is made.
 //!
 //! The depthwise twin is [`QDepthwise`] (`depthwise.rs`); the depthwise convolutions a model keeps
-//! in f32 run on [`FloatDepthwise`] (`float_depthwise.rs`). The dense kernels are in `portable.rs`,
+//! in f32 run on [`FloatDepthwise`] (`float_depthwise.rs`), f32 max pools on [`FloatMaxPool`]
+//! (`max_pool.rs`), an NHWC input's transpose on [`ChannelsFirst`] (`channels_first.rs`)
+//! and subsampling on [`Subsample`] (`subsample.rs`). The dense kernels are in `portable.rs`,
 //! `x86_64.rs` and `aarch64.rs`, their tests in `tests.rs`.
 
 use std::cell::RefCell;
@@ -78,10 +80,13 @@ macro_rules! f32_convolution_op {
     };
 }
 
+mod channels_first;
 mod depthwise;
 mod float_depthwise;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+mod max_pool;
+mod subsample;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -89,9 +94,12 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
+pub(crate) use channels_first::ChannelsFirst;
 pub(crate) use depthwise::{DepthwiseGeometry, QDepthwise};
 pub(crate) use float_depthwise::{FloatDepthwise, Simd};
+pub(crate) use max_pool::{same_padding, FloatMaxPool, PoolGeometry};
 use portable::{convolve_portable, quantize_portable};
+pub(crate) use subsample::Subsample;
 // For the NEON quantizer's tails, the tests and the depthwise kernel's docs (glob imports).
 #[cfg_attr(not(any(test, target_arch = "aarch64")), allow(unused_imports))]
 use portable::quantize_one;

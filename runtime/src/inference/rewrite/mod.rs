@@ -3,7 +3,8 @@
 //! Each pass has its own file: `fuse` turns a QDQ file's quantize/dequantize pairs into f32
 //! arithmetic, `integer` makes its quantized convolutions integer ones (with the weights `weights`
 //! reads back from the file), `float_depthwise` moves the depthwise convolutions left in f32 onto
-//! prescreen's kernel; `convolution` reads the convolutions those two replace. [`apply`] runs
+//! prescreen's kernel, `max_pool` does the same for f32 max pools and `layout` for a channels-last
+//! input's transpose and subsampling; `convolution` reads the convolutions the first two replace. [`apply`] runs
 //! them in their order: the loader calls it once.
 
 use tract_onnx::pb;
@@ -15,11 +16,15 @@ mod convolution;
 mod float_depthwise;
 mod fuse;
 mod integer;
+mod layout;
+mod max_pool;
 mod weights;
 
 pub(crate) use float_depthwise::float_depthwise_convolutions;
 pub(crate) use fuse::{fuse_quantize_dequantize, Pairs, ROUNDING_BIAS};
 pub(crate) use integer::quantized_convolutions;
+pub(crate) use layout::{channels_first, subsamples};
+pub(crate) use max_pool::max_pools;
 pub(crate) use weights::QuantizedWeights;
 
 /// What [`apply`] made: the rewritten graph, and how much each pass replaced.
@@ -32,6 +37,8 @@ pub(crate) struct Rewritten {
     pub(crate) float_depthwise: usize,
     /// Quantize/dequantize pairs fused into f32 arithmetic ([`fuse_quantize_dequantize`]).
     pub(crate) fused_pairs: usize,
+    /// f32 max pools now on prescreen's kernel ([`max_pools`]).
+    pub(crate) max_pools: usize,
 }
 
 /// Runs the graph passes, in their order, on `typed`, the typed graph of the file `proto` was read
@@ -96,6 +103,15 @@ pub(crate) fn apply(
             simd.name()
         );
     }
+    // Every f32 max pool, in any file: tract's walks its windows one value at a time.
+    let simd = Simd::detect();
+    let pools = max_pools(&mut typed, simd).map_err(|e| format!("rewriting max pools: {e:#}"))?;
+    log::debug!("{pools} max pools on prescreen's kernel ({})", simd.name());
+    let transposes = channels_first(&mut typed)
+        .map_err(|e| format!("rewriting the input's transpose: {e:#}"))?;
+    log::debug!("{transposes} channels-last inputs transposed by prescreen's copy");
+    let subsampled = subsamples(&mut typed).map_err(|e| format!("rewriting subsampling: {e:#}"))?;
+    log::debug!("{subsampled} downsamplings by prescreen's copy");
     fused += fuse_quantize_dequantize(&mut typed, Pairs::All)
         .map_err(|e| format!("rewriting quantize/dequantize pairs: {e:#}"))?;
     log::debug!("fused {fused} quantize/dequantize pairs into f32 arithmetic");
@@ -104,6 +120,7 @@ pub(crate) fn apply(
         integer_convolutions: integer,
         float_depthwise,
         fused_pairs: fused,
+        max_pools: pools,
     })
 }
 

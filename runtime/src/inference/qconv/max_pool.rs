@@ -1,0 +1,643 @@
+//! The f32 max pool: ResNet's 3×3 stride-2 pool after its first convolution, and any other 2-D max
+//! pool over a CHW image (no dilation, explicit padding).
+//!
+//! tract's pool walks the output one value at a time and gathers each window's taps with scalar
+//! loads: about 180 aarch64 instructions per output value for open_nsfw's pool (36 M of an int8
+//! inference; `benches/arm/profile.py`). This one splits each padded input row into its `sx`
+//! phases (columns `p, p + sx, …`) in a scratch image, so that each tap of a row of outputs reads
+//! contiguous floats, and folds the taps over blocks of 16 outputs: a vector compare and select
+//! per tap, which the compiler vectorizes for NEON, SSE2, AVX2 and AVX-512 from the one source.
+//!
+//! # What it computes
+//!
+//! tract's definition, bit for bit (checked against tract's own operator in the tests): each output
+//! is the fold, in row-major tap order, of `if v > acc { v } else { acc }` over the window's
+//! in-bounds values, starting from `f32::MIN`. So the first of equal maxima wins (`-0.0` before
+//! `0.0` keeps `-0.0`), a NaN is never taken, and a window of NaNs or `-inf` gives `f32::MIN`.
+//! tract's 2×2 windows take another path of its own, whose NaN and zero handling is each
+//! architecture's max instruction; the rewrite leaves those to it.
+//! Padding is `f32::MIN` in the scratch image: folding it in changes no accumulator, so every tap
+//! may read the image without a bounds test.
+
+use super::{check_output_shape, eval_into, in_chunks, Simd, LANES};
+use std::cell::RefCell;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+/// Channels per task of the thread pool.
+const CHANNELS_PER_TASK: usize = 8;
+
+/// The shape of one max pool.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PoolGeometry {
+    /// Channels, in and out.
+    pub channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Window height and width.
+    pub kernel: [usize; 2],
+    /// Vertical and horizontal stride.
+    pub stride: [usize; 2],
+    /// Padding: top, left, bottom, right.
+    pub pad: [usize; 4],
+}
+
+impl PoolGeometry {
+    /// The largest window side and stride taken (tract keeps anything larger).
+    const MAX_SIDE: usize = 16;
+
+    /// Padded input height and width.
+    fn padded(&self) -> (usize, usize) {
+        (
+            self.height + self.pad[0] + self.pad[2],
+            self.width + self.pad[1] + self.pad[3],
+        )
+    }
+
+    /// Output height and width: the last window that fits (ONNX's default, without `ceil_mode`).
+    pub fn output(&self) -> (usize, usize) {
+        let (hp, wp) = self.padded();
+        (
+            (hp - self.kernel[0]) / self.stride[0] + 1,
+            (wp - self.kernel[1]) / self.stride[1] + 1,
+        )
+    }
+
+    /// Whether the operator takes this shape: a window inside the padded image, sides and strides
+    /// from 1 to 16, padding smaller than the window, and an image of at most 2²⁸ values.
+    pub fn is_valid(&self) -> bool {
+        let (hp, wp) = self.padded();
+        let side = 1..=Self::MAX_SIDE;
+        self.channels > 0
+            && self.height > 0
+            && self.width > 0
+            && self.kernel.iter().all(|k| side.contains(k))
+            && self.stride.iter().all(|s| side.contains(s))
+            && self.pad[0] < self.kernel[0]
+            && self.pad[2] < self.kernel[0]
+            && self.pad[1] < self.kernel[1]
+            && self.pad[3] < self.kernel[1]
+            && hp >= self.kernel[0]
+            && wp >= self.kernel[1]
+            && self
+                .channels
+                .checked_mul(hp)
+                .and_then(|n| n.checked_mul(wp))
+                .is_some_and(|n| n <= 1 << 28)
+    }
+
+    /// Floats in one phase row of the scratch image: the widest read of the last block of 16
+    /// outputs, and every padded column.
+    fn span(&self) -> usize {
+        let sx = self.stride[1];
+        let reads = self.output().1.next_multiple_of(LANES) + (self.kernel[1] - 1) / sx + 1;
+        reads.max(self.padded().1.div_ceil(sx))
+    }
+}
+
+/// `SAME` padding along one axis of `size` values, as tract computes it: the output has
+/// `⌈size / stride⌉` values and the padding it needs is split evenly, the odd one after
+/// (`upper`, `SAME_UPPER`) or before. Returns (before, after).
+pub(crate) fn same_padding(
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    upper: bool,
+) -> (usize, usize) {
+    let out = size.div_ceil(stride.max(1));
+    let total = ((out.max(1) - 1) * stride + kernel).saturating_sub(size);
+    let small = total / 2;
+    if upper {
+        (small, total - small)
+    } else {
+        (total - small, small)
+    }
+}
+
+/// The f32 max pool operator (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FloatMaxPool {
+    geometry: PoolGeometry,
+    out_shape: TVec<usize>,
+    /// Chosen when the model is loaded.
+    simd: Simd,
+}
+
+impl FloatMaxPool {
+    /// The operator, if it takes `geometry` and `out_shape` holds its output.
+    pub fn new(
+        geometry: PoolGeometry,
+        out_shape: TVec<usize>,
+        simd: Simd,
+    ) -> TractResult<FloatMaxPool> {
+        ensure!(
+            geometry.is_valid(),
+            "max pool geometry out of range: {geometry:?}"
+        );
+        check_output_shape(&out_shape, geometry.channels, geometry.output())?;
+        Ok(FloatMaxPool {
+            geometry,
+            out_shape,
+            simd,
+        })
+    }
+
+    /// Pools one CHW image on `simd` (the baseline where this CPU lacks it).
+    pub(super) fn convolve(&self, input: &[f32], output: &mut [f32], simd: Simd) {
+        let g = &self.geometry;
+        let simd = if simd.available() {
+            simd
+        } else {
+            Simd::Baseline
+        };
+        let (oh, ow) = g.output();
+        assert!(input.len() >= g.channels * g.height * g.width);
+        let output = &mut output[..g.channels * oh * ow];
+        let scratch_len = g.padded().0 * g.stride[1] * g.span();
+        in_chunks(output, CHANNELS_PER_TASK * oh * ow, |task, out| {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                scratch.clear();
+                scratch.resize(scratch_len, f32::MIN);
+                let first = task * CHANNELS_PER_TASK;
+                match simd {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `available()` said the CPU has AVX-512F.
+                    Simd::Avx512 => unsafe { x86::avx512(g, input, first, out, &mut scratch) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `available()` said the CPU has AVX2.
+                    Simd::Avx2 => unsafe { x86::avx2(g, input, first, out, &mut scratch) },
+                    Simd::Baseline => channels(g, input, first, out, &mut scratch),
+                }
+            })
+        });
+    }
+
+    /// The operator's line in tract's graph dumps.
+    fn describe(&self) -> String {
+        let g = &self.geometry;
+        format!(
+            "{}x{} max pool, {} channels on {}x{}, stride {:?}, pad {:?}, {:?}",
+            g.kernel[0], g.kernel[1], g.channels, g.height, g.width, g.stride, g.pad, self.simd
+        )
+    }
+}
+
+thread_local! {
+    /// Each thread's scratch image: the phases of the padded channel, `f32::MIN` where padding.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The pool of channels `first ..`, as many as `out` holds, using `scratch` (all `f32::MIN`, the
+/// phases' image). Inlined into each instruction set's function.
+#[inline(always)]
+fn channels(g: &PoolGeometry, input: &[f32], first: usize, out: &mut [f32], scratch: &mut [f32]) {
+    let (oh, ow) = g.output();
+    let [kh, kw] = g.kernel;
+    let [sy, sx] = g.stride;
+    let (top, left) = (g.pad[0], g.pad[1]);
+    let span = g.span();
+    let hw = g.height * g.width;
+    let count = out.len() / (oh * ow);
+    let image = &mut scratch[..g.padded().0 * sx * span];
+    assert!(first + count <= g.channels);
+    // Where each tap reads, from its output row's first phase row and its block's column, in
+    // row-major tap order (the fold's order).
+    let offsets: Vec<usize> = (0..kh * kw)
+        .map(|t| {
+            let (dy, dx) = (t / kw, t % kw);
+            (dy * sx + dx % sx) * span + dx / sx
+        })
+        .collect();
+    // The first padded column of each phase that holds an input column, and its index there.
+    let phases: Vec<(usize, usize)> = (0..sx)
+        .map(|p| {
+            let col = left + (p + sx - left % sx) % sx;
+            (col - left, col / sx)
+        })
+        .collect();
+    for i in 0..count {
+        let c = first + i;
+        // The channel into the phases; the padding around it stays `f32::MIN` from the start.
+        let plane = &input[c * hw..(c + 1) * hw];
+        for (y, src) in plane.chunks_exact(g.width).enumerate() {
+            let r = y + top;
+            if sx == 1 {
+                image[r * span + left..][..g.width].copy_from_slice(src);
+                continue;
+            }
+            if sx == 2 {
+                // Even and odd input columns, as a loop the compiler vectorizes.
+                let (p0, p1) = image[r * 2 * span..(r + 1) * 2 * span].split_at_mut(span);
+                let (p0, p1) = (&mut p0[phases[0].1..], &mut p1[phases[1].1..]);
+                let (even, odd) = if phases[0].0 == 0 { (p0, p1) } else { (p1, p0) };
+                for (pair, (e, o)) in src.chunks_exact(2).zip(even.iter_mut().zip(odd)) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+                if g.width % 2 == 1 {
+                    even[g.width / 2] = src[g.width - 1];
+                }
+                continue;
+            }
+            for (p, &(x0, j0)) in phases.iter().enumerate() {
+                let dst = &mut image[(r * sx + p) * span + j0..(r * sx + p + 1) * span];
+                for (d, &v) in dst.iter_mut().zip(src.iter().skip(x0).step_by(sx)) {
+                    *d = v;
+                }
+            }
+        }
+        let out = &mut out[i * oh * ow..(i + 1) * oh * ow];
+        let step = sy * sx * span;
+        let image = &image[..];
+        // Every tap of every block of 16 lies inside the image (`PoolGeometry::span`).
+        let last = (oh - 1) * step + (ow - 1) / LANES * LANES + offsets.iter().max().unwrap_or(&0);
+        assert!(last + LANES <= image.len());
+        for (y, row) in out.chunks_exact_mut(ow).enumerate() {
+            for (block, dst) in row.chunks_mut(LANES).enumerate() {
+                let acc = fold(image, &offsets, y * step + block * LANES);
+                dst.copy_from_slice(&acc[..dst.len()]);
+            }
+        }
+    }
+}
+
+/// One block of 16 outputs: `if v > acc { v } else { acc }` over the taps at `at + offset`, in
+/// their order, from `f32::MIN`. The caller checked that every read lies inside `image`.
+#[inline(always)]
+fn fold(image: &[f32], offsets: &[usize], at: usize) -> [f32; LANES] {
+    #[cfg(target_arch = "aarch64")]
+    {
+        use std::arch::aarch64::*;
+        // SAFETY: NEON is part of the aarch64 base ISA; each tap reads 16 floats from
+        // `at + offset`, inside `image` (checked by the caller, `channels`).
+        unsafe {
+            let p = image.as_ptr().add(at);
+            let mut acc = [vdupq_n_f32(f32::MIN); LANES / 4];
+            for &offset in offsets {
+                let src = p.add(offset);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let v = vld1q_f32(src.add(4 * i));
+                    // `fcmgt` is an ordered compare: false where either is NaN, as `>`.
+                    *a = vbslq_f32(vcgtq_f32(v, *a), v, *a);
+                }
+            }
+            let mut out = [0f32; LANES];
+            for (i, a) in acc.iter().enumerate() {
+                vst1q_f32(out.as_mut_ptr().add(4 * i), *a);
+            }
+            out
+        }
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        let mut acc = [f32::MIN; LANES];
+        for &offset in offsets {
+            let src = &image[at + offset..at + offset + LANES];
+            for (a, &v) in acc.iter_mut().zip(src) {
+                *a = if v > *a { v } else { *a };
+            }
+        }
+        acc
+    }
+}
+
+/// The definition, one output at a time over the window's in-bounds values (tract's walk): what
+/// every instruction set must give bit for bit.
+#[cfg(test)]
+pub(crate) fn reference(g: &PoolGeometry, input: &[f32]) -> Vec<f32> {
+    let (oh, ow) = g.output();
+    let [kh, kw] = g.kernel;
+    let mut out = vec![0.0; g.channels * oh * ow];
+    for c in 0..g.channels {
+        for y in 0..oh {
+            for x in 0..ow {
+                let mut acc = f32::MIN;
+                for dy in 0..kh {
+                    for dx in 0..kw {
+                        let (py, px) = (y * g.stride[0] + dy, x * g.stride[1] + dx);
+                        if let (Some(iy), Some(ix)) =
+                            (py.checked_sub(g.pad[0]), px.checked_sub(g.pad[1]))
+                        {
+                            if iy < g.height && ix < g.width {
+                                let v = input[(c * g.height + iy) * g.width + ix];
+                                if acc < v {
+                                    acc = v;
+                                }
+                            }
+                        }
+                    }
+                }
+                out[(c * oh + y) * ow + x] = acc;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+
+    /// [`channels`] compiled for AVX-512F (the same source, so the same values).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512(
+        g: &PoolGeometry,
+        input: &[f32],
+        first: usize,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        channels(g, input, first, out, scratch)
+    }
+
+    /// [`channels`] compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn avx2(
+        g: &PoolGeometry,
+        input: &[f32],
+        first: usize,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        channels(g, input, first, out, scratch)
+    }
+}
+
+impl Op for FloatMaxPool {
+    fn name(&self) -> StaticName {
+        "FloatMaxPool".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![self.describe()])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for FloatMaxPool {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let g = &self.geometry;
+        let len = g.channels * g.height * g.width;
+        eval_into(&inputs, len, &self.out_shape, |input, out| {
+            self.convolve(input, out, self.simd)
+        })
+    }
+}
+
+impl TypedOp for FloatMaxPool {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(f32::fact(self.out_shape.clone())))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec, PoolSpec};
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+
+    fn geometry(
+        channels: usize,
+        size: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 4],
+    ) -> PoolGeometry {
+        PoolGeometry {
+            channels,
+            height: size[0],
+            width: size[1],
+            kernel,
+            stride,
+            pad,
+        }
+    }
+
+    /// Values with many ties, both zeros, NaNs and infinities among ordinary numbers: where the
+    /// fold's order and its comparison show.
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| {
+                let h = (i ^ seed).wrapping_mul(0x9E37_79B9).rotate_left(13) ^ seed;
+                match h % 16 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => f32::NAN,
+                    3 => f32::NEG_INFINITY,
+                    4 => f32::MIN,
+                    5 => 1.5,
+                    _ => (h % 2_001) as f32 / 173.0 - 5.77,
+                }
+            })
+            .collect()
+    }
+
+    fn run(g: &PoolGeometry, input: &[f32], simd: Simd) -> Vec<f32> {
+        let (oh, ow) = g.output();
+        let op = FloatMaxPool::new(g.clone(), tvec![1, g.channels, oh, ow], simd).unwrap();
+        let mut out = vec![f32::NAN; g.channels * oh * ow];
+        op.convolve(input, &mut out, simd);
+        out
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+
+    /// tract's own `MaxPool` on the same image.
+    fn tract_pool(g: &PoolGeometry, input: &[f32]) -> Vec<f32> {
+        let padding = PaddingSpec::Explicit(tvec![g.pad[0], g.pad[1]], tvec![g.pad[2], g.pad[3]]);
+        tract_pool_with(g, padding, input)
+    }
+
+    /// tract's `MaxPool` with `padding` (`g.pad` unread).
+    fn tract_pool_with(g: &PoolGeometry, padding: PaddingSpec, input: &[f32]) -> Vec<f32> {
+        let spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec![g.kernel[0], g.kernel[1]],
+            padding,
+            dilations: None,
+            strides: Some(tvec![g.stride[0], g.stride[1]]),
+            input_channels: g.channels,
+            output_channels: g.channels,
+        };
+        let mut model = TypedModel::default();
+        let x = model
+            .add_source("x", f32::fact([1, g.channels, g.height, g.width]))
+            .unwrap();
+        let y = model
+            .wire_node("pool", MaxPool::new(spec, None), &[x])
+            .unwrap();
+        model.select_output_outlets(&y).unwrap();
+        let image = Tensor::from_shape(&[1, g.channels, g.height, g.width], input).unwrap();
+        let out = model
+            .into_runnable()
+            .unwrap()
+            .run(tvec![image.into_tvalue()])
+            .unwrap();
+        let out = out[0].try_as_plain_ram().unwrap();
+        out.as_slice::<f32>().unwrap().to_vec()
+    }
+
+    /// Every instruction set against the definition, and the definition against tract, bit for
+    /// bit.
+    fn check(g: &PoolGeometry, seed: u32) {
+        let input = values(g.channels * g.height * g.width, seed);
+        let want = reference(g, &input);
+        // tract runs 2x2 windows through another path, whose NaN and zero handling is each
+        // architecture's max instruction; the rewrite leaves those pools to it.
+        if g.kernel != [2, 2] {
+            assert!(
+                same_bits(&tract_pool(g, &input), &want),
+                "the definition differs from tract on {g:?}"
+            );
+        }
+        for &simd in Simd::ALL {
+            if !simd.available() {
+                super::super::tests::missing_named(simd.name());
+                continue;
+            }
+            let got = run(g, &input, simd);
+            assert!(
+                same_bits(&got, &want),
+                "{simd:?} differs from the definition on {g:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn resnet_and_odd_shapes_match_tract_bit_for_bit() {
+        // open_nsfw's pool (3x3, stride 2, padding after only), the symmetric one most ResNets
+        // have, 2x2, and sizes that leave a ragged last block of 16 or cross several tasks.
+        for (i, g) in [
+            geometry(64, [112, 112], [3, 3], [2, 2], [0, 0, 1, 1]),
+            geometry(17, [15, 33], [3, 3], [2, 2], [1, 1, 1, 1]),
+            geometry(3, [8, 9], [2, 2], [2, 2], [0; 4]),
+            geometry(5, [7, 40], [3, 1], [1, 3], [1, 0, 2, 0]),
+            geometry(1, [1, 1], [1, 1], [1, 1], [0; 4]),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check(g, i as u32 + 1);
+        }
+    }
+
+    #[test]
+    fn a_known_pool_by_hand() {
+        // 1 channel, 1x5 row -1 4 -0 0 2, 1x3 window, stride 2, one padded column each side:
+        // windows [pad, -1, 4], [4, -0, 0], [0, 2, pad]. The first of equal maxima wins, so the
+        // middle window keeps 4, and a window of -0 then 0 keeps -0 (its first).
+        let g = geometry(1, [1, 5], [1, 3], [1, 2], [0, 1, 0, 1]);
+        let edge = geometry(1, [1, 2], [1, 2], [1, 1], [0; 4]);
+        for &simd in Simd::ALL.iter().filter(|s| s.available()) {
+            assert_eq!(
+                run(&g, &[-1.0, 4.0, -0.0, 0.0, 2.0], simd),
+                [4.0, 4.0, 2.0],
+                "{simd:?}"
+            );
+            let zero = run(&edge, &[-0.0, 0.0], simd);
+            assert!(zero[0] == 0.0 && zero[0].is_sign_negative(), "{simd:?}");
+            // A NaN is never taken; a window of NaN gives f32::MIN.
+            assert_eq!(run(&edge, &[f32::NAN, 3.0], simd), [3.0], "{simd:?}");
+            assert_eq!(
+                run(&edge, &[f32::NAN, f32::NAN], simd),
+                [f32::MIN],
+                "{simd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn shapes_it_does_not_take_are_refused() {
+        let g = geometry(2, [4, 4], [3, 3], [2, 2], [1; 4]);
+        assert!(FloatMaxPool::new(g.clone(), tvec![1, 2, 2, 2], Simd::Baseline).is_ok());
+        assert!(FloatMaxPool::new(g.clone(), tvec![1, 2, 2, 3], Simd::Baseline).is_err());
+        for bad in [
+            geometry(2, [4, 4], [3, 3], [2, 2], [3, 1, 1, 1]),
+            geometry(2, [4, 4], [17, 3], [2, 2], [0; 4]),
+            geometry(2, [4, 4], [3, 3], [0, 2], [0; 4]),
+            geometry(2, [2, 4], [3, 3], [1, 1], [0; 4]),
+            geometry(0, [4, 4], [3, 3], [1, 1], [0; 4]),
+            geometry(1 << 20, [1 << 8, 1 << 8], [1, 1], [1, 1], [0; 4]),
+        ] {
+            assert!(!bad.is_valid(), "{bad:?}");
+            assert!(
+                FloatMaxPool::new(bad.clone(), tvec![1], Simd::Baseline).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_padding_is_where_tract_puts_it() {
+        // open_nsfw's pool after decluttering (its file's pads 0, 0, 1, 1 read as SAME_UPPER),
+        // odd and even sizes, strides 1 to 3, and a window wider than the stride.
+        assert_eq!(same_padding(112, 3, 2, true), (0, 1));
+        assert_eq!(same_padding(112, 3, 2, false), (1, 0));
+        assert_eq!(same_padding(5, 4, 1, true), (1, 2));
+        assert_eq!(same_padding(7, 1, 3, true), (0, 0));
+        for (size, kernel, stride) in [(112, 3, 2), (9, 3, 2), (10, 4, 3), (5, 4, 1), (6, 3, 3)] {
+            for upper in [true, false] {
+                let (before, after) = same_padding(size, kernel, stride, upper);
+                let g = geometry(2, [size, size + 1], [kernel, kernel], [stride; 2], [0; 4]);
+                let (left, right) = same_padding(size + 1, kernel, stride, upper);
+                let g = PoolGeometry {
+                    pad: [before, left, after, right],
+                    ..g
+                };
+                assert!(g.is_valid(), "{g:?}");
+                let padding = if upper {
+                    PaddingSpec::SameUpper
+                } else {
+                    PaddingSpec::SameLower
+                };
+                let input = values(g.channels * g.height * g.width, size as u32);
+                assert!(
+                    same_bits(
+                        &tract_pool_with(&g, padding, &input),
+                        &reference(&g, &input)
+                    ),
+                    "{g:?} upper {upper}"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn any_valid_geometry_matches_tract_bit_for_bit(
+            channels in 1usize..12,
+            h in 1usize..20,
+            w in 1usize..40,
+            kh in 1usize..5,
+            kw in 1usize..5,
+            sy in 1usize..5,
+            sx in 1usize..5,
+            pad in proptest::array::uniform4(0usize..4),
+            seed in any::<u32>(),
+        ) {
+            let pad = [pad[0] % kh, pad[1] % kw, pad[2] % kh, pad[3] % kw];
+            let g = geometry(channels, [h, w], [kh, kw], [sy, sx], pad);
+            prop_assume!(g.is_valid());
+            check(&g, seed);
+        }
+    }
+}
