@@ -15,6 +15,8 @@ pub(crate) struct ChannelsFirst {
     /// Channels.
     channels: usize,
     out_shape: TVec<usize>,
+    /// Whether to take the structure-load path where there is one (always, but in tests).
+    neon: bool,
 }
 
 impl ChannelsFirst {
@@ -36,6 +38,7 @@ impl ChannelsFirst {
             pixels,
             channels: c,
             out_shape,
+            neon: true,
         })
     }
 
@@ -43,6 +46,14 @@ impl ChannelsFirst {
     #[cfg(test)]
     pub fn out_shape(&self) -> &[usize] {
         &self.out_shape
+    }
+
+    /// The operator's line in tract's graph dumps.
+    fn describe(&self) -> String {
+        format!(
+            "{} pixels of {} channels to planes",
+            self.pixels, self.channels
+        )
     }
 
     /// Splits `input` (pixels of `channels` values) into `output`'s planes; `neon` takes the
@@ -107,42 +118,13 @@ mod aarch64 {
     }
 }
 
-impl Op for ChannelsFirst {
-    fn name(&self) -> StaticName {
-        "ChannelsFirst".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "{} pixels of {} channels to planes",
-            self.pixels, self.channels
-        )])
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for ChannelsFirst {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        super::eval_into(
-            &inputs,
-            self.pixels * self.channels,
-            &self.out_shape,
-            |input, out| self.split(input, out, true),
-        )
-    }
-}
-
-impl TypedOp for ChannelsFirst {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs[0].datum_type == f32::datum_type());
-        Ok(tvec!(f32::fact(self.out_shape.clone())))
-    }
-
-    as_op!();
-}
+f32_operator!(
+    ChannelsFirst,
+    "ChannelsFirst",
+    split,
+    neon,
+    |op: &ChannelsFirst| { op.pixels * op.channels }
+);
 
 #[cfg(test)]
 mod tests {

@@ -625,7 +625,7 @@ mod arm {
     }
 }
 
-f32_convolution_op!(QDepthwise, "QDepthwise", kernel);
+f32_operator!(QDepthwise, "QDepthwise", kernel);
 
 impl QDepthwise {
     /// The operator's line in tract's graph dumps.

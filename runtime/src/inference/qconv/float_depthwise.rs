@@ -366,7 +366,7 @@ mod x86 {
     }
 }
 
-f32_convolution_op!(FloatDepthwise, "FloatDepthwise", simd);
+f32_operator!(FloatDepthwise, "FloatDepthwise", simd);
 
 impl FloatDepthwise {
     /// The operator's line in tract's graph dumps.

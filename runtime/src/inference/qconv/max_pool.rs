@@ -19,7 +19,7 @@
 //! Padding is `f32::MIN` in the scratch image: folding it in changes no accumulator, so every tap
 //! may read the image without a bounds test.
 
-use super::{check_output_shape, eval_into, in_chunks, Simd, LANES};
+use super::{check_output_shape, in_chunks, Simd, LANES};
 use std::cell::RefCell;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -372,38 +372,7 @@ mod x86 {
     }
 }
 
-impl Op for FloatMaxPool {
-    fn name(&self) -> StaticName {
-        "FloatMaxPool".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![self.describe()])
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for FloatMaxPool {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let g = &self.geometry;
-        let len = g.channels * g.height * g.width;
-        eval_into(&inputs, len, &self.out_shape, |input, out| {
-            self.convolve(input, out, self.simd)
-        })
-    }
-}
-
-impl TypedOp for FloatMaxPool {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs[0].datum_type == f32::datum_type());
-        Ok(tvec!(f32::fact(self.out_shape.clone())))
-    }
-
-    as_op!();
-}
+f32_operator!(FloatMaxPool, "FloatMaxPool", simd);
 
 #[cfg(test)]
 mod tests {

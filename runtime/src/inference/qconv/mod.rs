@@ -40,11 +40,12 @@ use std::cell::RefCell;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-/// The tract operator traits of one of this module's convolutions: each takes one f32 tensor of
-/// `geometry.channels x height x width` values and writes `out_shape` through its inherent
-/// `convolve(input, out, self.$kernel)`; `info` is its inherent `describe()`.
-macro_rules! f32_convolution_op {
-    ($op:ty, $name:literal, $kernel:ident) => {
+/// The tract operator traits of one of this module's operators: each takes one f32 tensor of
+/// `len(self)` values and writes `out_shape` through its inherent `$method(input, out,
+/// self.$arg)`; `info` is its inherent `describe()`. The short form is a convolution's: its
+/// `convolve`, over `geometry.channels x height x width` values.
+macro_rules! f32_operator {
+    ($op:ty, $name:literal, $method:ident, $arg:ident, $len:expr) => {
         impl Op for $op {
             fn name(&self) -> StaticName {
                 $name.into()
@@ -61,10 +62,9 @@ macro_rules! f32_convolution_op {
             op_out_of_plan!();
 
             fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-                let g = &self.geometry;
-                let len = g.channels * g.height * g.width;
+                let len: usize = ($len)(self);
                 $crate::inference::qconv::eval_into(&inputs, len, &self.out_shape, |input, out| {
-                    self.convolve(input, out, self.$kernel)
+                    self.$method(input, out, self.$arg)
                 })
             }
         }
@@ -77,6 +77,12 @@ macro_rules! f32_convolution_op {
 
             as_op!();
         }
+    };
+    ($op:ty, $name:literal, $kernel:ident) => {
+        f32_operator!($op, $name, convolve, $kernel, |op: &$op| {
+            let g = &op.geometry;
+            g.channels * g.height * g.width
+        });
     };
 }
 
@@ -561,7 +567,7 @@ thread_local! {
     /// The quantized input of the convolution running on this thread, reused between calls.
     static SCRATCH: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
-f32_convolution_op!(QConv, "QConv", kernel);
+f32_operator!(QConv, "QConv", kernel);
 
 impl QConv {
     /// The operator's line in tract's graph dumps.
@@ -623,7 +629,7 @@ fn channel_bias(bias: Option<&[f32]>, channels: usize) -> TractResult<Vec<f32>> 
     }
 }
 
-/// The `eval` of the three convolution operators (`f32_convolution_op!`): checks that the input
+/// The `eval` of this module's operators (`f32_operator!`): checks that the input
 /// holds `len` values, then runs `convolve` into a new f32 tensor of `out_shape`.
 fn eval_into(
     inputs: &TVec<TValue>,

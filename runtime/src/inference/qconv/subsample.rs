@@ -18,6 +18,8 @@ pub(crate) struct Subsample {
     stride: [usize; 2],
     offset: [usize; 2],
     out_shape: TVec<usize>,
+    /// Whether to take the `ld2` path where there is one (always, but in tests).
+    neon: bool,
 }
 
 impl Subsample {
@@ -44,7 +46,16 @@ impl Subsample {
             stride,
             offset,
             out_shape,
+            neon: true,
         })
+    }
+
+    /// The operator's line in tract's graph dumps.
+    fn describe(&self) -> String {
+        format!(
+            "{} images of {}x{}, stride {:?} from {:?}",
+            self.images, self.height, self.width, self.stride, self.offset
+        )
     }
 
     /// The output's height and width.
@@ -105,42 +116,9 @@ fn row_copy(src: &[f32], dst: &mut [f32], stride: usize, neon: bool) {
     }
 }
 
-impl Op for Subsample {
-    fn name(&self) -> StaticName {
-        "Subsample".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "{} images of {}x{}, stride {:?} from {:?}",
-            self.images, self.height, self.width, self.stride, self.offset
-        )])
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for Subsample {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        super::eval_into(
-            &inputs,
-            self.images * self.height * self.width,
-            &self.out_shape,
-            |input, out| self.copy(input, out, true),
-        )
-    }
-}
-
-impl TypedOp for Subsample {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs[0].datum_type == f32::datum_type());
-        Ok(tvec!(f32::fact(self.out_shape.clone())))
-    }
-
-    as_op!();
-}
+f32_operator!(Subsample, "Subsample", copy, neon, |op: &Subsample| {
+    op.images * op.height * op.width
+});
 
 #[cfg(test)]
 mod tests {

@@ -55,17 +55,7 @@ pub(crate) fn float_depthwise_convolutions(
     }
     let replaced = found.len();
     for (conv, op, absorbed, last) in found {
-        let node = &model.nodes[conv];
-        let name = format!("{}.depthwise", node.name);
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, node.inputs[0])?;
-        let y = patch.wire_node(name, op, &[x])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), y)?;
-        patch.obliterate(conv)?;
-        for id in absorbed {
-            patch.obliterate(id)?;
-        }
-        patch.apply(model)?;
+        super::replace(model, conv, last, &absorbed, "depthwise", op)?;
     }
     Ok(replaced)
 }

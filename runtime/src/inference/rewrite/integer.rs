@@ -49,24 +49,16 @@ pub(crate) fn quantized_convolutions(
     }
     let replaced = candidates.len();
     for c in candidates {
-        let node = &model.nodes[c.conv];
-        let name = node.name.clone();
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, node.inputs[0])?;
-        let y = match c.op {
+        match c.op {
             Integer::Dense(op) => {
-                patch.wire_node(format!("{name}.qconv"), op.with_kernel(kernel), &[x])?[0]
+                let op = op.with_kernel(kernel);
+                super::replace(model, c.conv, c.last, &c.absorbed, "qconv", op)?
             }
             Integer::Depthwise(op) => {
-                patch.wire_node(format!("{name}.qdepthwise"), op.with_kernel(kernel), &[x])?[0]
+                let op = op.with_kernel(kernel);
+                super::replace(model, c.conv, c.last, &c.absorbed, "qdepthwise", op)?
             }
-        };
-        patch.shunt_outside(model, OutletId::new(c.last, 0), y)?;
-        patch.obliterate(c.conv)?;
-        for id in c.absorbed {
-            patch.obliterate(id)?;
         }
-        patch.apply(model)?;
     }
     Ok(replaced)
 }

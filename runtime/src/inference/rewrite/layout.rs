@@ -32,14 +32,7 @@ pub(crate) fn channels_first(model: &mut TypedModel) -> TractResult<usize> {
     }
     let replaced = found.len();
     for (id, op) in found {
-        let node = &model.nodes[id];
-        let name = format!("{}.channels_first", node.name);
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, node.inputs[0])?;
-        let y = patch.wire_node(name, op, &[x])?[0];
-        patch.shunt_outside(model, OutletId::new(id, 0), y)?;
-        patch.obliterate(id)?;
-        patch.apply(model)?;
+        super::replace(model, id, id, &[], "channels_first", op)?;
     }
     Ok(replaced)
 }
@@ -87,17 +80,8 @@ pub(crate) fn subsamples(model: &mut TypedModel) -> TractResult<usize> {
     }
     let replaced = taken.len();
     for (first, last, op) in found {
-        let node = &model.nodes[first];
-        let name = format!("{}.subsample", node.name);
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, node.inputs[0])?;
-        let y = patch.wire_node(name, op, &[x])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), y)?;
-        patch.obliterate(first)?;
-        if last != first {
-            patch.obliterate(last)?;
-        }
-        patch.apply(model)?;
+        let absorbed: &[usize] = if last == first { &[] } else { &[last] };
+        super::replace(model, first, last, absorbed, "subsample", op)?;
     }
     Ok(replaced)
 }

@@ -34,14 +34,7 @@ pub(crate) fn max_pools(model: &mut TypedModel, simd: Simd) -> TractResult<usize
     }
     let replaced = found.len();
     for (id, op) in found {
-        let node = &model.nodes[id];
-        let name = format!("{}.max_pool", node.name);
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, node.inputs[0])?;
-        let y = patch.wire_node(name, op, &[x])?[0];
-        patch.shunt_outside(model, OutletId::new(id, 0), y)?;
-        patch.obliterate(id)?;
-        patch.apply(model)?;
+        super::replace(model, id, id, &[], "max_pool", op)?;
     }
     Ok(replaced)
 }

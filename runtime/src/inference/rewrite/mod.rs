@@ -124,6 +124,30 @@ pub(crate) fn apply(
     })
 }
 
+/// Puts one node running `op`, named after node `first` with `suffix`, in place of the nodes from
+/// `first` (whose first input it reads) to `last` (whose output it gives), removing `first` and
+/// `absorbed` (which holds `last` unless it is `first`).
+fn replace<O: Into<Box<dyn TypedOp>>>(
+    model: &mut TypedModel,
+    first: usize,
+    last: usize,
+    absorbed: &[usize],
+    suffix: &str,
+    op: O,
+) -> TractResult<()> {
+    let node = &model.nodes[first];
+    let name = format!("{}.{suffix}", node.name);
+    let mut patch = TypedModelPatch::default();
+    let x = patch.tap_model(model, node.inputs[0])?;
+    let y = patch.wire_node(name, op, &[x])?[0];
+    patch.shunt_outside(model, OutletId::new(last, 0), y)?;
+    patch.obliterate(first)?;
+    for &id in absorbed {
+        patch.obliterate(id)?;
+    }
+    patch.apply(model)
+}
+
 /// tract's declutter without its axis-changing pass (`ChangeAxes`), which moves channels last where
 /// that removes a transpose: the integer rewrite matches the file's channel-first convolutions,
 /// and that pass's choices differ between x86-64 and aarch64 (on aarch64 it turned nsfwjs's
