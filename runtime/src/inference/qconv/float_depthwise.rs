@@ -196,44 +196,11 @@ fn channels(
         *offset = (dy * sx + dx % sx) * span + dx / sx;
     }
     let offsets = &offsets[..taps];
-    // The first padded column of each phase that holds an input column, and its index there.
-    let mut phases = [(0usize, 0usize); DepthwiseGeometry::MAX_STRIDE];
-    for (p, phase) in phases[..sx].iter_mut().enumerate() {
-        let col = left + (p + sx - left % sx) % sx;
-        *phase = (col - left, col / sx);
-    }
     for i in 0..count {
         let c = first + i;
         // The channel into the phases; the padding around it stays zero from the start.
         let plane = &input[c * hw..(c + 1) * hw];
-        for (y, src) in plane.chunks_exact(g.width).enumerate() {
-            let r = y + top;
-            if sx == 1 {
-                image[r * span + left..][..g.width].copy_from_slice(src);
-                continue;
-            }
-            if sx == 2 {
-                // Even and odd input columns, as a loop the compiler vectorizes (the general one
-                // below stays scalar: a third of this kernel's time when it ran stride 2 too).
-                let (p0, p1) = image[r * 2 * span..(r + 1) * 2 * span].split_at_mut(span);
-                let (p0, p1) = (&mut p0[phases[0].1..], &mut p1[phases[1].1..]);
-                let (even, odd) = if phases[0].0 == 0 { (p0, p1) } else { (p1, p0) };
-                for (pair, (e, o)) in src.chunks_exact(2).zip(even.iter_mut().zip(odd)) {
-                    *e = pair[0];
-                    *o = pair[1];
-                }
-                if g.width % 2 == 1 {
-                    even[g.width / 2] = src[g.width - 1];
-                }
-                continue;
-            }
-            for (p, &(x0, j0)) in phases[..sx].iter().enumerate() {
-                let dst = &mut image[(r * sx + p) * span + j0..(r * sx + p + 1) * span];
-                for (d, &v) in dst.iter_mut().zip(src.iter().skip(x0).step_by(sx)) {
-                    *d = v;
-                }
-            }
-        }
+        split_phases(plane, g.width, [top, left], sx, span, image);
         let weights = &op.weights[c * taps..(c + 1) * taps];
         let bias = op.bias[c];
         // Blocks of 16 pixels in ROWS output rows at once: each tap is one load, one multiply
@@ -255,6 +222,57 @@ fn channels(
         }
         for y in y..oh {
             rows.sum::<1>(y, out);
+        }
+    }
+}
+
+/// Copies one channel (`plane`, rows of `width`) into a phases' image: padded row `r` of the
+/// channel is `stride` rows of `span` floats, phase `p` holding padded columns `p, p + stride, …`,
+/// with the image's top-left corner at `pad` (top, left). Cells of padding are left as they are.
+/// Shared with the f32 max pool; inlined into each instruction set's function.
+#[inline(always)]
+pub(super) fn split_phases(
+    plane: &[f32],
+    width: usize,
+    [top, left]: [usize; 2],
+    stride: usize,
+    span: usize,
+    image: &mut [f32],
+) {
+    let sx = stride;
+    // The first padded column of each phase that holds an input column, and its index there.
+    // The largest stride of both callers (the max pool's; the depthwise convolution's is 4).
+    let mut phases = [(0usize, 0usize); 16];
+    for (p, phase) in phases[..sx].iter_mut().enumerate() {
+        let col = left + (p + sx - left % sx) % sx;
+        *phase = (col - left, col / sx);
+    }
+    for (y, src) in plane.chunks_exact(width).enumerate() {
+        let r = y + top;
+        if sx == 1 {
+            image[r * span + left..][..width].copy_from_slice(src);
+            continue;
+        }
+        if sx == 2 {
+            // Even and odd input columns, as a loop the compiler vectorizes (the general one
+            // below stays scalar: a third of the depthwise kernel's time when it ran stride 2).
+            let (p0, p1) = image[r * 2 * span..(r + 1) * 2 * span].split_at_mut(span);
+            let (p0, p1) = (&mut p0[phases[0].1..], &mut p1[phases[1].1..]);
+            let (even, odd) = if phases[0].0 == 0 { (p0, p1) } else { (p1, p0) };
+            for (pair, (e, o)) in src.chunks_exact(2).zip(even.iter_mut().zip(odd)) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+            if width % 2 == 1 {
+                even[width / 2] = src[width - 1];
+            }
+            continue;
+        }
+        for (p, &(x0, j0)) in phases[..sx].iter().enumerate() {
+            let dst = &mut image[(r * sx + p) * span + j0..(r * sx + p + 1) * span];
+            for (d, &v) in dst.iter_mut().zip(src.iter().skip(x0).step_by(sx)) {
+                *d = v;
+            }
         }
     }
 }

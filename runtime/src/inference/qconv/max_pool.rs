@@ -19,6 +19,7 @@
 //! Padding is `f32::MIN` in the scratch image: folding it in changes no accumulator, so every tap
 //! may read the image without a bounds test.
 
+use super::float_depthwise::split_phases;
 use super::{check_output_shape, in_chunks, Simd, LANES};
 use std::cell::RefCell;
 use tract_onnx::prelude::*;
@@ -211,44 +212,11 @@ fn channels(g: &PoolGeometry, input: &[f32], first: usize, out: &mut [f32], scra
             (dy * sx + dx % sx) * span + dx / sx
         })
         .collect();
-    // The first padded column of each phase that holds an input column, and its index there.
-    let phases: Vec<(usize, usize)> = (0..sx)
-        .map(|p| {
-            let col = left + (p + sx - left % sx) % sx;
-            (col - left, col / sx)
-        })
-        .collect();
     for i in 0..count {
         let c = first + i;
         // The channel into the phases; the padding around it stays `f32::MIN` from the start.
         let plane = &input[c * hw..(c + 1) * hw];
-        for (y, src) in plane.chunks_exact(g.width).enumerate() {
-            let r = y + top;
-            if sx == 1 {
-                image[r * span + left..][..g.width].copy_from_slice(src);
-                continue;
-            }
-            if sx == 2 {
-                // Even and odd input columns, as a loop the compiler vectorizes.
-                let (p0, p1) = image[r * 2 * span..(r + 1) * 2 * span].split_at_mut(span);
-                let (p0, p1) = (&mut p0[phases[0].1..], &mut p1[phases[1].1..]);
-                let (even, odd) = if phases[0].0 == 0 { (p0, p1) } else { (p1, p0) };
-                for (pair, (e, o)) in src.chunks_exact(2).zip(even.iter_mut().zip(odd)) {
-                    *e = pair[0];
-                    *o = pair[1];
-                }
-                if g.width % 2 == 1 {
-                    even[g.width / 2] = src[g.width - 1];
-                }
-                continue;
-            }
-            for (p, &(x0, j0)) in phases.iter().enumerate() {
-                let dst = &mut image[(r * sx + p) * span + j0..(r * sx + p + 1) * span];
-                for (d, &v) in dst.iter_mut().zip(src.iter().skip(x0).step_by(sx)) {
-                    *d = v;
-                }
-            }
-        }
+        split_phases(plane, g.width, [top, left], sx, span, image);
         let out = &mut out[i * oh * ow..(i + 1) * oh * ow];
         let step = sy * sx * span;
         let image = &image[..];
