@@ -31,9 +31,11 @@
 //!
 //! The depthwise twin is [`QDepthwise`] (`depthwise.rs`); the depthwise convolutions a model keeps
 //! in f32 run on [`FloatDepthwise`] (`float_depthwise.rs`), f32 max pools on [`FloatMaxPool`]
-//! (`max_pool.rs`), an NHWC input's transpose on [`ChannelsFirst`] (`channels_first.rs`)
-//! and subsampling on [`Subsample`] (`subsample.rs`). The dense kernels are in `portable.rs`,
-//! `x86_64.rs` and `aarch64.rs`, their tests in `tests.rs`.
+//! (`max_pool.rs`), an NHWC input's transpose on [`ChannelsFirst`] (`channels_first.rs`) and
+//! subsampling on [`Subsample`] (`subsample.rs`). A stride-2 dense convolution runs as a stride-1
+//! [`QConv`] over the input's 2×2 blocks stacked as channels by [`SpaceToDepth`]
+//! (`space_to_depth.rs`). The dense kernels are in `portable.rs`, `x86_64.rs` and `aarch64.rs`,
+//! their tests in `tests.rs`.
 
 use std::cell::RefCell;
 
@@ -92,6 +94,7 @@ mod float_depthwise;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod max_pool;
+mod space_to_depth;
 mod subsample;
 
 #[cfg(target_arch = "aarch64")]
@@ -105,6 +108,7 @@ pub(crate) use depthwise::{DepthwiseGeometry, QDepthwise};
 pub(crate) use float_depthwise::{FloatDepthwise, Simd};
 pub(crate) use max_pool::{same_padding, FloatMaxPool, PoolGeometry};
 use portable::{convolve_portable, quantize_portable};
+pub(crate) use space_to_depth::SpaceToDepth;
 pub(crate) use subsample::Subsample;
 // For the NEON quantizer's tails, the tests and the depthwise kernel's docs (glob imports).
 #[cfg_attr(not(any(test, target_arch = "aarch64")), allow(unused_imports))]

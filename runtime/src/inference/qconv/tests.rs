@@ -18,6 +18,18 @@ impl Rng {
     }
 }
 
+/// Random weights for `g`, and per-channel scales and biases.
+pub(super) fn parameters(g: &Geometry, rng: &mut Rng) -> (Vec<i8>, Vec<f32>, Vec<f32>) {
+    let weights = (0..g.out_channels * g.channels * g.taps())
+        .map(|_| (rng.below(256) as i32 - 128) as i8)
+        .collect();
+    let scales = (0..g.out_channels)
+        .map(|o| 0.001 + o as f32 * 1e-4)
+        .collect();
+    let bias = (0..g.out_channels).map(|o| o as f32 * 0.25 - 1.0).collect();
+    (weights, scales, bias)
+}
+
 fn case(g: Geometry, in_zero: u8, requant: bool, seed: u64) -> (QConv, Vec<f32>, Vec<i8>) {
     let mut rng = Rng(seed);
     let sx = 0.02f32;
@@ -29,13 +41,7 @@ fn case(g: Geometry, in_zero: u8, requant: bool, seed: u64) -> (QConv, Vec<f32>,
             (q - f32::from(in_zero)) * sx + off
         })
         .collect();
-    let weights: Vec<i8> = (0..g.out_channels * g.channels * g.taps())
-        .map(|_| (rng.below(256) as i32 - 128) as i8)
-        .collect();
-    let scales: Vec<f32> = (0..g.out_channels)
-        .map(|o| 0.001 + o as f32 * 1e-4)
-        .collect();
-    let bias: Vec<f32> = (0..g.out_channels).map(|o| o as f32 * 0.25 - 1.0).collect();
+    let (weights, scales, bias) = parameters(&g, &mut rng);
     let requantize = requant.then_some(Requantize {
         inv_scale: 1.0 / 0.05,
         zero_point: 100,
@@ -57,34 +63,48 @@ fn case(g: Geometry, in_zero: u8, requant: bool, seed: u64) -> (QConv, Vec<f32>,
     (op, input, weights)
 }
 
+/// Output pixel (`y`, `x`) of channel `o`'s integer sum straight from the definition, at `stride`,
+/// on the input quantized with `(inv_scale, zero)`: taps in the padding contribute nothing.
+pub(super) fn defined_sum(
+    g: &Geometry,
+    stride: usize,
+    input: &[f32],
+    (inv_scale, zero): (f32, u8),
+    weight: impl Fn(usize, usize, usize) -> i8,
+    (o, y, x): (usize, usize, usize),
+) -> i64 {
+    let mut sum = 0;
+    for c in 0..g.channels {
+        for dy in 0..g.kernel[0] {
+            for dx in 0..g.kernel[1] {
+                let iy = (stride * y + dy)
+                    .checked_sub(g.pad[0])
+                    .filter(|&iy| iy < g.height);
+                let ix = (stride * x + dx)
+                    .checked_sub(g.pad[1])
+                    .filter(|&ix| ix < g.width);
+                let (Some(iy), Some(ix)) = (iy, ix) else {
+                    continue;
+                };
+                let v = input[(c * g.height + iy) * g.width + ix];
+                let q = i64::from(quantize_one(v, inv_scale, zero) as u8) - i64::from(zero);
+                sum += q * i64::from(weight(o, c, dy * g.kernel[1] + dx));
+            }
+        }
+    }
+    sum
+}
+
 /// The convolution in f64 straight from the definition, on the quantized input.
 fn direct(op: &QConv, weights_of: impl Fn(usize, usize, usize) -> i8, input: &[f32]) -> Vec<f64> {
     let g = &op.geometry;
     let (oh, ow) = g.output();
+    let quantization = (op.in_inv_scale, op.in_zero);
     let mut out = vec![0.0; g.out_channels * oh * ow];
     for o in 0..g.out_channels {
         for y in 0..oh {
             for x in 0..ow {
-                let mut sum = 0i64;
-                for c in 0..g.channels {
-                    for dy in 0..g.kernel[0] {
-                        for dx in 0..g.kernel[1] {
-                            let (iy, ix) = (y + dy, x + dx);
-                            if iy < g.pad[0] || ix < g.pad[1] {
-                                continue;
-                            }
-                            let (iy, ix) = (iy - g.pad[0], ix - g.pad[1]);
-                            if iy >= g.height || ix >= g.width {
-                                continue;
-                            }
-                            let v = input[(c * g.height + iy) * g.width + ix];
-                            let q = i64::from(quantize_one(v, op.in_inv_scale, op.in_zero) as u8)
-                                - i64::from(op.in_zero);
-                            let w = i64::from(weights_of(o, c, dy * g.kernel[1] + dx));
-                            sum += q * w;
-                        }
-                    }
-                }
+                let sum = defined_sum(g, 1, input, quantization, &weights_of, (o, y, x));
                 out[(o * oh + y) * ow + x] =
                     sum as f64 * f64::from(op.scales[o]) + f64::from(op.bias[o]);
             }

@@ -13,7 +13,7 @@ use crate::inference::qconv::{DepthwiseGeometry, Geometry};
 
 /// The shapes of a convolution the rewrite can replace.
 pub(super) enum Shape {
-    /// Stride 1, one group.
+    /// One group; stride 1, or 2 in both axes where [`Convolution::stride_two`] says so.
     Dense(Geometry),
     /// One group per channel, one output channel per group.
     Depthwise(DepthwiseGeometry),
@@ -25,6 +25,9 @@ pub(super) struct Convolution {
     /// OIHW (a 1×1 convolution's OI; a depthwise one's `[C][1][kh][kw]`).
     pub(super) kernel: Arc<Tensor>,
     pub(super) bias: Option<Vec<f32>>,
+    /// A dense convolution with stride 2 in both axes (its [`Geometry`] is the stride-1 one with
+    /// the same input, kernel and padding).
+    pub(super) stride_two: bool,
 }
 
 /// The node as a [`Convolution`], if it is one.
@@ -79,6 +82,7 @@ pub(super) fn convolution(
             shape: Shape::Dense(geometry),
             kernel,
             bias: None,
+            stride_two: false,
         }));
     }
     let Some(conv) = node.op_as::<Conv>() else {
@@ -100,7 +104,7 @@ pub(super) fn convolution(
         || conv.kernel_fmt != KernelFormat::OIHW
         || !chw
         || spec.kernel_shape.len() != 2
-        || (stride != [1, 1] && !depthwise)
+        || (stride != [1, 1] && !depthwise && stride != [2, 2])
         || !ones(&spec.dilations)
         || facts.len() < 2
     {
@@ -164,7 +168,12 @@ pub(super) fn convolution(
         }
         Shape::Dense(g)
     };
+    let stride_two = !depthwise && stride == [2, 2];
     let (oh, ow) = match &shape {
+        Shape::Dense(g) if stride_two => {
+            let (hp, wp) = (height + pad[0] + pad[2], width + pad[1] + pad[3]);
+            ((hp - g.kernel[0]) / 2 + 1, (wp - g.kernel[1]) / 2 + 1)
+        }
         Shape::Dense(g) => g.output(),
         Shape::Depthwise(g) => g.output(),
     };
@@ -175,6 +184,7 @@ pub(super) fn convolution(
         shape,
         kernel,
         bias,
+        stride_two,
     }))
 }
 

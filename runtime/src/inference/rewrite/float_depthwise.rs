@@ -24,6 +24,7 @@ pub(crate) fn float_depthwise_convolutions(
             shape: Shape::Depthwise(g),
             kernel,
             mut bias,
+            ..
         }) = convolution(model, node)?
         else {
             continue;

@@ -8,11 +8,13 @@ use tract_onnx::tract_core::ops::Downsample;
 use super::convolution::{absorb_bias, convolution, Convolution, Shape};
 use super::fuse::pair_at;
 use super::weights::QuantizedWeights;
-use crate::inference::qconv::{Kernel, QConv, QDepthwise, Requantize};
+use crate::inference::qconv::{Kernel, QConv, QDepthwise, Requantize, SpaceToDepth};
 
-/// An integer convolution operator: dense or depthwise.
+/// An integer convolution operator: dense (a stride-2 one after its input's [`SpaceToDepth`]) or
+/// depthwise.
 enum Integer {
     Dense(QConv),
+    Strided(SpaceToDepth, QConv),
     Depthwise(QDepthwise),
 }
 
@@ -27,7 +29,8 @@ struct Candidate {
 }
 
 /// Replaces each f32 convolution of dequantized activations by quantized weights (tract's `Conv`
-/// with stride 1, or the `EinSum` a 1×1 convolution becomes) with a [`QConv`], and each depthwise
+/// with stride 1, or the `EinSum` a 1×1 convolution becomes) with a [`QConv`], each one with
+/// stride 2 (open_nsfw's first, 7×7) with a [`SpaceToDepth`] and a [`QConv`], and each depthwise
 /// one (a `Conv` with one group per channel, stride 1 to 4, at most 4 wide) with a [`QDepthwise`],
 /// absorbing the bias and the output's quantize/dequantize pair when they follow. Returns how many
 /// were replaced.
@@ -54,6 +57,12 @@ pub(crate) fn quantized_convolutions(
                 let op = op.with_kernel(kernel);
                 super::replace(model, c.conv, c.last, &c.absorbed, "qconv", op)?
             }
+            Integer::Strided(blocks, op) => {
+                let op = op.with_kernel(kernel);
+                let chain: [(&str, Box<dyn TypedOp>); 2] =
+                    [("blocks", Box::new(blocks)), ("qconv", Box::new(op))];
+                super::replace_chain(model, c.conv, c.last, &c.absorbed, chain)?
+            }
             Integer::Depthwise(op) => {
                 let op = op.with_kernel(kernel);
                 super::replace(model, c.conv, c.last, &c.absorbed, "qdepthwise", op)?
@@ -73,6 +82,7 @@ fn candidate(
         shape,
         kernel,
         mut bias,
+        stride_two,
     }) = convolution(model, node)?
     else {
         return Ok(None);
@@ -119,6 +129,23 @@ fn candidate(
         None => return Ok(None),
     };
     let op = match shape {
+        Shape::Dense(g) if stride_two => {
+            let batch = model.outlet_fact(node.inputs[0])?.rank() == 4;
+            let Some((blocks, stacked, stacked_q)) = SpaceToDepth::stride_two(&g, &q, batch) else {
+                return Ok(None);
+            };
+            QConv::new(
+                stacked,
+                in_scale,
+                in_zero,
+                &stacked_q,
+                &scales,
+                bias.as_deref(),
+                requantize,
+                out_shape,
+            )
+            .map(|op| Integer::Strided(blocks, op))
+        }
         Shape::Dense(g) => QConv::new(
             g,
             in_scale,

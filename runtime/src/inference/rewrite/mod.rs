@@ -135,11 +135,24 @@ fn replace<O: Into<Box<dyn TypedOp>>>(
     suffix: &str,
     op: O,
 ) -> TractResult<()> {
+    replace_chain(model, first, last, absorbed, [(suffix, op.into())])
+}
+
+/// [`replace`] with a chain of nodes, each reading the one before: the first reads node `first`'s
+/// first input, the last gives `last`'s output.
+fn replace_chain<const N: usize>(
+    model: &mut TypedModel,
+    first: usize,
+    last: usize,
+    absorbed: &[usize],
+    chain: [(&str, Box<dyn TypedOp>); N],
+) -> TractResult<()> {
     let node = &model.nodes[first];
-    let name = format!("{}.{suffix}", node.name);
     let mut patch = TypedModelPatch::default();
-    let x = patch.tap_model(model, node.inputs[0])?;
-    let y = patch.wire_node(name, op, &[x])?[0];
+    let mut y = patch.tap_model(model, node.inputs[0])?;
+    for (suffix, op) in chain {
+        y = patch.wire_node(format!("{}.{suffix}", node.name), op, &[y])?[0];
+    }
     patch.shunt_outside(model, OutletId::new(last, 0), y)?;
     patch.obliterate(first)?;
     for &id in absorbed {

@@ -169,6 +169,28 @@ fn assert_one_step_apart_at_most(kernel: Kernel, float: &[f32], integer: &[f32])
     );
 }
 
+/// Rewrites `model` for the portable kernel and each SIMD one this CPU has: exactly one
+/// convolution replaced, the optimized plan's operator names accepted by `plan`, and the outputs
+/// one step from the float graph's (`float`) at most.
+fn assert_rewritten_for_every_kernel(
+    model: &TypedModel,
+    weights: &QuantizedWeights,
+    (shape, input): (&[usize], &[f32]),
+    float: &[f32],
+    case: &str,
+    plan: impl Fn(&[String]) -> bool,
+) {
+    for simd in kernels() {
+        let mut rewritten = model.clone();
+        let replaced = quantized_convolutions(&mut rewritten, weights, simd).unwrap();
+        assert_eq!(replaced, 1, "{case}");
+        let names = op_names(&rewritten.clone().into_optimized().unwrap());
+        assert!(plan(&names), "{case}: {names:?}");
+        let integer = run_image(rewritten, shape, input);
+        assert_one_step_apart_at_most(simd, float, integer.as_slice());
+    }
+}
+
 #[test]
 fn quantized_convolutions_become_integer_ones_with_the_same_outputs() {
     // 3x3 stays a Conv after decluttering; 1x1 becomes an EinSum plus a bias Add.
@@ -178,21 +200,37 @@ fn quantized_convolutions_become_integer_ones_with_the_same_outputs() {
         let shape = [1, channels, size, size];
         let float = run_image(model.clone(), &shape, &input);
         assert_eq!(float.len(), out_channels * size * size);
-        for simd in kernels() {
-            let mut rewritten = model.clone();
-            let replaced = quantized_convolutions(&mut rewritten, &weights, simd).unwrap();
-            assert_eq!(replaced, 1, "{kernel}x{kernel}");
-            let names = op_names(&rewritten.clone().into_optimized().unwrap());
-            assert!(names.iter().any(|n| n == "QConv"), "{names:?}");
-            assert!(
-                !names
+        // No float convolution is left.
+        let plan = |names: &[String]| {
+            names.iter().any(|n| n == "QConv")
+                && !names
                     .iter()
-                    .any(|n| (n.contains("Conv") && n != "QConv") || n.contains("MatMul")),
-                "a float convolution is left: {names:?}"
-            );
-            let integer = run_image(rewritten, &shape, &input);
-            assert_one_step_apart_at_most(simd, &float, &integer);
-        }
+                    .any(|n| (n.contains("Conv") && n != "QConv") || n.contains("MatMul"))
+        };
+        let case = format!("{kernel}x{kernel}");
+        assert_rewritten_for_every_kernel(&model, &weights, (&shape, &input), &float, &case, plan);
+    }
+}
+
+/// A dense convolution with stride 2 (7×7 as open_nsfw's first, 3×3 as MobileNet's) becomes a
+/// `SpaceToDepth` and a stride-1 `QConv`, with the float graph's outputs.
+#[test]
+fn strided_quantized_convolutions_become_integer_ones_over_stacked_blocks() {
+    for (channels, size, out_channels, kernel) in [(3, 16, 16, 7), (6, 9, 8, 3)] {
+        let (model, weights, input) =
+            quantized_model(channels, size, out_channels, kernel, true, 1, 2);
+        let shape = [1, channels, size, size];
+        let float = run_image(model.clone(), &shape, &input);
+        let out = (size + kernel / 2 - kernel) / 2 + 1;
+        assert_eq!(float.len(), out_channels * out * out);
+        // The stacked blocks and the integer convolution; no float convolution is left.
+        let plan = |names: &[String]| {
+            names.iter().any(|n| n == "SpaceToDepth")
+                && names.iter().any(|n| n == "QConv")
+                && !names.iter().any(|n| n.contains("Conv") && n != "QConv")
+        };
+        let case = format!("{kernel}x{kernel}");
+        assert_rewritten_for_every_kernel(&model, &weights, (&shape, &input), &float, &case, plan);
     }
 }
 
@@ -210,21 +248,17 @@ fn quantized_depthwise_convolutions_become_integer_ones_with_the_same_outputs() 
             (size - 2) / 2 + 1
         };
         assert_eq!(float.len(), channels * out * out);
-        for simd in kernels() {
-            let mut rewritten = model.clone();
-            let replaced = quantized_convolutions(&mut rewritten, &weights, simd).unwrap();
-            assert_eq!(replaced, 1, "stride {stride}");
-            let names = op_names(&rewritten.clone().into_optimized().unwrap());
-            assert!(names.iter().any(|n| n == "QDepthwise"), "{names:?}");
-            assert!(
-                !names.iter().any(|n| n.contains("Conv")
-                    || n.contains("MatMul")
-                    || (n.contains("Depth") && n != "QDepthwise")),
-                "a float convolution is left: {names:?}"
-            );
-            let integer = run_image(rewritten, &shape, &input);
-            assert_one_step_apart_at_most(simd, &float, &integer);
-        }
+        // No float convolution, matrix product or depthwise operator is left.
+        let plan = |names: &[String]| {
+            names.iter().any(|n| n == "QDepthwise")
+                && !names.iter().any(|n| {
+                    n.contains("Conv")
+                        || n.contains("MatMul")
+                        || (n.contains("Depth") && n != "QDepthwise")
+                })
+        };
+        let case = format!("stride {stride}");
+        assert_rewritten_for_every_kernel(&model, &weights, (&shape, &input), &float, &case, plan);
     }
 }
 
