@@ -54,6 +54,40 @@ pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32], offs
         for y in 0..g.height {
             let row = (y + g.pad[0]) * wp + g.pad[1];
             let mut x = 0;
+            // A whole group (all but the last of a ragged channel count): its own loop, with
+            // no test per channel inside (the general one below tested each channel on every
+            // iteration: 43 instructions per 16 values against 27 here, `profile.py --blocks`).
+            if let [Some(c0), Some(c1), Some(c2), Some(c3)] = channels {
+                let at = y * g.width;
+                assert!(c3 * hw + at + g.width <= input.len());
+                let src = input.as_ptr();
+                while x + QUAD <= g.width {
+                    // SAFETY: columns x..x+4 of row y of channels c0..c3, inside `input` (the
+                    // assertion above; c0 < c1 < c2 < c3).
+                    let (v0, v1, v2, v3) = unsafe {
+                        (
+                            vld1q_f32(src.add(c0 * hw + at + x)),
+                            vld1q_f32(src.add(c1 * hw + at + x)),
+                            vld1q_f32(src.add(c2 * hw + at + x)),
+                            vld1q_f32(src.add(c3 * hw + at + x)),
+                        )
+                    };
+                    let px = vsliq_n_u32::<24>(
+                        vsliq_n_u32::<16>(
+                            vsliq_n_u32::<8>(
+                                quantize4(v0, inv, lo, hi),
+                                quantize4(v1, inv, lo, hi),
+                            ),
+                            quantize4(v2, inv, lo, hi),
+                        ),
+                        quantize4(v3, inv, lo, hi),
+                    );
+                    let px = vreinterpretq_u32_u8(vaddq_u8(vreinterpretq_u8_u32(px), add));
+                    // SAFETY: pixels row+x..row+x+4 are inside this group's plane.
+                    unsafe { vst1q_u32(dst.as_mut_ptr().add(row + x), px) };
+                    x += QUAD;
+                }
+            }
             while x + QUAD <= g.width {
                 let q: [uint32x4_t; 4] = std::array::from_fn(|i| match channels[i] {
                     Some(c) => {
@@ -121,7 +155,9 @@ pub(super) unsafe fn convolve_block_dotprod(
     out: &mut [f32],
 ) {
     let g = &op.geometry;
-    let quads = g.vectors() * (LANES / QUAD);
+    // Up to the last quad that holds an output pixel: the rest of the last vector of 16 would
+    // only be discarded (its lanes are not stored), e.g. 3 of 4 quads of it at 7×7 pixels.
+    let quads = g.flat().div_ceil(QUAD);
     let chunk = op.offsets.len() * g.groups() * BLOCK_O * 4;
     let weights = &op.packed[block * chunk..(block + 1) * chunk];
     let mut q = 0;
@@ -164,38 +200,52 @@ unsafe fn tile_dotprod<const P: usize>(
     let mut acc = [[vdupq_n_s32(0); BLOCK_O]; BLOCK_Q];
     let base = image.as_ptr();
     let mut w = weights.as_ptr();
-    for &off in &op.offsets {
-        for group in 0..groups {
-            // SAFETY: see `convolve_block_dotprod`; the pointer is formed for each group, so it
-            // never leaves the image.
-            let src = unsafe { base.add(first * QUAD + off + group * plane) };
-            // SAFETY: the packed weights hold 32 bytes (8 output channels x 4) for each tap and
-            // group, from `w` on.
-            let (w0, w1) = unsafe { (vld1q_s8(w), vld1q_s8(w.add(16))) };
-            // Written out per quad: a loop around `asm!` is not unrolled, and its
-            // accumulators would go through the stack.
-            macro_rules! quad {
-                ($p:literal) => {
-                    if P > $p {
-                        // SAFETY: quad `$p` of the block (16 bytes) lies inside the image.
-                        let x = unsafe { vld1q_s8(src.add($p * QUAD).cast()) };
-                        dot!("sdot", acc[$p][0], x, w0, 0);
-                        dot!("sdot", acc[$p][1], x, w0, 1);
-                        dot!("sdot", acc[$p][2], x, w0, 2);
-                        dot!("sdot", acc[$p][3], x, w0, 3);
-                        dot!("sdot", acc[$p][4], x, w1, 0);
-                        dot!("sdot", acc[$p][5], x, w1, 1);
-                        dot!("sdot", acc[$p][6], x, w1, 2);
-                        dot!("sdot", acc[$p][7], x, w1, 3);
-                    }
-                };
+    // Written out per quad: a loop around `asm!` is not unrolled, and its accumulators would go
+    // through the stack.
+    macro_rules! quad {
+        ($p:literal, $src:ident, $w0:ident, $w1:ident) => {
+            if P > $p {
+                // SAFETY: quad `$p` of the block (16 bytes) lies inside the image.
+                let x = unsafe { vld1q_s8($src.add($p * QUAD).cast()) };
+                dot!("sdot", acc[$p][0], x, $w0, 0);
+                dot!("sdot", acc[$p][1], x, $w0, 1);
+                dot!("sdot", acc[$p][2], x, $w0, 2);
+                dot!("sdot", acc[$p][3], x, $w0, 3);
+                dot!("sdot", acc[$p][4], x, $w1, 0);
+                dot!("sdot", acc[$p][5], x, $w1, 1);
+                dot!("sdot", acc[$p][6], x, $w1, 2);
+                dot!("sdot", acc[$p][7], x, $w1, 3);
             }
-            quad!(0);
-            quad!(1);
-            quad!(2);
-            // SAFETY: at most one past the block's weights after the last group, which `add`
-            // allows.
-            w = unsafe { w.add(4 * BLOCK_O) };
+        };
+    }
+    for &off in &op.offsets {
+        // One channel group of this tap: its quads by its 8 channels' weights.
+        macro_rules! group {
+            ($group:expr) => {
+                // SAFETY: see `convolve_block_dotprod`; the pointer is formed for each group, so
+                // it never leaves the image.
+                let src = unsafe { base.add(first * QUAD + off + $group * plane) };
+                // SAFETY: the packed weights hold 32 bytes (8 output channels x 4) for each tap
+                // and group, from `w` on.
+                let (w0, w1) = unsafe { (vld1q_s8(w), vld1q_s8(w.add(16))) };
+                quad!(0, src, w0, w1);
+                quad!(1, src, w0, w1);
+                quad!(2, src, w0, w1);
+                // SAFETY: at most one past the block's weights after the last group, which
+                // `add` allows.
+                w = unsafe { w.add(4 * BLOCK_O) };
+            };
+        }
+        // Two groups per iteration, so the loop's counting and pointer updates are paid once
+        // for both.
+        let mut group = 0;
+        while group + 2 <= groups {
+            group!(group);
+            group!(group + 1);
+            group += 2;
+        }
+        if group < groups {
+            group!(group);
         }
     }
     let sums = acc;
@@ -235,7 +285,9 @@ const BLOCK_Q_MMLA: usize = 2;
 #[target_feature(enable = "neon,i8mm")]
 pub(super) unsafe fn convolve_block_mmla(op: &QConv, image: &[u32], block: usize, out: &mut [f32]) {
     let g = &op.geometry;
-    let quads = g.vectors() * (LANES / QUAD);
+    // Up to the last quad that holds an output pixel: the rest of the last vector of 16 would
+    // only be discarded (its lanes are not stored), e.g. 3 of 4 quads of it at 7×7 pixels.
+    let quads = g.flat().div_ceil(QUAD);
     let packed = op.packed_mmla.as_deref().expect("usmmla weights");
     let chunk = op.offsets.len() * g.groups().div_ceil(2) * BLOCK_O * 8;
     let weights = &packed[block * chunk..(block + 1) * chunk];
@@ -276,48 +328,56 @@ unsafe fn tile_mmla<const P: usize>(
     let mut acc = [[[vdupq_n_s32(0); BLOCK_O / 2]; 2]; BLOCK_Q_MMLA];
     let base = image.as_ptr();
     let mut w = weights.as_ptr();
-    for &off in &op.offsets {
-        for pair in 0..pairs {
-            // SAFETY: both planes of the pair lie inside the image (an even number of planes),
-            // each quad's reach inside its plane.
-            let a = unsafe { base.add(first * QUAD + off + 2 * pair * plane) };
-            // SAFETY: the pair's second plane, inside the image (see above).
-            let b = unsafe { a.add(plane) };
-            // SAFETY: the packed weights hold 64 bytes (8 output channels x 8) for each tap and
-            // pair, from `w` on.
-            let (w0, w1, w2, w3) = unsafe {
-                (
-                    vld1q_s8(w),
-                    vld1q_s8(w.add(16)),
-                    vld1q_s8(w.add(32)),
-                    vld1q_s8(w.add(48)),
-                )
-            };
-            macro_rules! quad {
-                ($p:literal) => {
-                    if P > $p {
-                        // SAFETY: quad `$p` of the first plane lies inside the image.
-                        let xa = unsafe { vld1q_u32(a.add($p * QUAD)) };
-                        // SAFETY: and of the second.
-                        let xb = unsafe { vld1q_u32(b.add($p * QUAD)) };
-                        let low = vreinterpretq_u8_u32(vzip1q_u32(xa, xb));
-                        let high = vreinterpretq_u8_u32(vzip2q_u32(xa, xb));
-                        mmla!(acc[$p][0][0], low, w0);
-                        mmla!(acc[$p][0][1], low, w1);
-                        mmla!(acc[$p][0][2], low, w2);
-                        mmla!(acc[$p][0][3], low, w3);
-                        mmla!(acc[$p][1][0], high, w0);
-                        mmla!(acc[$p][1][1], high, w1);
-                        mmla!(acc[$p][1][2], high, w2);
-                        mmla!(acc[$p][1][3], high, w3);
-                    }
-                };
+    macro_rules! quad {
+        ($p:literal, $a:ident, $b:ident, $w0:ident, $w1:ident, $w2:ident, $w3:ident) => {
+            if P > $p {
+                // SAFETY: quad `$p` of the first plane lies inside the image.
+                let xa = unsafe { vld1q_u32($a.add($p * QUAD)) };
+                // SAFETY: and of the second.
+                let xb = unsafe { vld1q_u32($b.add($p * QUAD)) };
+                let low = vreinterpretq_u8_u32(vzip1q_u32(xa, xb));
+                let high = vreinterpretq_u8_u32(vzip2q_u32(xa, xb));
+                mmla!(acc[$p][0][0], low, $w0);
+                mmla!(acc[$p][0][1], low, $w1);
+                mmla!(acc[$p][0][2], low, $w2);
+                mmla!(acc[$p][0][3], low, $w3);
+                mmla!(acc[$p][1][0], high, $w0);
+                mmla!(acc[$p][1][1], high, $w1);
+                mmla!(acc[$p][1][2], high, $w2);
+                mmla!(acc[$p][1][3], high, $w3);
             }
-            quad!(0);
-            quad!(1);
-            // SAFETY: at most one past the block's weights after the last pair, which `add`
-            // allows.
-            w = unsafe { w.add(8 * BLOCK_O) };
+        };
+    }
+    for &off in &op.offsets {
+        // One pair of channel groups of this tap: its quads by its 8 channels' weights.
+        macro_rules! pair {
+            ($pair:expr) => {
+                // SAFETY: both planes of the pair lie inside the image (an even number of
+                // planes), each quad's reach inside its plane.
+                let a = unsafe { base.add(first * QUAD + off + 2 * $pair * plane) };
+                // SAFETY: the pair's second plane, inside the image (see above).
+                let b = unsafe { a.add(plane) };
+                // SAFETY: the packed weights hold 64 bytes (8 output channels x 8) for each tap
+                // and pair, from `w` on.
+                let (w0, w1, w2, w3) = unsafe {
+                    (
+                        vld1q_s8(w),
+                        vld1q_s8(w.add(16)),
+                        vld1q_s8(w.add(32)),
+                        vld1q_s8(w.add(48)),
+                    )
+                };
+                quad!(0, a, b, w0, w1, w2, w3);
+                quad!(1, a, b, w0, w1, w2, w3);
+                // SAFETY: at most one past the block's weights after the last pair, which `add`
+                // allows.
+                w = unsafe { w.add(8 * BLOCK_O) };
+            };
+        }
+        // One pair per iteration: unrolling two, as `tile_dotprod` does, cost 0.8 M more
+        // instructions per open_nsfw int8 inference here (`profile.py`, `max,sve=off`).
+        for pair in 0..pairs {
+            pair!(pair);
         }
     }
     let sums = acc;
@@ -340,6 +400,11 @@ unsafe fn tile_mmla<const P: usize>(
 /// quad `p`, the sums `sum_of(p, o)` less the channel's zero-point term, finished and stored.
 /// Where each quad's lanes go is worked out once for the block's 8 channels, and each channel's
 /// constants once for its quads.
+///
+/// The channels are written out one by one (`channel!`), so `sum_of` is called with constant
+/// indices and the accumulators stay in registers: with a loop over the channels they went
+/// through the stack, and the `usmmla` kernel chose each channel's lanes with a run-time mask,
+/// the epilogue costing as many instructions as the multiply-adds (`profile.py --blocks`).
 #[inline]
 #[target_feature(enable = "neon")]
 unsafe fn finish_block<const P: usize>(
@@ -355,16 +420,31 @@ unsafe fn finish_block<const P: usize>(
     let stores: [Store; P] = std::array::from_fn(|p| Store::of(op, first + p));
     let channels = (g.out_channels - block * BLOCK_O).min(BLOCK_O);
     assert!(out.len() >= channels * len);
-    for o in 0..channels {
-        let oc = block * BLOCK_O + o;
-        let zero = vdupq_n_s32(zero_sums[oc]);
-        let (scale, bias) = (op.scales[oc], op.bias[oc]);
-        let out = &mut out[o * len..(o + 1) * len];
-        for (p, store) in stores.iter().enumerate() {
-            let v = finish4(vsubq_s32(sum_of(p, o), zero), scale, bias, op.requantize);
-            store.put(v, out);
-        }
+    let requantize = op.requantize;
+    // `channel!` below is written out for 8 channels.
+    const _: () = assert!(BLOCK_O == 8);
+    macro_rules! channel {
+        ($o:literal) => {
+            if $o < channels {
+                let oc = block * BLOCK_O + $o;
+                let zero = vdupq_n_s32(zero_sums[oc]);
+                let (scale, bias) = (op.scales[oc], op.bias[oc]);
+                let out = &mut out[$o * len..($o + 1) * len];
+                for (p, store) in stores.iter().enumerate() {
+                    let v = finish4(vsubq_s32(sum_of(p, $o), zero), scale, bias, requantize);
+                    store.put(v, out);
+                }
+            }
+        };
     }
+    channel!(0);
+    channel!(1);
+    channel!(2);
+    channel!(3);
+    channel!(4);
+    channel!(5);
+    channel!(6);
+    channel!(7);
 }
 
 /// Where a quad's valid lanes go in each channel's output: its lane mask (4 bits) and the index
