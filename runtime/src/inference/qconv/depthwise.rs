@@ -252,7 +252,7 @@ impl QDepthwise {
                 }
                 #[cfg(target_arch = "aarch64")]
                 Kernel::I8mm => {
-                    quantize(self, input, image, line, 0);
+                    quantize(self, input, image, line, 0, true);
                     let image = &*image;
                     in_chunks(output, chunk, |task, out| {
                         // SAFETY: `available()` said the CPU has i8mm; `out` is channels
@@ -262,7 +262,7 @@ impl QDepthwise {
                 }
                 #[cfg(target_arch = "aarch64")]
                 Kernel::Dotprod => {
-                    quantize(self, input, image, line, 0x8080_8080);
+                    quantize(self, input, image, line, 0x8080_8080, true);
                     let image = &*image;
                     in_chunks(output, chunk, |task, out| {
                         // SAFETY: `available()` said the CPU has dotprod; `out` is channels
@@ -271,7 +271,7 @@ impl QDepthwise {
                     });
                 }
                 _ => {
-                    quantize(self, input, image, line, 0);
+                    quantize(self, input, image, line, 0, false);
                     convolve_portable(self, image, output);
                 }
             }
@@ -294,9 +294,18 @@ fn quantize_byte(v: f32, inv: f32, zero: f32) -> u8 {
 /// AVX-512 one, [`x86::quantize`], gives the same image). The two walk the image alike but keep
 /// their own loops: one walk taking the row packing as a closure cost 5.1 M more guest
 /// instructions per nsfwjs int8 inference on aarch64 (282.5 M against 277.4 M, test profile at
-/// `max`, 2026-12-04).
+/// `max`, 2026-12-04). With `neon` (the aarch64 SIMD kernels; the portable kernel keeps the
+/// scalar loop, so the kernels' bit-exactness tests compare the two) the words are gathered 4 at
+/// a time ([`arm::gather`]).
 #[inline(always)]
-fn quantize(op: &QDepthwise, input: &[f32], image: &mut [u32], line: &mut [u32], flip: u32) {
+fn quantize(
+    op: &QDepthwise,
+    input: &[f32],
+    image: &mut [u32],
+    line: &mut [u32],
+    flip: u32,
+    neon: bool,
+) {
     let g = &op.geometry;
     let (hp, wp) = g.padded();
     let (_, ow) = g.output();
@@ -305,9 +314,11 @@ fn quantize(op: &QDepthwise, input: &[f32], image: &mut [u32], line: &mut [u32],
     assert!(input.len() >= g.channels * hw && image.len() >= g.channels * plane);
     let (inv, zero) = (op.in_inv_scale, f32::from(op.in_zero));
     let fill = (u32::from(op.in_zero) * 0x0101_0101) ^ flip;
-    // One padded input row as bytes, plus the slack the last word reads: the zero point outside
-    // the input.
-    let line = &mut as_bytes(line)[..wp + DepthwiseGeometry::MAX_KERNEL_WIDTH];
+    // One padded input row as bytes, plus the slack the last word reads (and the NEON gather's
+    // 16-byte loads, `line_bytes`): the zero point outside the input.
+    let line_bytes = g.line_bytes().expect("a valid geometry");
+    let line = &mut as_bytes(line)[..line_bytes];
+    assert!(line_bytes >= wp + DepthwiseGeometry::MAX_KERNEL_WIDTH);
     line.fill(op.in_zero);
     let step = g.stride[1];
     for c in 0..g.channels {
@@ -321,7 +332,19 @@ fn quantize(op: &QDepthwise, input: &[f32], image: &mut [u32], line: &mut [u32],
             for (q, &v) in line[g.pad[1]..g.pad[1] + g.width].iter_mut().zip(src) {
                 *q = quantize_byte(v, inv, zero);
             }
-            for (x, word) in words[..ow].iter_mut().enumerate() {
+            #[cfg(target_arch = "aarch64")]
+            let from = if neon {
+                // SAFETY: NEON is part of the aarch64 base ISA; `gather` checks its bounds.
+                unsafe { arm::gather(line, &mut words[..ow], step, flip) }
+            } else {
+                0
+            };
+            #[cfg(not(target_arch = "aarch64"))]
+            let from = {
+                let _ = neon;
+                0
+            };
+            for (x, word) in words[..ow].iter_mut().enumerate().skip(from) {
                 let at = x * step;
                 let bytes: [u8; 4] = line[at..at + 4].try_into().expect("4 bytes");
                 *word = u32::from_le_bytes(bytes) ^ flip;
@@ -509,6 +532,31 @@ mod arm {
     use super::*;
     use std::arch::aarch64::*;
     use std::arch::asm;
+
+    /// The packing loop of [`super::quantize`], 4 words at a time: word `x` is the 4 bytes of
+    /// `line` from `x · step`, XORed with `flip`, and 4 words are one table lookup (`tbl`) in
+    /// the 16 bytes from the first one's start (`step` is at most 4, so they reach byte 15).
+    /// Returns how many words it wrote, from the first; the caller packs the rest.
+    #[target_feature(enable = "neon")]
+    pub(super) fn gather(line: &[u8], words: &mut [u32], step: usize, flip: u32) -> usize {
+        assert!((1..=DepthwiseGeometry::MAX_STRIDE).contains(&step));
+        let pattern: [u8; 16] = std::array::from_fn(|b| ((b / 4) * step + b % 4) as u8);
+        // SAFETY: 16 bytes.
+        let pattern = unsafe { vld1q_u8(pattern.as_ptr()) };
+        let flip = vreinterpretq_u8_u32(vdupq_n_u32(flip));
+        let mut x = 0;
+        while x + 4 <= words.len() && x * step + 16 <= line.len() {
+            // SAFETY: bytes x·step .. x·step + 16 of `line` and words x .. x + 4 of `words`, both
+            // checked by the loop's condition.
+            unsafe {
+                let bytes = vld1q_u8(line.as_ptr().add(x * step));
+                let packed = veorq_u8(vqtbl1q_u8(bytes, pattern), flip);
+                vst1q_u8(words.as_mut_ptr().add(x).cast(), packed);
+            }
+            x += 4;
+        }
+        x
+    }
 
     /// The convolution for channels `first ..` (as many as `out` holds), each lane's dot product
     /// `dot(acc, pixels, weights)`.
