@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CARGO ?= cargo
 MVN ?= mvn
 
-.PHONY: ort-arm bench-arm demo test nsfwjs test-host lane-x86 lane-arm fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
+.PHONY: ort-arm bench-arm demo test nsfwjs test-host lane-x86 lane-arm fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools size-arm nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -286,8 +286,9 @@ bench: model nsfwjs
 # onnxruntime's own aarch64 library from its Maven Central jar (checksums pinned; nothing else is
 # downloaded), `ort-bench` (benches/arm/ort-bench, outside the workspace) built for aarch64, the
 # release harness for aarch64, then benches/arm/instructions.py with both engines (README,
-# "aarch64 (phones)"). The counts took 11 minutes on 2 cores; the aarch64 release build about 20
-# more when cold.
+# "aarch64 (phones)"), the live engine's instructions per second of stream and the size of the
+# `mobile` library (`size-arm`). The counts took 23 minutes on 2 cores (2026-12-05; the six stream
+# runs are half of it); the aarch64 release build 12 more when cold, the mobile library 14.
 ORT_VERSION := 1.23.2
 ORT_JAR_SHA256 := e0ab4a1af57d2da09097202f2dfd691e390c82e81183314788ccde4cf7c3cc38
 ORT_ARM_SHA256 := 648ffa64fbe027ae27139109410900cf776a030dec2dbbac51053318cc44c286
@@ -305,10 +306,20 @@ ort-arm: arm-tools
 	echo "$(ORT_ARM_SHA256)  $(ORT_ARM_LIB)" | sha256sum --check --quiet
 	RUSTC=$(ARM_RUSTC) $(CARGO) build --release --locked --manifest-path benches/arm/ort-bench/Cargo.toml \
 		--target $(ARM) --target-dir target/ort-bench
-bench-arm: ort-arm nsfwjs
+bench-arm: ort-arm nsfwjs size-arm
 	RUSTC=$(ARM_RUSTC) $(CARGO) build --release --target $(ARM) --target-dir target/arm -p prescreen \
 		--no-default-features
-	python3 benches/arm/instructions.py --onnxruntime-lib $(ORT_ARM_LIB) --ort-bench $(ORT_BENCH)
+	python3 benches/arm/instructions.py --onnxruntime-lib $(ORT_ARM_LIB) --ort-bench $(ORT_BENCH) \
+		--mobile-lib $(ARM_MOBILE_LIB)
+
+# The phones' library for aarch64 with the `mobile` profile, as `size` builds it for this host
+# (aarch64-unknown-linux-gnu: the Android ABI's instruction set and the same crates; the NDK that
+# builds aarch64-linux-android is not available here, mobile/android/build-native.sh uses it).
+ARM_MOBILE_LIB := target/arm/$(ARM)/mobile/libprescreen_android.so
+size-arm: arm-tools
+	RUSTC=$(ARM_RUSTC) $(CARGO) build --locked --profile mobile --target $(ARM) --target-dir target/arm \
+		--package prescreen-android
+	@ls -l $(ARM_MOBILE_LIB)
 
 # The Android library built for this host with the profile the phones get (`mobile`: fat LTO, one
 # codegen unit, stripped), and its size. The same crate and profile as mobile/android/build-native.sh.

@@ -38,6 +38,8 @@ pub(super) struct EngineRun {
     segments: Vec<(String, i64, i64)>,
     first_t: Option<i64>,
     last_t: i64,
+    /// Frames offered to the session.
+    frames: u64,
 }
 
 impl EngineRun {
@@ -114,6 +116,7 @@ impl EngineRun {
             segments: vec![],
             first_t: None,
             last_t: 0,
+            frames: 0,
         })
     }
 
@@ -121,6 +124,7 @@ impl EngineRun {
         let frame = owned.frame()?;
         self.first_t.get_or_insert(frame.timestamp_us());
         self.last_t = frame.timestamp_us();
+        self.frames += 1;
         self.raw_bytes += frame
             .planes()
             .iter()
@@ -192,7 +196,7 @@ impl EngineRun {
             .context("the session was closed before the stream ended")?;
         let m = metrics.engine;
         self.drain(&ProgressBar::hidden());
-        let stream_s = ((self.last_t - self.first_t.unwrap_or(0)) as f64 / 1e6).max(1e-6);
+        let stream_s = stream_seconds(self.first_t, self.last_t, self.frames);
         eprintln!(
             "\n{} segment(s); frames: {} seen = {} scored + {} rate-skipped + {} low-quality + {} gated + {} dropped + {} rejected + {} failed",
             self.segments.len(), m.seen, m.scored, m.rate_skipped, m.low_quality, m.gated, m.dropped, m.rejected, m.failed
@@ -210,12 +214,18 @@ impl EngineRun {
             );
         }
         let busy = m.submit.total() + m.preprocess.total() + m.infer.total();
-        eprintln!(
-            "engine CPU time per second of stream: {:.0} ms ({:.1} s of stream, {:.2} frames scored per second)",
-            ms(busy) / stream_s,
-            stream_s,
-            m.scored as f64 / stream_s
-        );
+        match stream_s {
+            Some(s) => eprintln!(
+                "engine CPU time per second of stream: {:.0} ms ({s:.1} s of stream, {:.2} frames scored per second)",
+                ms(busy) / s,
+                m.scored as f64 / s
+            ),
+            None => eprintln!(
+                "engine CPU time: {:.0} ms for {} frame(s), too short a stream for a rate per second",
+                ms(busy),
+                self.frames
+            ),
+        }
         if m.detection.count() > 0 {
             eprintln!("detection latency (threshold crossing to SegmentOpened, wall time): median {:.0} ms, max {:.0} ms", ms(m.detection.quantile(0.5)), ms(m.detection.max()));
         }
@@ -257,7 +267,7 @@ struct Delivery {
 
 impl EngineRun {
     /// Prints what this stream reported, against the raw stream, and delivers the outbox.
-    fn deliver(&mut self, stream_s: f64) -> Result<()> {
+    fn deliver(&mut self, stream_s: Option<f64>) -> Result<()> {
         let Some(dir) = &self.outbox_dir else {
             return Ok(());
         };
@@ -274,15 +284,26 @@ impl EngineRun {
             .filter(|p| self.queued.contains(&p.report_id))
             .map(|p| p.bytes)
             .sum();
-        let per_hour = |b: u64| b as f64 * 3600.0 / stream_s;
-        eprintln!(
-            "reports: {} from this stream, {report_bytes} bytes = {:.0} bytes per stream-hour \
-             (raw frames: {:.3e} bytes per stream-hour); outbox holds {} pending",
-            self.queued.len(),
-            per_hour(report_bytes),
-            per_hour(self.raw_bytes),
-            pending.len()
-        );
+        match stream_s {
+            Some(s) => {
+                let per_hour = |b: u64| b as f64 * 3600.0 / s;
+                eprintln!(
+                    "reports: {} from this stream, {report_bytes} bytes = {:.0} bytes per stream-hour \
+                     (raw frames: {:.3e} bytes per stream-hour); outbox holds {} pending",
+                    self.queued.len(),
+                    per_hour(report_bytes),
+                    per_hour(self.raw_bytes),
+                    pending.len()
+                );
+            }
+            None => eprintln!(
+                "reports: {} from this stream, {report_bytes} bytes (raw frames: {} bytes); \
+                 outbox holds {} pending",
+                self.queued.len(),
+                self.raw_bytes,
+                pending.len()
+            ),
+        }
         let Some(delivery) = self.delivery.take() else {
             return Ok(());
         };
@@ -309,5 +330,36 @@ impl EngineRun {
             receiver.stop();
         }
         Ok(())
+    }
+}
+
+/// The length of a stream of `frames` frames whose first and last timestamps are `first_us` and
+/// `last_us`: each frame is on screen until the next, and the last one as long as the mean
+/// spacing. `None` below two frames, where there is no spacing to go by.
+fn stream_seconds(first_us: Option<i64>, last_us: i64, frames: u64) -> Option<f64> {
+    let first = first_us?;
+    if frames < 2 || last_us <= first {
+        return None;
+    }
+    let span = (last_us - first) as f64 / 1e6;
+    Some(span * frames as f64 / (frames - 1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_seconds;
+
+    /// 600 frames at 30 fps are 20 s of stream, although their timestamps span 599 intervals; a
+    /// single frame, or none, has no length to divide by.
+    #[test]
+    fn a_stream_lasts_as_many_frame_intervals_as_it_has_frames() {
+        let last = 599 * 1_000_000 / 30;
+        let s = stream_seconds(Some(0), last, 600).unwrap();
+        assert!((s - 20.0).abs() < 1e-4, "{s}");
+        let s = stream_seconds(Some(1_000_000), 1_000_000 + 2 * 500_000, 3).unwrap();
+        assert!((s - 1.5).abs() < 1e-9, "{s}");
+        assert_eq!(stream_seconds(Some(7), 7, 1), None);
+        assert_eq!(stream_seconds(Some(7), 7, 2), None);
+        assert_eq!(stream_seconds(None, 0, 0), None);
     }
 }
