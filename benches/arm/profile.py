@@ -3,7 +3,7 @@
 
     python3 benches/arm/profile.py [--prescreen target/arm/aarch64-unknown-linux-gnu/release/prescreen]
                                    [--model-dir models/open_nsfw] [--cpu cortex-a76] [--variant int8]
-                                   [--runs 2] [--top 25]
+                                   [--runs 2] [--top 25] [--blocks NAME]
 
 Runs `prescreen bench-infer` twice under the block-profile plugin (benches/arm/insn_profile.c,
 built here with the host C compiler), with 1 and with 1 + `--runs` timed runs, and prints the
@@ -60,6 +60,12 @@ def main() -> int:
     ap.add_argument("--variant", default="int8", choices=["float", "int8"])
     ap.add_argument("--runs", type=int, default=2, help="extra inferences in the second run")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument(
+        "--blocks",
+        metavar="NAME",
+        help="also list the translated blocks of the functions whose names contain NAME: their"
+        " addresses in the binary (for objdump), instructions per execution and per inference",
+    )
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
@@ -94,6 +100,22 @@ def main() -> int:
     print(f"{args.variant} at {args.cpu}: {total / 1e6:.1f} M instructions per inference")
     for name, n in sorted(diff.items(), key=lambda kv: -kv[1])[: args.top]:
         print(f"{n / 1e6:9.1f} M  {100 * n / total:5.1f} %  {name[:120]}")
+    if args.blocks:
+        # Per block: instructions of one inference (the difference of the runs), within the
+        # matching functions, hottest first.
+        def per_block(rows: list[tuple[int, int]]) -> collections.Counter:
+            c: collections.Counter = collections.Counter()
+            for vaddr, n in rows:
+                a = vaddr - load
+                i = bisect.bisect_right(addrs, a) - 1
+                if 0 <= a <= end and i >= 0 and args.blocks in syms[i][1]:
+                    c[(a, syms[i][1])] += n
+            return c
+
+        a, b = per_block(one), per_block(more)
+        print(f"\nblocks in functions matching {args.blocks!r} (address in the binary, M per inference):")
+        for (addr, name), n in sorted(b.items(), key=lambda kv: -(kv[1] - a[kv[0]]))[: args.top]:
+            print(f"  {addr:#10x} {(n - a[(addr, name)]) / args.runs / 1e6:9.2f} M  {name[:80]}")
     return 0
 
 
