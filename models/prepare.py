@@ -169,7 +169,11 @@ def quantize(
     photos,
     recalibrate,
     keep_float_ops=None,
+    also_float=(),
 ):
+    """Build `int8_path` from `float_path` with the manifest's recipe. `keep_float_ops` replaces the
+    manifest's operator types kept in float; `also_float` names nodes kept in float on top of the
+    manifest's (models/band.py's sensitivity sweep uses it)."""
     from onnxruntime.quantization import CalibrationDataReader
     import onnx
 
@@ -195,7 +199,7 @@ def quantize(
     if keep_float_ops is None:
         keep_float_ops = entry["keep_float_ops"]
     keep_float = [n.name for n in model.graph.node if n.op_type in keep_float_ops]
-    keep_float += entry["keep_float_nodes"]
+    keep_float += entry["keep_float_nodes"] + list(also_float)
     with tempfile.TemporaryDirectory() as tmp:
         upgraded = Path(tmp) / "float-opset13.onnx"
         onnx.save(model, str(upgraded))

