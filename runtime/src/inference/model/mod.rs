@@ -352,12 +352,14 @@ fn build_plan(
     };
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Built> {
         let onnx = tract_onnx::onnx();
-        let proto = onnx
+        let mut proto = onnx
             .proto_model_for_read(&mut Cursor::new(bytes))
             .map_err(|e| load(format!("{e:#}")))?;
+        let source = rewrite::Source::read(&onnx, &mut proto, kernel).map_err(load)?;
         let model = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| load(format!("{e:#}")))?;
+        drop(proto);
         check_io(manifest, &model).map_err(mismatch)?;
         let spec = &manifest.input;
         let fact = f32::fact(spec.shape());
@@ -395,7 +397,7 @@ fn build_plan(
             float_depthwise,
             fused_pairs,
             max_pools,
-        } = rewrite::apply(typed, &onnx, proto, kernel, options.float_depthwise).map_err(load)?;
+        } = rewrite::apply(typed, source, options.float_depthwise).map_err(load)?;
         let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable_with_options(&run_options))

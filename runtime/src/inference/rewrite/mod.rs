@@ -13,6 +13,7 @@ use tract_onnx::prelude::*;
 use crate::inference::qconv::{Kernel, Simd};
 
 mod convolution;
+mod dequantize;
 mod float_depthwise;
 mod fuse;
 mod integer;
@@ -41,15 +42,53 @@ pub(crate) struct Rewritten {
     pub(crate) max_pools: usize,
 }
 
-/// Runs the graph passes, in their order, on `typed`, the typed graph of the file `proto` was read
-/// from: the integer convolutions on `kernel` (none when `None`), and the f32 depthwise ones on
-/// prescreen's kernel when `float_depthwise_kernel` (`LoadOptions::float_depthwise`). `proto` is
-/// dropped once read, before the graph is rewritten. An error is the reason the load fails.
+/// What the rewrite needs from the ONNX file itself, read before tract builds its graph
+/// ([`Source::read`]).
+pub(crate) struct Source {
+    /// The quantized convolutions' weights, with the integer kernel that will run them.
+    weights: Option<(Kernel, QuantizedWeights)>,
+    /// Whether the file has quantize/dequantize nodes (a QDQ file).
+    is_quantized: bool,
+}
+
+impl Source {
+    /// Reads the quantized weights (when there is a `kernel` to run them on), then folds the
+    /// file's constant `DequantizeLinear` nodes into f32 initializers, which tract would compute
+    /// the same but far more slowly (`dequantize`).
+    pub(crate) fn read(
+        onnx: &tract_onnx::Onnx,
+        proto: &mut pb::ModelProto,
+        kernel: Option<Kernel>,
+    ) -> Result<Self, String> {
+        let weights = match kernel {
+            Some(kernel) => Some((
+                kernel,
+                QuantizedWeights::from_proto(onnx, proto)
+                    .map_err(|e| format!("reading quantized weights: {e:#}"))?,
+            )),
+            None => None,
+        };
+        let is_quantized = proto.graph.as_ref().is_some_and(|g| {
+            g.node
+                .iter()
+                .any(|n| matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear"))
+        });
+        let folded = dequantize::fold_constant_dequantize(onnx, proto);
+        log::debug!("{folded} constant dequantizations folded before tract reads the graph");
+        Ok(Source {
+            weights,
+            is_quantized,
+        })
+    }
+}
+
+/// Runs the graph passes, in their order, on `typed`, the typed graph of the file `source` was read
+/// from: the integer convolutions on the kernel given to [`Source::read`] (none when `None`), and
+/// the f32 depthwise ones on prescreen's kernel when `float_depthwise_kernel`
+/// (`LoadOptions::float_depthwise`). An error is the reason the load fails.
 pub(crate) fn apply(
     mut typed: TypedModel,
-    onnx: &tract_onnx::Onnx,
-    proto: pb::ModelProto,
-    kernel: Option<Kernel>,
+    source: Source,
     float_depthwise_kernel: bool,
 ) -> Result<Rewritten, String> {
     let mut integer = 0;
@@ -59,20 +98,10 @@ pub(crate) fn apply(
     // decluttered graph (1×1 convolutions as EinSum); every other pair is fused first, so that
     // decluttering cannot turn `DequantizeLinear → Softmax → QuantizeLinear` into tract's
     // quantized Softmax (wrong, see tests/model.rs).
-    let weights = match kernel {
-        Some(kernel) => Some((
-            kernel,
-            QuantizedWeights::from_proto(onnx, &proto)
-                .map_err(|e| format!("reading quantized weights: {e:#}"))?,
-        )),
-        None => None,
-    };
-    let is_quantized = proto.graph.as_ref().is_some_and(|g| {
-        g.node
-            .iter()
-            .any(|n| matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear"))
-    });
-    drop(proto);
+    let Source {
+        weights,
+        is_quantized,
+    } = source;
     let mut fused = 0;
     let mut decluttered = false;
     let mut float_depthwise = 0;
