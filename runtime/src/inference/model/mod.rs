@@ -355,7 +355,7 @@ fn build_plan(
         let mut proto = onnx
             .proto_model_for_read(&mut Cursor::new(bytes))
             .map_err(|e| load(format!("{e:#}")))?;
-        let source = rewrite::Source::read(&onnx, &mut proto, kernel).map_err(load)?;
+        let source = rewrite::Source::read(&onnx, &mut proto, kernel);
         let model = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| load(format!("{e:#}")))?;

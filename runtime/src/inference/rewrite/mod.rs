@@ -52,33 +52,30 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    /// Reads the quantized weights (when there is a `kernel` to run them on), then folds the
-    /// file's constant `DequantizeLinear` nodes into f32 initializers, which tract would compute
-    /// the same but far more slowly (`dequantize`).
+    /// Folds the file's constant `DequantizeLinear` nodes into f32 initializers, which tract would
+    /// compute the same but far more slowly (`dequantize`), and keeps the quantized weights among
+    /// them when there is a `kernel` to run them on. A node this cannot read is left to tract.
     pub(crate) fn read(
         onnx: &tract_onnx::Onnx,
         proto: &mut pb::ModelProto,
         kernel: Option<Kernel>,
-    ) -> Result<Self, String> {
-        let weights = match kernel {
-            Some(kernel) => Some((
-                kernel,
-                QuantizedWeights::from_proto(onnx, proto)
-                    .map_err(|e| format!("reading quantized weights: {e:#}"))?,
-            )),
-            None => None,
-        };
+    ) -> Self {
         let is_quantized = proto.graph.as_ref().is_some_and(|g| {
             g.node
                 .iter()
                 .any(|n| matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear"))
         });
-        let folded = dequantize::fold_constant_dequantize(onnx, proto);
+        let mut weights = kernel.map(|kernel| (kernel, QuantizedWeights::default()));
+        let folded = dequantize::fold_constant_dequantize(
+            onnx,
+            proto,
+            weights.as_mut().map(|(_, weights)| weights),
+        );
         log::debug!("{folded} constant dequantizations folded before tract reads the graph");
-        Ok(Source {
+        Source {
             weights,
             is_quantized,
-        })
+        }
     }
 }
 

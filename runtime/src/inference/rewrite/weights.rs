@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
-use tract_onnx::pb;
 use tract_onnx::prelude::*;
+
+use super::dequantize::Constant;
 
 /// s8 weights (output channel first) and one scale per output channel.
 type Weights = (Vec<i8>, Vec<f32>);
@@ -17,67 +18,30 @@ pub(crate) struct QuantizedWeights {
 }
 
 impl QuantizedWeights {
-    /// Collects every `DequantizeLinear` of a constant s8 tensor with a zero zero point and one
-    /// scale per output channel (axis 0) or one for the whole tensor.
-    pub(crate) fn from_proto(onnx: &tract_onnx::Onnx, proto: &pb::ModelProto) -> TractResult<Self> {
-        let load = |t: &pb::TensorProto| tract_onnx::tensor::load_tensor(&*onnx.provider, t, None);
-        let mut found = QuantizedWeights::default();
-        let Some(graph) = proto.graph.as_ref() else {
-            return Ok(found);
-        };
-        let initializers: HashMap<&str, &pb::TensorProto> = graph
-            .initializer
-            .iter()
-            .map(|t| (t.name.as_str(), t))
-            .collect();
-        for node in graph
-            .node
-            .iter()
-            .filter(|n| n.op_type == "DequantizeLinear")
-        {
-            let input = |i: usize| {
-                node.input
-                    .get(i)
-                    .and_then(|name| initializers.get(name.as_str()))
-            };
-            let (Some(q), Some(scale)) = (input(0), input(1)) else {
-                continue;
-            };
-            // A tensor tract cannot read here only leaves its convolution to tract.
-            let (Ok(q), Ok(scale)) = (load(q), load(scale)) else {
-                continue;
-            };
-            if q.datum_type() != i8::datum_type()
-                || scale.datum_type() != f32::datum_type()
-                || q.rank() < 2
-            {
-                continue;
-            }
-            if let Some(zero) = input(2) {
-                let Ok(zero) = load(zero) else {
-                    continue;
-                };
-                if zero
-                    .cast_to::<i32>()?
-                    .try_as_plain_ram()?
-                    .as_slice::<i32>()?
-                    .iter()
-                    .any(|&z| z != 0)
-                {
-                    continue;
-                }
-            }
-            let axis = node.get_attr_opt::<i64>("axis")?.unwrap_or(1);
-            let out_channels = q.shape()[0];
-            let scales: Vec<f32> = scale.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-            let scales = match scales.len() {
-                1 => vec![scales[0]; out_channels],
-                n if n == out_channels && axis == 0 => scales,
-                _ => continue,
-            };
-            found.add(q.try_as_plain_ram()?.as_slice::<i8>()?.to_vec(), scales);
+    /// Keeps `node`'s tensor when it is convolution weights: s8, of rank 2 or more, zero point
+    /// zero (or none), and one scale per output channel (axis 0) or one for the whole tensor.
+    pub(super) fn offer(&mut self, node: &Constant) {
+        let q = &node.q;
+        if q.datum_type() != DatumType::I8 || q.shape().len() < 2 {
+            return;
         }
-        Ok(found)
+        if node
+            .zeros
+            .as_ref()
+            .is_some_and(|z| z.values().any(|z| z != 0))
+        {
+            return;
+        }
+        let out_channels = q.shape()[0];
+        let scales = match node.scales.len() {
+            1 => vec![node.scales[0]; out_channels],
+            n if n == out_channels && node.axis == 0 => node.scales.clone(),
+            _ => return,
+        };
+        let mut values = Vec::with_capacity(q.len());
+        // Every value came from an i8.
+        q.blocks(|_, block| values.extend(block.iter().map(|&v| v as i8)));
+        self.add(values, scales);
     }
 
     pub(super) fn add(&mut self, q: Vec<i8>, scales: Vec<f32>) {
