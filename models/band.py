@@ -16,6 +16,14 @@ float and int8 outputs for each), which tests/fidelity.rs reads, and prints how 
 is from the float one on the band: largest and mean |d| in probability, and how many decisions
 flip at the default policy's `enter` and `exit` thresholds.
 
+It also records how far onnxruntime's int8 output moves on the same file without any error in
+either run: run operator by operator (graph optimisations off: each quantize/dequantize as ONNX
+defines it, no fused integer kernels) and with the input scaled by 1 + 2^-22 (an ulp or two). The
+file rounds activations to 1 of 256 levels at 74 `QuantizeLinear` nodes, so a difference in the
+last bit of one value can move a level, and the logits' own levels (0.056 and 0.048) move the
+probability by up to 0.014 and 0.012 each: that spread is the floor for any two implementations
+of the file, prescreen's included.
+
 `--sensitivity` also rebuilds the int8 file once per quantized node with that node kept in float
 (same recipe and calibration.json otherwise) and prints the band's figures for each: which layers
 the int8 error comes from. About 10 minutes on 2 cores.
@@ -43,6 +51,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
 from prepare import PHOTO_DIR, PHOTOS, quantize  # noqa: E402
+from reference import session  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "generated" / "band"
 MODEL_DIR = ROOT / "models" / "open_nsfw"
@@ -80,13 +89,17 @@ def candidates():
                     yield name, Image.blend(part, flat, alpha)
 
 
-def session(path: Path) -> ort.InferenceSession:
+def unfused(path: Path) -> ort.InferenceSession:
+    """onnxruntime with its graph optimisations off: a QDQ file run operator by operator, each
+    `DequantizeLinear`, float operator and `QuantizeLinear` as ONNX defines it, where the default
+    session fuses them into integer kernels (QLinearConv, QLinearAdd, ...) with their own rounding."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def nsfw(sess: ort.InferenceSession, name: str, tensor: np.ndarray) -> list[float]:
+def outputs(sess: ort.InferenceSession, name: str, tensor: np.ndarray) -> list[float]:
     return sess.run(None, {name: tensor[np.newaxis, ...]})[0][0].tolist()
 
 
@@ -106,6 +119,7 @@ def build_band(spec: dict) -> list[dict]:
     files = {f["variant"]: MODEL_DIR / f["path"] for f in spec["files"]}
     name = spec["input"]["name"]
     sessions = {v: session(p) for v, p in files.items()}
+    sessions["int8_unfused"] = unfused(files["int8"])
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*.png"):
         old.unlink()
@@ -116,7 +130,7 @@ def build_band(spec: dict) -> list[dict]:
             img.save(png)
             # The reference reads the PNG back, as prescreen's test does: the same pixels.
             tensor = preprocess(str(png), jpeg_reencode=False)
-            out_float = nsfw(sessions["float"], name, tensor)
+            out_float = outputs(sessions["float"], name, tensor)
             if not BAND[0] <= out_float[1] <= BAND[1]:
                 continue
             os.replace(png, OUT / png.name)
@@ -125,7 +139,10 @@ def build_band(spec: dict) -> list[dict]:
                     "name": stem,
                     "image": str((OUT / png.name).relative_to(ROOT)),
                     "float": out_float,
-                    "int8": nsfw(sessions["int8"], name, tensor),
+                    "int8": outputs(sessions["int8"], name, tensor),
+                    "int8_unfused": outputs(sessions["int8_unfused"], name, tensor),
+                    # The input scaled by one part in 2^22 (an ulp or two of each value).
+                    "int8_nudged": outputs(sessions["int8"], name, tensor * np.float32(1 + 2**-22)),
                 }
             )
     return kept
@@ -151,7 +168,7 @@ def sensitivity(spec: dict, kept: list[dict], cuts: dict[str, float]) -> None:
         for node in nodes:
             quantize(spec, MODEL_DIR, float_path, out, [], False, also_float=[node])
             sess = session(out)
-            int8_p = np.array([nsfw(sess, name, x)[1] for x in tensors])
+            int8_p = np.array([outputs(sess, name, x)[1] for x in tensors])
             r = compare(float_p, int8_p, cuts)
             rows.append((node, r))
             print(f"  {node:<48} max {r['max']:.3f}  mean {r['mean']:.4f}  flips {r['flips']}", flush=True)
@@ -182,6 +199,13 @@ def main() -> None:
         f"band: int8 vs float (onnxruntime): p_nsfw max |d| {r['max']:.3f} ({kept[r['worst']]['name']}), "
         f"mean {r['mean']:.4f}; decisions flipped: {r['flips']}"
     )
+    selves = (("run operator by operator", "int8_unfused"), ("input scaled by 1 + 2^-22", "int8_nudged"))
+    for what, key in selves:
+        other = compare(int8_p, np.array([e[key][1] for e in kept]), cuts)
+        print(
+            f"band: onnxruntime int8 against itself, {what}: max |d| {other['max']:.4f} "
+            f"({kept[other['worst']]['name']}), mean {other['mean']:.4f}; decisions flipped: {other['flips']}"
+        )
     if args.sensitivity:
         sensitivity(spec, kept, cuts)
 
