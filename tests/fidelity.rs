@@ -70,8 +70,9 @@ fn photos() -> Vec<Photo> {
 /// Bounds on the decision band (`int8_on_the_decision_band`), largest |d| in the probability of
 /// nsfw, a little above what was measured on 2026-12-06 (0.0168, 0.0475 and 0.218; the integer
 /// kernels are bit-identical on every CPU, tract's float kernels are not quite). Float's 0.0168
-/// is the 9 variants of clock_motion's left half, the one image under 256 pixels wide (200×300,
-/// so the resize enlarges it across): every other variant agrees within 0.002.
+/// is the 9 variants of clock_motion's left half (200×300), which Pillow 13 resizes down first
+/// and prescreen across first (README, "Near the decision thresholds"): every other variant
+/// agrees within 0.002.
 ///
 /// int8 against onnxruntime int8 cannot be held much tighter: onnxruntime differs from itself by
 /// as much on the same file (max 0.0472, mean 0.0096, between its fused integer kernels and the

@@ -9,7 +9,10 @@
 //!   preprocessing): a horizontal pass, rounded to 8 bits, then a vertical pass, with PIL's 22-bit
 //!   fixed-point weights ([`super::kernel`]), so every value, ties included, equals the reference.
 //!   A resampler with other weights (fast_image_resize's are 16-bit) rounds ties its own way, and
-//!   two or three such ties in a row put a value 2 levels away from PIL's.
+//!   two or three such ties in a row put a value 2 levels away from PIL's. One exception:
+//!   Pillow 13 runs the vertical pass first when `in_h > out_h` and `in_h − out_h > 2 · (in_w −
+//!   out_w)`, so the 8-bit rounding between passes falls elsewhere and some values differ by a
+//!   level there (README, "Near the decision thresholds"); this path and the GPU's do not yet.
 //! * YUV planes are widened to 16 bits and each is resampled on its own grid (chroma at half
 //!   resolution, centred siting), then converted in `f32`: no 8-bit rounding between the resample and
 //!   the colour matrix, whose chroma gain would otherwise double the error.
