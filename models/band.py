@@ -51,7 +51,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
 from prepare import PHOTO_DIR, PHOTOS, quantize  # noqa: E402
-from reference import session  # noqa: E402
+from reference import crop, session  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "generated" / "band"
 MODEL_DIR = ROOT / "models" / "open_nsfw"
@@ -62,17 +62,6 @@ CROPS = ("full", "centre", "left")
 # Flat skin tones (RGB), light to dark.
 TONES = ((241, 194, 167), (224, 172, 140), (198, 134, 102), (141, 85, 60))
 ALPHAS = (0.3, 0.5, 0.7)
-
-
-def crop(img: Image.Image, how: str) -> Image.Image:
-    w, h = img.size
-    if how == "full":
-        return img
-    if how == "centre":
-        return img.crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4))
-    if how == "left":
-        return img.crop((0, 0, w // 2, h))
-    raise ValueError(how)
 
 
 def candidates():

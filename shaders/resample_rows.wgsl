@@ -1,4 +1,6 @@
-// Pass 1 of GPU preprocessing: the horizontal resample of the rows the vertical pass needs.
+// Pass 1 of GPU preprocessing: the horizontal resample of the rows the vertical pass needs (or,
+// for packed RGB that PIL resizes down first, the vertical resample of the columns the horizontal
+// pass needs).
 //
 // Reads the frame's planes (bytes packed four to a u32, byte addressing) and the horizontal filter
 // taps. One invocation per (output column, source row):
@@ -11,6 +13,10 @@
 //   sample are stored as the bytes of one u32. Alpha is never read.
 // * packed RGB, kind 2 (a filter that does not round between passes): exact sums stored unrounded as
 //   three f32 in 0..255 units at `inter[(r * rw + x) * 3 + c]`.
+// * packed RGB, kind 3: kind 0 with the passes the other way round, as PIL does for some shapes
+//   (`Plan::down_first`). This pass is then the vertical one: one invocation per (source column
+//   `hx_span + x` of the `hx_count` the horizontal taps read, output row r), rounded to 8 bits and
+//   stored as kind 0's at `inter[r * hx_count + x]`.
 // * YUV 4:2:0: rows `0..luma_rows` are luma rows, the next `chroma_rows` are chroma rows (U and V,
 //   each plane with its own row and pixel stride); sums are exact integers, stored unrounded as f32
 //   in 0..255 units (luma at `inter[r * rw + x]`, chroma at `inter[chroma_inter + (r * rw + x) * 2]`).
@@ -29,7 +35,7 @@ struct Params {
     chx_start: u32, chx_weights: u32, chx_width: u32, chroma_inter: u32,
     cvy_start: u32, cvy_weights: u32, cvy_width: u32, pad_value: f32,
     y_offset: f32, y_scale: f32, r_v: f32, g_u: f32,
-    g_v: f32, b_u: f32, reserved0: u32, reserved1: u32,
+    g_v: f32, b_u: f32, hx_span: u32, hx_count: u32,
     scale: vec4<f32>,
     offset: vec4<f32>,
     source: vec4<u32>,
@@ -37,6 +43,7 @@ struct Params {
 
 const KIND_PACKED: u32 = 0u;
 const KIND_PACKED_EXACT: u32 = 2u;
+const KIND_PACKED_DOWN_FIRST: u32 = 3u;
 const HALF: i32 = 2097152; // 1 << 21, the rounding half of a 22-bit fixed-point sum
 const ONE: f32 = 4194304.0; // 1 << 22
 
@@ -58,10 +65,34 @@ fn row_sum(base: u32, pstride: u32, first: u32, weights: u32, width: u32) -> i32
     return acc;
 }
 
+// The vertical pass first (kind 3): column `hx_span + x`, output row `r`.
+fn packed_down_first(x: u32, r: u32) {
+    if x >= p.hx_count || r >= p.rh {
+        return;
+    }
+    let first = u32(taps[p.vy_start + r]);
+    let weights = p.vy_weights + r * p.vy_width;
+    let column = p.y_base + (p.hx_span + x) * p.y_pstride;
+    let order = vec3<u32>(p.order & 0xffu, (p.order >> 8u) & 0xffu, (p.order >> 16u) & 0xffu);
+    var acc = vec3<i32>(0);
+    for (var k = 0u; k < p.vy_width; k++) {
+        let w = taps[weights + k];
+        // Uploaded rows start at the first source row read (`vy_span`).
+        let a = column + (first + k - p.vy_span) * p.y_stride;
+        acc += w * vec3<i32>(byte_at(a + order.x), byte_at(a + order.y), byte_at(a + order.z));
+    }
+    let v = vec3<u32>(clamp((acc + vec3<i32>(HALF)) >> vec3<u32>(22u), vec3<i32>(0), vec3<i32>(255)));
+    inter[r * p.hx_count + x] = v.x | (v.y << 8u) | (v.z << 16u);
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let x = id.x;
     let r = id.y;
+    if p.kind == KIND_PACKED_DOWN_FIRST {
+        packed_down_first(x, r);
+        return;
+    }
     if x >= p.rw {
         return;
     }

@@ -7,7 +7,8 @@
 // writes f32 in the model's layout (0 = NHWC, 1 = NCHW). Outside the picture: the padding colour.
 //
 // Packed RGB (kind 0): integer vertical sums rounded to 8 bits as PIL does, bit-identical to the CPU
-// path. Packed RGB kept exact (kind 2) and YUV: f32 vertical sums, unrounded.
+// path; kind 3, the same with the passes the other way round (horizontal sums here). Packed RGB
+// kept exact (kind 2) and YUV: f32 vertical sums, unrounded.
 
 struct Params {
     rw: u32, rh: u32, out_w: u32, out_h: u32,
@@ -21,7 +22,7 @@ struct Params {
     chx_start: u32, chx_weights: u32, chx_width: u32, chroma_inter: u32,
     cvy_start: u32, cvy_weights: u32, cvy_width: u32, pad_value: f32,
     y_offset: f32, y_scale: f32, r_v: f32, g_u: f32,
-    g_v: f32, b_u: f32, reserved0: u32, reserved1: u32,
+    g_v: f32, b_u: f32, hx_span: u32, hx_count: u32,
     scale: vec4<f32>,
     offset: vec4<f32>,
     source: vec4<u32>,
@@ -29,6 +30,7 @@ struct Params {
 
 const KIND_PACKED: u32 = 0u;
 const KIND_PACKED_EXACT: u32 = 2u;
+const KIND_PACKED_DOWN_FIRST: u32 = 3u;
 const LAYOUT_NCHW: u32 = 1u;
 const HALF: i32 = 2097152; // 1 << 21
 const ONE: f32 = 4194304.0; // 1 << 22
@@ -59,6 +61,19 @@ fn packed_rgb(s: vec2<u32>) -> vec3<f32> {
     for (var k = 0u; k < p.vy_width; k++) {
         let w = taps[weights + k];
         let v = inter[(first + k - p.vy_span) * p.rw + s.x];
+        acc += w * vec3<i32>(i32(v & 0xffu), i32((v >> 8u) & 0xffu), i32((v >> 16u) & 0xffu));
+    }
+    return vec3<f32>(clamp(acc >> vec3<u32>(22u), vec3<i32>(0), vec3<i32>(255)));
+}
+
+// Kind 3: the horizontal taps over the columns resample_rows.wgsl resampled down first.
+fn packed_down_first_rgb(s: vec2<u32>) -> vec3<f32> {
+    let first = u32(taps[p.hx_start + s.x]);
+    let weights = p.hx_weights + s.x * p.hx_width;
+    var acc = vec3<i32>(HALF);
+    for (var k = 0u; k < p.hx_width; k++) {
+        let w = taps[weights + k];
+        let v = inter[s.y * p.hx_count + first + k - p.hx_span];
         acc += w * vec3<i32>(i32(v & 0xffu), i32((v >> 8u) & 0xffu), i32((v >> 16u) & 0xffu));
     }
     return vec3<f32>(clamp(acc >> vec3<u32>(22u), vec3<i32>(0), vec3<i32>(255)));
@@ -118,6 +133,8 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         let s = source_index(x - p.dst_x, y - p.dst_y);
         if p.kind == KIND_PACKED {
             rgb = packed_rgb(s);
+        } else if p.kind == KIND_PACKED_DOWN_FIRST {
+            rgb = packed_down_first_rgb(s);
         } else if p.kind == KIND_PACKED_EXACT {
             rgb = packed_exact_rgb(s);
         } else {

@@ -13,6 +13,8 @@ use prescreen_runtime::stream::scorer::Scorer;
 
 struct Photo {
     name: String,
+    /// One of models/reference.py's crops (there for the resize's pass order), not a photograph.
+    crop: bool,
     rgb: image::RgbImage,
     tensor: Vec<f32>,
     float: Vec<f32>,
@@ -52,6 +54,7 @@ fn photos() -> Vec<Photo> {
             let bytes = std::fs::read(dir.join(e["tensor"].as_str().unwrap())).unwrap();
             Photo {
                 name: e["name"].as_str().unwrap().to_string(),
+                crop: e["crop"].as_bool().unwrap(),
                 rgb: image::open(root.join(e["image"].as_str().unwrap()))
                     .unwrap()
                     .to_rgb8(),
@@ -68,18 +71,16 @@ fn photos() -> Vec<Photo> {
 }
 
 /// Bounds on the decision band (`int8_on_the_decision_band`), largest |d| in the probability of
-/// nsfw, a little above what was measured on 2026-12-06 (0.0168, 0.0475 and 0.218; the integer
-/// kernels are bit-identical on every CPU, tract's float kernels are not quite). Float's 0.0168
-/// is the 9 variants of clock_motion's left half (200×300), which Pillow 13 resizes down first
-/// and prescreen across first (README, "Near the decision thresholds"): every other variant
-/// agrees within 0.002.
+/// nsfw, a little above what was measured on 2026-12-06 (0.0000, 0.0472 and 0.208; the integer
+/// kernels are bit-identical on every CPU, tract's float kernels are not quite). Float was 0.0168
+/// until the resize followed Pillow 13's pass order (README, "Near the decision thresholds").
 ///
 /// int8 against onnxruntime int8 cannot be held much tighter: onnxruntime differs from itself by
 /// as much on the same file (max 0.0472, mean 0.0096, between its fused integer kernels and the
 /// same graph run operator by operator; max 0.0402 with the input scaled by 1 + 2^-22; see
 /// models/band.py). The mean bound is what separates noise from a wrong rounding: prescreen's
-/// mean distance was 0.0106, onnxruntime's own 0.0096.
-const BAND_FLOAT_VS_ORT: f32 = 0.02;
+/// mean distance was 0.0091, onnxruntime's own 0.0096.
+const BAND_FLOAT_VS_ORT: f32 = 0.002;
 const BAND_INT8_VS_ORT: f32 = 0.06;
 const BAND_INT8_VS_ORT_MEAN: f32 = 0.015;
 const BAND_INT8_VS_FLOAT: f32 = 0.25;
@@ -150,9 +151,10 @@ fn int8_both_ways(dir: &std::path::Path) -> (Model, Model) {
 fn fidelity(backend: Backend) {
     println!("preprocessing backend: {backend}");
     let photos = photos();
+    // The 20 photographs and models/reference.py's 4 crops (both of Pillow's pass orders).
     assert!(
-        photos.len() >= 20,
-        "need at least 20 photographs, have {}",
+        photos.len() >= 24,
+        "need the 20 photographs and 4 crops, have {}",
         photos.len()
     );
     let dir = common::model_dir();
@@ -213,8 +215,12 @@ fn fidelity(backend: Backend) {
         l_max = l_max.max(dl);
         l_sum += dl;
         p_max = p_max.max(dp);
-        q_p_max = q_p_max.max(q_dp);
-        q_l_sum += q_dl;
+        // int8 against float is bounded on the photographs, all clearly benign; a crop can land
+        // where int8 errs more (the decision band's test covers that range).
+        if !ph.crop {
+            q_p_max = q_p_max.max(q_dp);
+            q_l_sum += q_dl;
+        }
         jpeg_l_sum += jpeg_dl;
         jpeg_l_max = jpeg_l_max.max(jpeg_dl);
     }
@@ -224,14 +230,15 @@ fn fidelity(backend: Backend) {
         assert_eq!(sf.preprocessor().fallbacks(), 0);
     }
     let n = photos.len() as f32;
+    let n_photographs = photos.iter().filter(|p| !p.crop).count() as f32;
     println!(
         "tensor: max |d| {t_max:.3}, worst per-photo mean |d| {t_mean_max:.4}; logit: max |d| {l_max:.4}, \
          mean {:.4}; p_nsfw max |d| {p_max:.5}",
         l_sum / n
     );
     println!(
-        "int8 vs float (prescreen): p_nsfw max |d| {q_p_max:.4}, mean logit |d| {:.3}",
-        q_l_sum / n
+        "int8 vs float (prescreen, photographs): p_nsfw max |d| {q_p_max:.4}, mean logit |d| {:.3}",
+        q_l_sum / n_photographs
     );
     println!(
         "int8 vs onnxruntime's int8: logit max |d| {o_max:.3}, mean {:.3} ({}); tract's kernels: \
@@ -244,16 +251,21 @@ fn fidelity(backend: Backend) {
         "reference default pipeline (JPEG re-encode) vs prescreen: logit max |d| {jpeg_l_max:.3}, mean {:.3}",
         jpeg_l_sum / n
     );
-    assert!(t_max <= 1.0, "tensor max |d| {t_max} > 1.0");
-    assert!(t_mean_max <= 0.05, "tensor mean |d| {t_mean_max} > 0.05");
+    // Packed RGB is resampled with PIL's integer arithmetic, in PIL's pass order, on both
+    // backends: every value equal.
+    assert!(t_max == 0.0, "tensor max |d| {t_max}, not PIL's values");
+    assert!(
+        t_mean_max == 0.0,
+        "tensor mean |d| {t_mean_max}, not PIL's values"
+    );
     assert!(l_max <= 0.05, "logit max |d| {l_max} > 0.05");
     assert!(l_sum / n <= 0.01, "logit mean |d| {} > 0.01", l_sum / n);
     assert!(p_max <= 0.005, "probability max |d| {p_max} > 0.005");
     assert!(q_p_max <= 0.03, "int8 probability max |d| {q_p_max} > 0.03");
     assert!(
-        q_l_sum / n <= 0.5,
+        q_l_sum / n_photographs <= 0.5,
         "int8 mean logit |d| {} > 0.5",
-        q_l_sum / n
+        q_l_sum / n_photographs
     );
     // Held to onnxruntime's int8 on the same file, both ways, tighter than to float (measured
     // 2026-12-02: max 0.193 and 0.241, mean 0.080 and 0.080; the output's quantization step is

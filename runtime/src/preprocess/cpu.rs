@@ -6,13 +6,11 @@
 //! mirror, channel order, normalisation and layout happen in one pass over the ~50k output pixels.
 //!
 //! * Packed RGB formats are resampled in 8 bits exactly as PIL does (the model's reference
-//!   preprocessing): a horizontal pass, rounded to 8 bits, then a vertical pass, with PIL's 22-bit
+//!   preprocessing): a horizontal pass, rounded to 8 bits, then a vertical pass (the other way
+//!   round for the shapes Pillow 13 resizes down first, `Plan::down_first`), with PIL's 22-bit
 //!   fixed-point weights ([`super::kernel`]), so every value, ties included, equals the reference.
 //!   A resampler with other weights (fast_image_resize's are 16-bit) rounds ties its own way, and
-//!   two or three such ties in a row put a value 2 levels away from PIL's. One exception:
-//!   Pillow 13 runs the vertical pass first when `in_h > out_h` and `in_h − out_h > 2 · (in_w −
-//!   out_w)`, so the 8-bit rounding between passes falls elsewhere and some values differ by a
-//!   level there (README, "Near the decision thresholds"); this path and the GPU's do not yet.
+//!   two or three such ties in a row put a value 2 levels away from PIL's.
 //! * YUV planes are widened to 16 bits and each is resampled on its own grid (chroma at half
 //!   resolution, centred siting), then converted in `f32`: no 8-bit rounding between the resample and
 //!   the colour matrix, whose chroma gain would otherwise double the error.
@@ -282,8 +280,11 @@ impl PackedScratch {
             PixelFormat::Bgra8 => [2, 1, 0],
             _ => [0, 1, 2],
         };
-        let span = self.vertical.span();
         let line = rw * 3;
+        if plan.down_first {
+            return self.resample_down_first(&plane, w as usize, rw, rh, order);
+        }
+        let span = self.vertical.span();
         self.rows.resize(span.len() * line, 0);
         horizontal_rows(
             &plane,
@@ -315,6 +316,60 @@ impl PackedScratch {
                 *o = to_u8(a);
             }
         }
+        &self.out[..rh * line]
+    }
+
+    /// [`Self::resample`] in the other order, as PIL does for some shapes
+    /// ([`crate::preprocess::geometry::pil_down_first`]): the vertical pass first, over the
+    /// columns the horizontal taps read, rounded to 8 bits (every byte of a pixel, in place),
+    /// then the horizontal pass over those `rh` rows.
+    fn resample_down_first(
+        &mut self,
+        plane: &Plane<'_>,
+        width: usize,
+        rw: usize,
+        rh: usize,
+        order: [usize; 3],
+    ) -> &[u8] {
+        let bpp = plane.pixel_stride;
+        let columns = self.horizontal.span();
+        let bytes = columns.start * bpp..columns.end * bpp;
+        let row = width * bpp;
+        self.rows.resize(rh * row, 0);
+        self.acc.resize(bytes.len(), 0);
+        for oy in 0..rh {
+            let (s, weights) = self.vertical.window(oy);
+            self.acc.fill(HALF);
+            for (k, &wt) in weights.iter().enumerate() {
+                if wt == 0 {
+                    continue;
+                }
+                let start = (s + k) * plane.row_stride;
+                let src = &plane.data[start + bytes.start..start + bytes.end];
+                for (a, &v) in self.acc.iter_mut().zip(src) {
+                    *a += v as i32 * wt;
+                }
+            }
+            let dst = &mut self.rows[oy * row + bytes.start..oy * row + bytes.end];
+            for (o, &a) in dst.iter_mut().zip(&self.acc) {
+                *o = to_u8(a);
+            }
+        }
+        let line = rw * 3;
+        self.out.resize(rh * line, 0);
+        let columns = Plane {
+            data: &self.rows,
+            row_stride: row,
+            pixel_stride: bpp,
+        };
+        horizontal_rows(
+            &columns,
+            width,
+            0..rh,
+            &self.horizontal,
+            order,
+            &mut self.out,
+        );
         &self.out[..rh * line]
     }
 }

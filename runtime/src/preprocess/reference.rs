@@ -12,10 +12,11 @@
 //! point of the half-resolution grid), in `f64`, with nothing rounded.
 //!
 //! Rounding follows the contract: packed 8-bit RGB is resampled as PIL does (a horizontal pass
-//! rounded to 8 bits, then a vertical pass rounded to 8 bits); YUV planes are resampled without
+//! rounded to 8 bits, then a vertical pass rounded to 8 bits, or down first where Pillow 13 goes
+//! down first on the upright picture, `geometry::pil_down_first`); YUV planes are resampled without
 //! rounding and converted in floating point.
 
-use super::geometry::upright_layout;
+use super::geometry::{pil_down_first, upright_layout};
 use crate::frame::{ColorRange, Frame, PixelFormat, Rotation};
 use crate::manifest::{Filter, InputSpec};
 
@@ -24,7 +25,10 @@ pub fn preprocess(frame: &Frame<'_>, spec: &InputSpec) -> Vec<f32> {
     let mut out = vec![0f32; spec.len()];
     let (w, h) = (frame.width() as f64, frame.height() as f64);
     let (uw, uh) = frame.upright_size();
-    let (b, dst) = upright_layout(spec, uw, uh);
+    let (b, dst, (fw, fh)) = upright_layout(spec, uw, uh);
+    // PIL's pass order on the upright picture; its rows are stored columns at 90 and 270 degrees.
+    let down_first = pil_down_first(uw, uh, fw, fh)
+        != matches!(frame.rotation(), Rotation::R90 | Rotation::R270);
     let (su, sv) = (b.width / dst.w as f64, b.height / dst.h as f64);
     let filter = spec.resize.filter;
     // Centre of output sample `i` of `n` along a box side `[start, start + extent)`.
@@ -59,7 +63,9 @@ pub fn preprocess(frame: &Frame<'_>, spec: &InputSpec) -> Vec<f32> {
                 };
                 match (filter, frame.format().is_yuv()) {
                     (Filter::Bilinear, true) => sample_yuv(frame, xs, ys, scale_x, scale_y),
-                    (Filter::Bilinear, false) => sample_packed(frame, xs, ys, scale_x, scale_y),
+                    (Filter::Bilinear, false) => {
+                        sample_packed(frame, (xs, ys), (scale_x, scale_y), down_first)
+                    }
                     (Filter::BilinearAlignCorners, true) => interpolate_yuv(frame, xs, ys),
                     (Filter::BilinearAlignCorners, false) => interpolate_packed(frame, xs, ys),
                 }
@@ -112,7 +118,14 @@ fn round_u8(v: f64) -> f64 {
     (v + 0.5).floor().clamp(0.0, 255.0)
 }
 
-fn sample_packed(frame: &Frame<'_>, xs: f64, ys: f64, scale_x: f64, scale_y: f64) -> [f64; 3] {
+/// One pixel of a packed frame resampled around stored-frame point `(xs, ys)`: across then down,
+/// each pass rounded to 8 bits, or down then across when `down_first`.
+fn sample_packed(
+    frame: &Frame<'_>,
+    (xs, ys): (f64, f64),
+    (scale_x, scale_y): (f64, f64),
+    down_first: bool,
+) -> [f64; 3] {
     let plane = frame.planes()[0];
     let (x0, wx) = pil_bilinear_weights(xs, scale_x, frame.width() as usize);
     let (y0, wy) = pil_bilinear_weights(ys, scale_y, frame.height() as usize);
@@ -122,13 +135,18 @@ fn sample_packed(frame: &Frame<'_>, xs: f64, ys: f64, scale_x: f64, scale_y: f64
             (PixelFormat::Bgra8, 2) => 0,
             _ => c,
         };
+        let at = |i: usize, j: usize| plane.data[plane.offset(x0 + i, y0 + j) + byte] as f64;
         let mut acc = 0.0;
-        for (j, wj) in wy.iter().enumerate() {
-            let mut row = 0.0;
+        if down_first {
             for (i, wi) in wx.iter().enumerate() {
-                row += wi * plane.data[plane.offset(x0 + i, y0 + j) + byte] as f64;
+                let column: f64 = wy.iter().enumerate().map(|(j, wj)| wj * at(i, j)).sum();
+                acc += wi * round_u8(column);
             }
-            acc += wj * round_u8(row);
+        } else {
+            for (j, wj) in wy.iter().enumerate() {
+                let row: f64 = wx.iter().enumerate().map(|(i, wi)| wi * at(i, j)).sum();
+                acc += wj * round_u8(row);
+            }
         }
         round_u8(acc)
     };

@@ -65,6 +65,8 @@ pub(super) struct TapsLayout {
     pub(super) words: [u32; 12],
     pub(super) luma_rows: std::ops::Range<usize>,
     pub(super) chroma_rows: std::ops::Range<usize>,
+    /// The source columns the horizontal taps read (the vertical pass's, when it goes first).
+    pub(super) columns: std::ops::Range<usize>,
 }
 
 /// Where a readback stands, as wgpu's map callback reports it.

@@ -16,6 +16,8 @@ const KIND_PACKED: u32 = 0;
 const KIND_YUV: u32 = 1;
 /// Packed RGB kept exact between the passes (three `f32` per intermediate sample).
 const KIND_PACKED_EXACT: u32 = 2;
+/// Packed RGB rounded between the passes, the vertical pass first (`Plan::down_first`).
+const KIND_PACKED_DOWN_FIRST: u32 = 3;
 
 /// The `Params` uniform of the two preprocessing kernels (layout documented in the shaders).
 pub(super) fn params(
@@ -44,6 +46,7 @@ pub(super) fn params(
     };
     let kind = match (yuv, spec.resize.filter.rounds_between_passes()) {
         (true, _) => KIND_YUV,
+        (false, true) if plan.down_first => KIND_PACKED_DOWN_FIRST,
         (false, true) => KIND_PACKED,
         (false, false) => KIND_PACKED_EXACT,
     };
@@ -90,7 +93,17 @@ pub(super) fn params(
     p[32..36].copy_from_slice(&[t[6], t[7], t[8], luma_words]);
     p[36..40].copy_from_slice(&[t[9], t[10], t[11], f(spec.resize.pad as f32)]);
     let c = yuv_coefficients(frame.matrix(), frame.range());
-    p[40..48].copy_from_slice(&[f(c[0]), f(c[1]), f(c[2]), f(c[3]), f(c[4]), f(c[5]), 0, 0]);
+    let columns = &layout.columns;
+    p[40..48].copy_from_slice(&[
+        f(c[0]),
+        f(c[1]),
+        f(c[2]),
+        f(c[3]),
+        f(c[4]),
+        f(c[5]),
+        columns.start as u32,
+        columns.len() as u32,
+    ]);
     let affine = spec.affine();
     let source = spec.rgb_source();
     for k in 0..3 {
@@ -98,7 +111,11 @@ pub(super) fn params(
         p[52 + k] = f(affine[k].1);
         p[56 + k] = source[k] as u32;
     }
-    debug_assert!(inter_words >= luma_words as u64);
+    debug_assert!(
+        kind == KIND_PACKED_DOWN_FIRST
+            && inter_words >= u64::from(plan.resized_h) * columns.len() as u64
+            || inter_words >= luma_words as u64
+    );
     p
 }
 

@@ -239,6 +239,7 @@ impl GpuPreprocessor {
                 words,
                 luma_rows: vy.span(),
                 chroma_rows,
+                columns: hx.span(),
             };
             taps_data = Some(data);
         }
@@ -282,8 +283,13 @@ impl GpuPreprocessor {
         } else {
             1
         };
-        let inter_words = per_sample * rw * layout.luma_rows.len() as u64
-            + 2 * rw * layout.chroma_rows.len() as u64;
+        let inter_words = if down_first(&self.spec, frame, plan) {
+            // Packed RGB, vertical pass first: `resized_h` rows of the columns read across.
+            u64::from(plan.resized_h) * layout.columns.len() as u64
+        } else {
+            per_sample * rw * layout.luma_rows.len() as u64
+                + 2 * rw * layout.chroma_rows.len() as u64
+        };
         let taps_bytes = taps_data.as_ref().map_or(0, |d| d.len() as u64 * 4);
         let bytes = src_bytes.max(inter_words * 4).max(taps_bytes);
         if bytes > self.limit {
@@ -379,7 +385,14 @@ impl GpuPreprocessor {
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("preprocess"),
         });
-        let rows = (slot.layout.luma_rows.len() + slot.layout.chroma_rows.len()) as u32;
+        // One invocation per sample of the first pass's result: the resized width by the source
+        // rows read, or (vertical pass first) the source columns read by the resized height.
+        let (across, down) = if down_first(&self.spec, frame, plan) {
+            (slot.layout.columns.len() as u32, plan.resized_h)
+        } else {
+            let rows = slot.layout.luma_rows.len() + slot.layout.chroma_rows.len();
+            (plan.resized_w, rows as u32)
+        };
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("resample_rows"),
@@ -387,11 +400,7 @@ impl GpuPreprocessor {
             });
             pass.set_pipeline(&self.kernels.resample);
             pass.set_bind_group(0, first, &[]);
-            pass.dispatch_workgroups(
-                plan.resized_w.div_ceil(WORKGROUP),
-                rows.div_ceil(WORKGROUP),
-                1,
-            );
+            pass.dispatch_workgroups(across.div_ceil(WORKGROUP), down.div_ceil(WORKGROUP), 1);
         }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -571,6 +580,12 @@ impl GpuPreprocessor {
         sig.readback.unmap();
         Ok(())
     }
+}
+
+/// Whether this frame's first pass is the vertical one: packed RGB with a filter that rounds
+/// between passes, where PIL goes down first ([`Plan::down_first`]).
+fn down_first(spec: &InputSpec, frame: &Frame<'_>, plan: &Plan) -> bool {
+    plan.down_first && !frame.format().is_yuv() && spec.resize.filter.rounds_between_passes()
 }
 
 /// The signature kernel's buffers (see [`GpuPreprocessor::signature`]).
