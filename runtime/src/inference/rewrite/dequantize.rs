@@ -84,25 +84,11 @@ impl<'a> Integers<'a> {
         self.shape.iter().product()
     }
 
-    /// The `i`-th value, widened.
-    pub(super) fn get(&self, i: usize) -> i32 {
-        match (self.data, self.datum_type) {
-            (Data::Raw(b), DatumType::I8) => i32::from(b[i] as i8),
-            (Data::Raw(b), DatumType::U8) => i32::from(b[i]),
-            (Data::Raw(b), _) => {
-                let mut word = [0; 4];
-                word.copy_from_slice(&b[4 * i..4 * i + 4]);
-                i32::from_le_bytes(word)
-            }
-            (Data::Field(v), DatumType::I8) => i32::from(v[i] as i8),
-            (Data::Field(v), DatumType::U8) => i32::from(v[i] as u8),
-            (Data::Field(v), _) => v[i],
-        }
-    }
-
-    /// Every value, widened, one by one: for the few values of a zero point.
-    pub(super) fn values(&self) -> impl Iterator<Item = i32> + '_ {
-        (0..self.len()).map(|i| self.get(i))
+    /// Every value, widened: for the few values of a zero point.
+    pub(super) fn to_vec(&self) -> Vec<i32> {
+        let mut values = Vec::with_capacity(self.len());
+        self.blocks(|_, block| values.extend_from_slice(block));
+        values
     }
 
     /// `f(first, values)` for consecutive blocks of the values, widened, in order: the kind of
@@ -215,7 +201,7 @@ impl<'a> Constant<'a> {
         }
         let zeros: Vec<i32> = match &self.zeros {
             Some(z) if z.datum_type() != q.datum_type() => return None,
-            Some(z) => z.values().collect(),
+            Some(z) => z.to_vec(),
             None => vec![0],
         };
         if zeros.is_empty() {

@@ -28,7 +28,7 @@ impl QuantizedWeights {
         if node
             .zeros
             .as_ref()
-            .is_some_and(|z| z.values().any(|z| z != 0))
+            .is_some_and(|z| z.to_vec().iter().any(|&z| z != 0))
         {
             return;
         }
