@@ -397,9 +397,18 @@ fn build_plan(
             float_depthwise,
             fused_pairs,
             max_pools,
+            decluttered,
         } = rewrite::apply(typed, source, options.float_depthwise).map_err(load)?;
-        let plan = typed
-            .into_optimized()
+        // A graph the rewrite decluttered (`Rewritten::decluttered`) only needs tract's codegen:
+        // declutter it again, as `into_optimized` does, and the loader pays for the whole graph
+        // twice (a twentieth of open_nsfw int8's load) for the same outputs at the same speed.
+        let optimized = if decluttered {
+            let mut typed = typed;
+            typed.optimize().map(|()| typed)
+        } else {
+            typed.into_optimized()
+        };
+        let plan = optimized
             .and_then(|m| m.into_runnable_with_options(&run_options))
             .map_err(|e| load(format!("{e:#}")))?;
         Ok(Built {

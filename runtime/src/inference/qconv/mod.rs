@@ -359,14 +359,25 @@ impl QConv {
         let groups = g.groups();
         let blocks = g.out_channels.div_ceil(BLOCK_O);
         let mut packed = vec![0i8; blocks * taps * groups * BLOCK_O * 4];
-        for o in 0..g.out_channels {
-            for c in 0..g.channels {
-                for t in 0..taps {
-                    let w = weights[(o * g.channels + c) * taps + t];
-                    let at = (((o / BLOCK_O * taps + t) * groups + c / 4) * BLOCK_O + o % BLOCK_O)
-                        * 4
-                        + c % 4;
-                    packed[at] = w;
+        // One output channel's group of 4 input channels at a time: its weights are one run of
+        // `4 · taps` bytes, and each tap's 4 go to one word of that tap's line, zero beyond the
+        // last channel.
+        for (block, lines) in packed
+            .chunks_exact_mut(taps * groups * BLOCK_O * 4)
+            .enumerate()
+        {
+            for o in block * BLOCK_O..(block * BLOCK_O + BLOCK_O).min(g.out_channels) {
+                let own = &weights[o * g.channels * taps..(o + 1) * g.channels * taps];
+                for (group, from) in own.chunks(4 * taps).enumerate() {
+                    let channels = from.len() / taps;
+                    for t in 0..taps {
+                        let mut word = [0i8; 4];
+                        for (cc, w) in word[..channels].iter_mut().enumerate() {
+                            *w = from[cc * taps + t];
+                        }
+                        let at = ((t * groups + group) * BLOCK_O + o % BLOCK_O) * 4;
+                        lines[at..at + 4].copy_from_slice(&word);
+                    }
                 }
             }
         }

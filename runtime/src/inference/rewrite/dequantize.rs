@@ -219,10 +219,8 @@ impl<'a> Constant<'a> {
                     .chunks_exact_mut(4)
                     .zip(block)
                 {
-                    let difference = v.checked_sub(zero).unwrap_or_else(|| {
-                        overflow = true;
-                        0
-                    });
+                    let (difference, overflows) = v.overflowing_sub(zero);
+                    overflow |= overflows;
                     bytes.copy_from_slice(&(difference as f32 * scale).to_le_bytes());
                 }
             });
@@ -254,12 +252,19 @@ impl<'a> Constant<'a> {
             let (mut c, mut within) = (0, 0);
             let (mut scale, mut zero) = (pick(&self.scales, 0), pick(&zeros, 0));
             q.blocks(|first, block| {
-                for (bytes, &v) in raw[bytes_of(first, block.len())]
-                    .chunks_exact_mut(4)
-                    .zip(block)
-                {
-                    bytes.copy_from_slice(&((v as f32 - zero) * scale).to_le_bytes());
-                    within += 1;
+                let out = &mut raw[bytes_of(first, block.len())];
+                // Runs of one index of `axis`, each a loop with one scale and zero point.
+                let mut at = 0;
+                while at < block.len() {
+                    let run = (inner - within).min(block.len() - at);
+                    for (bytes, &v) in out[4 * at..4 * (at + run)]
+                        .chunks_exact_mut(4)
+                        .zip(&block[at..at + run])
+                    {
+                        bytes.copy_from_slice(&((v as f32 - zero) * scale).to_le_bytes());
+                    }
+                    at += run;
+                    within += run;
                     if within == inner {
                         within = 0;
                         c = if c + 1 == len { 0 } else { c + 1 };

@@ -40,6 +40,9 @@ pub(crate) struct Rewritten {
     pub(crate) fused_pairs: usize,
     /// f32 max pools now on prescreen's kernel ([`max_pools`]).
     pub(crate) max_pools: usize,
+    /// Whether tract's declutter ran on the graph before the passes (without its `ChangeAxes`,
+    /// [`declutter_keeping_layout`]): tract's codegen is then all it needs.
+    pub(crate) decluttered: bool,
 }
 
 /// What the rewrite needs from the ONNX file itself, read before tract builds its graph
@@ -120,6 +123,7 @@ pub(crate) fn apply(
     if float_depthwise_kernel && (decluttered || !is_quantized) {
         if !decluttered {
             typed = declutter_keeping_layout(typed).map_err(|e| format!("{e:#}"))?;
+            decluttered = true;
         }
         let simd = Simd::detect();
         float_depthwise = float_depthwise_convolutions(&mut typed, simd)
@@ -147,6 +151,7 @@ pub(crate) fn apply(
         float_depthwise,
         fused_pairs: fused,
         max_pools: pools,
+        decluttered,
     })
 }
 
@@ -191,7 +196,8 @@ fn replace_chain<const N: usize>(
 /// that removes a transpose: the integer rewrite matches the file's channel-first convolutions,
 /// and that pass's choices differ between x86-64 and aarch64 (on aarch64 it turned nsfwjs's
 /// expanded activations channel-last, and 42 of its 43 quantized convolutions went unmatched).
-/// `into_optimized` runs the whole declutter afterwards, that pass included.
+/// The loader does not declutter such a graph again, so it keeps the file's layout on every CPU;
+/// the codegen that follows redoes the operators' own declutter after the passes.
 fn declutter_keeping_layout(mut model: TypedModel) -> TractResult<TypedModel> {
     let mut optimizer = tract_onnx::tract_core::optim::Optimizer::declutter();
     let passes = optimizer.passes.len();

@@ -55,12 +55,7 @@ impl QuantizedWeights {
         let candidates = self.by_hash.get(&hash_bits(kernel.len(), |i| kernel[i]))?;
         candidates
             .iter()
-            .find(|(q, scales)| {
-                q.len() == kernel.len()
-                    && folded(q, scales)
-                        .zip(kernel)
-                        .all(|(a, b)| a.to_bits() == b.to_bits())
-            })
+            .find(|(q, scales)| folds_to(q, scales, kernel))
             .map(|(q, scales)| (&q[..], &scales[..]))
     }
 
@@ -70,18 +65,33 @@ impl QuantizedWeights {
     }
 }
 
-/// What tract's DequantizeLinear makes of s8 weights with zero point 0: `(q − 0) as f32 · scale`.
+/// What tract's DequantizeLinear makes of s8 weights with zero point 0: `(q − 0) as f32 · scale`,
+/// one scale per output channel.
 #[cfg(test)]
 pub(super) fn fold(q: &[i8], scales: &[f32]) -> Vec<f32> {
-    folded(q, scales).collect()
-}
-
-/// The folded weights (`(q − 0) as f32 · scale`, one scale per output channel) one by one.
-fn folded<'a>(q: &'a [i8], scales: &'a [f32]) -> impl Iterator<Item = f32> + 'a {
     let per = (q.len() / scales.len().max(1)).max(1);
     q.chunks(per)
         .zip(scales)
         .flat_map(|(channel, &scale)| channel.iter().map(move |&w| f32::from(w) * scale))
+        .collect()
+}
+
+/// Whether `q` and `scales` fold to `kernel` as tract's DequantizeLinear does, every value bit for
+/// bit. Channel by channel, the differences OR-ed together rather than compared one by one (which
+/// stops at the first, and so runs one weight at a time), so that the loop runs on vectors.
+fn folds_to(q: &[i8], scales: &[f32], kernel: &[f32]) -> bool {
+    let per = (q.len() / scales.len().max(1)).max(1);
+    q.len() == kernel.len()
+        && per * scales.len() == q.len()
+        && q.chunks(per)
+            .zip(kernel.chunks(per))
+            .zip(scales)
+            .all(|((q, kernel), &scale)| {
+                let differ = q.iter().zip(kernel).fold(0u32, |differ, (&w, &k)| {
+                    differ | ((f32::from(w) * scale).to_bits() ^ k.to_bits())
+                });
+                differ == 0
+            })
 }
 
 /// Values hashed per tensor by [`hash_bits`], evenly spaced.
@@ -100,4 +110,38 @@ fn hash_bits(len: usize, value: impl Fn(usize) -> f32) -> u64 {
         .fold((len as u64).wrapping_mul(K), |h, i| {
             (h.rotate_left(5) ^ u64::from(value(i).to_bits())).wrapping_mul(K)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Weights of 3 output channels, more values than the hash samples.
+    fn weights() -> (Vec<i8>, Vec<f32>) {
+        let q = (0..3 * 1500).map(|i| (i as i8).wrapping_mul(37)).collect();
+        (q, vec![0.02, -0.5, 1.5e-3])
+    }
+
+    #[test]
+    fn weights_are_found_by_their_exact_folding_only() {
+        let (q, scales) = weights();
+        let mut table = QuantizedWeights::default();
+        table.add(q.clone(), scales.clone());
+        let kernel = fold(&q, &scales);
+        assert_eq!(table.find(&kernel), Some((&q[..], &scales[..])));
+        // One value off by its last bit, in each channel in turn and where the hash does not
+        // sample it: the same key, not the same kernel.
+        for i in [1, 1501, 4499] {
+            let mut near = kernel.clone();
+            near[i] = f32::from_bits(near[i].to_bits() ^ 1);
+            assert_eq!(
+                hash_bits(near.len(), |j| near[j]),
+                hash_bits(kernel.len(), |j| kernel[j])
+            );
+            assert_eq!(table.find(&near), None, "value {i} changed");
+        }
+        // Neither a prefix of the kernel nor the weights with other scales.
+        assert_eq!(table.find(&kernel[..3000]), None);
+        assert!(!folds_to(&q, &scales[..2], &kernel));
+    }
 }
