@@ -297,24 +297,13 @@ impl PackedScratch {
         self.out.resize(rh * line, 0);
         self.acc.resize(line, 0);
         for oy in 0..rh {
-            let (s, weights) = self.vertical.window(oy);
-            self.acc.fill(HALF);
-            for (k, &wt) in weights.iter().enumerate() {
-                if wt == 0 {
-                    continue;
-                }
-                let r = s + k - span.start;
-                let src = &self.rows[r * line..(r + 1) * line];
-                for (a, &v) in self.acc.iter_mut().zip(src) {
-                    *a += v as i32 * wt;
-                }
-            }
-            for (o, &a) in self.out[oy * line..(oy + 1) * line]
-                .iter_mut()
-                .zip(&self.acc)
-            {
-                *o = to_u8(a);
-            }
+            let rows = &self.rows;
+            vertical_row(
+                &mut self.acc,
+                self.vertical.window(oy),
+                |r| &rows[(r - span.start) * line..(r - span.start + 1) * line],
+                &mut self.out[oy * line..(oy + 1) * line],
+            );
         }
         &self.out[..rh * line]
     }
@@ -338,22 +327,15 @@ impl PackedScratch {
         self.rows.resize(rh * row, 0);
         self.acc.resize(bytes.len(), 0);
         for oy in 0..rh {
-            let (s, weights) = self.vertical.window(oy);
-            self.acc.fill(HALF);
-            for (k, &wt) in weights.iter().enumerate() {
-                if wt == 0 {
-                    continue;
-                }
-                let start = (s + k) * plane.row_stride;
-                let src = &plane.data[start + bytes.start..start + bytes.end];
-                for (a, &v) in self.acc.iter_mut().zip(src) {
-                    *a += v as i32 * wt;
-                }
-            }
-            let dst = &mut self.rows[oy * row + bytes.start..oy * row + bytes.end];
-            for (o, &a) in dst.iter_mut().zip(&self.acc) {
-                *o = to_u8(a);
-            }
+            vertical_row(
+                &mut self.acc,
+                self.vertical.window(oy),
+                |r| {
+                    &plane.data
+                        [r * plane.row_stride + bytes.start..r * plane.row_stride + bytes.end]
+                },
+                &mut self.rows[oy * row + bytes.start..oy * row + bytes.end],
+            );
         }
         let line = rw * 3;
         self.out.resize(rh * line, 0);
@@ -371,6 +353,28 @@ impl PackedScratch {
             &mut self.out,
         );
         &self.out[..rh * line]
+    }
+}
+
+/// One output row of an 8-bit vertical pass, both orders' (`acc` as long as `out`): the weighted
+/// sum of source rows `row(s + k)` in PIL's 22-bit fixed point, each rounded to 8 bits.
+fn vertical_row<'a>(
+    acc: &mut [i32],
+    (s, weights): (usize, &[i32]),
+    row: impl Fn(usize) -> &'a [u8],
+    out: &mut [u8],
+) {
+    acc.fill(HALF);
+    for (k, &wt) in weights.iter().enumerate() {
+        if wt == 0 {
+            continue;
+        }
+        for (a, &v) in acc.iter_mut().zip(row(s + k)) {
+            *a += v as i32 * wt;
+        }
+    }
+    for (o, &a) in out.iter_mut().zip(acc.iter()) {
+        *o = to_u8(a);
     }
 }
 
