@@ -151,8 +151,9 @@ arm-tools:
 # the motion-blurred one through both models (its gate is portable code, tested at max by
 # `out_of_focus_frames_neither_open_nor_extend_a_segment` and the segmenter's sharpness tests).
 # At cortex-a76 and cortex-a72: the unit tests (the kernels bit for bit against the portable one)
-# and both models' golden self-tests, int8 through the dotprod kernels at a76 and through tract's
-# f32 kernels at a72; at a72 also preprocessing and frames (the portable NEON fallbacks).
+# and both models' golden self-tests, int8 through the dotprod kernels at a76 and through the plain
+# NEON kernel at a72 (its depthwise convolutions through tract's f32 ones); at a72 also
+# preprocessing and frames (the portable NEON fallbacks).
 ARM_TESTS := --lib --test frames --test preprocess --test segmenter --test session --test upload \
 	--test outbox --test hostile --test harness --test engine --test model
 ARM_SKIP := --skip the_sample_stream_gives_no_segment_and_sends_zero_bytes \
@@ -161,7 +162,7 @@ ARM_GOLDEN := --test model -- --exact both_variants_load_and_pass_their_golden_s
 # The kernels each emulated CPU must have, and the ones it lacks by design: a test that cannot
 # try a kernel fails under CI unless PRESCREEN_WAIVE_KERNELS names it.
 A76_KERNELS := PRESCREEN_REQUIRE_KERNELS=neon-dotprod PRESCREEN_WAIVE_KERNELS=neon-i8mm
-A72_KERNELS := PRESCREEN_WAIVE_KERNELS=neon-i8mm,neon-dotprod
+A72_KERNELS := PRESCREEN_REQUIRE_KERNELS=neon PRESCREEN_WAIVE_KERNELS=neon-i8mm,neon-dotprod
 # `arm-compile` builds the test files `test-arm` runs, nothing else; `arm-build` is that with the
 # model prepared (`make test` prepares it once, then compiles beside the x86-64 tests).
 arm-build: refs arm-compile

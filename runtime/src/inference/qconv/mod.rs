@@ -137,11 +137,16 @@ pub enum Kernel {
     /// aarch64 with the ARMv8.6 int8 matrix multiply extension: `usmmla`, 32 u8 × s8
     /// multiply-adds per instruction (a 2×8 by 8×2 matrix product).
     I8mm,
+    /// Any aarch64 CPU (NEON is baseline): widening multiplies (`smull`, `smlal`, `sadalp`), 16
+    /// s8 × s8 multiply-adds per 3 instructions, on activations offset by −128 as for `sdot`. For
+    /// the cores without dotprod (Cortex-A72/A73/A53 class), where tract's f32 kernels were the
+    /// only other path. Dense convolutions only: depthwise ones stay with tract on those cores.
+    Neon,
 }
 
 impl Kernel {
     /// The SIMD kernels, fastest first.
-    pub const SIMD: [Kernel; 3] = [Kernel::Vnni, Kernel::I8mm, Kernel::Dotprod];
+    pub const SIMD: [Kernel; 4] = [Kernel::Vnni, Kernel::I8mm, Kernel::Dotprod, Kernel::Neon];
 
     /// Whether this CPU runs the kernel (detected at run time, on every OS: Android included).
     pub fn available(self) -> bool {
@@ -157,6 +162,8 @@ impl Kernel {
             Kernel::Dotprod => std::arch::is_aarch64_feature_detected!("dotprod"),
             #[cfg(target_arch = "aarch64")]
             Kernel::I8mm => std::arch::is_aarch64_feature_detected!("i8mm"),
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => true,
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -175,7 +182,14 @@ impl Kernel {
             Kernel::Vnni => "avx512-vnni",
             Kernel::Dotprod => "neon-dotprod",
             Kernel::I8mm => "neon-i8mm",
+            Kernel::Neon => "neon",
         }
+    }
+
+    /// Whether the kernel has a depthwise twin ([`QDepthwise`]); the loader leaves depthwise
+    /// convolutions to tract where it has not.
+    pub fn runs_depthwise(self) -> bool {
+        self != Kernel::Neon
     }
 }
 
@@ -321,6 +335,10 @@ pub(crate) struct QConv {
     /// `(zx − 128) · Σ qw[o]`: the same for the `sdot` kernel, whose activations are `q − 128`.
     #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     signed_zero_sums: Vec<i32>,
+    /// Whether the NEON kernel's 16-bit sums of two products cannot overflow (see
+    /// `neon_safe`); where they could, it runs the portable kernel.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    neon_safe: bool,
     /// `sx · sw[o]`.
     scales: Vec<f32>,
     bias: Vec<f32>,
@@ -398,7 +416,9 @@ impl QConv {
             .collect();
         let scales = weight_scales.iter().map(|&s| in_scale * s).collect();
         let packed_mmla = mmla_weights(&geometry, &packed);
+        let neon_safe = neon_safe(&geometry, &packed);
         Ok(QConv {
+            neon_safe,
             offsets: geometry.offsets(),
             plan: geometry.store_plan(),
             geometry,
@@ -470,6 +490,16 @@ impl QConv {
                     self.per_block(output, |block, out| {
                         // SAFETY: as above; `out` is output channels block·8.. of `output`.
                         unsafe { aarch64::convolve_block_dotprod(self, image, block, out) }
+                    });
+                }
+                #[cfg(target_arch = "aarch64")]
+                Kernel::Neon if self.neon_safe => {
+                    // SAFETY: NEON is baseline on aarch64.
+                    unsafe { aarch64::quantize(self, input, image, true) };
+                    let image = &*image;
+                    self.per_block(output, |block, out| {
+                        // SAFETY: as above; `out` is output channels block·8.. of `output`.
+                        unsafe { aarch64::convolve_block_neon(self, image, block, out) }
                     });
                 }
                 _ => {
@@ -576,6 +606,25 @@ fn mmla_weights(g: &Geometry, packed: &[i8]) -> Option<Arc<Vec<i8>>> {
         }
     }
     Some(Arc::new(out))
+}
+
+/// Whether the NEON kernel may sum two products in 16 bits: it adds, for each output channel,
+/// input channel `c` of a pair's first group and `c` of its second (`c` and `c + 4`) at one tap,
+/// each `(q − 128) · w` with both factors in −128..=127. One product is at most 128 · 128 = 2¹⁴
+/// in magnitude, and two reach 2¹⁵ (past `i16::MAX`) only as (−128)·(−128) twice: so the kernel
+/// is exact unless some output channel has the weight −128 at both of a pair's places.
+fn neon_safe(g: &Geometry, packed: &[i8]) -> bool {
+    // `packed` is `[O/8][tap][C/4][8][4]`: the pair's two groups are 32 bytes apart.
+    let groups = g.groups();
+    let line = BLOCK_O * 4;
+    packed.chunks_exact(groups * line).all(|tap| {
+        tap.chunks(2 * line)
+            .filter(|pair| pair.len() == 2 * line)
+            .all(|pair| {
+                let (a, b) = pair.split_at(line);
+                a.iter().zip(b).all(|(&x, &y)| x != -128 || y != -128)
+            })
+    })
 }
 
 thread_local! {

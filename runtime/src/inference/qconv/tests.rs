@@ -198,7 +198,7 @@ pub(super) fn missing(kernel: Kernel) {
     let native = match kernel {
         Kernel::Portable => true,
         Kernel::Vnni => cfg!(target_arch = "x86_64"),
-        Kernel::Dotprod | Kernel::I8mm => cfg!(target_arch = "aarch64"),
+        Kernel::Dotprod | Kernel::I8mm | Kernel::Neon => cfg!(target_arch = "aarch64"),
     };
     if native {
         missing_named(kernel.name());
@@ -269,6 +269,55 @@ fn every_simd_kernel_matches_the_portable_one_bit_for_bit() {
             }
         }
     }
+}
+
+#[test]
+fn the_neon_kernel_sums_two_products_in_16_bits_only_where_they_cannot_overflow() {
+    // 8 input channels (one pair of groups), 1×1, 2 output channels: the NEON kernel adds input
+    // channel c's and c + 4's products in one 16-bit lane.
+    let g = Geometry {
+        channels: 8,
+        height: 2,
+        width: 5,
+        kernel: [1, 1],
+        pad: [0; 4],
+        out_channels: 2,
+    };
+    let build = |weights: &[i8]| {
+        QConv::new(
+            g.clone(),
+            0.02,
+            0,
+            weights,
+            &[0.01; 2],
+            None,
+            None,
+            tvec![1, 2, 2, 5],
+        )
+        .unwrap()
+    };
+    let mut weights = vec![-127i8; 16];
+    assert!(build(&weights).neon_safe);
+    // −128 at inputs 1 and 6 of output 0, and at 3 of output 1: never both places of a pair.
+    (weights[1], weights[6], weights[8 + 3]) = (-128, -128, -128);
+    assert!(build(&weights).neon_safe);
+    // Inputs 2 and 6 of output 1: a pair.
+    weights[8 + 2] = -128;
+    weights[8 + 6] = -128;
+    let op = build(&weights);
+    assert!(!op.neon_safe);
+    // Every input at q = 0, i.e. −128 in the kernels' offset form: (−128)·(−128) twice is 2¹⁵,
+    // past i16. Every kernel must still give the portable kernel's outputs.
+    let input = vec![0.0f32; 8 * 10];
+    let mut portable = vec![f32::NAN; 20];
+    op.convolve(&input, &mut portable, Kernel::Portable);
+    for kernel in Kernel::SIMD.into_iter().filter(|k| k.available()) {
+        let mut simd = vec![f32::NAN; 20];
+        op.convolve(&input, &mut simd, kernel);
+        assert_same_bits(kernel, &"-128 pairs", &simd, &portable);
+    }
+    let all = vec![-128i8; 16];
+    assert!(!build(&all).neon_safe);
 }
 
 #[test]

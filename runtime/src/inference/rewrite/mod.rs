@@ -109,9 +109,11 @@ pub(crate) fn apply(
         fused += fuse_quantize_dequantize(&mut typed, Pairs::NotAroundConvolutions)
             .map_err(|e| format!("rewriting quantize/dequantize pairs: {e:#}"))?;
         typed = declutter_keeping_layout(typed).map_err(|e| format!("{e:#}"))?;
-        decluttered = true;
         integer = quantized_convolutions(&mut typed, &weights, kernel)
             .map_err(|e| format!("rewriting quantized convolutions: {e:#}"))?;
+        // A graph nothing was rewritten in is decluttered again, with the layout tract's full
+        // declutter chooses (`ChangeAxes`), as if no kernel had been offered.
+        decluttered = integer > 0;
         log::debug!(
             "{integer} quantized convolutions run as integer convolutions ({})",
             kernel.name()
