@@ -416,7 +416,8 @@ impl QConv {
             .collect();
         let scales = weight_scales.iter().map(|&s| in_scale * s).collect();
         let packed_mmla = mmla_weights(&geometry, &packed);
-        let neon_safe = neon_safe(&geometry, &packed);
+        // Only where the NEON kernel can run: elsewhere the pass would only cost load time.
+        let neon_safe = Kernel::Neon.available() && neon_safe(&geometry, &packed);
         Ok(QConv {
             neon_safe,
             offsets: geometry.offsets(),

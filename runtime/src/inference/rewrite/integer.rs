@@ -2,6 +2,7 @@
 //! prescreen's integer convolutions ([`QConv`], [`QDepthwise`]), bias and requantization included.
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
 use tract_onnx::tract_core::ops::Downsample;
 
@@ -45,22 +46,14 @@ pub(crate) fn quantized_convolutions(
     weights: &QuantizedWeights,
     kernel: Kernel,
 ) -> TractResult<usize> {
+    if left_to_tract(model, kernel) {
+        return Ok(0);
+    }
     let mut candidates = vec![];
     for id in 0..model.nodes.len() {
         if let Some(c) = candidate(model, weights, id)? {
             candidates.push(c);
         }
-    }
-    // A kernel without a depthwise twin (`Kernel::Neon`) leaves a model with quantized depthwise
-    // convolutions to tract altogether: its dense layers in integer and its depthwise ones in
-    // f32 measured slower than all in f32 (nsfwjs int8 at `cortex-a72`: 206.4 M instructions
-    // per inference, 225.0 M without tract's `ChangeAxes`, against 154.7 M).
-    if !kernel.runs_depthwise()
-        && candidates
-            .iter()
-            .any(|c| matches!(c.op, Integer::Depthwise(_)))
-    {
-        return Ok(0);
     }
     let replaced = candidates.len();
     for c in candidates {
@@ -82,6 +75,19 @@ pub(crate) fn quantized_convolutions(
         }
     }
     Ok(replaced)
+}
+
+/// Whether [`quantized_convolutions`] leaves `model` to tract whole on `kernel`: the kernel has no
+/// depthwise twin (`Kernel::Neon`) and the model has a depthwise convolution. Its dense layers in
+/// integer and its depthwise ones in f32 measured slower than all in f32 (nsfwjs int8 at
+/// `cortex-a72`: 206.4 M instructions per inference, 225.0 M without tract's `ChangeAxes`,
+/// against 154.7 M). Reads only the operators: no weights are packed for a model left alone.
+pub(super) fn left_to_tract(model: &TypedModel, kernel: Kernel) -> bool {
+    !kernel.runs_depthwise()
+        && model.nodes.iter().any(|node| {
+            node.op_as::<Conv>()
+                .is_some_and(|c| c.group > 1 && c.group == c.pool_spec.input_channels)
+        })
 }
 
 fn candidate(

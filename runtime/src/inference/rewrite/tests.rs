@@ -1,6 +1,7 @@
 //! Tests of the graph passes on small graphs built here: a rewritten graph computes what tract's own
 //! operators compute, and what a pass must not match is left alone.
 
+use super::integer::left_to_tract;
 use super::weights::fold;
 use super::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
@@ -289,7 +290,11 @@ fn quantized_depthwise_convolutions_become_integer_ones_with_the_same_outputs() 
             plan,
             true,
         );
-        // The NEON kernel has no depthwise twin: such a model is left to tract whole.
+        // The NEON kernel has no depthwise twin: such a model is left to tract whole (a dense
+        // one is not).
+        assert!(left_to_tract(&model, Kernel::Neon) && !left_to_tract(&model, Kernel::Portable));
+        let (dense, ..) = quantized_model(channels, size, channels, 3, true, 1, stride);
+        assert!(!left_to_tract(&dense, Kernel::Neon));
         let mut kept = model.clone();
         assert_eq!(
             quantized_convolutions(&mut kept, &weights, Kernel::Neon).unwrap(),
