@@ -188,6 +188,16 @@ pub(super) fn convolution(
     }))
 }
 
+/// Whether `model` has a depthwise convolution (a `Conv` with one group per input channel) that
+/// no pass replaced. Reads only the operators: the answer is the same before and after tract's
+/// declutter.
+pub(super) fn has_depthwise(model: &TypedModel) -> bool {
+    model.nodes.iter().any(|node| {
+        node.op_as::<Conv>()
+            .is_some_and(|c| c.group > 1 && c.group == c.pool_spec.input_channels)
+    })
+}
+
 /// Whether an EinSum over (x, weights) is `[N] I H W, O I -> [N] O H W`.
 fn is_pointwise_convolution(op: &EinSum, x_rank: usize, out_rank: usize) -> bool {
     let mut seen = 0;

@@ -2,11 +2,10 @@
 //! prescreen's integer convolutions ([`QConv`], [`QDepthwise`]), bias and requantization included.
 
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
 use tract_onnx::tract_core::ops::Downsample;
 
-use super::convolution::{absorb_bias, convolution, Convolution, Shape};
+use super::convolution::{absorb_bias, convolution, has_depthwise, Convolution, Shape};
 use super::fuse::pair_at;
 use super::weights::QuantizedWeights;
 use crate::inference::qconv::{Kernel, QConv, QDepthwise, Requantize, SpaceToDepth};
@@ -83,11 +82,7 @@ pub(crate) fn quantized_convolutions(
 /// `cortex-a72`: 206.4 M instructions per inference, 225.0 M without tract's `ChangeAxes`,
 /// against 154.7 M). Reads only the operators: no weights are packed for a model left alone.
 pub(super) fn left_to_tract(model: &TypedModel, kernel: Kernel) -> bool {
-    !kernel.runs_depthwise()
-        && model.nodes.iter().any(|node| {
-            node.op_as::<Conv>()
-                .is_some_and(|c| c.group > 1 && c.group == c.pool_spec.input_channels)
-        })
+    !kernel.runs_depthwise() && has_depthwise(model)
 }
 
 fn candidate(

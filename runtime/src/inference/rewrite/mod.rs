@@ -41,7 +41,8 @@ pub(crate) struct Rewritten {
     /// f32 max pools now on prescreen's kernel ([`max_pools`]).
     pub(crate) max_pools: usize,
     /// Whether tract's declutter ran on the graph before the passes (without its `ChangeAxes`,
-    /// [`declutter_keeping_layout`]): tract's codegen is then all it needs.
+    /// [`declutter_keeping_layout`]) and no depthwise convolution is left to tract: tract's
+    /// codegen is then all it needs.
     pub(crate) decluttered: bool,
 }
 
@@ -147,6 +148,13 @@ pub(crate) fn apply(
     fused += fuse_quantize_dequantize(&mut typed, Pairs::All)
         .map_err(|e| format!("rewriting quantize/dequantize pairs: {e:#}"))?;
     log::debug!("fused {fused} quantize/dequantize pairs into f32 arithmetic");
+    // tract's own depthwise kernel runs best in the layout its full declutter picks
+    // (`ChangeAxes`): nsfwjs int8 at `max,sve=off`, where its three f32 depthwise layers stay in
+    // tract (`LoadOptions::float_depthwise` is off on aarch64), took 163.5 M instructions per
+    // inference with codegen alone and 142.5 M with the full declutter. Such a graph gets it.
+    if decluttered && convolution::has_depthwise(&typed) {
+        decluttered = false;
+    }
     Ok(Rewritten {
         model: typed,
         integer_convolutions: integer,

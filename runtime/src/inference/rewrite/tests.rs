@@ -1,6 +1,7 @@
 //! Tests of the graph passes on small graphs built here: a rewritten graph computes what tract's own
 //! operators compute, and what a pass must not match is left alone.
 
+use super::convolution::has_depthwise;
 use super::integer::left_to_tract;
 use super::weights::fold;
 use super::*;
@@ -490,4 +491,50 @@ fn a_quantized_tensor_with_another_consumer_is_left_alone() {
 fn a_pair_with_different_zero_points_is_left_alone() {
     let mut model = pair_model_with(0.5, 10, 0, 4, false);
     assert_eq!(fuse_quantize_dequantize(&mut model, Pairs::All).unwrap(), 0);
+}
+
+#[test]
+fn a_graph_with_depthwise_convolutions_left_to_tract_gets_tracts_full_declutter() {
+    // A quantized 3×3 convolution, then an f32 depthwise one (as a QDQ file keeps a few).
+    let graph = || {
+        let (mut model, weights, _) = quantized_model(8, 6, 8, 3, true, 1, 1);
+        let y = model.output_outlets().unwrap()[0];
+        let values: Vec<f32> = (0..8 * 9).map(|i| (i % 7) as f32 / 5.0 - 0.6).collect();
+        let k = Tensor::from_shape(&[8, 1, 3, 3], &values).unwrap();
+        let k = model.add_const("dw_kernel", k).unwrap();
+        let b = model.add_const("dw_bias", tensor1(&[0.1f32; 8])).unwrap();
+        let spec = PoolSpec::new(
+            DataFormat::NCHW,
+            tvec![3, 3],
+            PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]),
+            None,
+            None,
+            8,
+            8,
+        );
+        let conv = Conv::new(spec, KernelFormat::OIHW, 8, None);
+        let z = model.wire_node("dw", conv, &[y, k, b]).unwrap();
+        // Not the graph's output, which the f32 pass leaves alone.
+        let z = model.wire_node("abs", math::abs(), &z).unwrap();
+        model.select_output_outlets(&z).unwrap();
+        assert!(has_depthwise(&model));
+        let source = Source {
+            weights: Some((Kernel::Portable, weights)),
+            is_quantized: true,
+        };
+        (model, source)
+    };
+    // tract keeps the depthwise convolution: the loader must run tract's whole declutter.
+    let (model, source) = graph();
+    let r = apply(model, source, false).unwrap();
+    assert_eq!((r.integer_convolutions, r.float_depthwise), (1, 0));
+    assert!(has_depthwise(&r.model) && !r.decluttered);
+    // prescreen's f32 kernel takes it: codegen alone.
+    let (model, source) = graph();
+    let r = apply(model, source, true).unwrap();
+    assert_eq!((r.integer_convolutions, r.float_depthwise), (1, 1));
+    assert!(!has_depthwise(&r.model) && r.decluttered);
+    // No depthwise convolution at all.
+    let (dense, ..) = quantized_model(8, 6, 8, 3, true, 1, 1);
+    assert!(!has_depthwise(&dense));
 }
