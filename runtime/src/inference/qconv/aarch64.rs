@@ -23,104 +23,189 @@ fn quantize4(v: float32x4_t, inv: float32x4_t, lo: float32x4_t, hi: float32x4_t)
     vreinterpretq_u32_s32(vcvtnq_s32_f32(v))
 }
 
-/// The NEON twin of [`quantize_portable`]. With `offset`, every byte is stored as `q − 128`
-/// (`q ^ 0x80`): the signed operand `sdot` multiplies.
+/// How [`quantize`] lays the image out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// One plane per channel group, every byte stored as `q − 128` (`q ^ 0x80`): the signed
+    /// operand `sdot` (and the NEON kernel) multiplies.
+    Signed,
+    /// The planes of channel groups 2k and 2k + 1 interleaved: pixel i's two words side by side,
+    /// its 8 channels in 8 bytes, so that two pixels are one 16-byte load, the operand `usmmla`
+    /// multiplies. Bytes are `q`; the planes are even in number, the last one of an odd count
+    /// holding the zero point.
+    Pairs,
+}
+
+/// The constants [`quantize`] applies to every value.
+struct Quantizer {
+    inv: float32x4_t,
+    lo: float32x4_t,
+    hi: float32x4_t,
+    /// What each byte of `q − zero` gets added: the zero point (plus 128 for [`Layout::Signed`]).
+    add: uint8x16_t,
+}
+
+impl Quantizer {
+    /// Packs 4 pixels' `q − zero` of 4 channels (one per byte, `sli` keeping the lower bytes),
+    /// then adds the zero point (and the offset) to every byte at once.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn pack(&self, q: [uint32x4_t; 4]) -> uint32x4_t {
+        let px = vsliq_n_u32::<24>(vsliq_n_u32::<16>(vsliq_n_u32::<8>(q[0], q[1]), q[2]), q[3]);
+        vreinterpretq_u32_u8(vaddq_u8(vreinterpretq_u8_u32(px), self.add))
+    }
+
+    /// Pixels `at..at + 4` (`at` = y·W + x) of the 4 channels `c`, all present.
+    ///
+    /// # Safety
+    /// Each `c[i] · hw + at + 4` is at most the length of the image `src` points to.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn whole(&self, src: *const f32, c: [usize; 4], hw: usize, at: usize) -> uint32x4_t {
+        // SAFETY: as the caller's.
+        let v: [float32x4_t; 4] =
+            std::array::from_fn(|i| unsafe { vld1q_f32(src.add(c[i] * hw + at)) });
+        self.pack(v.map(|v| quantize4(v, self.inv, self.lo, self.hi)))
+    }
+
+    /// The same where some channels are missing (the last group of a ragged count): a missing
+    /// channel is the zero point, 0 before the addition.
+    ///
+    /// # Safety
+    /// As [`Quantizer::whole`]'s, for the channels present.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn ragged(
+        &self,
+        src: *const f32,
+        c: [Option<usize>; 4],
+        hw: usize,
+        at: usize,
+    ) -> uint32x4_t {
+        self.pack(c.map(|c| match c {
+            // SAFETY: as the caller's.
+            Some(c) => quantize4(
+                unsafe { vld1q_f32(src.add(c * hw + at)) },
+                self.inv,
+                self.lo,
+                self.hi,
+            ),
+            None => vdupq_n_u32(0),
+        }))
+    }
+}
+
+/// The NEON twin of [`quantize_portable`], in the `layout` its kernel reads.
 ///
 /// # Safety
-/// `input` holds the C×H×W image and `image` is `groups × plane` pixels.
+/// `input` holds the C×H×W image and `image` is `groups × plane` pixels (the groups rounded up
+/// to even for [`Layout::Pairs`]).
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32], offset: bool) {
+pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32], layout: Layout) {
+    let signed = layout == Layout::Signed;
+    let zero = f32::from(op.in_zero);
+    let k = Quantizer {
+        inv: vdupq_n_f32(op.in_inv_scale),
+        lo: vdupq_n_f32(-zero),
+        hi: vdupq_n_f32(255.0 - zero),
+        add: vdupq_n_u8(op.in_zero.wrapping_add(if signed { 0x80 } else { 0 })),
+    };
+    match layout {
+        Layout::Signed => quantize_units::<1>(op, input, image, &k, 0x8080_8080),
+        Layout::Pairs => quantize_units::<2>(op, input, image, &k, 0),
+    }
+}
+
+/// [`quantize`] in units of `PER` channel groups whose planes are stored interleaved (one
+/// group: plain planes), every word `^ flip`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn quantize_units<const PER: usize>(
+    op: &QConv,
+    input: &[f32],
+    image: &mut [u32],
+    k: &Quantizer,
+    flip: u32,
+) {
     let g = &op.geometry;
     let (_, wp) = g.padded();
     let plane = g.plane();
     let hw = g.height * g.width;
-    assert!(input.len() >= g.channels * hw && image.len() >= g.groups() * plane);
-    let flip = if offset { 0x8080_8080u32 } else { 0 };
+    let units = g.groups().div_ceil(PER);
+    assert!(input.len() >= g.channels * hw && image.len() >= units * PER * plane);
     image.fill((u32::from(op.in_zero) * 0x0101_0101) ^ flip);
-    let zero = f32::from(op.in_zero);
-    let (inv, lo, hi) = (
-        vdupq_n_f32(op.in_inv_scale),
-        vdupq_n_f32(-zero),
-        vdupq_n_f32(255.0 - zero),
-    );
-    // Each pixel's 4 bytes are packed as `q − zero` (mod 256, `sli` keeping the lower bytes),
-    // then one byte-wise addition of `zero` (plus 128 with `offset`, the same as `^ 0x80`) gives
-    // `q`, or `q − 128`, in every byte at once.
-    let add = vdupq_n_u8(op.in_zero.wrapping_add(if offset { 0x80 } else { 0 }));
-    for group in 0..g.groups() {
-        let dst = &mut image[group * plane..(group + 1) * plane];
-        let channels: [Option<usize>; 4] =
-            std::array::from_fn(|i| Some(group * 4 + i).filter(|&c| c < g.channels));
+    let src = input.as_ptr();
+    for unit in 0..units {
+        let dst = &mut image[unit * PER * plane..(unit + 1) * PER * plane];
+        // Group (unit·PER + j)'s i-th channel is `channels[j][i]`, if it exists.
+        let channels: [[Option<usize>; 4]; PER] = std::array::from_fn(|j| {
+            std::array::from_fn(|i| Some((unit * PER + j) * 4 + i).filter(|&c| c < g.channels))
+        });
+        // All channels present (every unit but the last of a ragged count): a loop with no test
+        // per channel inside (testing each channel on every iteration took 43 instructions per
+        // 16 values against 27, `profile.py --blocks`).
+        let whole = channels
+            .iter()
+            .flatten()
+            .all(Option::is_some)
+            .then(|| channels.map(|c| c.map(|c| c.unwrap_or(0))));
         for y in 0..g.height {
             let row = (y + g.pad[0]) * wp + g.pad[1];
             let mut x = 0;
-            // A whole group (all but the last of a ragged channel count): its own loop, with
-            // no test per channel inside (the general one below tested each channel on every
-            // iteration: 43 instructions per 16 values against 27 here, `profile.py --blocks`).
-            if let [Some(c0), Some(c1), Some(c2), Some(c3)] = channels {
-                let at = y * g.width;
-                assert!(c3 * hw + at + g.width <= input.len());
-                let src = input.as_ptr();
+            // In both loops, the loads read columns x..x+4 of row y of channels below
+            // `g.channels`, which `input` holds (the assertion above), and the stores write
+            // pixels row+x..row+x+4 of the unit's `PER` planes, which `dst` holds.
+            if let Some(c) = whole {
                 while x + QUAD <= g.width {
-                    // SAFETY: columns x..x+4 of row y of channels c0..c3, inside `input` (the
-                    // assertion above; c0 < c1 < c2 < c3).
-                    let (v0, v1, v2, v3) = unsafe {
-                        (
-                            vld1q_f32(src.add(c0 * hw + at + x)),
-                            vld1q_f32(src.add(c1 * hw + at + x)),
-                            vld1q_f32(src.add(c2 * hw + at + x)),
-                            vld1q_f32(src.add(c3 * hw + at + x)),
-                        )
-                    };
-                    let px = vsliq_n_u32::<24>(
-                        vsliq_n_u32::<16>(
-                            vsliq_n_u32::<8>(
-                                quantize4(v0, inv, lo, hi),
-                                quantize4(v1, inv, lo, hi),
-                            ),
-                            quantize4(v2, inv, lo, hi),
-                        ),
-                        quantize4(v3, inv, lo, hi),
-                    );
-                    let px = vreinterpretq_u32_u8(vaddq_u8(vreinterpretq_u8_u32(px), add));
-                    // SAFETY: pixels row+x..row+x+4 are inside this group's plane.
-                    unsafe { vst1q_u32(dst.as_mut_ptr().add(row + x), px) };
+                    let at = y * g.width + x;
+                    // SAFETY: the loads, as above.
+                    let px = std::array::from_fn(|j| unsafe { k.whole(src, c[j], hw, at) });
+                    // SAFETY: the store, as above.
+                    unsafe { store::<PER>(dst.as_mut_ptr().add(PER * (row + x)), px) };
                     x += QUAD;
                 }
             }
             while x + QUAD <= g.width {
-                let q: [uint32x4_t; 4] = std::array::from_fn(|i| match channels[i] {
-                    Some(c) => {
-                        let at = c * hw + y * g.width + x;
-                        // SAFETY: row y, columns x..x+4 of channel c are inside `input`.
-                        let v = unsafe { vld1q_f32(input.as_ptr().add(at)) };
-                        quantize4(v, inv, lo, hi)
-                    }
-                    // A missing channel is the zero point: 0 before the addition.
-                    None => vdupq_n_u32(0),
-                });
-                let px =
-                    vsliq_n_u32::<24>(vsliq_n_u32::<16>(vsliq_n_u32::<8>(q[0], q[1]), q[2]), q[3]);
-                let px = vreinterpretq_u32_u8(vaddq_u8(vreinterpretq_u8_u32(px), add));
-                // SAFETY: pixels row+x..row+x+4 are inside this group's plane.
-                unsafe { vst1q_u32(dst.as_mut_ptr().add(row + x), px) };
+                let at = y * g.width + x;
+                // SAFETY: the loads, as above.
+                let px = std::array::from_fn(|j| unsafe { k.ragged(src, channels[j], hw, at) });
+                // SAFETY: the store, as above.
+                unsafe { store::<PER>(dst.as_mut_ptr().add(PER * (row + x)), px) };
                 x += QUAD;
             }
             for x in x..g.width {
-                let mut px = 0u32;
-                for (i, c) in channels.iter().enumerate() {
-                    let q = match c {
-                        Some(c) => quantize_one(
-                            input[c * hw + y * g.width + x],
-                            op.in_inv_scale,
-                            op.in_zero,
-                        ),
-                        None => u32::from(op.in_zero),
-                    };
-                    px |= q << (8 * i);
+                for (j, channels) in channels.iter().enumerate() {
+                    let mut px = 0u32;
+                    for (i, c) in channels.iter().enumerate() {
+                        let q = match c {
+                            Some(c) => quantize_one(
+                                input[c * hw + y * g.width + x],
+                                op.in_inv_scale,
+                                op.in_zero,
+                            ),
+                            None => u32::from(op.in_zero),
+                        };
+                        px |= q << (8 * i);
+                    }
+                    dst[PER * (row + x) + j] = px ^ flip;
                 }
-                dst[row + x] = px ^ flip;
             }
+        }
+    }
+}
+
+/// Stores 4 pixels of `PER` planes, interleaved: `to[PER·i + j]` = lane i of `px[j]`.
+///
+/// # Safety
+/// `to` is valid for `4 · PER` words.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn store<const PER: usize>(to: *mut u32, px: [uint32x4_t; PER]) {
+    // SAFETY: as the caller's.
+    unsafe {
+        match PER {
+            1 => vst1q_u32(to, px[0]),
+            _ => vst2q_u32(to, uint32x4x2_t(px[0], px[PER - 1])),
         }
     }
 }
@@ -275,44 +360,16 @@ macro_rules! mmla {
 
 /// Quads per `usmmla` register block: 3 quads × 2 pixel pairs × 4 channel pairs = 24
 /// accumulators, 2 pixel vectors and 4 weight vectors. With the planes zipped in the kernel
-/// (4 more vectors) it took 2; interleaved beforehand, 3 measured 174.4 → 168.3 M instructions
-/// per open_nsfw int8 inference (`instructions.py`, `max,sve=off`).
+/// (4 more vectors) it took 2; with the image interleaved beforehand ([`Layout::Pairs`]), 3
+/// measured 174.4 → 168.3 M instructions per open_nsfw int8 inference (`instructions.py`,
+/// `max,sve=off`).
 const BLOCK_Q_MMLA: usize = 3;
-
-/// Interleaves each pair of `plane`-word planes of `planes` (channel groups 2k and 2k + 1) into
-/// `paired`: pixel i's two words side by side, its 8 channels in 8 bytes. Two pixels are then
-/// one 16-byte load, the operand `usmmla` multiplies, where the kernel zipped the two planes
-/// at every tap of every block of output channels before.
-#[target_feature(enable = "neon")]
-pub(super) fn interleave_pairs(planes: &[u32], paired: &mut [u32], plane: usize) {
-    assert!(plane > 0 && planes.len() == paired.len() && planes.len().is_multiple_of(2 * plane));
-    for (from, to) in planes
-        .chunks_exact(2 * plane)
-        .zip(paired.chunks_exact_mut(2 * plane))
-    {
-        let (a, b) = from.split_at(plane);
-        let mut i = 0;
-        while i + QUAD <= plane {
-            // SAFETY: words i..i+4 of each plane, and 2i..2i+8 of `to` (2 · plane words).
-            unsafe {
-                let words =
-                    uint32x4x2_t(vld1q_u32(a.as_ptr().add(i)), vld1q_u32(b.as_ptr().add(i)));
-                vst2q_u32(to.as_mut_ptr().add(2 * i), words);
-            }
-            i += QUAD;
-        }
-        for i in i..plane {
-            to[2 * i] = a[i];
-            to[2 * i + 1] = b[i];
-        }
-    }
-}
 
 /// The `usmmla` twin of [`convolve_portable`] for output channels `block·8 .. block·8 + 8`.
 ///
 /// # Safety
-/// The CPU must have i8mm; `image` was filled by [`quantize`] without the offset, has an even
-/// number of planes and was then interleaved by [`interleave_pairs`]; `op.packed_mmla` is set.
+/// The CPU must have i8mm; `image` was filled by [`quantize`] in [`Layout::Pairs`];
+/// `op.packed_mmla` is set.
 #[target_feature(enable = "neon,i8mm")]
 pub(super) unsafe fn convolve_block_mmla(op: &QConv, image: &[u32], block: usize, out: &mut [f32]) {
     let g = &op.geometry;

@@ -456,13 +456,10 @@ impl QConv {
             // An even number of planes: `usmmla` reads channel groups in pairs, and the last
             // pair's second plane is multiplied by zero weights when the groups are odd.
             let len = g.groups().next_multiple_of(2) * g.plane();
-            // `usmmla` quantizes into a second image and reads the pairs interleaved from the
-            // first (`aarch64::interleave_pairs`).
-            let scratch_len = if kernel == Kernel::I8mm { 2 * len } else { len };
-            if scratch.len() < scratch_len {
-                scratch.resize(scratch_len, 0);
+            if scratch.len() < len {
+                scratch.resize(len, 0);
             }
-            let image = &mut scratch[..scratch_len];
+            let image = &mut scratch[..len];
             match kernel {
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Vnni => {
@@ -476,12 +473,9 @@ impl QConv {
                 }
                 #[cfg(target_arch = "aarch64")]
                 Kernel::I8mm if self.packed_mmla.is_some() => {
-                    let (paired, planes) = image.split_at_mut(len);
                     // SAFETY: `available()` said the CPU has the kernel's features.
-                    unsafe { aarch64::quantize(self, input, planes, false) };
-                    // SAFETY: NEON is baseline on aarch64.
-                    unsafe { aarch64::interleave_pairs(planes, paired, g.plane()) };
-                    let image = &*paired;
+                    unsafe { aarch64::quantize(self, input, image, aarch64::Layout::Pairs) };
+                    let image = &*image;
                     self.per_block(output, |block, out| {
                         // SAFETY: as above; `out` is output channels block·8.. of `output`, and
                         // the image holds an even number of planes, interleaved in pairs.
@@ -492,7 +486,7 @@ impl QConv {
                 #[cfg(target_arch = "aarch64")]
                 Kernel::Dotprod | Kernel::I8mm if Kernel::Dotprod.available() => {
                     // SAFETY: the guard said the CPU has dotprod.
-                    unsafe { aarch64::quantize(self, input, image, true) };
+                    unsafe { aarch64::quantize(self, input, image, aarch64::Layout::Signed) };
                     let image = &*image;
                     self.per_block(output, |block, out| {
                         // SAFETY: as above; `out` is output channels block·8.. of `output`.
@@ -502,7 +496,7 @@ impl QConv {
                 #[cfg(target_arch = "aarch64")]
                 Kernel::Neon if self.neon_safe => {
                     // SAFETY: NEON is baseline on aarch64.
-                    unsafe { aarch64::quantize(self, input, image, true) };
+                    unsafe { aarch64::quantize(self, input, image, aarch64::Layout::Signed) };
                     let image = &*image;
                     self.per_block(output, |block, out| {
                         // SAFETY: as above; `out` is output channels block·8.. of `output`.
