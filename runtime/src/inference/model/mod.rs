@@ -140,6 +140,7 @@ impl Model {
                 options.threads
             )));
         }
+        let mut phases = Phases::start();
         let entry = manifest.file(variant)?;
         let path = manifest.dir().join(&entry.path);
         let bytes = read_limited(&path)?;
@@ -151,6 +152,7 @@ impl Model {
                 expected: entry.sha256.clone(),
             });
         }
+        phases.mark("read and check");
         let kernel = options.integer_kernels.kernel();
         let Built {
             plan,
@@ -158,7 +160,7 @@ impl Model {
             float_depthwise,
             fused_pairs,
             max_pools,
-        } = build_plan(manifest, &path, bytes, options, kernel)?;
+        } = build_plan(manifest, &path, bytes, options, kernel, &mut phases)?;
         let model = Model {
             inner: Arc::new(Inner {
                 manifest: manifest.clone(),
@@ -175,6 +177,8 @@ impl Model {
             }),
         };
         model.self_test()?;
+        phases.mark("self-test");
+        log::debug!("load phases: {phases}");
         log::info!(
             "loaded model {} {} ({}) from {}",
             manifest.id,
@@ -340,6 +344,7 @@ fn build_plan(
     bytes: Vec<u8>,
     options: &LoadOptions,
     kernel: Option<Kernel>,
+    phases: &mut Phases,
 ) -> Result<Built> {
     let threads = options.threads;
     let load = |reason: String| Error::ModelLoad {
@@ -355,11 +360,14 @@ fn build_plan(
         let mut proto = onnx
             .proto_model_for_read(&mut Cursor::new(bytes))
             .map_err(|e| load(format!("{e:#}")))?;
+        phases.mark("proto");
         let source = rewrite::Source::read(&onnx, &mut proto, kernel);
+        phases.mark("source");
         let model = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| load(format!("{e:#}")))?;
         drop(proto);
+        phases.mark("parse");
         check_io(manifest, &model).map_err(mismatch)?;
         let spec = &manifest.input;
         let fact = f32::fact(spec.shape());
@@ -372,6 +380,7 @@ fn build_plan(
                     spec.shape()
                 ))
             })?;
+        phases.mark("type");
         let out = typed.output_fact(0).map_err(|e| load(format!("{e:#}")))?;
         let out_shape: Option<Vec<usize>> = out.shape.as_concrete().map(|s| s.to_vec());
         if out.datum_type != f32::datum_type()
@@ -399,6 +408,7 @@ fn build_plan(
             max_pools,
             decluttered,
         } = rewrite::apply(typed, source, options.float_depthwise).map_err(load)?;
+        phases.mark("rewrite");
         // A graph the rewrite decluttered (`Rewritten::decluttered`) only needs tract's codegen:
         // declutter it again, as `into_optimized` does, and the loader pays for the whole graph
         // twice (a twentieth of open_nsfw int8's load) for the same outputs at the same speed.
@@ -408,9 +418,11 @@ fn build_plan(
         } else {
             typed.into_optimized()
         };
+        phases.mark("optimise");
         let plan = optimized
             .and_then(|m| m.into_runnable_with_options(&run_options))
             .map_err(|e| load(format!("{e:#}")))?;
+        phases.mark("plan");
         Ok(Built {
             plan,
             integer_convolutions,
@@ -484,3 +496,35 @@ fn check_io(manifest: &Manifest, model: &InferenceModel) -> std::result::Result<
 
 #[cfg(test)]
 mod tests;
+
+/// Wall-clock time per loading phase, for the debug log (where a load's time goes).
+struct Phases {
+    last: std::time::Instant,
+    marks: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            marks: Vec::new(),
+        }
+    }
+
+    /// Ends the phase called `name` now.
+    fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.marks.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, took)) in self.marks.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} {:.1} ms", took.as_secs_f64() * 1e3)?;
+        }
+        Ok(())
+    }
+}

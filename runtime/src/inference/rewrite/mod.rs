@@ -152,16 +152,13 @@ pub(crate) fn apply(
     // (`ChangeAxes`): nsfwjs int8 at `max,sve=off`, where its three f32 depthwise layers stay in
     // tract (`LoadOptions::float_depthwise` is off on aarch64), took 163.5 M instructions per
     // inference with codegen alone and 142.5 M with the full declutter. Such a graph gets it.
-    if decluttered && convolution::has_depthwise(&typed) {
-        decluttered = false;
-    }
     Ok(Rewritten {
+        decluttered: decluttered && !convolution::has_depthwise(&typed),
         model: typed,
         integer_convolutions: integer,
         float_depthwise,
         fused_pairs: fused,
         max_pools: pools,
-        decluttered,
     })
 }
 
