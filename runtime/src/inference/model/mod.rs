@@ -111,6 +111,9 @@ struct Inner {
     sha256: String,
     plan: Arc<Plan>,
     threads: usize,
+    /// The plan's thread pool, when `threads` is above 1: each run is started on one of its
+    /// threads (see [`Runner::run`]).
+    pool: Option<Arc<rayon::ThreadPool>>,
     integer_convolutions: usize,
     float_depthwise: usize,
     fused_pairs: usize,
@@ -156,6 +159,7 @@ impl Model {
         let kernel = options.integer_kernels.kernel();
         let Built {
             plan,
+            pool,
             integer_convolutions,
             float_depthwise,
             fused_pairs,
@@ -169,6 +173,7 @@ impl Model {
                 sha256,
                 plan,
                 threads: options.threads,
+                pool,
                 integer_convolutions,
                 float_depthwise,
                 fused_pairs,
@@ -332,6 +337,7 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
 /// What [`build_plan`] made.
 struct Built {
     plan: Arc<Plan>,
+    pool: Option<Arc<rayon::ThreadPool>>,
     integer_convolutions: usize,
     float_depthwise: usize,
     fused_pairs: usize,
@@ -391,13 +397,15 @@ fn build_plan(
                 out.datum_type, out.shape, manifest.output.shape
             )));
         }
+        let executor = (threads > 1).then(|| {
+            tract_linalg::multithread::Executor::multithread_with_name(threads, "prescreen-infer")
+        });
+        let pool = match &executor {
+            Some(tract_linalg::multithread::Executor::MultiThread(pool)) => Some(pool.clone()),
+            _ => None,
+        };
         let run_options = RunOptions {
-            executor: (threads > 1).then(|| {
-                tract_linalg::multithread::Executor::multithread_with_name(
-                    threads,
-                    "prescreen-infer",
-                )
-            }),
+            executor,
             ..RunOptions::default()
         };
         let Rewritten {
@@ -425,6 +433,7 @@ fn build_plan(
         phases.mark("plan");
         Ok(Built {
             plan,
+            pool,
             integer_convolutions,
             float_depthwise,
             fused_pairs,

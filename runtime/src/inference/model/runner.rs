@@ -73,9 +73,14 @@ impl Runner {
     /// Runs the model on the current input and checks that the output is a probability vector.
     pub fn run(&mut self) -> Result<Scores> {
         let input = self.input.clone().into_tvalue();
-        let outputs = catch_unwind(AssertUnwindSafe(|| self.state.run(tvec!(input))))
-            .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        let state = &mut self.state;
+        let run = || state.run(tvec!(input));
+        let outputs = catch_unwind(AssertUnwindSafe(|| match &self.model.inner.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }))
+        .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
+        .map_err(|e| Error::Inference(format!("{e:#}")))?;
         let values: Vec<f32> = outputs[0]
             .to_plain_array_view::<f32>()
             .map_err(tract_err)?
@@ -112,13 +117,17 @@ impl Runner {
             let input = self.input.clone().into_tvalue();
             let state = &mut self.state;
             let tally = &mut tally;
-            catch_unwind(AssertUnwindSafe(|| {
+            let run = || {
                 state.run_plan_with_eval(tvec!(input), |ctx, op_state, node, inputs| {
                     let started = std::time::Instant::now();
                     let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
                     tally.add(node.op().name().as_ref(), node.id, started.elapsed());
                     out
                 })
+            };
+            catch_unwind(AssertUnwindSafe(|| match &self.model.inner.pool {
+                Some(pool) => pool.install(run),
+                None => run(),
             }))
             .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
             .map_err(|e| Error::Inference(format!("{e:#}")))?;
