@@ -117,9 +117,8 @@ pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32], layo
 }
 
 /// [`quantize`] in units of `PER` channel groups whose planes are stored interleaved (one
-/// group: plain planes), every word `^ flip`.
-#[inline]
-#[target_feature(enable = "neon")]
+/// group: plain planes), every word `^ flip`, the units shared over the pool like the output's
+/// blocks.
 fn quantize_units<const PER: usize>(
     op: &QConv,
     input: &[f32],
@@ -128,67 +127,87 @@ fn quantize_units<const PER: usize>(
     flip: u32,
 ) {
     let g = &op.geometry;
-    let (_, wp) = g.padded();
     let plane = g.plane();
-    let hw = g.height * g.width;
     let units = g.groups().div_ceil(PER);
-    assert!(input.len() >= g.channels * hw && image.len() >= units * PER * plane);
-    image.fill((u32::from(op.in_zero) * 0x0101_0101) ^ flip);
+    assert!(input.len() >= g.channels * g.height * g.width && image.len() >= units * PER * plane);
+    in_chunks(
+        &mut image[..units * PER * plane],
+        PER * plane,
+        |unit, dst| {
+            // SAFETY: NEON is baseline on aarch64.
+            unsafe { quantize_unit::<PER>(op, input, unit, dst, k, flip) }
+        },
+    );
+}
+
+/// [`quantize_units`] for unit `unit`, whose `PER` planes are `dst`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn quantize_unit<const PER: usize>(
+    op: &QConv,
+    input: &[f32],
+    unit: usize,
+    dst: &mut [u32],
+    k: &Quantizer,
+    flip: u32,
+) {
+    let g = &op.geometry;
+    let (_, wp) = g.padded();
+    let hw = g.height * g.width;
+    assert!(input.len() >= g.channels * hw && dst.len() == PER * g.plane());
+    dst.fill((u32::from(op.in_zero) * 0x0101_0101) ^ flip);
     let src = input.as_ptr();
-    for unit in 0..units {
-        let dst = &mut image[unit * PER * plane..(unit + 1) * PER * plane];
-        // Group (unit·PER + j)'s i-th channel is `channels[j][i]`, if it exists.
-        let channels: [[Option<usize>; 4]; PER] = std::array::from_fn(|j| {
-            std::array::from_fn(|i| Some((unit * PER + j) * 4 + i).filter(|&c| c < g.channels))
-        });
-        // All channels present (every unit but the last of a ragged count): a loop with no test
-        // per channel inside (testing each channel on every iteration took 43 instructions per
-        // 16 values against 27, `profile.py --blocks`).
-        let whole = channels
-            .iter()
-            .flatten()
-            .all(Option::is_some)
-            .then(|| channels.map(|c| c.map(|c| c.unwrap_or(0))));
-        for y in 0..g.height {
-            let row = (y + g.pad[0]) * wp + g.pad[1];
-            let mut x = 0;
-            // In both loops, the loads read columns x..x+4 of row y of channels below
-            // `g.channels`, which `input` holds (the assertion above), and the stores write
-            // pixels row+x..row+x+4 of the unit's `PER` planes, which `dst` holds.
-            if let Some(c) = whole {
-                while x + QUAD <= g.width {
-                    let at = y * g.width + x;
-                    // SAFETY: the loads, as above.
-                    let px = std::array::from_fn(|j| unsafe { k.whole(src, c[j], hw, at) });
-                    // SAFETY: the store, as above.
-                    unsafe { store::<PER>(dst.as_mut_ptr().add(PER * (row + x)), px) };
-                    x += QUAD;
-                }
-            }
+    // Group (unit·PER + j)'s i-th channel is `channels[j][i]`, if it exists.
+    let channels: [[Option<usize>; 4]; PER] = std::array::from_fn(|j| {
+        std::array::from_fn(|i| Some((unit * PER + j) * 4 + i).filter(|&c| c < g.channels))
+    });
+    // All channels present (every unit but the last of a ragged count): a loop with no test
+    // per channel inside (testing each channel on every iteration took 43 instructions per
+    // 16 values against 27, `profile.py --blocks`).
+    let whole = channels
+        .iter()
+        .flatten()
+        .all(Option::is_some)
+        .then(|| channels.map(|c| c.map(|c| c.unwrap_or(0))));
+    for y in 0..g.height {
+        let row = (y + g.pad[0]) * wp + g.pad[1];
+        let mut x = 0;
+        // In both loops, the loads read columns x..x+4 of row y of channels below
+        // `g.channels`, which `input` holds (the assertion above), and the stores write
+        // pixels row+x..row+x+4 of the unit's `PER` planes, which `dst` holds.
+        if let Some(c) = whole {
             while x + QUAD <= g.width {
                 let at = y * g.width + x;
                 // SAFETY: the loads, as above.
-                let px = std::array::from_fn(|j| unsafe { k.ragged(src, channels[j], hw, at) });
+                let px = std::array::from_fn(|j| unsafe { k.whole(src, c[j], hw, at) });
                 // SAFETY: the store, as above.
                 unsafe { store::<PER>(dst.as_mut_ptr().add(PER * (row + x)), px) };
                 x += QUAD;
             }
-            for x in x..g.width {
-                for (j, channels) in channels.iter().enumerate() {
-                    let mut px = 0u32;
-                    for (i, c) in channels.iter().enumerate() {
-                        let q = match c {
-                            Some(c) => quantize_one(
-                                input[c * hw + y * g.width + x],
-                                op.in_inv_scale,
-                                op.in_zero,
-                            ),
-                            None => u32::from(op.in_zero),
-                        };
-                        px |= q << (8 * i);
-                    }
-                    dst[PER * (row + x) + j] = px ^ flip;
+        }
+        while x + QUAD <= g.width {
+            let at = y * g.width + x;
+            // SAFETY: the loads, as above.
+            let px = std::array::from_fn(|j| unsafe { k.ragged(src, channels[j], hw, at) });
+            // SAFETY: the store, as above.
+            unsafe { store::<PER>(dst.as_mut_ptr().add(PER * (row + x)), px) };
+            x += QUAD;
+        }
+        for x in x..g.width {
+            for (j, channels) in channels.iter().enumerate() {
+                let mut px = 0u32;
+                for (i, c) in channels.iter().enumerate() {
+                    let q = match c {
+                        Some(c) => quantize_one(
+                            input[c * hw + y * g.width + x],
+                            op.in_inv_scale,
+                            op.in_zero,
+                        ),
+                        None => u32::from(op.in_zero),
+                    };
+                    px |= q << (8 * i);
                 }
+                dst[PER * (row + x) + j] = px ^ flip;
             }
         }
     }

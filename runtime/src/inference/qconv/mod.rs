@@ -545,14 +545,14 @@ impl QConv {
     not(any(target_arch = "x86_64", target_arch = "aarch64")),
     allow(dead_code)
 )]
-fn in_chunks(output: &mut [f32], chunk: usize, run: impl Fn(usize, &mut [f32]) + Sync) {
+fn in_chunks<T: Send>(output: &mut [T], chunk: usize, run: impl Fn(usize, &mut [T]) + Sync) {
     let chunks = output.chunks_mut(chunk.max(1));
     match tract_linalg::multithread::current_tract_executor() {
         tract_linalg::multithread::Executor::MultiThread(pool)
             if pool.current_num_threads() > 1 && chunks.len() > 1 =>
         {
             use rayon::prelude::*;
-            let chunks: Vec<(usize, &mut [f32])> = chunks.enumerate().collect();
+            let chunks: Vec<(usize, &mut [T])> = chunks.enumerate().collect();
             pool.install(|| {
                 chunks
                     .into_par_iter()

@@ -67,21 +67,35 @@ pub(super) fn finish16(sum: __m512i, scale: f32, bias: f32, requant: Requant) ->
 /// # Safety
 /// The CPU must have AVX-512F/BW/VNNI; `input` holds the C×H×W image and `image` is
 /// `groups × plane` pixels.
-#[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn quantize(op: &QConv, input: &[f32], image: &mut [u32]) {
+    let g = &op.geometry;
+    let plane = g.plane();
+    assert!(input.len() >= g.channels * g.height * g.width && image.len() >= g.groups() * plane);
+    // One channel group's plane at a time, shared over the pool like the output's blocks.
+    in_chunks(&mut image[..g.groups() * plane], plane, |group, dst| {
+        // SAFETY: as the caller's; `dst` is group `group`'s plane.
+        unsafe { quantize_group(op, input, group, dst) }
+    });
+}
+
+/// [`quantize`] for channel group `group`, whose plane is `dst`.
+///
+/// # Safety
+/// As [`quantize`]'s.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_group(op: &QConv, input: &[f32], group: usize, dst: &mut [u32]) {
     let g = &op.geometry;
     let (_, wp) = g.padded();
     let plane = g.plane();
     let hw = g.height * g.width;
-    debug_assert!(input.len() >= g.channels * hw && image.len() >= g.groups() * plane);
+    debug_assert!(dst.len() == plane);
     let fill = u32::from(op.in_zero) * 0x0101_0101;
     let z = f32::from(op.in_zero);
     let inv = _mm512_set1_ps(op.in_inv_scale);
     let lo = _mm512_set1_ps(-z);
     let hi = _mm512_set1_ps(255.0 - z);
     let zi = _mm512_set1_epi32(i32::from(op.in_zero));
-    for group in 0..g.groups() {
-        let dst = &mut image[group * plane..(group + 1) * plane];
+    {
         // The padding and the slack: the zero point.
         let top = g.pad[0] * wp;
         dst[..top + g.pad[1]].fill(fill);
