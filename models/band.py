@@ -26,11 +26,13 @@ of the file, prescreen's included.
 
 `--sensitivity` also rebuilds the int8 file once per quantized node with that node kept in float
 (same recipe and calibration.json otherwise) and prints the band's figures for each: which layers
-the int8 error comes from. About 10 minutes on 2 cores.
+the int8 error comes from. About 10 minutes on 2 cores. `--decompose` rebuilds it twice, once with
+16-bit activations and once with 16-bit weights (onnxruntime's QUInt16 and QInt16 QDQ types, the
+same ranges), which splits the error between the weights' rounding and the activations'.
 
 Run from the repository root after models/prepare.py (the Makefile's `refs` does both):
 
-    models/.venv/bin/python models/band.py [--sensitivity]
+    models/.venv/bin/python models/band.py [--decompose] [--sensitivity]
 """
 
 from __future__ import annotations
@@ -137,12 +139,32 @@ def build_band(spec: dict) -> list[dict]:
     return kept
 
 
+def band_inputs(kept: list[dict]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The band's input tensors and onnxruntime's float probabilities of `nsfw` for them."""
+    tensors = [preprocess(str(ROOT / e["image"]), jpeg_reencode=False) for e in kept]
+    return tensors, np.array([e["float"][1] for e in kept])
+
+
+def rebuilt(spec: dict, tensors: list[np.ndarray], float_p: np.ndarray, cuts: dict, **recipe) -> dict:
+    """The band's figures for the int8 recipe rebuilt with `recipe` changed (prepare.quantize's
+    keyword arguments; calibration.json's ranges as they are)."""
+    name = spec["input"]["name"]
+    float_path = MODEL_DIR / next(f["path"] for f in spec["files"] if f["variant"] == "float")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "int8.onnx"
+        quantize(spec, MODEL_DIR, float_path, out, [], False, **recipe)
+        sess = session(out)
+        return compare(float_p, np.array([outputs(sess, name, x)[1] for x in tensors]), cuts)
+
+
+def row(r: dict) -> str:
+    return f"max {r['max']:.3f}  mean {r['mean']:.4f}  flips {r['flips']}"
+
+
 def sensitivity(spec: dict, kept: list[dict], cuts: dict[str, float]) -> None:
     import onnx
 
-    name = spec["input"]["name"]
-    tensors = [preprocess(str(ROOT / e["image"]), jpeg_reencode=False) for e in kept]
-    float_p = np.array([e["float"][1] for e in kept])
+    tensors, float_p = band_inputs(kept)
     float_path = MODEL_DIR / next(f["path"] for f in spec["files"] if f["variant"] == "float")
     entry = next(f for f in spec["files"] if f["variant"] == "int8")
     kept_float = set(entry["keep_float_nodes"])
@@ -152,24 +174,33 @@ def sensitivity(spec: dict, kept: list[dict], cuts: dict[str, float]) -> None:
         if n.op_type in ("Conv", "Add", "MatMul", "MaxPool", "AveragePool") and n.name not in kept_float
     ]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "int8.onnx"
-        for node in nodes:
-            quantize(spec, MODEL_DIR, float_path, out, [], False, also_float=[node])
-            sess = session(out)
-            int8_p = np.array([outputs(sess, name, x)[1] for x in tensors])
-            r = compare(float_p, int8_p, cuts)
-            rows.append((node, r))
-            print(f"  {node:<48} max {r['max']:.3f}  mean {r['mean']:.4f}  flips {r['flips']}", flush=True)
-    rows.sort(key=lambda row: row[1]["mean"])
+    for node in nodes:
+        r = rebuilt(spec, tensors, float_p, cuts, also_float=[node])
+        rows.append((node, r))
+        print(f"  {node:<48} {row(r)}", flush=True)
+    rows.sort(key=lambda item: item[1]["mean"])
     print("band: lowest mean |d| with one more node in float:")
     for node, r in rows[:8]:
-        print(f"  {node:<48} max {r['max']:.3f}  mean {r['mean']:.4f}  flips {r['flips']}")
+        print(f"  {node:<48} {row(r)}")
+
+
+def decompose(spec: dict, kept: list[dict], cuts: dict[str, float]) -> None:
+    """The int8 error split between its two roundings: the recipe rebuilt with 16-bit activations
+    (s8 weights: what the weights alone cost) and with 16-bit weights (u8 activations: what the
+    activations alone cost), each against float on the band."""
+    tensors, float_p = band_inputs(kept)
+    for what, types in (
+        ("u16 activations, s8 weights (the weights' share)", ("QUInt16", "QInt8")),
+        ("u8 activations, s16 weights (the activations' share)", ("QUInt8", "QInt16")),
+    ):
+        r = rebuilt(spec, tensors, float_p, cuts, types=types)
+        print(f"band: {what}: p_nsfw {row(r)}", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sensitivity", action="store_true", help="per-node keep-in-float sweep")
+    ap.add_argument("--decompose", action="store_true", help="weights' and activations' shares of the error")
     args = ap.parse_args()
     spec = tomllib.loads((MODEL_DIR / "model.toml").read_text())
     cuts = thresholds()
@@ -195,6 +226,8 @@ def main() -> None:
             f"band: onnxruntime int8 against itself, {what}: max |d| {other['max']:.4f} "
             f"({kept[other['worst']]['name']}), mean {other['mean']:.4f}; decisions flipped: {other['flips']}"
         )
+    if args.decompose:
+        decompose(spec, kept, cuts)
     if args.sensitivity:
         sensitivity(spec, kept, cuts)
 

@@ -141,10 +141,21 @@ def reference_tensor(path: Path) -> np.ndarray:
     return preprocess(str(path), jpeg_reencode=False)
 
 
-def quantize_qdq(source, out: Path, reader, keep_float: list[str], method: str, cache: Path) -> None:
+def quantize_qdq(
+    source,
+    out: Path,
+    reader,
+    keep_float: list[str],
+    method: str,
+    cache: Path,
+    activations: str = "QUInt8",
+    weights: str = "QInt8",
+) -> None:
     """onnxruntime's static quantizer with the project's recipe: QDQ, u8 activations, s8
     per-channel weights, the nodes `keep_float` left in float, activation ranges from `cache`
-    (computed with `reader`, and stored there, when the file does not exist yet)."""
+    (computed with `reader`, and stored there, when the file does not exist yet). `activations`
+    and `weights` name other onnxruntime `QuantType`s (models/band.py's `--decompose` uses 16-bit
+    ones to split the int8 error between the two)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
@@ -153,8 +164,8 @@ def quantize_qdq(source, out: Path, reader, keep_float: list[str], method: str, 
         reader,
         quant_format=QuantFormat.QDQ,
         per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
+        activation_type=QuantType[activations],
+        weight_type=QuantType[weights],
         nodes_to_exclude=keep_float,
         calibrate_method=CalibrationMethod[method],
         calibration_cache_path=str(cache),
@@ -170,10 +181,12 @@ def quantize(
     recalibrate,
     keep_float_ops=None,
     also_float=(),
+    types=("QUInt8", "QInt8"),
 ):
     """Build `int8_path` from `float_path` with the manifest's recipe. `keep_float_ops` replaces the
     manifest's operator types kept in float; `also_float` names nodes kept in float on top of the
-    manifest's (models/band.py's sensitivity sweep uses it)."""
+    manifest's (models/band.py's sensitivity sweep uses it); `types` are the activations' and
+    weights' onnxruntime `QuantType`s (models/band.py's `--decompose` changes them)."""
     from onnxruntime.quantization import CalibrationDataReader
     import onnx
 
@@ -204,7 +217,7 @@ def quantize(
         upgraded = Path(tmp) / "float-opset13.onnx"
         onnx.save(model, str(upgraded))
         out = Path(tmp) / "int8.onnx"
-        quantize_qdq(upgraded, out, Photos(), keep_float, entry["calibration_method"], cache)
+        quantize_qdq(upgraded, out, Photos(), keep_float, entry["calibration_method"], cache, *types)
         atomic_copy(out, int8_path)
 
 
