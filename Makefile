@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CARGO ?= cargo
 MVN ?= mvn
 
-.PHONY: band-sensitivity band-decompose ort-arm bench-arm demo test nsfwjs test-host lane-x86 lane-arm fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools size-arm nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
+.PHONY: band-sensitivity band-decompose band-trials ort-arm bench-arm demo test nsfwjs test-host lane-x86 lane-arm fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools size-arm nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,8 @@ nsfwjs: model
 # Reference values from the model packages' own pipelines (onnxruntime; TensorFlow.js for nsfwjs),
 # for the fidelity tests; and the decision band (open_nsfw's float file between 0.05 and 0.95), with
 # int8 against float there. `make band-sensitivity` adds the per-node sweep (about 10 min),
-# `make band-decompose` the weights' and activations' shares of the error (1.5 min).
+# `make band-decompose` the weights' and activations' shares of the error (1.5 min), `make
+# band-trials` two post-training corrections of the recipe (models/band_trials.py, 2 min).
 refs: model nsfwjs
 	$(VPY) models/reference.py
 	$(VPY) models/band.py
@@ -46,6 +47,10 @@ band-sensitivity: model
 
 band-decompose: model
 	$(VPY) models/band.py --decompose
+
+band-trials: model
+	$(VPY) models/band.py
+	$(VPY) models/band_trials.py
 
 # 1. Score every frame of the sample stream with the default model, nsfwjs's MobileNetV2 (per-shot
 #    table of its five labels, stage timings).
