@@ -74,13 +74,7 @@ impl Runner {
     pub fn run(&mut self) -> Result<Scores> {
         let input = self.input.clone().into_tvalue();
         let state = &mut self.state;
-        let run = || state.run(tvec!(input));
-        let outputs = catch_unwind(AssertUnwindSafe(|| match &self.model.inner.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }))
-        .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
-        .map_err(|e| Error::Inference(format!("{e:#}")))?;
+        let outputs = guarded(&self.model, || state.run(tvec!(input)))?;
         let values: Vec<f32> = outputs[0]
             .to_plain_array_view::<f32>()
             .map_err(tract_err)?
@@ -93,6 +87,21 @@ impl Runner {
             probabilities: values,
         })
     }
+}
+
+/// Runs one pass of the plan (`run`) inside the model's thread pool when it has one, so the
+/// integer kernels' parallel parts run on its workers; a panic or an error becomes
+/// [`Error::Inference`].
+fn guarded<T>(model: &Model, run: impl FnOnce() -> TractResult<T> + Send) -> Result<T>
+where
+    T: Send,
+{
+    catch_unwind(AssertUnwindSafe(|| match &model.inner.pool {
+        Some(pool) => pool.install(run),
+        None => run(),
+    }))
+    .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
+    .map_err(|e| Error::Inference(format!("{e:#}")))
 }
 
 /// Time one kind of tract operator took in [`Runner::profile`].
@@ -117,20 +126,14 @@ impl Runner {
             let input = self.input.clone().into_tvalue();
             let state = &mut self.state;
             let tally = &mut tally;
-            let run = || {
+            guarded(&self.model, || {
                 state.run_plan_with_eval(tvec!(input), |ctx, op_state, node, inputs| {
                     let started = std::time::Instant::now();
                     let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
                     tally.add(node.op().name().as_ref(), node.id, started.elapsed());
                     out
                 })
-            };
-            catch_unwind(AssertUnwindSafe(|| match &self.model.inner.pool {
-                Some(pool) => pool.install(run),
-                None => run(),
-            }))
-            .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
-            .map_err(|e| Error::Inference(format!("{e:#}")))?;
+            })?;
         }
         Ok(tally.per_run(runs))
     }
