@@ -58,8 +58,9 @@ SECOND_ALPHAS = (0.4, 0.6, 0.8)
 LINKS = ("Relu", "Add", "MaxPool", "AveragePool", "Reshape")
 
 
-def second_set(float_sess, name: str) -> list[np.ndarray]:
-    kept = []
+def second_set(float_sess, name: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """The second set's images in the band, and their float probabilities."""
+    kept, float_p = [], []
     with tempfile.TemporaryDirectory() as tmp:
         png = Path(tmp) / "variant.png"
         for photo in PHOTOS:
@@ -75,7 +76,8 @@ def second_set(float_sess, name: str) -> list[np.ndarray]:
                         p = float_sess.run(None, {name: x[np.newaxis, ...]})[0][0][1]
                         if 0.05 <= p <= 0.95:
                             kept.append(x)
-    return kept
+                            float_p.append(p)
+    return kept, np.array(float_p)
 
 
 def probabilities(sess, name: str, tensors: list[np.ndarray]) -> np.ndarray:
@@ -210,9 +212,8 @@ def main() -> None:
     band = [preprocess(str(ROOT / e["image"]), jpeg_reencode=False) for e in kept]
     photos = [reference_tensor(PHOTO_DIR / f"{Path(p).stem}.png") for p in PHOTOS]
     float_sess = session(files["float"])
-    second = second_set(float_sess, name)
-    sets = {"band": (band, np.array([e["float"][1] for e in kept])),
-            "second set": (second, probabilities(float_sess, name, second))}
+    second, second_float = second_set(float_sess, name)
+    sets = {"band": (band, np.array([e["float"][1] for e in kept])), "second set": (second, second_float)}
     cuts = thresholds()
     base = version_converter.convert_version(onnx.load(str(files["float"])), 13)
     keep = [n.name for n in base.graph.node if n.op_type in entry["keep_float_ops"]]
