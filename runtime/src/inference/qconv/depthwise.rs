@@ -86,10 +86,11 @@ impl DepthwiseGeometry {
         )
     }
 
-    /// Words of scratch the quantizer needs: the image, then the row buffer ([`Self::line_bytes`]).
-    fn scratch(&self) -> usize {
+    /// Words of scratch the quantizer needs for `channels` channels: their image, then the row
+    /// buffer ([`Self::line_bytes`]).
+    fn scratch(&self, channels: usize) -> usize {
         let line = self.line_bytes().expect("a valid geometry").div_ceil(4);
-        self.channels * self.plane() + line
+        channels * self.plane() + line
     }
 
     /// Whether the shapes are ones this operator computes exactly and in bounds.
@@ -221,7 +222,9 @@ impl QDepthwise {
     }
 
     /// Runs the convolution on one CHW image with `kernel` (the portable one where this CPU
-    /// cannot run it).
+    /// cannot run it). Each task of [`CHANNELS_PER_TASK`] channels quantizes its own channels'
+    /// planes into its thread's scratch and convolves them, so with threads the quantizer is
+    /// shared as the sums are, and each plane is read back while it is still in the cache.
     pub(super) fn convolve(&self, input: &[f32], output: &mut [f32], kernel: Kernel) {
         let g = &self.geometry;
         let kernel = if kernel.available() {
@@ -231,51 +234,45 @@ impl QDepthwise {
         };
         let (oh, ow) = g.output();
         let output = &mut output[..g.channels * oh * ow];
-        let chunk = CHANNELS_PER_TASK * oh * ow;
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let len = g.scratch();
-            if scratch.len() < len {
-                scratch.resize(len, 0);
-            }
-            let (image, line) = scratch[..len].split_at_mut(g.channels * g.plane());
-            match kernel {
-                #[cfg(target_arch = "x86_64")]
-                Kernel::Vnni => {
-                    // SAFETY: `available()` said the CPU has the kernel's features.
-                    unsafe { x86::quantize(self, input, image, line) };
-                    let image = &*image;
-                    in_chunks(output, chunk, |task, out| {
-                        // SAFETY: as above; `out` is channels task·16.. of `output`.
-                        unsafe { x86::convolve(self, image, task * CHANNELS_PER_TASK, out) }
-                    });
+        in_chunks(output, CHANNELS_PER_TASK * oh * ow, |task, out| {
+            let first = task * CHANNELS_PER_TASK;
+            let channels = first..first + out.len() / (oh * ow);
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let len = g.scratch(channels.len());
+                if scratch.len() < len {
+                    scratch.resize(len, 0);
                 }
-                #[cfg(target_arch = "aarch64")]
-                Kernel::I8mm => {
-                    quantize(self, input, image, line, 0, true);
-                    let image = &*image;
-                    in_chunks(output, chunk, |task, out| {
-                        // SAFETY: `available()` said the CPU has i8mm; `out` is channels
-                        // task·16.. of `output`.
-                        unsafe { arm::convolve_usdot(self, image, task * CHANNELS_PER_TASK, out) }
-                    });
+                let (image, line) = scratch[..len].split_at_mut(channels.len() * g.plane());
+                match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Vnni => {
+                        // SAFETY: `available()` said the CPU has the kernel's features; `image`
+                        // holds the planes of `channels`, whose outputs `out` holds.
+                        unsafe {
+                            x86::quantize(self, input, channels.clone(), image, line);
+                            x86::convolve(self, image, first, out);
+                        }
+                    }
+                    #[cfg(target_arch = "aarch64")]
+                    Kernel::I8mm => {
+                        quantize(self, input, channels, image, line, 0, true);
+                        // SAFETY: `available()` said the CPU has i8mm; as above.
+                        unsafe { arm::convolve_usdot(self, image, first, out) }
+                    }
+                    #[cfg(target_arch = "aarch64")]
+                    Kernel::Dotprod => {
+                        quantize(self, input, channels, image, line, 0x8080_8080, true);
+                        // SAFETY: `available()` said the CPU has dotprod; as above.
+                        unsafe { arm::convolve_sdot(self, image, first, out) }
+                    }
+                    _ => {
+                        quantize(self, input, channels, image, line, 0, false);
+                        convolve_portable(self, image, first, out);
+                    }
                 }
-                #[cfg(target_arch = "aarch64")]
-                Kernel::Dotprod => {
-                    quantize(self, input, image, line, 0x8080_8080, true);
-                    let image = &*image;
-                    in_chunks(output, chunk, |task, out| {
-                        // SAFETY: `available()` said the CPU has dotprod; `out` is channels
-                        // task·16.. of `output`.
-                        unsafe { arm::convolve_sdot(self, image, task * CHANNELS_PER_TASK, out) }
-                    });
-                }
-                _ => {
-                    quantize(self, input, image, line, 0, false);
-                    convolve_portable(self, image, output);
-                }
-            }
-        })
+            })
+        });
     }
 }
 
@@ -287,7 +284,8 @@ fn quantize_byte(v: f32, inv: f32, zero: f32) -> u8 {
     ((v * inv).max(-zero).min(255.0 - zero) + ROUNDING_BIAS - ROUNDING_BIAS + zero) as i32 as u8
 }
 
-/// Fills the quantized image (see the module documentation), every word XORed with `flip`
+/// Fills the quantized image of `channels` (see the module documentation; the first of them at
+/// the start of `image`), every word XORed with `flip`
 /// (`0x8080_8080` stores each byte as `q − 128`, the signed operand of `sdot`), using `line`
 /// ([`DepthwiseGeometry::scratch`]) as the bytes of each padded input row: each word is one
 /// unaligned 4-byte read of that row. The portable and aarch64 kernels' quantizer (on x86-64 the
@@ -301,6 +299,7 @@ fn quantize_byte(v: f32, inv: f32, zero: f32) -> u8 {
 fn quantize(
     op: &QDepthwise,
     input: &[f32],
+    channels: std::ops::Range<usize>,
     image: &mut [u32],
     line: &mut [u32],
     flip: u32,
@@ -311,7 +310,8 @@ fn quantize(
     let (_, ow) = g.output();
     let (row, plane) = (g.row(), g.plane());
     let hw = g.height * g.width;
-    assert!(input.len() >= g.channels * hw && image.len() >= g.channels * plane);
+    assert!(channels.end <= g.channels && input.len() >= g.channels * hw);
+    assert!(image.len() >= channels.len() * plane);
     let (inv, zero) = (op.in_inv_scale, f32::from(op.in_zero));
     let fill = (u32::from(op.in_zero) * 0x0101_0101) ^ flip;
     // One padded input row as bytes, plus the slack the last word reads (and the NEON gather's
@@ -321,8 +321,7 @@ fn quantize(
     assert!(line_bytes >= wp + DepthwiseGeometry::MAX_KERNEL_WIDTH);
     line.fill(op.in_zero);
     let step = g.stride[1];
-    for c in 0..g.channels {
-        let dst = &mut image[c * plane..(c + 1) * plane];
+    for (dst, c) in image.chunks_exact_mut(plane).zip(channels) {
         for (r, words) in dst.chunks_exact_mut(row).enumerate().take(hp) {
             let Some(y) = r.checked_sub(g.pad[0]).filter(|&y| y < g.height) else {
                 words.fill(fill);
@@ -369,21 +368,25 @@ fn dot(x: u32, w: u32) -> i32 {
         .sum()
 }
 
-/// The reference kernel: the same sums and epilogue, one output at a time.
-fn convolve_portable(op: &QDepthwise, image: &[u32], output: &mut [f32]) {
+/// The reference kernel: the same sums and epilogue, one output at a time, for channels
+/// `first ..` (as many as `out` holds), their planes from the start of `image`.
+fn convolve_portable(op: &QDepthwise, image: &[u32], first: usize, out: &mut [f32]) {
     let g = &op.geometry;
     let (oh, ow) = g.output();
     let (row, plane, kh) = (g.row(), g.plane(), g.kernel[0]);
-    for c in 0..g.channels {
+    let channels = out.len() / (oh * ow);
+    assert!(first + channels <= g.channels && image.len() >= channels * plane);
+    for i in 0..channels {
+        let c = first + i;
         let weights = &op.packed[c * kh..(c + 1) * kh];
         for y in 0..oh {
             for x in 0..ow {
                 let sum: i32 = weights
                     .iter()
                     .enumerate()
-                    .map(|(dy, &w)| dot(image[c * plane + (y * g.stride[0] + dy) * row + x], w))
+                    .map(|(dy, &w)| dot(image[i * plane + (y * g.stride[0] + dy) * row + x], w))
                     .sum();
-                output[(c * oh + y) * ow + x] = finish(
+                out[(i * oh + y) * ow + x] = finish(
                     sum - op.zero_sums[c],
                     op.scales[c],
                     op.bias[c],
@@ -411,6 +414,7 @@ mod x86 {
     pub(super) unsafe fn quantize(
         op: &QDepthwise,
         input: &[f32],
+        channels: std::ops::Range<usize>,
         image: &mut [u32],
         line: &mut [u32],
     ) {
@@ -421,7 +425,8 @@ mod x86 {
         let hw = g.height * g.width;
         let line = as_bytes(line);
         let step = g.stride[1];
-        assert!(input.len() >= g.channels * hw && image.len() >= g.channels * plane);
+        assert!(channels.end <= g.channels && input.len() >= g.channels * hw);
+        assert!(image.len() >= channels.len() * plane);
         assert!(line.len() >= g.line_bytes().expect("a valid geometry"));
         line.fill(op.in_zero);
         let fill = u32::from(op.in_zero) * 0x0101_0101;
@@ -434,8 +439,7 @@ mod x86 {
         // SAFETY: 16 bytes.
         let pattern = unsafe { _mm_loadu_si128(pattern.as_ptr().cast()) };
         let shuffle = _mm512_broadcast_i32x4(pattern);
-        for c in 0..g.channels {
-            let dst = &mut image[c * plane..(c + 1) * plane];
+        for (dst, c) in image.chunks_exact_mut(plane).zip(channels) {
             for (r, words) in dst.chunks_exact_mut(row).enumerate().take(hp) {
                 let Some(y) = r.checked_sub(g.pad[0]).filter(|&y| y < g.height) else {
                     words.fill(fill);
@@ -479,7 +483,7 @@ mod x86 {
     }
 
     /// The `vpdpbusd` twin of [`convolve_portable`] for channels `first ..`, as many as `out`
-    /// holds.
+    /// holds, their planes from the start of `image`.
     ///
     /// # Safety
     /// The CPU must have AVX-512F/BW/VNNI; `image` was filled by [`quantize`].
@@ -490,12 +494,12 @@ mod x86 {
         let (row, plane, kh) = (g.row(), g.plane(), g.kernel[0]);
         let requant = Requant::new(op.requantize);
         let channels = out.len() / (oh * ow);
-        assert!(first + channels <= g.channels && image.len() >= g.channels * plane);
+        assert!(first + channels <= g.channels && image.len() >= channels * plane);
         for i in 0..channels {
             let c = first + i;
             let weights = &op.packed[c * kh..(c + 1) * kh];
             let zero = _mm512_set1_epi32(op.zero_sums[c]);
-            let base = &image[c * plane..(c + 1) * plane];
+            let base = &image[i * plane..(i + 1) * plane];
             for y in 0..oh {
                 let top = y * g.stride[0] * row;
                 let dst = &mut out[(i * oh + y) * ow..(i * oh + y + 1) * ow];
@@ -558,8 +562,8 @@ mod arm {
         x
     }
 
-    /// The convolution for channels `first ..` (as many as `out` holds), each lane's dot product
-    /// `dot(acc, pixels, weights)`.
+    /// The convolution for channels `first ..` (as many as `out` holds, their planes from the start
+    /// of `image`), each lane's dot product `dot(acc, pixels, weights)`.
     #[inline]
     #[target_feature(enable = "neon")]
     fn convolve(
@@ -574,12 +578,12 @@ mod arm {
         let (oh, ow) = g.output();
         let (row, plane, kh) = (g.row(), g.plane(), g.kernel[0]);
         let channels = out.len() / (oh * ow);
-        assert!(first + channels <= g.channels && image.len() >= g.channels * plane);
+        assert!(first + channels <= g.channels && image.len() >= channels * plane);
         for i in 0..channels {
             let c = first + i;
             let weights = &op.packed[c * kh..(c + 1) * kh];
             let zero = vdupq_n_s32(zero_sums[c]);
-            let base = &image[c * plane..(c + 1) * plane];
+            let base = &image[i * plane..(i + 1) * plane];
             for y in 0..oh {
                 let top = y * g.stride[0] * row;
                 let dst = &mut out[(i * oh + y) * ow..(i * oh + y + 1) * ow];
