@@ -237,13 +237,8 @@ impl QDepthwise {
         in_chunks(output, CHANNELS_PER_TASK * oh * ow, |task, out| {
             let first = task * CHANNELS_PER_TASK;
             let channels = first..first + out.len() / (oh * ow);
-            SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                let len = g.scratch(channels.len());
-                if scratch.len() < len {
-                    scratch.resize(len, 0);
-                }
-                let (image, line) = scratch[..len].split_at_mut(channels.len() * g.plane());
+            with_scratch(&SCRATCH, g.scratch(channels.len()), |scratch| {
+                let (image, line) = scratch.split_at_mut(channels.len() * g.plane());
                 match kernel {
                     #[cfg(target_arch = "x86_64")]
                     Kernel::Vnni => {
@@ -274,6 +269,13 @@ impl QDepthwise {
             })
         });
     }
+}
+
+thread_local! {
+    /// The quantized image of the channels of the task running on this thread. Not the dense
+    /// convolution's scratch: that one stays taken while its operator waits for its blocks, and
+    /// the waiting thread may run a task of this operator (of another inference) meanwhile.
+    static SCRATCH: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The input quantized as [`quantize_one`] does, in plain f32 arithmetic (clamp, then the

@@ -144,19 +144,17 @@ impl FloatDepthwise {
         let output = &mut output[..g.channels * oh * ow];
         let scratch_len = g.padded().0 * g.stride[1] * self.span();
         in_chunks(output, CHANNELS_PER_TASK * oh * ow, |task, out| {
-            SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                scratch.clear();
-                scratch.resize(scratch_len, 0.0);
+            with_scratch(&SCRATCH, scratch_len, |scratch| {
+                scratch.fill(0.0);
                 let first = task * CHANNELS_PER_TASK;
                 match simd {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `available()` said the CPU has AVX-512F.
-                    Simd::Avx512 => unsafe { x86::avx512(self, input, first, out, &mut scratch) },
+                    Simd::Avx512 => unsafe { x86::avx512(self, input, first, out, scratch) },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `available()` said the CPU has AVX2.
-                    Simd::Avx2 => unsafe { x86::avx2(self, input, first, out, &mut scratch) },
-                    Simd::Baseline => channels(self, input, first, out, &mut scratch, Plain),
+                    Simd::Avx2 => unsafe { x86::avx2(self, input, first, out, scratch) },
+                    Simd::Baseline => channels(self, input, first, out, scratch, Plain),
                 }
             })
         });

@@ -20,7 +20,7 @@
 //! may read the image without a bounds test.
 
 use super::float_depthwise::split_phases;
-use super::{check_output_shape, in_chunks, Simd, LANES};
+use super::{check_output_shape, in_chunks, with_scratch, Simd, LANES};
 use std::cell::RefCell;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -158,19 +158,17 @@ impl FloatMaxPool {
         let output = &mut output[..g.channels * oh * ow];
         let scratch_len = g.padded().0 * g.stride[1] * g.span();
         in_chunks(output, CHANNELS_PER_TASK * oh * ow, |task, out| {
-            SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                scratch.clear();
-                scratch.resize(scratch_len, f32::MIN);
+            with_scratch(&SCRATCH, scratch_len, |scratch| {
+                scratch.fill(f32::MIN);
                 let first = task * CHANNELS_PER_TASK;
                 match simd {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `available()` said the CPU has AVX-512F.
-                    Simd::Avx512 => unsafe { x86::avx512(g, input, first, out, &mut scratch) },
+                    Simd::Avx512 => unsafe { x86::avx512(g, input, first, out, scratch) },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `available()` said the CPU has AVX2.
-                    Simd::Avx2 => unsafe { x86::avx2(g, input, first, out, &mut scratch) },
-                    Simd::Baseline => channels(g, input, first, out, &mut scratch),
+                    Simd::Avx2 => unsafe { x86::avx2(g, input, first, out, scratch) },
+                    Simd::Baseline => channels(g, input, first, out, scratch),
                 }
             })
         });

@@ -451,15 +451,10 @@ impl QConv {
         } else {
             Kernel::Portable
         };
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            // An even number of planes: `usmmla` reads channel groups in pairs, and the last
-            // pair's second plane is multiplied by zero weights when the groups are odd.
-            let len = g.groups().next_multiple_of(2) * g.plane();
-            if scratch.len() < len {
-                scratch.resize(len, 0);
-            }
-            let image = &mut scratch[..len];
+        // An even number of planes: `usmmla` reads channel groups in pairs, and the last pair's
+        // second plane is multiplied by zero weights when the groups are odd.
+        let len = g.groups().next_multiple_of(2) * g.plane();
+        with_scratch(&SCRATCH, len, |image| {
             match kernel {
                 #[cfg(target_arch = "x86_64")]
                 Kernel::Vnni => {
@@ -631,6 +626,29 @@ fn neon_safe(g: &Geometry, packed: &[i8]) -> bool {
 thread_local! {
     /// The quantized input of the convolution running on this thread, reused between calls.
     static SCRATCH: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the first `len` elements of `key`'s vector, this thread's scratch, grown as needed
+/// (holding whatever its last user left). A thread of a pool that waits for the rest of one
+/// operator's work takes up other work queued on that pool meanwhile: were two inferences to share
+/// a pool at once, an operator holding its scratch while it waits (`QConv`) could see the same
+/// operator of the other inference start on its thread. That nested call gets a buffer of its own
+/// instead of the `RefCell`'s panic, which would fail the inference. (`Runner` runs one inference
+/// at a time on a model's pool, because tract's matrix product has the same hazard.)
+pub(super) fn with_scratch<T: Copy + Default, R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            if scratch.len() < len {
+                scratch.resize(len, T::default());
+            }
+            f(&mut scratch[..len])
+        }
+        Err(_) => f(&mut vec![T::default(); len]),
+    })
 }
 f32_operator!(QConv, "QConv", kernel);
 
