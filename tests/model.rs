@@ -363,6 +363,64 @@ fn multithreaded_inference_gives_the_single_threaded_scores() {
     }
 }
 
+/// Runners of one multithreaded model may run at the same time (two streams screened with one
+/// loaded model): their inferences share the model's pool, whose waiting threads take up each
+/// other's work, and every one must succeed with the scores a lone runner gets. Both shipped
+/// models' int8 files (the integer, depthwise and f32 depthwise kernels, each with per-thread
+/// scratch) and nsfwjs's float file. Fails if an inference errs (a kernel's per-thread scratch
+/// taken twice on one thread panics inside the run) or its scores move.
+#[test]
+fn runners_sharing_a_multithreaded_model_run_at_the_same_time() {
+    let cases = [
+        (common::model_dir(), Variant::Int8),
+        (common::root().join("models/nsfwjs"), Variant::Int8),
+        (common::root().join("models/nsfwjs"), Variant::Float),
+    ];
+    for (dir, variant) in cases {
+        let manifest = Manifest::load(&dir).unwrap();
+        let options = LoadOptions {
+            threads: 2,
+            ..LoadOptions::default()
+        };
+        let model = Model::load(&manifest, variant, &options).unwrap();
+        let alone = {
+            let mut runner = model.runner().unwrap();
+            golden_input(&manifest.golden.input, &manifest.input, runner.input_mut()).unwrap();
+            runner.run().unwrap().probabilities
+        };
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut runner = model.runner().unwrap();
+                        (0..8)
+                            .map(|_| {
+                                golden_input(
+                                    &manifest.golden.input,
+                                    &manifest.input,
+                                    runner.input_mut(),
+                                )
+                                .unwrap();
+                                runner.run().map(|s| s.probabilities)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for worker in workers {
+                for (i, got) in worker.join().unwrap().into_iter().enumerate() {
+                    let got = got.unwrap_or_else(|e| panic!("{dir:?} {variant} run {i}: {e}"));
+                    let (max, _) = common::diff(&alone, &got);
+                    assert!(
+                        max < 1e-5,
+                        "{dir:?} {variant} run {i}: {got:?} vs {alone:?}"
+                    );
+                }
+            }
+        });
+    }
+}
+
 #[test]
 fn the_profile_accounts_for_every_kind_of_operator() {
     let model =

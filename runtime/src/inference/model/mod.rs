@@ -114,6 +114,8 @@ struct Inner {
     /// The plan's thread pool, when `threads` is above 1: each run is started on one of its
     /// threads (see [`Runner::run`]).
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// Taken by each run on `pool` for its duration: runners of one model run on its pool in turn.
+    turn: std::sync::Mutex<()>,
     integer_convolutions: usize,
     float_depthwise: usize,
     fused_pairs: usize,
@@ -174,6 +176,7 @@ impl Model {
                 plan,
                 threads: options.threads,
                 pool,
+                turn: std::sync::Mutex::new(()),
                 integer_convolutions,
                 float_depthwise,
                 fused_pairs,

@@ -71,6 +71,7 @@ impl Runner {
     }
 
     /// Runs the model on the current input and checks that the output is a probability vector.
+    /// Runners of one model with more than one thread take turns: one run at a time on its pool.
     pub fn run(&mut self) -> Result<Scores> {
         let input = self.input.clone().into_tvalue();
         let state = &mut self.state;
@@ -92,12 +93,25 @@ impl Runner {
 /// Runs one pass of the plan (`run`) inside the model's thread pool when it has one, so the
 /// integer kernels' parallel parts run on its workers; a panic or an error becomes
 /// [`Error::Inference`].
+///
+/// One pass at a time on the pool (the model's `turn`): a pool thread that waits for the rest of an
+/// operator's work runs whatever else is queued on the pool meanwhile, a whole other run
+/// included, and tract's matrix product holds its thread's scratch while it waits, so a second
+/// run started on that thread failed with a panic (tests/model.rs, runners sharing a model). The
+/// other runners wait on their own threads, outside the pool.
 fn guarded<T>(model: &Model, run: impl FnOnce() -> TractResult<T> + Send) -> Result<T>
 where
     T: Send,
 {
     catch_unwind(AssertUnwindSafe(|| match &model.inner.pool {
-        Some(pool) => pool.install(run),
+        Some(pool) => {
+            let _turn = model
+                .inner
+                .turn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pool.install(run)
+        }
         None => run(),
     }))
     .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
