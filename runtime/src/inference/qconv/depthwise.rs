@@ -271,13 +271,6 @@ impl QDepthwise {
     }
 }
 
-thread_local! {
-    /// The quantized image of the channels of the task running on this thread. Not the dense
-    /// convolution's scratch: that one stays taken while its operator waits for its blocks, and
-    /// the waiting thread may run a task of this operator (of another inference) meanwhile.
-    static SCRATCH: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
-}
-
 /// The input quantized as [`quantize_one`] does, in plain f32 arithmetic (clamp, then the
 /// rounding bias) that needs no rounding instruction. The value is a whole number in 0..=255 by
 /// then; converting through i32 lets the compiler vectorize the conversion where it can.

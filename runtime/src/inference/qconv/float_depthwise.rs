@@ -418,10 +418,8 @@ mod x86 {
         /// The CPU must have AVX-512F.
         #[target_feature(enable = "avx512f")]
         unsafe fn avx512<const R: usize>(&self, y: usize, out: &mut [f32]) {
+            // R is 1 or 4 and a valid geometry's output is at least one value wide.
             let ow = self.ow;
-            if R == 0 || ow == 0 {
-                return;
-            }
             // The farthest read: the last row's last block, from its farthest tap; and the last
             // row's last output.
             let last = (y + R - 1) * self.step + (ow - 1) / LANES * LANES;

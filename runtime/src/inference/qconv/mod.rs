@@ -624,32 +624,30 @@ fn neon_safe(g: &Geometry, packed: &[i8]) -> bool {
 }
 
 thread_local! {
-    /// The quantized input of the convolution running on this thread, reused between calls.
+    /// The quantized input of the convolution running on this thread (the dense one's whole
+    /// image, or one depthwise task's channels), reused between calls.
     static SCRATCH: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on the first `len` elements of `key`'s vector, this thread's scratch, grown as needed
-/// (holding whatever its last user left). A thread of a pool that waits for the rest of one
-/// operator's work takes up other work queued on that pool meanwhile: were two inferences to share
-/// a pool at once, an operator holding its scratch while it waits (`QConv`) could see the same
-/// operator of the other inference start on its thread. That nested call gets a buffer of its own
-/// instead of the `RefCell`'s panic, which would fail the inference. (`Runner` runs one inference
-/// at a time on a model's pool, because tract's matrix product has the same hazard.)
+/// (holding whatever its last user left). Operators of one inference run one at a time and
+/// `Runner` runs one inference at a time on a model's pool, so no call nests in another on one
+/// thread: a pool thread waiting in `QConv` (which holds its scratch) only runs that operator's
+/// blocks, which do not take one.
 pub(super) fn with_scratch<T: Copy + Default, R>(
     key: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
     len: usize,
     f: impl FnOnce(&mut [T]) -> R,
 ) -> R {
-    key.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => {
-            if scratch.len() < len {
-                scratch.resize(len, T::default());
-            }
-            f(&mut scratch[..len])
+    key.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        if scratch.len() < len {
+            scratch.resize(len, T::default());
         }
-        Err(_) => f(&mut vec![T::default(); len]),
+        f(&mut scratch[..len])
     })
 }
+
 f32_operator!(QConv, "QConv", kernel);
 
 impl QConv {

@@ -235,27 +235,6 @@ pub(super) fn assert_same_bits(
     }
 }
 
-/// A convolution started on a thread that still holds its scratch (a pool thread waiting in one
-/// inference's convolution takes up another's, on a model's shared pool) runs on a buffer of its
-/// own, with the same outputs, on every kernel this CPU runs. Fails if it panics (the scratch
-/// borrowed twice, which failed the inference) or computes anything else.
-#[test]
-fn a_convolution_nested_in_another_on_its_thread_gets_its_own_scratch() {
-    let (op, input, _) = case(geometries()[2].clone(), 3, true, 11);
-    let n = op.out_shape.iter().product();
-    let kernels = std::iter::once(Kernel::Portable).chain(Kernel::SIMD);
-    for kernel in kernels.filter(|k| k.available()) {
-        let (mut alone, mut nested) = (vec![f32::NAN; n], vec![f32::NAN; n]);
-        op.convolve(&input, &mut alone, kernel);
-        with_scratch(&SCRATCH, 1, |held| {
-            held[0] = 0xdead_beef;
-            op.convolve(&input, &mut nested, kernel);
-            assert_eq!(held[0], 0xdead_beef, "the outer scratch was written");
-        });
-        assert_same_bits(kernel, &"nested", &nested, &alone);
-    }
-}
-
 #[test]
 fn every_simd_kernel_matches_the_portable_one_bit_for_bit() {
     let required = required_kernels();

@@ -212,30 +212,6 @@ fn every_simd_kernel_matches_the_portable_one_bit_for_bit() {
     }
 }
 
-/// A depthwise convolution whose tasks run on a thread that holds a scratch (the dense
-/// convolution's, while it waits for its blocks, or this operator's own) gives the same outputs
-/// on every kernel this CPU runs. Fails if a task panics on a scratch borrowed twice or computes
-/// anything else.
-#[test]
-fn tasks_on_a_thread_that_holds_a_scratch_get_their_own() {
-    let (op, input, _) = case(geometries()[2].clone(), 3, true, 17);
-    let n = op.out_shape.iter().product();
-    let kernels = std::iter::once(Kernel::Portable).chain(Kernel::SIMD);
-    for kernel in kernels.filter(|k| k.runs_depthwise() && k.available()) {
-        let mut alone = vec![f32::NAN; n];
-        op.convolve(&input, &mut alone, kernel);
-        for key in [&super::super::SCRATCH, &SCRATCH] {
-            let mut nested = vec![f32::NAN; n];
-            with_scratch(key, 1, |held| {
-                held[0] = 0xdead_beef;
-                op.convolve(&input, &mut nested, kernel);
-                assert_eq!(held[0], 0xdead_beef, "the held scratch was written");
-            });
-            assert_same_bits(kernel, &"nested", &nested, &alone);
-        }
-    }
-}
-
 #[test]
 fn extreme_inputs_and_weights_agree_in_every_kernel() {
     // NaN, infinities, values far outside the grid, exact ties, and the extreme weights (−128
