@@ -15,7 +15,9 @@
 //! # Arithmetic
 //!
 //! `y = (Σ_dy Σ_dx x · w) + bias`, the taps summed kernel row by kernel row from zero, each product rounded
-//! then added (no fused multiply-add): the same operations in the same order in every lane. So the
+//! then added (no fused multiply-add), then clipped where the operator absorbed a clip (`max` with
+//! the low bound, then `min` with the high one, each as x86's `maxps`/`minps` define it: the bound
+//! unless the value is above it, below it): the same operations in the same order in every lane. So the
 //! one source compiled for AVX2, SSE2 or NEON gives the same bits as the scalar definition
 //! ([`reference`], tests below), and so do the AVX-512 row sums, the same operations written in
 //! intrinsics. tract and onnxruntime sum in other orders; the results differ
@@ -92,6 +94,9 @@ pub(crate) struct FloatDepthwise {
     weights: Vec<f32>,
     /// One per channel.
     bias: Vec<f32>,
+    /// The low and high bounds of a clip applied after the bias (ReLU6's 0 and 6), absorbed from
+    /// the graph (`with_clip`).
+    clip: Option<[f32; 2]>,
     out_shape: TVec<usize>,
     /// Chosen when the model is loaded.
     simd: Simd,
@@ -117,8 +122,19 @@ impl FloatDepthwise {
             geometry,
             weights: weights.to_vec(),
             bias,
+            clip: None,
             out_shape,
             simd,
+        })
+    }
+
+    /// The operator followed by a clip to `[low, high]` (see the module documentation), both
+    /// bounds numbers: what a `Max` with `low` and then a `Min` with `high` computes on its output.
+    pub fn with_clip(self, low: f32, high: f32) -> TractResult<FloatDepthwise> {
+        ensure!(!low.is_nan() && !high.is_nan(), "a clip bound is NaN");
+        Ok(FloatDepthwise {
+            clip: Some([low, high]),
+            ..self
         })
     }
 
@@ -204,6 +220,7 @@ fn channels(
         split_phases(plane, g.width, [top, left], sx, span, image);
         let weights = &op.weights[c * taps..(c + 1) * taps];
         let bias = op.bias[c];
+        let clip = op.clip;
         // Blocks of 16 pixels in ROWS output rows at once: each tap is one load, one multiply
         // and one add per row, into ROWS independent sums (one row's 16 pixels summed tap after
         // tap were bound by the add's latency). The last rows one at a time.
@@ -212,6 +229,7 @@ fn channels(
             offsets,
             weights,
             bias,
+            clip,
             step: sy * sx * span,
             ow,
             reach,
@@ -286,6 +304,8 @@ struct Rows<'a> {
     offsets: &'a [usize],
     weights: &'a [f32],
     bias: f32,
+    /// The clip's bounds, if any.
+    clip: Option<[f32; 2]>,
     /// Image floats from one output row's reads to the next's.
     step: usize,
     ow: usize,
@@ -335,10 +355,27 @@ impl Rows<'_> {
                 for a in acc.iter_mut() {
                     *a += self.bias;
                 }
+                if let Some([low, high]) = self.clip {
+                    for a in acc.iter_mut() {
+                        *a = clip(*a, low, high);
+                    }
+                }
                 let at = (y + j) * ow + x;
                 out[at..at + n].copy_from_slice(&acc[..n]);
             }
         }
+    }
+}
+
+/// `v` clipped to `[low, high]` as `maxps` then `minps` compute it: the bound unless `v` is above
+/// (below) it, so a NaN becomes the low bound and ties keep the bound.
+#[inline(always)]
+fn clip(v: f32, low: f32, high: f32) -> f32 {
+    let v = if v > low { v } else { low };
+    if v < high {
+        v
+    } else {
+        high
     }
 }
 
@@ -366,7 +403,11 @@ pub(crate) fn reference(op: &FloatDepthwise, input: &[f32]) -> Vec<f32> {
                         sum += v * op.weights[(c * kh + dy) * kw + dx];
                     }
                 }
-                out[(c * oh + y) * ow + x] = sum + op.bias[c];
+                let v = sum + op.bias[c];
+                out[(c * oh + y) * ow + x] = match op.clip {
+                    Some([low, high]) => clip(v, low, high),
+                    None => v,
+                };
             }
         }
     }
@@ -425,6 +466,9 @@ mod x86 {
             let last = (y + R - 1) * self.step + (ow - 1) / LANES * LANES;
             assert!(last + self.reach <= self.image.len() && (y + R) * ow <= out.len());
             let bias = _mm512_set1_ps(self.bias);
+            let clip = self
+                .clip
+                .map(|[low, high]| (_mm512_set1_ps(low), _mm512_set1_ps(high)));
             for x in (0..ow).step_by(LANES) {
                 let mut acc = [_mm512_setzero_ps(); R];
                 for (&offset, &w) in self.offsets.iter().zip(self.weights) {
@@ -439,14 +483,14 @@ mod x86 {
                 let mask = ((1u32 << (ow - x).min(LANES)) - 1) as __mmask16;
                 for (j, acc) in acc.iter().enumerate() {
                     let at = (y + j) * ow + x;
+                    let mut v = _mm512_add_ps(*acc, bias);
+                    if let Some((low, high)) = clip {
+                        // `clip`: maxps and minps return their second operand unless the first
+                        // is above (below) it.
+                        v = _mm512_min_ps(_mm512_max_ps(v, low), high);
+                    }
                     // SAFETY: the mask's lanes end at row y + j's end, within `out` (above).
-                    unsafe {
-                        _mm512_mask_storeu_ps(
-                            out.as_mut_ptr().add(at),
-                            mask,
-                            _mm512_add_ps(*acc, bias),
-                        )
-                    };
+                    unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(at), mask, v) };
                 }
             }
         }
@@ -475,8 +519,16 @@ impl FloatDepthwise {
     fn describe(&self) -> String {
         let g = &self.geometry;
         format!(
-            "{}x{} depthwise, {} channels on {}x{}, stride {:?}, pad {:?}, {:?}",
-            g.kernel[0], g.kernel[1], g.channels, g.height, g.width, g.stride, g.pad, self.simd
+            "{}x{} depthwise, {} channels on {}x{}, stride {:?}, pad {:?}, clip {:?}, {:?}",
+            g.kernel[0],
+            g.kernel[1],
+            g.channels,
+            g.height,
+            g.width,
+            g.stride,
+            g.pad,
+            self.clip,
+            self.simd
         )
     }
 }
@@ -534,23 +586,30 @@ mod tests {
         out
     }
 
-    /// Every instruction set against the definition, bit for bit. Fails on any change of the
-    /// order of operations (a fused multiply-add, a tap summed out of turn, the bias added first).
+    /// Every instruction set against the definition, bit for bit, without a clip and with one
+    /// that cuts both ends of the outputs' range (about ±20). Fails on any change of the order of
+    /// operations (a fused multiply-add, a tap summed out of turn, the bias added first, the clip
+    /// before the bias or its bounds swapped).
     fn check(g: &DepthwiseGeometry, seed: u32) {
-        let op = op(g, seed);
         let input = values(g.channels * g.height * g.width, seed.rotate_left(7));
-        let want = reference(&op, &input);
-        for &simd in Simd::ALL {
-            if !simd.available() {
-                super::super::tests::missing_named(simd.name());
-                continue;
+        for op in [op(g, seed), op(g, seed).with_clip(-3.5, 6.0).unwrap()] {
+            let want = reference(&op, &input);
+            for &simd in Simd::ALL {
+                if !simd.available() {
+                    super::super::tests::missing_named(simd.name());
+                    continue;
+                }
+                let got = run(&op, &input, simd);
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{simd:?} differs from the definition on {g:?}, clip {:?}",
+                    op.clip
+                );
             }
-            let got = run(&op, &input, simd);
-            let same = got
-                .iter()
-                .zip(&want)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "{simd:?} differs from the definition on {g:?}");
         }
     }
 
@@ -569,6 +628,17 @@ mod tests {
         .enumerate()
         {
             check(g, i as u32 + 1);
+        }
+        // The clip `check` applies cuts both ends and keeps values between.
+        let g = geometry(3, [112, 112], [3, 3], [1, 1], [1, 1, 1, 1]);
+        let op = op(&g, 1).with_clip(-3.5, 6.0).unwrap();
+        let want = reference(&op, &values(3 * 112 * 112, 1u32.rotate_left(7)));
+        for keep in [
+            |v: f32| v == -3.5,
+            |v: f32| v == 6.0,
+            |v: f32| v.abs() < 3.0,
+        ] {
+            assert!(want.iter().any(|&v| keep(v)));
         }
     }
 
@@ -589,6 +659,41 @@ mod tests {
         for &simd in Simd::ALL.iter().filter(|s| s.available()) {
             // 1+4+12+20 = 37, 2+6+15+24 = 47, 4+10+21+32 = 67, 5+12+24+36 = 77
             assert_eq!(run(&op, &input, simd), [37.5, 47.5, 67.5, 77.5], "{simd:?}");
+        }
+    }
+
+    #[test]
+    fn a_clip_bounds_every_output_the_way_max_then_min_does() {
+        // Outputs 37.5, 47.5, 67.5, 77.5 (above) clipped to [40, 70]; a NaN input (the first
+        // window only) gives the low bound, as `maxps` does; bounds given the wrong way round
+        // give the high one everywhere, as Max then Min do.
+        let g = geometry(1, [3, 3], [2, 2], [1, 1], [0; 4]);
+        let op = FloatDepthwise::new(
+            g,
+            &[1.0, 2.0, 3.0, 4.0],
+            Some(&[0.5]),
+            tvec![1, 1, 2, 2],
+            Simd::Baseline,
+        )
+        .unwrap();
+        assert!(op.clone().with_clip(f32::NAN, 1.0).is_err());
+        let clipped = op.clone().with_clip(40.0, 70.0).unwrap();
+        let swapped = op.with_clip(70.0, 40.0).unwrap();
+        let input = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let mut with_nan = input;
+        with_nan[0] = f32::NAN;
+        for &simd in Simd::ALL.iter().filter(|s| s.available()) {
+            assert_eq!(
+                run(&clipped, &input, simd),
+                [40.0, 47.5, 67.5, 70.0],
+                "{simd:?}"
+            );
+            assert_eq!(
+                run(&clipped, &with_nan, simd),
+                [40.0, 47.5, 67.5, 70.0],
+                "{simd:?}"
+            );
+            assert_eq!(run(&swapped, &input, simd), [40.0; 4], "{simd:?}");
         }
     }
 

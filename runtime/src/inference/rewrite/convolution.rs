@@ -281,3 +281,56 @@ pub(super) fn absorb_bias(
     }
     Ok(())
 }
+
+/// When the nodes after `last` are a `Max` with one number and then a `Min` with another (ONNX's
+/// `Clip`, e.g. ReLU6), each the only user of the node before it: returns the two numbers (low,
+/// high) and takes both nodes as absorbed, the `Min` as the new `last`.
+pub(super) fn absorb_clip(
+    model: &TypedModel,
+    absorbed: &mut Vec<usize>,
+    last: &mut usize,
+) -> TractResult<Option<[f32; 2]>> {
+    let Some(max) = model.single_succ(*last)? else {
+        return Ok(None);
+    };
+    let Some(low) = scalar_operand::<math::Max>(model, max, *last)? else {
+        return Ok(None);
+    };
+    let Some(min) = model.single_succ(max.id)? else {
+        return Ok(None);
+    };
+    let Some(high) = scalar_operand::<math::Min>(model, min, max.id)? else {
+        return Ok(None);
+    };
+    absorbed.extend([max.id, min.id]);
+    *last = min.id;
+    Ok(Some([low, high]))
+}
+
+/// The number `node` combines node `from`'s output with, when `node` is an f32 binary `Op` of that
+/// output and one constant number, with the output's shape.
+fn scalar_operand<Op: tract_onnx::tract_core::ops::binary::BinMiniOp>(
+    model: &TypedModel,
+    node: &TypedNode,
+    from: usize,
+) -> TractResult<Option<f32>> {
+    let is_op = node
+        .op_as::<TypedBinOp>()
+        .is_some_and(|op| op.0.is::<Op>() && op.1.is_none());
+    if !is_op || node.inputs.len() != 2 || node.inputs[0] != OutletId::new(from, 0) {
+        return Ok(None);
+    }
+    let Some(k) = model.outlet_fact(node.inputs[1])?.konst.clone() else {
+        return Ok(None);
+    };
+    let input = model.outlet_fact(OutletId::new(from, 0))?;
+    if k.datum_type() != f32::datum_type()
+        || k.len() != 1
+        || input.datum_type != f32::datum_type()
+        || model.outlet_fact(OutletId::new(node.id, 0))?.shape != input.shape
+    {
+        return Ok(None);
+    }
+    let v = k.try_as_plain_ram()?.as_slice::<f32>()?[0];
+    Ok((!v.is_nan()).then_some(v))
+}

@@ -3,13 +3,14 @@
 
 use tract_onnx::prelude::*;
 
-use super::convolution::{absorb_bias, convolution, Convolution, Shape};
+use super::convolution::{absorb_bias, absorb_clip, convolution, Convolution, Shape};
 use crate::inference::qconv::{FloatDepthwise, Simd};
 
 /// Replaces each depthwise convolution still in f32 (a `Conv` with one group per channel over f32
 /// activations with a constant f32 kernel, stride 1 to 4, at most 4 wide: every one of a float
 /// file's, and those a QDQ file keeps in float) with a [`FloatDepthwise`] on `simd`, absorbing a
-/// bias added after it. Run after [`quantized_convolutions`], which takes the quantized ones.
+/// bias added after it and a clip after that (ReLU6: tract ran it as a pass of its own over the
+/// output, single-threaded). Run after [`quantized_convolutions`], which takes the quantized ones.
 /// Returns how many were replaced.
 ///
 /// [`quantized_convolutions`]: super::quantized_convolutions
@@ -34,6 +35,7 @@ pub(crate) fn float_depthwise_convolutions(
         }
         let (mut absorbed, mut last) = (vec![], id);
         absorb_bias(model, &mut bias, &mut absorbed, &mut last, g.channels)?;
+        let clip = absorb_clip(model, &mut absorbed, &mut last)?;
         let Some(out_shape) = model
             .outlet_fact(OutletId::new(last, 0))?
             .shape
@@ -51,6 +53,10 @@ pub(crate) fn float_depthwise_convolutions(
             simd,
         ) else {
             continue;
+        };
+        let op = match clip {
+            Some([low, high]) => op.with_clip(low, high)?,
+            None => op,
         };
         found.push((id, op, absorbed, last));
     }

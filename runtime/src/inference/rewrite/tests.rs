@@ -308,6 +308,18 @@ fn quantized_depthwise_convolutions_become_integer_ones_with_the_same_outputs() 
 /// `x → Conv` (a float depthwise convolution with a bias, padded as [`quantized_model`] pads)
 /// on a 1×C×H×W input, decluttered as the loader has it, and an input.
 fn float_depthwise_model(channels: usize, size: usize, stride: usize) -> (TypedModel, Vec<f32>) {
+    depthwise_then(channels, size, stride, None)
+}
+
+/// [`float_depthwise_model`] with `Max(low)` then `Min(high)` after the convolution when `clip`
+/// says so (ONNX's `Clip` as tract wires it), and the convolution's output also squared into a
+/// second output of the model when `shared`.
+fn depthwise_then(
+    channels: usize,
+    size: usize,
+    stride: usize,
+    clip: Option<([f32; 2], bool)>,
+) -> (TypedModel, Vec<f32>) {
     let values = |n: usize, k: usize| -> Vec<f32> {
         (0..n)
             .map(|i| ((i * k + 7) % 101) as f32 / 37.0 - 1.3)
@@ -333,9 +345,22 @@ fn float_depthwise_model(channels: usize, size: usize, stride: usize) -> (TypedM
         channels,
     );
     let conv = Conv::new(spec, KernelFormat::OIHW, channels, None);
-    let y = model.wire_node("conv", conv, &[x, k, b]).unwrap();
+    let mut y = model.wire_node("conv", conv, &[x, k, b]).unwrap();
+    let mut outputs = tvec![];
+    if let Some(([low, high], shared)) = clip {
+        if shared {
+            let other = model.wire_node("other", math::square(), &y).unwrap();
+            outputs.push(other[0]);
+        }
+        let bound = |v: f32| Tensor::from_shape(&[1, 1, 1, 1], &[v]).unwrap();
+        let low = model.add_const("low", bound(low)).unwrap();
+        y = model.wire_node("max", math::max(), &[y[0], low]).unwrap();
+        let high = model.add_const("high", bound(high)).unwrap();
+        y = model.wire_node("min", math::min(), &[y[0], high]).unwrap();
+    }
     let y = model.wire_node("abs", math::abs(), &y).unwrap();
-    model.select_output_outlets(&y).unwrap();
+    outputs.push(y[0]);
+    model.select_output_outlets(&outputs).unwrap();
     (
         model.into_decluttered().unwrap(),
         values(channels * size * size, 29),
@@ -370,6 +395,49 @@ fn float_depthwise_convolutions_run_on_our_kernel_with_tracts_results() {
                     (a - b).abs() <= 1e-5 * a.abs().max(1.0),
                     "{simd:?}: {a} vs {b}"
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_clip_after_a_float_depthwise_convolution_runs_in_its_kernel() {
+    // ReLU6's shape (from zero), and bounds on both sides of zero, both inside the outputs'
+    // range; then the same convolution whose unclipped output is used elsewhere too, which must
+    // keep its Max and Min.
+    for (clip, shared) in [
+        ([0.0, 1.5], false),
+        ([-1.25, 0.75], false),
+        ([0.0, 1.5], true),
+    ] {
+        let (model, input) = depthwise_then(24, 10, 1, Some((clip, shared)));
+        let shape = [1, 24, 10, 10];
+        let tract = run_image(model.clone(), &shape, &input);
+        for &simd in Simd::ALL.iter().filter(|s| s.available()) {
+            let mut rewritten = model.clone();
+            assert_eq!(
+                float_depthwise_convolutions(&mut rewritten, simd).unwrap(),
+                1
+            );
+            let names = op_names(&rewritten);
+            let left = names.iter().filter(|n| *n == "Max" || *n == "Min").count();
+            assert_eq!(
+                left,
+                if shared { 2 } else { 0 },
+                "{clip:?}, {shared}: {names:?}"
+            );
+            let ours = run_image(rewritten, &shape, &input);
+            assert_eq!(ours.len(), tract.len());
+            // The same sums in another order: rounding apart only; the clip exact.
+            for (a, b) in tract.iter().zip(&ours) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                    "{simd:?}, {clip:?}: {a} vs {b}"
+                );
+            }
+            if !shared {
+                let at_bounds = |v: f32| ours.iter().filter(|o| **o == v.abs()).count();
+                assert!(at_bounds(clip[0]) > 0 && at_bounds(clip[1]) > 0, "{clip:?}");
             }
         }
     }
