@@ -587,7 +587,7 @@ mod tests {
     }
 
     /// Every instruction set against the definition, bit for bit, without a clip and with one
-    /// that cuts both ends of the outputs' range (about ±20). Fails on any change of the order of
+    /// that cuts both ends of the outputs' range (checked below for one shape). Fails on any change of the order of
     /// operations (a fused multiply-add, a tap summed out of turn, the bias added first, the clip
     /// before the bias or its bounds swapped).
     fn check(g: &DepthwiseGeometry, seed: u32) {
