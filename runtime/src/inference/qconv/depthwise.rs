@@ -44,6 +44,20 @@ impl DepthwiseGeometry {
     /// Taps of the largest kernel.
     pub(crate) const MAX_TAPS: usize = Self::MAX_KERNEL_HEIGHT * Self::MAX_KERNEL_WIDTH;
 
+    /// The shape in the operators' lines of tract's graph dumps.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{}x{} depthwise, {} channels on {}x{}, stride {:?}, pad {:?}",
+            self.kernel[0],
+            self.kernel[1],
+            self.channels,
+            self.height,
+            self.width,
+            self.stride,
+            self.pad
+        )
+    }
+
     /// Padded input height and width.
     pub(crate) fn padded(&self) -> (usize, usize) {
         (
@@ -679,15 +693,8 @@ impl QDepthwise {
     fn describe(&self) -> String {
         let g = &self.geometry;
         format!(
-            "{}x{} depthwise, {} channels on {}x{}, stride {:?}, pad {:?}, input zero point {}, \
-             requantized: {}",
-            g.kernel[0],
-            g.kernel[1],
-            g.channels,
-            g.height,
-            g.width,
-            g.stride,
-            g.pad,
+            "{}, input zero point {}, requantized: {}",
+            g.describe(),
             self.in_zero,
             self.requantize.is_some()
         )

@@ -518,18 +518,7 @@ impl FloatDepthwise {
     /// The operator's line in tract's graph dumps.
     fn describe(&self) -> String {
         let g = &self.geometry;
-        format!(
-            "{}x{} depthwise, {} channels on {}x{}, stride {:?}, pad {:?}, clip {:?}, {:?}",
-            g.kernel[0],
-            g.kernel[1],
-            g.channels,
-            g.height,
-            g.width,
-            g.stride,
-            g.pad,
-            self.clip,
-            self.simd
-        )
+        format!("{}, clip {:?}, {:?}", g.describe(), self.clip, self.simd)
     }
 }
 
@@ -642,19 +631,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_known_convolution_by_hand() {
-        // One channel, 3x3 input, 2x2 kernel, no padding: each output is the sum of its window
-        // times the weights, plus the bias (small integers, exact in f32).
+    /// One channel, 3x3 input, 2x2 kernel of 1 2 3 4, bias 0.5, no padding.
+    fn by_hand() -> FloatDepthwise {
         let g = geometry(1, [3, 3], [2, 2], [1, 1], [0; 4]);
-        let op = FloatDepthwise::new(
+        FloatDepthwise::new(
             g,
             &[1.0, 2.0, 3.0, 4.0],
             Some(&[0.5]),
             tvec![1, 1, 2, 2],
             Simd::Baseline,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_known_convolution_by_hand() {
+        // One channel, 3x3 input, 2x2 kernel, no padding: each output is the sum of its window
+        // times the weights, plus the bias (small integers, exact in f32).
+        let op = by_hand();
         let input = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
         for &simd in Simd::ALL.iter().filter(|s| s.available()) {
             // 1+4+12+20 = 37, 2+6+15+24 = 47, 4+10+21+32 = 67, 5+12+24+36 = 77
@@ -667,15 +661,7 @@ mod tests {
         // Outputs 37.5, 47.5, 67.5, 77.5 (above) clipped to [40, 70]; a NaN input (the first
         // window only) gives the low bound, as `maxps` does; bounds given the wrong way round
         // give the high one everywhere, as Max then Min do.
-        let g = geometry(1, [3, 3], [2, 2], [1, 1], [0; 4]);
-        let op = FloatDepthwise::new(
-            g,
-            &[1.0, 2.0, 3.0, 4.0],
-            Some(&[0.5]),
-            tvec![1, 1, 2, 2],
-            Simd::Baseline,
-        )
-        .unwrap();
+        let op = by_hand();
         assert!(op.clone().with_clip(f32::NAN, 1.0).is_err());
         let clipped = op.clone().with_clip(40.0, 70.0).unwrap();
         let swapped = op.with_clip(70.0, 40.0).unwrap();
