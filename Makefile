@@ -160,8 +160,7 @@ arm-tools:
 # the motion-blurred one through both models (its gate is portable code, tested at max by
 # `out_of_focus_frames_neither_open_nor_extend_a_segment` and the segmenter's sharpness tests), and
 # the runners sharing one two-thread model (75 inferences: 108 s at max; what it checks, the pool's
-# turns, is the same portable code on both targets, and the scratch fallback beneath it is a unit
-# test that runs here).
+# turns, is the same portable code on both targets).
 # At cortex-a76 and cortex-a72: the unit tests (the kernels bit for bit against the portable one)
 # and both models' golden self-tests, int8 through the dotprod kernels at a76 and through the plain
 # NEON kernel at a72 (its depthwise convolutions through tract's f32 ones); at a72 also
