@@ -619,7 +619,8 @@ fn quantize_dequantize_pairs(path: &Path) -> usize {
 
 /// [`int8_convolutions_run_as_integer_ones_where_the_cpu_has_an_integer_kernel`] on one model,
 /// whose int8 file has `dense` quantized convolutions and `depthwise` quantized depthwise ones,
-/// and `fused` quantize/dequantize pairs left to f32 arithmetic once those absorbed theirs.
+/// and `fused` quantize/dequantize pairs left to f32 arithmetic or to residual adds once those
+/// absorbed theirs.
 fn integer_convolutions_of(dir: std::path::PathBuf, dense: usize, depthwise: usize, fused: usize) {
     let manifest = Manifest::load(&dir).unwrap();
     let name = manifest.id.clone();
@@ -657,10 +658,15 @@ fn integer_convolutions_of(dir: std::path::PathBuf, dense: usize, depthwise: usi
     assert_eq!(float.fused_quantize_pairs(), 0);
     let pairs = quantize_dequantize_pairs(&dir.join(&manifest.file(Variant::Int8).unwrap().path));
     assert_eq!(
-        (off.fused_quantize_pairs(), portable.fused_quantize_pairs()),
-        (pairs, fused),
+        (
+            off.fused_quantize_pairs(),
+            portable.fused_quantize_pairs() + portable.residual_adds(),
+            off.residual_adds()
+        ),
+        (pairs, fused, 0),
         "{name}: {pairs} pairs in the file"
     );
+    assert!(portable.residual_adds() > 0, "{name}");
     let (reference, mut runner) = run(&portable);
     let ops = runner.profile(1).unwrap();
     assert_eq!(

@@ -85,6 +85,7 @@ fn bench_infer(file: &ModelFile, runs: usize, profile: bool) -> Result<()> {
         "integer_kernel": model.integer_kernel(),
         "float_depthwise_convolutions": model.float_depthwise_convolutions(),
         "fused_quantize_pairs": model.fused_quantize_pairs(),
+        "residual_adds": model.residual_adds(),
         "max_pools": model.max_pools(),
         "file_bytes": file_bytes,
         "load_to_first_result_ms": ms(load),

@@ -119,6 +119,7 @@ struct Inner {
     integer_convolutions: usize,
     float_depthwise: usize,
     fused_pairs: usize,
+    residual_adds: usize,
     max_pools: usize,
     /// What the integer convolutions run on; `None` when there are none.
     kernel: Option<Kernel>,
@@ -165,6 +166,7 @@ impl Model {
             integer_convolutions,
             float_depthwise,
             fused_pairs,
+            residual_adds,
             max_pools,
         } = build_plan(manifest, &path, bytes, options, kernel, &mut phases)?;
         let model = Model {
@@ -180,6 +182,7 @@ impl Model {
                 integer_convolutions,
                 float_depthwise,
                 fused_pairs,
+                residual_adds,
                 max_pools,
                 kernel: kernel.filter(|_| integer_convolutions > 0),
             }),
@@ -245,6 +248,14 @@ impl Model {
     /// rewrite consumes them). 0 for a float file.
     pub fn fused_quantize_pairs(&self) -> usize {
         self.inner.fused_pairs
+    }
+
+    /// How many residual adds of a QDQ file run with their sum's quantize/dequantize pair as one
+    /// operator shared over the model's threads (those pairs are not in
+    /// [`fused_quantize_pairs`](Self::fused_quantize_pairs)). 0 for a float file and for tract's
+    /// kernels alone.
+    pub fn residual_adds(&self) -> usize {
+        self.inner.residual_adds
     }
 
     /// How many f32 max pools run on prescreen's own kernel rather than tract's (the same values
@@ -344,6 +355,7 @@ struct Built {
     integer_convolutions: usize,
     float_depthwise: usize,
     fused_pairs: usize,
+    residual_adds: usize,
     max_pools: usize,
 }
 
@@ -416,6 +428,7 @@ fn build_plan(
             integer_convolutions,
             float_depthwise,
             fused_pairs,
+            residual_adds,
             max_pools,
             decluttered,
         } = rewrite::apply(typed, source, options.float_depthwise).map_err(load)?;
@@ -440,6 +453,7 @@ fn build_plan(
             integer_convolutions,
             float_depthwise,
             fused_pairs,
+            residual_adds,
             max_pools,
         })
     }));

@@ -94,6 +94,7 @@ mod float_depthwise;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 mod max_pool;
+mod residual;
 mod space_to_depth;
 mod subsample;
 
@@ -108,6 +109,7 @@ pub(crate) use depthwise::{DepthwiseGeometry, QDepthwise};
 pub(crate) use float_depthwise::{FloatDepthwise, Simd};
 pub(crate) use max_pool::{same_padding, FloatMaxPool, PoolGeometry};
 use portable::{convolve_portable, quantize_portable};
+pub(crate) use residual::ResidualAdd;
 pub(crate) use space_to_depth::SpaceToDepth;
 pub(crate) use subsample::Subsample;
 // For the NEON quantizer's tails, the tests and the depthwise kernel's docs (glob imports).

@@ -25,10 +25,13 @@
 //! therefore those of the unfused pair; the tests check it against tract's own operators.
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::math;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearU8};
+
+use crate::inference::qconv::ResidualAdd;
 
 /// `1.5 · 2²³`: adding then subtracting it rounds an f32 below 2²² in magnitude to an integer, ties
 /// to even.
@@ -122,4 +125,59 @@ pub(super) fn pair_at(model: &TypedModel, id: usize) -> TractResult<Option<(f32,
         && quant.scale > 0.0
         && dequant.scale > 0.0;
     Ok(consistent.then_some((quant.scale, quant.zero_point, dequant.scale, next.id)))
+}
+
+/// Replaces each add of two f32 activations of one shape whose sum only goes through a
+/// quantize/dequantize pair (a QDQ file's residual add) by a [`ResidualAdd`], which computes the
+/// same values as the add and the fused pair, over the model's pool. Run before the last
+/// [`fuse_quantize_dequantize`]. Returns how many were replaced.
+pub(crate) fn residual_adds(model: &mut TypedModel) -> TractResult<usize> {
+    let mut found = vec![];
+    for id in 0..model.nodes.len() {
+        let node = &model.nodes[id];
+        let is_add = node
+            .op_as::<TypedBinOp>()
+            .is_some_and(|op| op.0.is::<math::Add>() && op.1.is_none());
+        if !is_add || node.inputs.len() != 2 || model.outputs.contains(&OutletId::new(id, 0)) {
+            continue;
+        }
+        let out = model.outlet_fact(OutletId::new(id, 0))?;
+        let Some(shape) = out.shape.as_concrete() else {
+            continue;
+        };
+        let mut same = out.datum_type == f32::datum_type();
+        for input in &node.inputs {
+            let fact = model.outlet_fact(*input)?;
+            same &= fact.konst.is_none()
+                && fact.datum_type == f32::datum_type()
+                && fact.shape.as_concrete() == Some(shape);
+        }
+        let Some(quant) = model.single_succ(id)? else {
+            continue;
+        };
+        let Some((inv_scale, zero_point, scale, dequant)) = pair_at(model, quant.id)? else {
+            continue;
+        };
+        if !same {
+            continue;
+        }
+        let Ok(op) = ResidualAdd::new(inv_scale, zero_point, scale, shape.into()) else {
+            continue;
+        };
+        found.push((id, quant.id, dequant, op));
+    }
+    let replaced = found.len();
+    for (add, quant, dequant, op) in found {
+        let node = &model.nodes[add];
+        let mut patch = TypedModelPatch::default();
+        let a = patch.tap_model(model, node.inputs[0])?;
+        let b = patch.tap_model(model, node.inputs[1])?;
+        let y = patch.wire_node(format!("{}.residual", node.name), op, &[a, b])?[0];
+        patch.shunt_outside(model, OutletId::new(dequant, 0), y)?;
+        for id in [add, quant, dequant] {
+            patch.obliterate(id)?;
+        }
+        patch.apply(model)?;
+    }
+    Ok(replaced)
 }

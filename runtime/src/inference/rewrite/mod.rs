@@ -22,7 +22,7 @@ mod max_pool;
 mod weights;
 
 pub(crate) use float_depthwise::float_depthwise_convolutions;
-pub(crate) use fuse::{fuse_quantize_dequantize, Pairs, ROUNDING_BIAS};
+pub(crate) use fuse::{fuse_quantize_dequantize, residual_adds, Pairs, ROUNDING_BIAS};
 pub(crate) use integer::quantized_convolutions;
 pub(crate) use layout::{channels_first, subsamples};
 pub(crate) use max_pool::max_pools;
@@ -38,6 +38,8 @@ pub(crate) struct Rewritten {
     pub(crate) float_depthwise: usize,
     /// Quantize/dequantize pairs fused into f32 arithmetic ([`fuse_quantize_dequantize`]).
     pub(crate) fused_pairs: usize,
+    /// Residual adds now one operator with their pair ([`residual_adds`]).
+    pub(crate) residual_adds: usize,
     /// f32 max pools now on prescreen's kernel ([`max_pools`]).
     pub(crate) max_pools: usize,
     /// Whether tract's declutter ran on the graph before the passes (without its `ChangeAxes`,
@@ -145,6 +147,14 @@ pub(crate) fn apply(
     log::debug!("{transposes} channels-last inputs transposed by prescreen's copy");
     let subsampled = subsamples(&mut typed).map_err(|e| format!("rewriting subsampling: {e:#}"))?;
     log::debug!("{subsampled} downsamplings by prescreen's copy");
+    // The residual adds of a graph the integer rewrite ran on (a QDQ file without it keeps
+    // tract's operators, so that `Off` compares with tract alone).
+    let mut residual = 0;
+    if integer > 0 {
+        residual =
+            residual_adds(&mut typed).map_err(|e| format!("rewriting residual adds: {e:#}"))?;
+        log::debug!("{residual} residual adds with their quantize/dequantize pair on the pool");
+    }
     fused += fuse_quantize_dequantize(&mut typed, Pairs::All)
         .map_err(|e| format!("rewriting quantize/dequantize pairs: {e:#}"))?;
     log::debug!("fused {fused} quantize/dequantize pairs into f32 arithmetic");
@@ -158,6 +168,7 @@ pub(crate) fn apply(
         integer_convolutions: integer,
         float_depthwise,
         fused_pairs: fused,
+        residual_adds: residual,
         max_pools: pools,
     })
 }

@@ -606,3 +606,99 @@ fn a_graph_with_depthwise_convolutions_left_to_tract_gets_tracts_full_declutter(
     let (dense, ..) = quantized_model(8, 6, 8, 3, true, 1, 1);
     assert!(!has_depthwise(&dense));
 }
+
+/// `a + b → Quantize(1/scale, zp) → Dequantize(scale, zp)` over two inputs of `n` values (`b` of
+/// one value, broadcast, when `broadcast`), with the sum also squared into a second output when
+/// `shared`.
+fn residual_model(
+    scale: f32,
+    zero_point: u8,
+    n: usize,
+    broadcast: bool,
+    shared: bool,
+) -> TypedModel {
+    let mut model = TypedModel::default();
+    let a = model.add_source("a", f32::fact([n])).unwrap();
+    let b = model
+        .add_source("b", f32::fact([if broadcast { 1 } else { n }]))
+        .unwrap();
+    let sum = model.wire_node("add", math::add(), &[a, b]).unwrap();
+    let q = model
+        .wire_node("q", quantize_linear_u8(scale.recip(), zero_point), &sum)
+        .unwrap();
+    let y = model
+        .wire_node(
+            "dq",
+            DequantizeLinearF32::new(scale, i32::from(zero_point)),
+            &q,
+        )
+        .unwrap();
+    let mut outputs = vec![y[0]];
+    if shared {
+        outputs.push(model.wire_node("other", math::square(), &sum).unwrap()[0]);
+    }
+    model.select_output_outlets(&outputs).unwrap();
+    model
+}
+
+fn run_two(model: TypedModel, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+    let out = plan
+        .run(tvec!(tensor1(a).into_tvalue(), tensor1(b).into_tvalue()))
+        .unwrap();
+    out[0]
+        .try_as_plain_ram()
+        .unwrap()
+        .as_slice::<f32>()
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn a_residual_add_and_its_pair_compute_what_tracts_operators_compute() {
+    // Sums on and around rounding ties, both clamp edges and far out of range, over more values
+    // than one task of the operator takes.
+    let scale = 0.037_f32;
+    let a: Vec<f32> = (-20_000..20_000).map(|i| i as f32 * scale / 40.0).collect();
+    let b: Vec<f32> = (0..40_000)
+        .map(|i| match i % 4 {
+            0 => 0.5 * scale,
+            1 => f32::from_bits((0.5 * scale).to_bits() + 1),
+            2 => -7.0,
+            _ => 1e6 * (i % 3) as f32,
+        })
+        .collect();
+    for zero_point in [0u8, 128, 255] {
+        let model = residual_model(scale, zero_point, a.len(), false, false);
+        let reference = run_two(model.clone(), &a, &b);
+        let mut rewritten = model;
+        assert_eq!(residual_adds(&mut rewritten).unwrap(), 1);
+        let names = op_names(&rewritten);
+        assert!(names.iter().any(|n| n == "ResidualAdd"), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n.contains("Quantize") || n == "Add"),
+            "{names:?}"
+        );
+        let ours = run_two(rewritten, &a, &b);
+        let same = ours
+            .iter()
+            .zip(&reference)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(
+            same && ours.len() == reference.len(),
+            "zero point {zero_point}"
+        );
+    }
+}
+
+#[test]
+fn an_add_that_broadcasts_or_whose_sum_has_another_user_is_left_alone() {
+    for (broadcast, shared) in [(true, false), (false, true)] {
+        let mut model = residual_model(0.5, 10, 8, broadcast, shared);
+        assert_eq!(
+            residual_adds(&mut model).unwrap(),
+            0,
+            "{broadcast} {shared}"
+        );
+    }
+}
