@@ -16,7 +16,8 @@ use prescreen::eval::set::LabelledSet;
 fn folder() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("prescreen-fuzz-eval-set-{}", std::process::id()));
+        remove_stale_folders();
+        let dir = std::env::temp_dir().join(format!("{PREFIX}{}", std::process::id()));
         for (path, bytes) in [
             ("images/red/a.png", &b"png"[..]),
             ("images/clean/b.jpg", b"jpg"),
@@ -30,6 +31,31 @@ fn folder() -> &'static PathBuf {
         }
         dir
     })
+}
+
+/// The set folder's name, less the fuzzing process's id.
+const PREFIX: &str = "prescreen-fuzz-eval-set-";
+
+/// Removes the set folders of fuzzing processes that have ended: libFuzzer ends a run with
+/// `exit`, so nothing removes a process's own folder. Where `/proc` lists processes (Linux)
+/// only; elsewhere the folders stay.
+fn remove_stale_folders() {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !proc.join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
