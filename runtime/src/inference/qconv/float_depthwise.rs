@@ -97,6 +97,9 @@ pub(crate) struct FloatDepthwise {
     /// The low and high bounds of a clip applied after the bias (ReLU6's 0 and 6), absorbed from
     /// the graph (`with_clip`).
     clip: Option<[f32; 2]>,
+    /// The bounds of a clip applied to the input's values as they are read (the ReLU6 of the
+    /// convolution before), absorbed from the graph (`with_input_clip`).
+    input_clip: Option<[f32; 2]>,
     out_shape: TVec<usize>,
     /// Chosen when the model is loaded.
     simd: Simd,
@@ -123,6 +126,7 @@ impl FloatDepthwise {
             weights: weights.to_vec(),
             bias,
             clip: None,
+            input_clip: None,
             out_shape,
             simd,
         })
@@ -134,6 +138,20 @@ impl FloatDepthwise {
         ensure!(!low.is_nan() && !high.is_nan(), "a clip bound is NaN");
         Ok(FloatDepthwise {
             clip: Some([low, high]),
+            ..self
+        })
+    }
+
+    /// The operator with its input clipped to `[low, high]` first, as [`with_clip`] clips the
+    /// output: what a `Max` with `low` then a `Min` with `high` before the convolution compute,
+    /// done while each channel is copied into the scratch image (the zero padding around it is
+    /// the convolution's, after the clip, and stays zero).
+    ///
+    /// [`with_clip`]: FloatDepthwise::with_clip
+    pub fn with_input_clip(self, low: f32, high: f32) -> TractResult<FloatDepthwise> {
+        ensure!(!low.is_nan() && !high.is_nan(), "a clip bound is NaN");
+        Ok(FloatDepthwise {
+            input_clip: Some([low, high]),
             ..self
         })
     }
@@ -215,9 +233,15 @@ fn channels(
     let reach = offsets.iter().max().copied().unwrap_or(0) + LANES;
     for i in 0..count {
         let c = first + i;
-        // The channel into the phases; the padding around it stays zero from the start.
+        // The channel into the phases, clipped if the input is; the padding around it stays
+        // zero from the start.
         let plane = &input[c * hw..(c + 1) * hw];
-        split_phases(plane, g.width, [top, left], sx, span, image);
+        match op.input_clip {
+            Some([low, high]) => split_phases(plane, g.width, [top, left], sx, span, image, |v| {
+                clip(v, low, high)
+            }),
+            None => split_phases(plane, g.width, [top, left], sx, span, image, |v| v),
+        }
         let weights = &op.weights[c * taps..(c + 1) * taps];
         let bias = op.bias[c];
         let clip = op.clip;
@@ -248,8 +272,9 @@ fn channels(
 
 /// Copies one channel (`plane`, rows of `width`) into a phases' image: padded row `r` of the
 /// channel is `stride` rows of `span` floats, phase `p` holding padded columns `p, p + stride, …`,
-/// with the image's top-left corner at `pad` (top, left). Cells of padding are left as they are.
-/// Shared with the f32 max pool; inlined into each instruction set's function.
+/// with the image's top-left corner at `pad` (top, left), each value through `map` (a clip, or
+/// none). Cells of padding are left as they are. Shared with the f32 max pool; inlined into each
+/// instruction set's function.
 #[inline(always)]
 pub(super) fn split_phases(
     plane: &[f32],
@@ -258,6 +283,7 @@ pub(super) fn split_phases(
     stride: usize,
     span: usize,
     image: &mut [f32],
+    map: impl Fn(f32) -> f32,
 ) {
     let sx = stride;
     // The first padded column of each phase that holds an input column, and its index there.
@@ -270,7 +296,9 @@ pub(super) fn split_phases(
     for (y, src) in plane.chunks_exact(width).enumerate() {
         let r = y + top;
         if sx == 1 {
-            image[r * span + left..][..width].copy_from_slice(src);
+            for (d, &v) in image[r * span + left..][..width].iter_mut().zip(src) {
+                *d = map(v);
+            }
             continue;
         }
         if sx == 2 {
@@ -280,18 +308,18 @@ pub(super) fn split_phases(
             let (p0, p1) = (&mut p0[phases[0].1..], &mut p1[phases[1].1..]);
             let (even, odd) = if phases[0].0 == 0 { (p0, p1) } else { (p1, p0) };
             for (pair, (e, o)) in src.chunks_exact(2).zip(even.iter_mut().zip(odd)) {
-                *e = pair[0];
-                *o = pair[1];
+                *e = map(pair[0]);
+                *o = map(pair[1]);
             }
             if width % 2 == 1 {
-                even[width / 2] = src[width - 1];
+                even[width / 2] = map(src[width - 1]);
             }
             continue;
         }
         for (p, &(x0, j0)) in phases[..sx].iter().enumerate() {
             let dst = &mut image[(r * sx + p) * span + j0..(r * sx + p + 1) * span];
             for (d, &v) in dst.iter_mut().zip(src.iter().skip(x0).step_by(sx)) {
-                *d = v;
+                *d = map(v);
             }
         }
     }
@@ -396,7 +424,11 @@ pub(crate) fn reference(op: &FloatDepthwise, input: &[f32]) -> Vec<f32> {
                         let (py, px) = (y * g.stride[0] + dy, x * g.stride[1] + dx);
                         let v = match (py.checked_sub(g.pad[0]), px.checked_sub(g.pad[1])) {
                             (Some(iy), Some(ix)) if iy < g.height && ix < g.width => {
-                                input[(c * g.height + iy) * g.width + ix]
+                                let v = input[(c * g.height + iy) * g.width + ix];
+                                match op.input_clip {
+                                    Some([low, high]) => clip(v, low, high),
+                                    None => v,
+                                }
                             }
                             _ => 0.0,
                         };
@@ -518,7 +550,13 @@ impl FloatDepthwise {
     /// The operator's line in tract's graph dumps.
     fn describe(&self) -> String {
         let g = &self.geometry;
-        format!("{}, clip {:?}, {:?}", g.describe(), self.clip, self.simd)
+        format!(
+            "{}, input clip {:?}, clip {:?}, {:?}",
+            g.describe(),
+            self.input_clip,
+            self.clip,
+            self.simd
+        )
     }
 }
 
@@ -575,13 +613,20 @@ mod tests {
         out
     }
 
-    /// Every instruction set against the definition, bit for bit, without a clip and with one
-    /// that cuts both ends of the outputs' range (checked below for one shape). Fails on any change of the order of
-    /// operations (a fused multiply-add, a tap summed out of turn, the bias added first, the clip
-    /// before the bias or its bounds swapped).
+    /// Every instruction set against the definition, bit for bit, without a clip, with one that
+    /// cuts both ends of the outputs' range (checked below for one shape), with one of the inputs
+    /// (they lie in [-5.77, 5.77]) and with both. Fails on any change of the order of operations
+    /// (a fused multiply-add, a tap summed out of turn, the bias added first, the clip before the
+    /// bias or its bounds swapped, the input clip left out of a path).
     fn check(g: &DepthwiseGeometry, seed: u32) {
         let input = values(g.channels * g.height * g.width, seed.rotate_left(7));
-        for op in [op(g, seed), op(g, seed).with_clip(-3.5, 6.0).unwrap()] {
+        let clipped = |op: FloatDepthwise| op.with_input_clip(-2.0, 3.25).unwrap();
+        for op in [
+            op(g, seed),
+            op(g, seed).with_clip(-3.5, 6.0).unwrap(),
+            clipped(op(g, seed)),
+            clipped(op(g, seed).with_clip(-3.5, 6.0).unwrap()),
+        ] {
             let want = reference(&op, &input);
             for &simd in Simd::ALL {
                 if !simd.available() {
@@ -595,8 +640,8 @@ mod tests {
                     .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(
                     same,
-                    "{simd:?} differs from the definition on {g:?}, clip {:?}",
-                    op.clip
+                    "{simd:?} differs from the definition on {g:?}, clip {:?}, input clip {:?}",
+                    op.clip, op.input_clip
                 );
             }
         }
@@ -680,6 +725,37 @@ mod tests {
                 "{simd:?}"
             );
             assert_eq!(run(&swapped, &input, simd), [40.0; 4], "{simd:?}");
+        }
+    }
+
+    #[test]
+    fn an_input_clip_bounds_every_input_value_but_not_the_padding() {
+        // The 3x3 input 1..9 clipped to [2, 8] is 2 2 3 / 4 5 6 / 7 8 8 under the 2x2 kernel 1 2
+        // 3 4: 2+4+12+20, 2+6+15+24, 4+10+21+32, 5+12+24+32, plus 0.5; a NaN input (the first)
+        // gives the low bound, as `maxps` does. NaN bounds are refused.
+        let op = by_hand();
+        assert!(op.clone().with_input_clip(0.0, f32::NAN).is_err());
+        let clipped = op.with_input_clip(2.0, 8.0).unwrap();
+        let input = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let mut with_nan = input;
+        with_nan[0] = f32::NAN;
+        // Stride 2 with a zero column each side (the padding stays zero, below the clip's low
+        // bound): 1 2 3 4 5 clipped to [2.5, 4.5] is 2.5 2.5 3 4 4.5, windows [0, 2.5, 2.5],
+        // [2.5, 3, 4], [4, 4.5, 0] of ones.
+        let g = geometry(1, [1, 5], [1, 3], [1, 2], [0, 1, 0, 1]);
+        let padded = FloatDepthwise::new(g, &[1.0; 3], None, tvec![1, 1, 1, 3], Simd::Baseline)
+            .unwrap()
+            .with_input_clip(2.5, 4.5)
+            .unwrap();
+        for &simd in Simd::ALL.iter().filter(|s| s.available()) {
+            let want = [38.5, 47.5, 67.5, 73.5];
+            assert_eq!(run(&clipped, &input, simd), want, "{simd:?}");
+            assert_eq!(run(&clipped, &with_nan, simd), want, "{simd:?}");
+            assert_eq!(
+                run(&padded, &[1.0, 2.0, 3.0, 4.0, 5.0], simd),
+                [5.0, 9.5, 8.5],
+                "{simd:?}"
+            );
         }
     }
 

@@ -214,7 +214,7 @@ fn channels(g: &PoolGeometry, input: &[f32], first: usize, out: &mut [f32], scra
         let c = first + i;
         // The channel into the phases; the padding around it stays `f32::MIN` from the start.
         let plane = &input[c * hw..(c + 1) * hw];
-        split_phases(plane, g.width, [top, left], sx, span, image);
+        split_phases(plane, g.width, [top, left], sx, span, image, |v| v);
         let out = &mut out[i * oh * ow..(i + 1) * oh * ow];
         let step = sy * sx * span;
         let image = &image[..];

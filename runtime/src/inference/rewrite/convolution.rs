@@ -307,6 +307,54 @@ pub(super) fn absorb_clip(
     Ok(Some([low, high]))
 }
 
+/// When `conv`'s input is a `Min` with one number of a `Max` with another (ONNX's `Clip`, e.g. the
+/// ReLU6 of the layer before), each read by nothing else and neither in `claimed` (taken by an
+/// operator before): returns the two numbers (low, high) and the `Max`'s input, which the operator
+/// reads instead, and takes both nodes as absorbed.
+pub(super) fn absorb_input_clip(
+    model: &TypedModel,
+    conv: &TypedNode,
+    claimed: &[usize],
+    absorbed: &mut Vec<usize>,
+) -> TractResult<Option<([f32; 2], OutletId)>> {
+    // `node`'s first output, when it is the only one `next` reads and nothing else does.
+    let only_into = |node: usize, next: usize| -> TractResult<bool> {
+        let outlet = OutletId::new(node, 0);
+        Ok(model.nodes[node].outputs.len() == 1
+            && !model.outputs.contains(&outlet)
+            && !claimed.contains(&node)
+            && model.single_succ(node)?.is_some_and(|n| n.id == next))
+    };
+    let Some(&into_conv) = conv.inputs.first() else {
+        return Ok(None);
+    };
+    let min = &model.nodes[into_conv.node];
+    if into_conv.slot != 0 || !only_into(min.id, conv.id)? {
+        return Ok(None);
+    }
+    let Some(&into_min) = min.inputs.first() else {
+        return Ok(None);
+    };
+    let max = &model.nodes[into_min.node];
+    if !only_into(max.id, min.id)? {
+        return Ok(None);
+    }
+    let Some(&input) = max.inputs.first() else {
+        return Ok(None);
+    };
+    if input.slot != 0 {
+        return Ok(None);
+    }
+    let Some(high) = scalar_operand::<math::Min>(model, min, max.id)? else {
+        return Ok(None);
+    };
+    let Some(low) = scalar_operand::<math::Max>(model, max, input.node)? else {
+        return Ok(None);
+    };
+    absorbed.extend([max.id, min.id]);
+    Ok(Some(([low, high], input)))
+}
+
 /// The number `node` combines node `from`'s output with, when `node` is an f32 binary `Op` of that
 /// output and one constant number, with the output's shape.
 fn scalar_operand<Op: tract_onnx::tract_core::ops::binary::BinMiniOp>(

@@ -184,7 +184,22 @@ fn replace<O: Into<Box<dyn TypedOp>>>(
     suffix: &str,
     op: O,
 ) -> TractResult<()> {
-    replace_chain(model, first, last, absorbed, [(suffix, op.into())])
+    let input = model.nodes[first].inputs[0];
+    replace_reading(model, input, first, last, absorbed, suffix, op)
+}
+
+/// [`replace`] with the new node reading `input` rather than node `first`'s first input (when the
+/// operator also absorbed nodes before `first`).
+fn replace_reading<O: Into<Box<dyn TypedOp>>>(
+    model: &mut TypedModel,
+    input: OutletId,
+    first: usize,
+    last: usize,
+    absorbed: &[usize],
+    suffix: &str,
+    op: O,
+) -> TractResult<()> {
+    chain_reading(model, input, first, last, absorbed, [(suffix, op.into())])
 }
 
 /// [`replace`] with a chain of nodes, each reading the one before: the first reads node `first`'s
@@ -196,9 +211,22 @@ fn replace_chain<const N: usize>(
     absorbed: &[usize],
     chain: [(&str, Box<dyn TypedOp>); N],
 ) -> TractResult<()> {
+    let input = model.nodes[first].inputs[0];
+    chain_reading(model, input, first, last, absorbed, chain)
+}
+
+/// [`replace_chain`] with the chain's first node reading `input`.
+fn chain_reading<const N: usize>(
+    model: &mut TypedModel,
+    input: OutletId,
+    first: usize,
+    last: usize,
+    absorbed: &[usize],
+    chain: [(&str, Box<dyn TypedOp>); N],
+) -> TractResult<()> {
     let node = &model.nodes[first];
     let mut patch = TypedModelPatch::default();
-    let mut y = patch.tap_model(model, node.inputs[0])?;
+    let mut y = patch.tap_model(model, input)?;
     for (suffix, op) in chain {
         y = patch.wire_node(format!("{}.{suffix}", node.name), op, &[y])?[0];
     }

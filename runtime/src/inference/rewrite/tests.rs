@@ -308,63 +308,148 @@ fn quantized_depthwise_convolutions_become_integer_ones_with_the_same_outputs() 
 /// `x → Conv` (a float depthwise convolution with a bias, padded as [`quantized_model`] pads)
 /// on a 1×C×H×W input, decluttered as the loader has it, and an input.
 fn float_depthwise_model(channels: usize, size: usize, stride: usize) -> (TypedModel, Vec<f32>) {
-    depthwise_then(channels, size, stride, None)
+    depthwise_then(channels, size, stride, None, None)
 }
 
-/// [`float_depthwise_model`] with `Max(low)` then `Min(high)` after the convolution when `clip`
-/// says so (ONNX's `Clip` as tract wires it), and the convolution's output also squared into a
-/// second output of the model when `shared`.
-fn depthwise_then(
+/// Values in [-1.3, 1.4] with many distinct mantissas.
+fn ramp(n: usize, k: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * k + 7) % 101) as f32 / 37.0 - 1.3)
+        .collect()
+}
+
+/// `y` clipped to `[low, high]` (`Max(low)` then `Min(high)`, ONNX's `Clip` as tract wires it),
+/// the nodes named after `at`.
+fn wire_clip(model: &mut TypedModel, y: OutletId, at: &str, [low, high]: [f32; 2]) -> OutletId {
+    let bound = |v: f32| Tensor::from_shape(&[1, 1, 1, 1], &[v]).unwrap();
+    let low = model.add_const(format!("{at}.low"), bound(low)).unwrap();
+    let y = model
+        .wire_node(format!("{at}.max"), math::max(), &[y, low])
+        .unwrap();
+    let high = model.add_const(format!("{at}.high"), bound(high)).unwrap();
+    model
+        .wire_node(format!("{at}.min"), math::min(), &[y[0], high])
+        .unwrap()[0]
+}
+
+/// A 3x3 depthwise convolution of `x`'s `channels` with a bias (padded as [`quantized_model`]
+/// pads), named `at`.
+fn wire_depthwise(
+    model: &mut TypedModel,
+    x: OutletId,
     channels: usize,
-    size: usize,
     stride: usize,
-    clip: Option<([f32; 2], bool)>,
-) -> (TypedModel, Vec<f32>) {
-    let values = |n: usize, k: usize| -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * k + 7) % 101) as f32 / 37.0 - 1.3)
-            .collect()
-    };
-    let mut model = TypedModel::default();
-    let x = model
-        .add_source("x", f32::fact([1, channels, size, size]))
-        .unwrap();
-    let k = Tensor::from_shape(&[channels, 1, 3, 3], &values(channels * 9, 13)).unwrap();
-    let k = model.add_const("kernel", k).unwrap();
+    at: &str,
+) -> OutletId {
+    let k = Tensor::from_shape(&[channels, 1, 3, 3], &ramp(channels * 9, 13)).unwrap();
+    let k = model.add_const(format!("{at}.kernel"), k).unwrap();
     let b = model
-        .add_const("bias", tensor1(&values(channels, 5)))
+        .add_const(format!("{at}.bias"), tensor1(&ramp(channels, 5)))
         .unwrap();
-    let before = if stride == 2 { 0 } else { 1 };
+    let pad = if stride == 2 { 0 } else { 1 };
     let spec = PoolSpec::new(
         DataFormat::NCHW,
         tvec![3, 3],
-        PaddingSpec::Explicit(tvec![before, before], tvec![1, 1]),
+        PaddingSpec::Explicit(tvec![pad, pad], tvec![1, 1]),
         None,
         (stride != 1).then(|| tvec![stride, stride]),
         channels,
         channels,
     );
     let conv = Conv::new(spec, KernelFormat::OIHW, channels, None);
-    let mut y = model.wire_node("conv", conv, &[x, k, b]).unwrap();
-    let mut outputs = tvec![];
-    if let Some(([low, high], shared)) = clip {
+    model.wire_node(at, conv, &[x, k, b]).unwrap()[0]
+}
+
+/// [`float_depthwise_model`] with a clip before the convolution when `before` says so and after
+/// it when `after` does; the clipped input (before) or the convolution's output (after) also
+/// squared into a second output of the model when the clip's flag says `shared`.
+fn depthwise_then(
+    channels: usize,
+    size: usize,
+    stride: usize,
+    before: Option<([f32; 2], bool)>,
+    after: Option<([f32; 2], bool)>,
+) -> (TypedModel, Vec<f32>) {
+    let mut model = TypedModel::default();
+    let mut others = vec![];
+    let mut x = model
+        .add_source("x", f32::fact([1, channels, size, size]))
+        .unwrap();
+    if let Some((bounds, shared)) = before {
+        x = wire_clip(&mut model, x, "before", bounds);
         if shared {
-            let other = model.wire_node("other", math::square(), &y).unwrap();
-            outputs.push(other[0]);
+            others.push(
+                model
+                    .wire_node("before.other", math::square(), &[x])
+                    .unwrap()[0],
+            );
         }
-        let bound = |v: f32| Tensor::from_shape(&[1, 1, 1, 1], &[v]).unwrap();
-        let low = model.add_const("low", bound(low)).unwrap();
-        y = model.wire_node("max", math::max(), &[y[0], low]).unwrap();
-        let high = model.add_const("high", bound(high)).unwrap();
-        y = model.wire_node("min", math::min(), &[y[0], high]).unwrap();
     }
-    let y = model.wire_node("abs", math::abs(), &y).unwrap();
-    outputs.push(y[0]);
-    model.select_output_outlets(&outputs).unwrap();
+    let mut y = wire_depthwise(&mut model, x, channels, stride, "conv");
+    if let Some((bounds, shared)) = after {
+        if shared {
+            others.push(
+                model
+                    .wire_node("after.other", math::square(), &[y])
+                    .unwrap()[0],
+            );
+        }
+        y = wire_clip(&mut model, y, "after", bounds);
+    }
+    let y = model.wire_node("abs", math::abs(), &[y]).unwrap()[0];
+    model
+        .select_output_outlets(&[vec![y], others].concat())
+        .unwrap();
     (
         model.into_decluttered().unwrap(),
-        values(channels * size * size, 29),
+        ramp(channels * size * size, 29),
     )
+}
+
+/// `model` through the float depthwise pass on every instruction set this CPU has, each checked
+/// to replace `convolutions` convolutions and to give tract's outputs on `input` of `shape` (the
+/// same sums in another order: rounding apart only); the rewritten graphs and their outputs.
+fn float_pass_against_tract(
+    model: &TypedModel,
+    shape: &[usize],
+    input: &[f32],
+    convolutions: usize,
+) -> Vec<(Simd, TypedModel, Vec<f32>)> {
+    let tract = run_image(model.clone(), shape, input);
+    let mut runs = vec![];
+    for &simd in Simd::ALL.iter().filter(|s| s.available()) {
+        let mut rewritten = model.clone();
+        assert_eq!(
+            float_depthwise_convolutions(&mut rewritten, simd).unwrap(),
+            convolutions
+        );
+        let ours = run_image(rewritten.clone(), shape, input);
+        assert_eq!(ours.len(), tract.len());
+        for (a, b) in tract.iter().zip(&ours) {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                "{simd:?}: {a} vs {b}"
+            );
+        }
+        runs.push((simd, rewritten, ours));
+    }
+    runs
+}
+
+/// The dump lines of `model`'s `FloatDepthwise` nodes, in graph order.
+fn float_depthwise_lines(model: &TypedModel) -> Vec<String> {
+    model
+        .nodes
+        .iter()
+        .filter(|n| n.op.name() == "FloatDepthwise")
+        .map(|n| n.op.info().unwrap().join(" "))
+        .collect()
+}
+
+/// How many `Max` and `Min` nodes `model` has.
+fn clips_left(model: &TypedModel) -> usize {
+    let names = op_names(model);
+    names.iter().filter(|n| *n == "Max" || *n == "Min").count()
 }
 
 #[test]
@@ -372,14 +457,8 @@ fn float_depthwise_convolutions_run_on_our_kernel_with_tracts_results() {
     for (channels, size, stride) in [(24, 10, 1), (19, 13, 2), (40, 7, 1)] {
         let (model, input) = float_depthwise_model(channels, size, stride);
         let shape = [1, channels, size, size];
-        let tract = run_image(model.clone(), &shape, &input);
-        for &simd in Simd::ALL.iter().filter(|s| s.available()) {
-            let mut rewritten = model.clone();
-            assert_eq!(
-                float_depthwise_convolutions(&mut rewritten, simd).unwrap(),
-                1
-            );
-            let names = op_names(&rewritten.clone().into_optimized().unwrap());
+        for (_, rewritten, _) in float_pass_against_tract(&model, &shape, &input, 1) {
+            let names = op_names(&rewritten.into_optimized().unwrap());
             assert!(names.iter().any(|n| n == "FloatDepthwise"), "{names:?}");
             assert!(
                 !names
@@ -387,15 +466,6 @@ fn float_depthwise_convolutions_run_on_our_kernel_with_tracts_results() {
                     .any(|n| n.contains("Conv") || (n.contains("Depth") && n != "FloatDepthwise")),
                 "tract's convolution is left: {names:?}"
             );
-            let ours = run_image(rewritten, &shape, &input);
-            assert_eq!(ours.len(), tract.len());
-            // The same sums in another order: rounding apart only.
-            for (a, b) in tract.iter().zip(&ours) {
-                assert!(
-                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-                    "{simd:?}: {a} vs {b}"
-                );
-            }
         }
     }
 }
@@ -410,36 +480,61 @@ fn a_clip_after_a_float_depthwise_convolution_runs_in_its_kernel() {
         ([-1.25, 0.75], false),
         ([0.0, 1.5], true),
     ] {
-        let (model, input) = depthwise_then(24, 10, 1, Some((clip, shared)));
-        let shape = [1, 24, 10, 10];
-        let tract = run_image(model.clone(), &shape, &input);
-        for &simd in Simd::ALL.iter().filter(|s| s.available()) {
-            let mut rewritten = model.clone();
-            assert_eq!(
-                float_depthwise_convolutions(&mut rewritten, simd).unwrap(),
-                1
-            );
-            let names = op_names(&rewritten);
-            let left = names.iter().filter(|n| *n == "Max" || *n == "Min").count();
-            assert_eq!(
-                left,
-                if shared { 2 } else { 0 },
-                "{clip:?}, {shared}: {names:?}"
-            );
-            let ours = run_image(rewritten, &shape, &input);
-            assert_eq!(ours.len(), tract.len());
-            // The same sums in another order: rounding apart only; the clip exact.
-            for (a, b) in tract.iter().zip(&ours) {
-                assert!(
-                    (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-                    "{simd:?}, {clip:?}: {a} vs {b}"
-                );
-            }
+        let (model, input) = depthwise_then(24, 10, 1, None, Some((clip, shared)));
+        for (simd, rewritten, ours) in float_pass_against_tract(&model, &[1, 24, 10, 10], &input, 1)
+        {
+            let left = clips_left(&rewritten);
+            assert_eq!(left, if shared { 2 } else { 0 }, "{simd:?} {clip:?}");
             if !shared {
                 let at_bounds = |v: f32| ours.iter().filter(|o| **o == v.abs()).count();
                 assert!(at_bounds(clip[0]) > 0 && at_bounds(clip[1]) > 0, "{clip:?}");
             }
         }
+    }
+}
+
+#[test]
+fn a_clip_before_a_float_depthwise_convolution_runs_as_it_copies_its_input() {
+    // ReLU6's shape and bounds on both sides of zero, each cutting the inputs (in [-1.3, 1.4]),
+    // at strides 1 and 2; then a clipped input that another operator reads too, which must keep
+    // its Max and Min.
+    for (clip, shared, stride) in [
+        ([0.0, 1.0], false, 1),
+        ([-0.5, 0.75], false, 2),
+        ([0.0, 1.0], true, 1),
+    ] {
+        let (model, input) = depthwise_then(24, 10, stride, Some((clip, shared)), None);
+        for (simd, rewritten, _) in float_pass_against_tract(&model, &[1, 24, 10, 10], &input, 1) {
+            let left = clips_left(&rewritten);
+            assert_eq!(left, if shared { 2 } else { 0 }, "{simd:?} {clip:?}");
+            let lines = float_depthwise_lines(&rewritten);
+            let taken = format!("input clip {:?}", (!shared).then_some(clip));
+            assert!(lines[0].contains(&taken), "{simd:?}: {lines:?}");
+        }
+    }
+}
+
+#[test]
+fn a_clip_between_two_float_depthwise_convolutions_is_taken_once() {
+    // The first convolution takes it as its output's clip; the second reads that output as is.
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([1, 16, 9, 9])).unwrap();
+    let y = wire_depthwise(&mut model, x, 16, 1, "first");
+    let y = wire_clip(&mut model, y, "between", [0.0, 1.0]);
+    let y = wire_depthwise(&mut model, y, 16, 1, "second");
+    let y = model.wire_node("abs", math::abs(), &[y]).unwrap()[0];
+    model.select_output_outlets(&[y]).unwrap();
+    let model = model.into_decluttered().unwrap();
+    let input = ramp(16 * 81, 29);
+    for (simd, rewritten, _) in float_pass_against_tract(&model, &[1, 16, 9, 9], &input, 2) {
+        assert_eq!(clips_left(&rewritten), 0);
+        let lines = float_depthwise_lines(&rewritten);
+        let with = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+        assert_eq!(
+            (with("input clip Some"), with(", clip Some([0.0, 1.0])")),
+            (0, 1),
+            "{simd:?}: {lines:?}"
+        );
     }
 }
 
