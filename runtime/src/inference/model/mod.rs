@@ -43,8 +43,11 @@ pub const MAX_THREADS: usize = 16;
 /// prescreen's share predictable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Threads tract's matrix products may use (1 to [`MAX_THREADS`]). More than one starts a
-    /// private thread pool for this model; the calling thread still runs everything else.
+    /// Threads inference may use (1 to [`MAX_THREADS`]). More than one starts a private thread
+    /// pool for this model: each run starts on one of its threads while the calling thread waits,
+    /// tract's matrix products and prescreen's kernels share their work among them, and the pool's
+    /// other threads stay awake while a run lasts (yielding their cores whenever they have nothing
+    /// to do) and sleep between runs.
     pub threads: usize,
     /// How a quantized (QDQ) file's convolutions run: [`IntegerKernels::Auto`] by default.
     pub integer_kernels: IntegerKernels,

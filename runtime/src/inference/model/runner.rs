@@ -3,6 +3,7 @@
 //! ([`Scores`]); [`Runner::profile`] times the plan's operators.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
@@ -110,12 +111,55 @@ where
                 .turn
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            pool.install(run)
+            awake_for(pool, run)
         }
         None => run(),
     }))
     .map_err(|_| Error::Inference("tract panicked while running the model".into()))?
     .map_err(|e| Error::Inference(format!("{e:#}")))
+}
+
+/// Runs `run` on one of `pool`'s threads while its other threads stay awake until it returns.
+///
+/// A run forks many times (each integer kernel's passes, tract's matrix products; nsfwjs int8 about
+/// 80 times) with serial operators between the forks. A rayon thread with nothing to do sleeps
+/// after a short spin, and every fork after a serial stretch paid for waking it: on this project's
+/// 2-vCPU VM a two-way fork of 20 us of work took 11 us with the other thread awake and 27-30 us
+/// after 20 us or more of serial work. So every other thread of the pool takes a task that, until
+/// the run returns, runs whatever the run shares on the pool (`rayon::yield_now`) and otherwise
+/// hands its core to the scheduler (`std::thread::yield_now`): a camera or encoder thread that
+/// wants that core gets it at the next turn of the loop. Between runs the pool's threads sleep as
+/// before.
+///
+/// The tasks are a scope's broadcast: one in each thread's own queue, which no other thread
+/// takes, so each thread spins in its own (not two nested in one while another sleeps), and the
+/// run's own thread returns from its one at once (it would otherwise spin inside the run it is
+/// part of, which only ends after the spin). The scope waits for them; a panic in `run` ends
+/// them too, on its way out.
+pub(super) fn awake_for<T: Send>(pool: &rayon::ThreadPool, run: impl FnOnce() -> T + Send) -> T {
+    /// Sets the flag when dropped: at the run's end, or when it panics.
+    struct SetOnDrop<'a>(&'a AtomicBool);
+    impl Drop for SetOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    let done = AtomicBool::new(false);
+    pool.scope(|scope| {
+        let (runner, done) = (rayon::current_thread_index(), &done);
+        scope.spawn_broadcast(move |_, thread| {
+            if Some(thread.index()) == runner {
+                return;
+            }
+            while !done.load(Ordering::Acquire) {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let _end = SetOnDrop(done);
+        run()
+    })
 }
 
 /// Time one kind of tract operator took in [`Runner::profile`].

@@ -2,7 +2,7 @@
 //! loads in milliseconds, so these run under every mutant of `model/` (README, "Mutation
 //! testing"). The real models' loads are in `tests/model.rs`.
 
-use super::runner::{check_probabilities, OpTally};
+use super::runner::{awake_for, check_probabilities, OpTally};
 use super::*;
 use crate::manifest::Activation;
 
@@ -487,6 +487,99 @@ fn inference_runs_on_a_pool_of_the_threads_asked_for() {
             assert!(names[0].starts_with("prescreen-infer-"), "{names:?}");
         }
     }
+}
+
+/// The scheduler state (`R` running or runnable, `S` asleep, ...) of each thread of this process
+/// whose name starts with `prefix`, from `/proc/self/task` (qemu-user passes it through).
+#[cfg(target_os = "linux")]
+fn thread_states(prefix: &str) -> Vec<char> {
+    let mut states = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        // A thread that ended since the listing has no stat left to read.
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if stat[open + 1..close].starts_with(prefix) {
+            states.extend(stat[close + 1..].trim_start().chars().next());
+        }
+    }
+    states
+}
+
+/// A rayon pool of `threads` threads named `{prefix}N`.
+fn named_pool(prefix: &str, threads: usize) -> rayon::ThreadPool {
+    let prefix = prefix.to_string();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("{prefix}{i}"))
+        .build()
+        .unwrap()
+}
+
+/// Waits until all `threads` threads named `{prefix}N` sleep; fails after a minute.
+#[cfg(target_os = "linux")]
+fn until_asleep(prefix: &str, threads: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let states = thread_states(prefix);
+        if states.len() == threads && states.iter().all(|&s| s == 'S') {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{prefix}: still {states:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// While a run lasts on a model's pool, the pool's other threads do not sleep, even through a
+/// serial stretch far longer than rayon's spin before it parks a thread (so the run's next fork
+/// finds them awake); after the run they sleep again. Fails if the run used a plain
+/// `install` (the others asleep during it), if the awake tasks outlived the run, or if the run's
+/// parallel part lost work.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_runs_pool_threads_stay_awake_while_it_lasts_and_sleep_after_it() {
+    use rayon::prelude::*;
+    for threads in [2, 3] {
+        let prefix = format!("awake-{threads}-");
+        let pool = named_pool(&prefix, threads);
+        until_asleep(&prefix, threads);
+        let (during, sum) = awake_for(&pool, || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let during = thread_states(&prefix);
+            let sum: u64 = (0..100_000u64).into_par_iter().map(|i| i * i).sum();
+            (during, sum)
+        });
+        // The run's own thread is the one reading the states, so it runs too.
+        assert_eq!(during, vec!['R'; threads], "{threads} threads");
+        assert_eq!(sum, (0..100_000u64).map(|i| i * i).sum::<u64>());
+        until_asleep(&prefix, threads);
+    }
+}
+
+/// A run that panics on a pool ends its awake tasks on the way out: the panic reaches the caller
+/// (the runner turns it into an error) and the pool runs the next run. Fails (after a minute,
+/// not by hanging) if the awake tasks outlive a panicking run, since the run's scope waits for
+/// them.
+#[test]
+fn a_run_that_panics_on_a_pool_lets_its_other_threads_go() {
+    use rayon::prelude::*;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = named_pool("awake-panic-", 2);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            awake_for(&pool, || -> u32 { panic!("a run that panics") })
+        }));
+        let next = awake_for(&pool, || (0..1000u32).into_par_iter().sum::<u32>());
+        sender.send((panicked.is_err(), next)).unwrap();
+    });
+    let outcome = receiver.recv_timeout(std::time::Duration::from_secs(60));
+    assert_eq!(outcome, Ok((true, 499_500)));
 }
 
 /// A graph of one input and two outputs is refused before anything else is checked, saying
