@@ -76,12 +76,15 @@ pub(crate) fn float_depthwise_convolutions(
     // reads are still there, and the earlier one's patch then moves its readers onto the new
     // node.
     for (conv, input, op, absorbed, last) in found.into_iter().rev() {
-        match input {
-            Some(input) => {
-                super::replace_reading(model, input, conv, last, &absorbed, "depthwise", op)?
-            }
-            None => super::replace(model, conv, last, &absorbed, "depthwise", op)?,
-        }
+        let input = input.unwrap_or(model.nodes[conv].inputs[0]);
+        super::chain_reading(
+            model,
+            input,
+            conv,
+            last,
+            &absorbed,
+            [("depthwise", op.into())],
+        )?;
     }
     Ok(replaced)
 }

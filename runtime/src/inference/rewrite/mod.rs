@@ -184,22 +184,7 @@ fn replace<O: Into<Box<dyn TypedOp>>>(
     suffix: &str,
     op: O,
 ) -> TractResult<()> {
-    let input = model.nodes[first].inputs[0];
-    replace_reading(model, input, first, last, absorbed, suffix, op)
-}
-
-/// [`replace`] with the new node reading `input` rather than node `first`'s first input (when the
-/// operator also absorbed nodes before `first`).
-fn replace_reading<O: Into<Box<dyn TypedOp>>>(
-    model: &mut TypedModel,
-    input: OutletId,
-    first: usize,
-    last: usize,
-    absorbed: &[usize],
-    suffix: &str,
-    op: O,
-) -> TractResult<()> {
-    chain_reading(model, input, first, last, absorbed, [(suffix, op.into())])
+    replace_chain(model, first, last, absorbed, [(suffix, op.into())])
 }
 
 /// [`replace`] with a chain of nodes, each reading the one before: the first reads node `first`'s
@@ -215,7 +200,8 @@ fn replace_chain<const N: usize>(
     chain_reading(model, input, first, last, absorbed, chain)
 }
 
-/// [`replace_chain`] with the chain's first node reading `input`.
+/// [`replace_chain`] with the chain's first node reading `input` rather than node `first`'s first
+/// input (when the operator also absorbed nodes before `first`).
 fn chain_reading<const N: usize>(
     model: &mut TypedModel,
     input: OutletId,
