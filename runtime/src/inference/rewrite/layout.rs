@@ -5,12 +5,16 @@
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
-use tract_onnx::tract_core::ops::Downsample;
+use tract_onnx::tract_core::ops::cnn::{Conv, PaddingSpec};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::ops::{Downsample, TypedOp};
 
 use crate::inference::qconv::{ChannelsFirst, Subsample};
 
 /// Replaces each f32 `[1, H, W, C] → [1, C, H, W]` move of axes (what tract makes of ONNX's
 /// `Transpose` with `perm = [0, 3, 1, 2]`; `[H, W, C] → [C, H, W]` too) with a [`ChannelsFirst`].
+/// When its one reader is an f32 convolution that pads its input, the planes are written padded
+/// and the convolution pads no more (tract would pad them in a single-threaded pass of its own).
 /// Returns how many were replaced.
 pub(crate) fn channels_first(model: &mut TypedModel) -> TractResult<usize> {
     let mut found = vec![];
@@ -26,15 +30,99 @@ pub(crate) fn channels_first(model: &mut TypedModel) -> TractResult<usize> {
         if fact.datum_type != f32::datum_type() || rank < 3 || (from, to) != (rank - 1, rank - 3) {
             continue;
         }
-        if let Some(op) = ChannelsFirst::new(shape) {
-            found.push((node.id, op));
+        let Some(op) = ChannelsFirst::new(shape) else {
+            continue;
+        };
+        let padded = padding_of_reader(model, node)?
+            .and_then(|(pad, conv, valid)| Some((op.clone().with_padding(pad)?, conv, valid)));
+        match padded {
+            Some((op, conv, valid)) => found.push((node.id, op, Some((conv, valid)))),
+            None => found.push((node.id, op, None)),
         }
     }
     let replaced = found.len();
-    for (id, op) in found {
-        super::replace(model, id, id, &[], "channels_first", op)?;
+    for (id, op, reader) in found {
+        let Some((conv, valid)) = reader else {
+            super::replace(model, id, id, &[], "channels_first", op)?;
+            continue;
+        };
+        let (node, reader) = (&model.nodes[id], &model.nodes[conv]);
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, node.inputs[0])?;
+        let planes = patch.wire_node(format!("{}.channels_first", node.name), op, &[x])?[0];
+        let mut inputs = patch.taps(model, &reader.inputs)?;
+        inputs[0] = planes;
+        let y = patch.wire_node(format!("{}.unpadded", reader.name), valid, &inputs)?[0];
+        patch.shunt_outside(model, OutletId::new(conv, 0), y)?;
+        patch.obliterate(id)?;
+        patch.obliterate(conv)?;
+        patch.apply(model)?;
     }
     Ok(replaced)
+}
+
+/// When the one reader of `node`'s output (channels-first planes) is an f32 convolution of it
+/// that pads them: that padding (top, left, bottom, right), the convolution's node, and the
+/// convolution without padding, which gives the same output from the padded planes.
+fn padding_of_reader(
+    model: &TypedModel,
+    node: &TypedNode,
+) -> TractResult<Option<([usize; 4], usize, Conv)>> {
+    let planes = OutletId::new(node.id, 0);
+    let Some(reader) = model.single_succ(node.id)? else {
+        return Ok(None);
+    };
+    let Some(conv) = reader.op_as::<Conv>() else {
+        return Ok(None);
+    };
+    let chw = matches!(
+        conv.pool_spec.data_format,
+        DataFormat::NCHW | DataFormat::CHW
+    );
+    if model.outputs.contains(&planes) || reader.inputs[0] != planes || !chw {
+        return Ok(None);
+    }
+    if conv.q_params.is_some() || reader.inputs[1..].contains(&planes) {
+        return Ok(None);
+    }
+    let fact = model.outlet_fact(planes)?;
+    let Some(shape) = fact.shape.as_concrete() else {
+        return Ok(None);
+    };
+    let rank = shape.len();
+    let computed = conv.pool_spec.computed_padding(&shape[rank - 2..]);
+    let [rows, columns] = &computed[..] else {
+        return Ok(None);
+    };
+    let pad = [
+        rows.pad_before,
+        columns.pad_before,
+        rows.pad_after,
+        columns.pad_after,
+    ];
+    if pad == [0; 4] {
+        return Ok(None);
+    }
+    let mut valid = conv.clone();
+    valid.pool_spec.padding = PaddingSpec::Valid;
+    // The same output shape from the padded planes, or the padding is not what it seems (a
+    // pooling-style rounding).
+    let mut padded_shape = shape.to_vec();
+    padded_shape[rank - 2] += pad[0] + pad[2];
+    padded_shape[rank - 1] += pad[1] + pad[3];
+    let mut facts: TVec<TypedFact> = tvec![f32::fact(padded_shape)];
+    for input in &reader.inputs[1..] {
+        facts.push(model.outlet_fact(*input)?.clone());
+    }
+    let facts: TVec<&TypedFact> = facts.iter().collect();
+    let (out, was) = (
+        valid.output_facts(&facts)?,
+        model.outlet_fact(OutletId::new(reader.id, 0))?,
+    );
+    if out[0].shape != was.shape || out[0].datum_type != was.datum_type {
+        return Ok(None);
+    }
+    Ok(Some((pad, reader.id, valid)))
 }
 
 /// Replaces tract's `Downsample`s of the last two axes of an f32 tensor (positive stride) with a

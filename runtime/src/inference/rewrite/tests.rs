@@ -5,6 +5,7 @@ use super::convolution::has_depthwise;
 use super::integer::left_to_tract;
 use super::weights::fold;
 use super::*;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::math;
 use tract_onnx::tract_core::ops::nn::DataFormat;
@@ -535,6 +536,85 @@ fn a_clip_between_two_float_depthwise_convolutions_is_taken_once() {
             (0, 1),
             "{simd:?}: {lines:?}"
         );
+    }
+}
+
+/// `x` (`[1, H, W, C]`) moved channels first and read by a 3x3 f32 convolution (C → 4, with a
+/// bias) with `padding` and `stride`, and by a second operator too when `shared`, decluttered as
+/// the loader has it.
+fn transpose_then_conv(
+    shape: [usize; 4],
+    padding: PaddingSpec,
+    stride: usize,
+    shared: bool,
+) -> TypedModel {
+    let c = shape[3];
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact(shape)).unwrap();
+    let planes = model.wire_node("move", AxisOp::Move(3, 1), &[x]).unwrap()[0];
+    let k = Tensor::from_shape(&[4, c, 3, 3], &ramp(4 * c * 9, 13)).unwrap();
+    let k = model.add_const("kernel", k).unwrap();
+    let b = model.add_const("bias", tensor1(&ramp(4, 5))).unwrap();
+    let spec = PoolSpec::new(
+        DataFormat::NCHW,
+        tvec![3, 3],
+        padding,
+        None,
+        (stride != 1).then(|| tvec![stride, stride]),
+        c,
+        4,
+    );
+    let conv = Conv::new(spec, KernelFormat::OIHW, 1, None);
+    let y = model.wire_node("conv", conv, &[planes, k, b]).unwrap()[0];
+    let mut outputs = vec![y];
+    if shared {
+        outputs.push(model.wire_node("other", math::square(), &[planes]).unwrap()[0]);
+    }
+    model.select_output_outlets(&outputs).unwrap();
+    declutter_keeping_layout(model).unwrap()
+}
+
+#[test]
+fn channels_first_planes_are_padded_for_the_convolution_that_reads_them() {
+    // nsfwjs's first convolution's padding (a row and a column after, stride 2), same-upper (one
+    // each side at stride 1) and uneven explicit padding; then a convolution without padding,
+    // and planes another operator reads too, which keep the convolution's padding. The
+    // convolution is tract's in every case, so the outputs are its own, bit for bit.
+    let shape = [1, 9, 10, 3];
+    let input = ramp(9 * 10 * 3, 29);
+    let explicit = |before: [usize; 2], after: [usize; 2]| {
+        PaddingSpec::Explicit(before.into_iter().collect(), after.into_iter().collect())
+    };
+    for (padding, stride, shared, pad) in [
+        (explicit([0, 0], [1, 1]), 2, false, [0, 0, 1, 1]),
+        (PaddingSpec::SameUpper, 1, false, [1, 1, 1, 1]),
+        (explicit([2, 0], [1, 3]), 1, false, [2, 0, 1, 3]),
+        (PaddingSpec::Valid, 1, false, [0; 4]),
+        (explicit([1, 1], [1, 1]), 1, true, [0; 4]),
+    ] {
+        let case = format!("{padding:?} stride {stride} shared {shared}");
+        let model = transpose_then_conv(shape, padding, stride, shared);
+        let tract = run_image(model.clone(), &shape, &input);
+        let mut rewritten = model;
+        assert_eq!(channels_first(&mut rewritten).unwrap(), 1, "{case}");
+        let lines: Vec<String> = rewritten
+            .nodes
+            .iter()
+            .filter(|n| n.op.name() == "ChannelsFirst")
+            .map(|n| n.op.info().unwrap().join(" "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{case}");
+        assert!(
+            lines[0].ends_with(&format!("padded by {pad:?}")),
+            "{case}: {lines:?}"
+        );
+        if pad != [0; 4] {
+            let names = op_names(&rewritten.clone().into_optimized().unwrap());
+            assert!(!names.iter().any(|n| n == "Pad"), "{case}: {names:?}");
+        }
+        let ours = run_image(rewritten, &shape, &input);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&ours), bits(&tract), "{case}");
     }
 }
 
