@@ -107,18 +107,25 @@ fn padding_of_reader(
     valid.pool_spec.padding = PaddingSpec::Valid;
     // The same output shape from the padded planes, or the padding is not what it seems (a
     // pooling-style rounding).
+    let grown = |n: usize, before: usize, after: usize| n.checked_add(before)?.checked_add(after);
     let mut padded_shape = shape.to_vec();
-    padded_shape[rank - 2] += pad[0] + pad[2];
-    padded_shape[rank - 1] += pad[1] + pad[3];
+    let (Some(ph), Some(pw)) = (
+        grown(shape[rank - 2], pad[0], pad[2]),
+        grown(shape[rank - 1], pad[1], pad[3]),
+    ) else {
+        return Ok(None);
+    };
+    padded_shape[rank - 2] = ph;
+    padded_shape[rank - 1] = pw;
     let mut facts: TVec<TypedFact> = tvec![f32::fact(padded_shape)];
     for input in &reader.inputs[1..] {
         facts.push(model.outlet_fact(*input)?.clone());
     }
     let facts: TVec<&TypedFact> = facts.iter().collect();
-    let (out, was) = (
-        valid.output_facts(&facts)?,
-        model.outlet_fact(OutletId::new(reader.id, 0))?,
-    );
+    let Ok(out) = valid.output_facts(&facts) else {
+        return Ok(None);
+    };
+    let was = model.outlet_fact(OutletId::new(reader.id, 0))?;
     if out[0].shape != was.shape || out[0].datum_type != was.datum_type {
         return Ok(None);
     }
