@@ -22,6 +22,10 @@ pub(super) struct BenchInferArgs {
     /// (tract's optimised graph), largest first.
     #[arg(long)]
     profile: bool,
+    /// Also time every node and print, on stderr, the `N` slowest, each with its name and what
+    /// its operator says of itself (shapes, kernel, wires).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    nodes: usize,
 }
 
 impl BenchInferArgs {
@@ -31,12 +35,13 @@ impl BenchInferArgs {
             file,
             runs,
             profile,
+            nodes,
         } = self;
-        bench_infer(&file, runs, profile)
+        bench_infer(&file, runs, profile, nodes)
     }
 }
 
-fn bench_infer(file: &ModelFile, runs: usize, profile: bool) -> Result<()> {
+fn bench_infer(file: &ModelFile, runs: usize, profile: bool, nodes: usize) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -73,6 +78,23 @@ fn bench_infer(file: &ModelFile, runs: usize, profile: bool) -> Result<()> {
                 o.nodes,
                 ms(o.per_run),
                 100.0 * o.per_run.as_secs_f64() / total.as_secs_f64().max(1e-12)
+            );
+        }
+    }
+    if nodes > 0 {
+        let times = runner.profile_nodes(runs)?;
+        eprintln!(
+            "slowest nodes per run ({runs} runs, {} of {}):",
+            nodes.min(times.len()),
+            times.len()
+        );
+        for t in times.iter().take(nodes) {
+            eprintln!(
+                "  {:>9.3} ms  {:<24} {}  [{}]",
+                ms(t.per_run),
+                t.op,
+                t.name,
+                t.info
             );
         }
     }

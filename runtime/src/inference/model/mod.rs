@@ -30,7 +30,7 @@ mod golden;
 mod runner;
 
 pub use golden::golden_input;
-pub use runner::{OpTime, Runner, Scores};
+pub use runner::{NodeTime, OpTime, Runner, Scores};
 
 /// Largest model file accepted, in bytes.
 pub const MAX_MODEL_BYTES: u64 = 1 << 30;

@@ -1,6 +1,6 @@
 //! The runner: a worker's [`Runner`] on a loaded [`Model`], which runs the optimised plan on the
 //! input the preprocessor wrote and checks that what comes out is a probability vector
-//! ([`Scores`]); [`Runner::profile`] times the plan's operators.
+//! ([`Scores`]); [`Runner::profile`] and [`Runner::profile_nodes`] time the plan's operators.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,27 +173,81 @@ pub struct OpTime {
     pub per_run: std::time::Duration,
 }
 
+/// One node's time per run in the optimised graph ([`Runner::profile_nodes`]).
+#[derive(Clone, Debug)]
+pub struct NodeTime {
+    /// The node's name (the file's node name, with tract's suffixes for what it split off).
+    pub name: String,
+    /// Its operator's name, as in [`OpTime::op`].
+    pub op: String,
+    /// What the operator says of itself (tract's info lines, joined): shapes, kernels, wires.
+    pub info: String,
+    /// Time per run.
+    pub per_run: std::time::Duration,
+}
+
 impl Runner {
     /// Runs the model `runs` times on the current input, timing every node, and returns the time
     /// per run each kind of operator took, largest first: where inference time goes (the harness's
     /// `bench-infer --profile`). Timing each node adds a little to the total.
     pub fn profile(&mut self, runs: usize) -> Result<Vec<OpTime>> {
-        let runs = runs.max(1);
         let mut tally = OpTally::default();
-        for _ in 0..runs {
+        self.timed_runs(runs, |node, time| {
+            tally.add(node.op().name().as_ref(), node.id, time)
+        })?;
+        Ok(tally.per_run(runs))
+    }
+
+    /// [`Runner::profile`] node by node: each node's time per run over `runs` runs (at least
+    /// one), largest first, equal times in graph order; which node of a kind costs what (the
+    /// harness's `bench-infer --nodes`).
+    pub fn profile_nodes(&mut self, runs: usize) -> Result<Vec<NodeTime>> {
+        let mut nodes = std::collections::BTreeMap::new();
+        self.timed_runs(runs, |node, time| {
+            nodes
+                .entry(node.id)
+                .or_insert_with(|| NodeTime {
+                    name: node.name.clone(),
+                    op: node.op().name().to_string(),
+                    info: node.op().info().map(|i| i.join("; ")).unwrap_or_default(),
+                    per_run: std::time::Duration::ZERO,
+                })
+                .per_run += time;
+        })?;
+        let runs = u32::try_from(runs.max(1)).unwrap_or(u32::MAX);
+        let mut nodes: Vec<NodeTime> = nodes
+            .into_values()
+            .map(|node| NodeTime {
+                per_run: node.per_run / runs,
+                ..node
+            })
+            .collect();
+        // A stable sort: equal times keep the graph's order.
+        nodes.sort_by_key(|node| std::cmp::Reverse(node.per_run));
+        Ok(nodes)
+    }
+
+    /// Runs the model `runs` times (at least once) on the current input, telling `timed` how long
+    /// each node's evaluation took.
+    fn timed_runs(
+        &mut self,
+        runs: usize,
+        mut timed: impl FnMut(&TypedNode, std::time::Duration) + Send,
+    ) -> Result<()> {
+        for _ in 0..runs.max(1) {
             let input = self.input.clone().into_tvalue();
             let state = &mut self.state;
-            let tally = &mut tally;
+            let timed = &mut timed;
             guarded(&self.model, || {
                 state.run_plan_with_eval(tvec!(input), |ctx, op_state, node, inputs| {
                     let started = std::time::Instant::now();
                     let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
-                    tally.add(node.op().name().as_ref(), node.id, started.elapsed());
+                    timed(node, started.elapsed());
                     out
                 })
             })?;
         }
-        Ok(tally.per_run(runs))
+        Ok(())
     }
 }
 

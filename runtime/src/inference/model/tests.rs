@@ -400,6 +400,26 @@ fn the_profile_lists_each_operator_kind_once_largest_first() {
     assert!(total > std::time::Duration::ZERO);
 }
 
+/// The node profile lists every node the operator profile counts, once each with its operator and
+/// name, largest first. Fails if a node were listed per run, left out, or the order reversed.
+#[test]
+fn the_node_profile_lists_every_node_once_largest_first() {
+    let m = load(&redness()).unwrap();
+    let mut s = m.runner().unwrap();
+    let nodes = s.profile_nodes(3).unwrap();
+    let ops = s.profile(1).unwrap();
+    assert_eq!(nodes.len(), ops.iter().map(|t| t.nodes).sum::<usize>());
+    assert!(
+        nodes.windows(2).all(|w| w[0].per_run >= w[1].per_run),
+        "{nodes:?}"
+    );
+    for op in &ops {
+        let of_kind = nodes.iter().filter(|n| n.op == op.op).count();
+        assert_eq!(of_kind, op.nodes, "{op:?} in {nodes:?}");
+    }
+    assert!(nodes.iter().all(|n| !n.name.is_empty()), "{nodes:?}");
+}
+
 /// The tally behind the profile sums each operator's time over its nodes and runs and divides
 /// by the runs (none counts as one), counting a node once however often it ran; largest first,
 /// equal times by name. Fails if times were multiplied or taken modulo the runs, or a node
