@@ -169,15 +169,16 @@ fn quantize_unit<const PER: usize>(
         .flatten()
         .all(Option::is_some)
         .then(|| channels.map(|c| c.map(|c| c.unwrap_or(0))));
-    for y in 0..g.height {
+    let (runs, len) = g.runs();
+    for y in 0..runs {
         let row = (y + g.pad[0]) * wp + g.pad[1];
         let mut x = 0;
-        // In both loops, the loads read columns x..x+4 of row y of channels below
+        // In both loops, the loads read pixels x..x+4 of run y of channels below
         // `g.channels`, which `input` holds (the assertion above), and the stores write
         // pixels row+x..row+x+4 of the unit's `PER` planes, which `dst` holds.
         if let Some(c) = whole {
-            while x + QUAD <= g.width {
-                let at = y * g.width + x;
+            while x + QUAD <= len {
+                let at = y * len + x;
                 // SAFETY: the loads, as above.
                 let px = std::array::from_fn(|j| unsafe { k.whole(src, c[j], hw, at) });
                 // SAFETY: the store, as above.
@@ -185,24 +186,22 @@ fn quantize_unit<const PER: usize>(
                 x += QUAD;
             }
         }
-        while x + QUAD <= g.width {
-            let at = y * g.width + x;
+        while x + QUAD <= len {
+            let at = y * len + x;
             // SAFETY: the loads, as above.
             let px = std::array::from_fn(|j| unsafe { k.ragged(src, channels[j], hw, at) });
             // SAFETY: the store, as above.
             unsafe { store::<PER>(dst.as_mut_ptr().add(PER * (row + x)), px) };
             x += QUAD;
         }
-        for x in x..g.width {
+        for x in x..len {
             for (j, channels) in channels.iter().enumerate() {
                 let mut px = 0u32;
                 for (i, c) in channels.iter().enumerate() {
                     let q = match c {
-                        Some(c) => quantize_one(
-                            input[c * hw + y * g.width + x],
-                            op.in_inv_scale,
-                            op.in_zero,
-                        ),
+                        Some(c) => {
+                            quantize_one(input[c * hw + y * len + x], op.in_inv_scale, op.in_zero)
+                        }
                         None => u32::from(op.in_zero),
                     };
                     px |= q << (8 * i);
@@ -307,10 +306,9 @@ unsafe fn tile_dotprod<const P: usize>(
     // Written out per quad: a loop around `asm!` is not unrolled, and its accumulators would go
     // through the stack.
     macro_rules! quad {
-        ($p:literal, $src:ident, $w0:ident, $w1:ident) => {
+        ($p:literal, $x:expr, $w0:ident, $w1:ident) => {
             if P > $p {
-                // SAFETY: quad `$p` of the block (16 bytes) lies inside the image.
-                let x = unsafe { vld1q_s8($src.add($p * QUAD).cast()) };
+                let x = $x;
                 dot!("sdot", acc[$p][0], x, $w0, 0);
                 dot!("sdot", acc[$p][1], x, $w0, 1);
                 dot!("sdot", acc[$p][2], x, $w0, 2);
@@ -328,13 +326,31 @@ unsafe fn tile_dotprod<const P: usize>(
             ($group:expr) => {
                 // SAFETY: see `convolve_block_dotprod`; the pointer is formed for each group, so
                 // it never leaves the image.
-                let src = unsafe { base.add(first * QUAD + off + $group * plane) };
+                let src = unsafe { base.add(first * QUAD + off + $group * plane) }.cast::<i8>();
                 // SAFETY: the packed weights hold 32 bytes (8 output channels x 4) for each tap
-                // and group, from `w` on.
-                let (w0, w1) = unsafe { (vld1q_s8(w), vld1q_s8(w.add(16))) };
-                quad!(0, src, w0, w1);
-                quad!(1, src, w0, w1);
-                quad!(2, src, w0, w1);
+                // and group, from `w` on; one two-register load.
+                let weights = unsafe { vld1q_s8_x2(w) };
+                let (w0, w1) = (weights.0, weights.1);
+                // The block's `P` quads (16 bytes each, contiguous, inside the image): one
+                // multi-register load, which counts as one instruction where three single
+                // loads counted three.
+                // SAFETY: as said.
+                let x = unsafe {
+                    match P {
+                        1 => [vld1q_s8(src), vdupq_n_s8(0), vdupq_n_s8(0)],
+                        2 => {
+                            let x = vld1q_s8_x2(src);
+                            [x.0, x.1, vdupq_n_s8(0)]
+                        }
+                        _ => {
+                            let x = vld1q_s8_x3(src);
+                            [x.0, x.1, x.2]
+                        }
+                    }
+                };
+                quad!(0, x[0], w0, w1);
+                quad!(1, x[1], w0, w1);
+                quad!(2, x[2], w0, w1);
                 // SAFETY: at most one past the block's weights after the last group, which
                 // `add` allows.
                 w = unsafe { w.add(4 * BLOCK_O) };
@@ -440,13 +456,9 @@ unsafe fn tile_mmla<const P: usize>(
         ($p:literal, $a:ident, $w0:ident, $w1:ident, $w2:ident, $w3:ident) => {
             if P > $p {
                 // SAFETY: quad `$p`'s 4 pixels (8 words) lie inside the pair's interleaved
-                // planes.
-                let (low, high) = unsafe {
-                    (
-                        vreinterpretq_u8_u32(vld1q_u32($a.add(2 * $p * QUAD))),
-                        vreinterpretq_u8_u32(vld1q_u32($a.add(2 * $p * QUAD + QUAD))),
-                    )
-                };
+                // planes; one two-register load.
+                let x = unsafe { vld1q_u32_x2($a.add(2 * $p * QUAD)) };
+                let (low, high) = (vreinterpretq_u8_u32(x.0), vreinterpretq_u8_u32(x.1));
                 mmla!(acc[$p][0][0], low, $w0);
                 mmla!(acc[$p][0][1], low, $w1);
                 mmla!(acc[$p][0][2], low, $w2);
@@ -466,15 +478,10 @@ unsafe fn tile_mmla<const P: usize>(
                 // (an even number of planes), each quad's reach inside them.
                 let a = unsafe { base.add(2 * ($pair * plane + first * QUAD + off)) };
                 // SAFETY: the packed weights hold 64 bytes (8 output channels x 8) for each tap
-                // and pair, from `w` on.
-                let (w0, w1, w2, w3) = unsafe {
-                    (
-                        vld1q_s8(w),
-                        vld1q_s8(w.add(16)),
-                        vld1q_s8(w.add(32)),
-                        vld1q_s8(w.add(48)),
-                    )
-                };
+                // and pair, from `w` on; one four-register load, which counts as one
+                // instruction where four single loads counted four.
+                let weights = unsafe { vld1q_s8_x4(w) };
+                let (w0, w1, w2, w3) = (weights.0, weights.1, weights.2, weights.3);
                 quad!(0, a, w0, w1, w2, w3);
                 quad!(1, a, w0, w1, w2, w3);
                 quad!(2, a, w0, w1, w2, w3);

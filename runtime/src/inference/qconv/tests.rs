@@ -129,6 +129,7 @@ fn geometries() -> Vec<Geometry> {
         g(5, 6, 17, [3, 3], [1, 1, 1, 1], 9), // ragged everything
         g(8, 5, 5, [3, 2], [2, 1, 0, 1], 3), // uneven kernel and padding
         g(3, 4, 4, [3, 3], [0; 4], 2),   // no padding, 2x2 output
+        g(6, 5, 9, [3, 1], [1, 0, 1, 0], 5), // rows padded above and below only: one run
     ]
 }
 

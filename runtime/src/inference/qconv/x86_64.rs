@@ -106,19 +106,20 @@ unsafe fn quantize_group(op: &QConv, input: &[f32], group: usize, dst: &mut [u32
         }
         let channels: [Option<usize>; 4] =
             std::array::from_fn(|i| Some(group * 4 + i).filter(|&c| c < g.channels));
-        for y in 0..g.height {
+        let (runs, len) = g.runs();
+        for y in 0..runs {
             let row = (y + g.pad[0]) * wp + g.pad[1];
             let mut x = 0;
-            while x < g.width {
-                let n = (g.width - x).min(LANES);
+            while x < len {
+                let n = (len - x).min(LANES);
                 let mask: __mmask16 = if n == LANES { 0xFFFF } else { (1 << n) - 1 };
                 let mut px = _mm512_setzero_si512();
                 for (i, c) in channels.iter().enumerate() {
                     let q = match c {
-                        // SAFETY: row y, columns x..x+n of channel c are inside `input`.
+                        // SAFETY: run y, pixels x..x+n of channel c are inside `input`.
                         Some(c) => unsafe {
                             quantize16(
-                                input.as_ptr().add(c * hw + y * g.width + x),
+                                input.as_ptr().add(c * hw + y * len + x),
                                 mask,
                                 inv,
                                 lo,
