@@ -460,9 +460,10 @@ fn int8_convolutions_run_as_integer_ones_where_the_cpu_has_an_integer_kernel() {
     // open_nsfw (ResNet-50) has 53 convolutions; the first, on raw pixels, is kept in float by
     // the recipe. nsfwjs (MobileNetV2) has 52: 35 dense (1x1 but the first) and 17 depthwise 3x3
     // (stride 1 and 2); its recipe keeps Conv1 and the first three blocks in float (8 and 3).
-    // Their int8 files have 74 and 55 quantize/dequantize pairs: 49 and 43 of them on convolution
-    // outputs the integer rewrite absorbs.
-    integer_convolutions_of(common::model_dir(), 52, 0, 25);
+    // Their int8 files have 74 and 55 quantize/dequantize pairs: 52 and 43 of them on convolution
+    // outputs the integer rewrite absorbs (open_nsfw's 3 on the last 1x1 convolution of each
+    // stage once their subsampling moved before that convolution, `subsample_before_einsums`).
+    integer_convolutions_of(common::model_dir(), 52, 0, 22);
     integer_convolutions_of(common::root().join("models/nsfwjs"), 29, 14, 12);
 }
 
@@ -581,15 +582,36 @@ fn max_pool_transpose_and_subsampling_run_on_prescreens_kernels() {
             (1, 0),
             "{variant} {kernels:?}: {ops:?}"
         );
-        // The 6 stride-2 1x1 convolutions' subsampling, rows and columns, in the graph the
-        // integer rewrite declutters (tract's `Downsample`, one per axis).
+        // The stride-2 1x1 convolutions' subsampling, rows and columns, in the graph the
+        // integer rewrite declutters (tract's `Downsample`, one per axis): tract pulls it up
+        // through each stage's last residual add to both its inputs. On the shortcut it stays,
+        // 3 of them; on the last block's branch it moves into that block's 3x3 convolution as a
+        // stride (`rewrite::subsample_before_einsums`), so the 3 there are gone.
         if model.integer_convolutions() > 0 {
             assert_eq!(
                 (nodes(&ops, "Subsample"), nodes(&ops, "Downsample")),
-                (6, 0),
+                (3, 0),
+                "{variant} {kernels:?}: {ops:?}"
+            );
+            assert_eq!(
+                nodes(&ops, "SpaceToDepth"),
+                3,
                 "{variant} {kernels:?}: {ops:?}"
             );
         }
+        // The ReLU before the pool runs in the pool, and so does the pair after it (the float
+        // file has none).
+        let mut runner = model.runner().unwrap();
+        let m = model.manifest();
+        golden_input(&m.golden.input, &m.input, runner.input_mut()).unwrap();
+        let pool = runner.profile_nodes(1).unwrap();
+        let pool = pool.iter().find(|n| n.op == "FloatMaxPool").unwrap();
+        assert!(pool.info.contains("at least 0"), "{pool:?}");
+        assert_eq!(
+            pool.info.contains("requantized"),
+            variant == Variant::Int8,
+            "{variant} {kernels:?}: {pool:?}"
+        );
     }
     let nsfwjs = load(
         common::root().join("models/nsfwjs"),

@@ -18,9 +18,22 @@
 //! architecture's max instruction; the rewrite leaves those to it.
 //! Padding is `f32::MIN` in the scratch image: folding it in changes no accumulator, so every tap
 //! may read the image without a bounds test.
+//!
+//! # What it may take from around it ([`PoolOutput`])
+//!
+//! A ReLU before the pool (tract's `Max` with one number, `low`) and a quantize/dequantize pair
+//! after it: open_nsfw runs both on the pool's input and output maps, single-threaded in tract. The
+//! ReLU moves after the fold, which then bounds 4 times fewer values (at stride 2): over values
+//! that are not NaN, `max(max(a, low), max(b, low))` is `max(max(a, b), low)`. A zero's sign may
+//! differ where `low` is `0` and a window's maximum is `-0.0` (tract's `Max` gives either); the pair
+//! maps both zeros to the same value. A NaN is never taken by the fold, nor by tract's fold after
+//! its `Max` (which makes it `low` on x86-64 and keeps it on aarch64, `fmax`); only a window of
+//! NaNs alone differs: `low` here, and on aarch64 `f32::MIN` in tract. The pair is the fused
+//! pair's f32 operations (`rewrite::fuse`), in the same order, so the same bits.
 
 use super::float_depthwise::split_phases;
-use super::{check_output_shape, in_chunks, with_scratch, Simd, LANES};
+use super::{check_output_shape, in_chunks, with_scratch, Requantize, Simd, LANES};
+use crate::inference::rewrite::ROUNDING_BIAS;
 use std::cell::RefCell;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -117,19 +130,61 @@ pub(crate) fn same_padding(
     }
 }
 
+/// What the pool applies to each maximum before it stores it (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct PoolOutput {
+    /// The bound of a ReLU-like `Max` with one number that came before the pool.
+    pub low: Option<f32>,
+    /// The quantize/dequantize pair that came after it.
+    pub requantize: Option<Requantize>,
+}
+
+impl PoolOutput {
+    /// Whether the operator takes these: a bound that is a number, scales finite and positive.
+    fn is_valid(&self) -> bool {
+        self.low.is_none_or(|low| !low.is_nan())
+            && self.requantize.is_none_or(|r| {
+                r.inv_scale.is_finite() && r.inv_scale > 0.0 && r.scale.is_finite() && r.scale > 0.0
+            })
+    }
+
+    /// A block of maxima, bounded below by `low` and through the pair.
+    #[inline(always)]
+    fn apply(self, mut block: [f32; LANES]) -> [f32; LANES] {
+        if let Some(low) = self.low {
+            for v in &mut block {
+                *v = if *v > low { *v } else { low };
+            }
+        }
+        if let Some(r) = self.requantize {
+            let z = f32::from(r.zero_point);
+            for v in &mut block {
+                let q = (*v * r.inv_scale).max(-z).min(255.0 - z);
+                *v = (q + ROUNDING_BIAS - ROUNDING_BIAS) * r.scale;
+            }
+        }
+        block
+    }
+}
+
 /// The f32 max pool operator (see the module documentation).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct FloatMaxPool {
     geometry: PoolGeometry,
+    output: PoolOutput,
     out_shape: TVec<usize>,
     /// Chosen when the model is loaded.
     simd: Simd,
 }
 
+impl Eq for FloatMaxPool {}
+
 impl FloatMaxPool {
-    /// The operator, if it takes `geometry` and `out_shape` holds its output.
+    /// The operator, if it takes `geometry` and `output` and `out_shape` holds its output; each
+    /// maximum goes through `output` before it is stored.
     pub fn new(
         geometry: PoolGeometry,
+        output: PoolOutput,
         out_shape: TVec<usize>,
         simd: Simd,
     ) -> TractResult<FloatMaxPool> {
@@ -137,9 +192,14 @@ impl FloatMaxPool {
             geometry.is_valid(),
             "max pool geometry out of range: {geometry:?}"
         );
+        ensure!(
+            output.is_valid(),
+            "max pool output out of range: {output:?}"
+        );
         check_output_shape(&out_shape, geometry.channels, geometry.output())?;
         Ok(FloatMaxPool {
             geometry,
+            output,
             out_shape,
             simd,
         })
@@ -147,7 +207,7 @@ impl FloatMaxPool {
 
     /// Pools one CHW image on `simd` (the baseline where this CPU lacks it).
     pub(super) fn convolve(&self, input: &[f32], output: &mut [f32], simd: Simd) {
-        let g = &self.geometry;
+        let (g, post) = (&self.geometry, self.output);
         let simd = if simd.available() {
             simd
         } else {
@@ -164,11 +224,11 @@ impl FloatMaxPool {
                 match simd {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `available()` said the CPU has AVX-512F.
-                    Simd::Avx512 => unsafe { x86::avx512(g, input, first, out, scratch) },
+                    Simd::Avx512 => unsafe { x86::avx512(g, post, input, first, out, scratch) },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `available()` said the CPU has AVX2.
-                    Simd::Avx2 => unsafe { x86::avx2(g, input, first, out, scratch) },
-                    Simd::Baseline => channels(g, input, first, out, scratch),
+                    Simd::Avx2 => unsafe { x86::avx2(g, post, input, first, out, scratch) },
+                    Simd::Baseline => channels(g, post, input, first, out, scratch),
                 }
             })
         });
@@ -177,10 +237,17 @@ impl FloatMaxPool {
     /// The operator's line in tract's graph dumps.
     fn describe(&self) -> String {
         let g = &self.geometry;
-        format!(
+        let mut line = format!(
             "{}x{} max pool, {} channels on {}x{}, stride {:?}, pad {:?}, {:?}",
             g.kernel[0], g.kernel[1], g.channels, g.height, g.width, g.stride, g.pad, self.simd
-        )
+        );
+        if let Some(low) = self.output.low {
+            line += &format!(", at least {low}");
+        }
+        if self.output.requantize.is_some() {
+            line += ", requantized";
+        }
+        line
     }
 }
 
@@ -189,10 +256,17 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The pool of channels `first ..`, as many as `out` holds, using `scratch` (all `f32::MIN`, the
-/// phases' image). Inlined into each instruction set's function.
+/// The pool of channels `first ..`, as many as `out` holds, each maximum through `output`, using
+/// `scratch` (all `f32::MIN`, the phases' image). Inlined into each instruction set's function.
 #[inline(always)]
-fn channels(g: &PoolGeometry, input: &[f32], first: usize, out: &mut [f32], scratch: &mut [f32]) {
+fn channels(
+    g: &PoolGeometry,
+    output: PoolOutput,
+    input: &[f32],
+    first: usize,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
     let (oh, ow) = g.output();
     let [kh, kw] = g.kernel;
     let [sy, sx] = g.stride;
@@ -223,7 +297,7 @@ fn channels(g: &PoolGeometry, input: &[f32], first: usize, out: &mut [f32], scra
         assert!(last + LANES <= image.len());
         for (y, row) in out.chunks_exact_mut(ow).enumerate() {
             for (block, dst) in row.chunks_mut(LANES).enumerate() {
-                let acc = fold(image, &offsets, y * step + block * LANES);
+                let acc = output.apply(fold(image, &offsets, y * step + block * LANES));
                 dst.copy_from_slice(&acc[..dst.len()]);
             }
         }
@@ -314,12 +388,13 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512(
         g: &PoolGeometry,
+        output: PoolOutput,
         input: &[f32],
         first: usize,
         out: &mut [f32],
         scratch: &mut [f32],
     ) {
-        channels(g, input, first, out, scratch)
+        channels(g, output, input, first, out, scratch)
     }
 
     /// [`channels`] compiled for AVX2.
@@ -329,12 +404,13 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn avx2(
         g: &PoolGeometry,
+        output: PoolOutput,
         input: &[f32],
         first: usize,
         out: &mut [f32],
         scratch: &mut [f32],
     ) {
-        channels(g, input, first, out, scratch)
+        channels(g, output, input, first, out, scratch)
     }
 }
 
@@ -385,7 +461,13 @@ mod tests {
 
     fn run(g: &PoolGeometry, input: &[f32], simd: Simd) -> Vec<f32> {
         let (oh, ow) = g.output();
-        let op = FloatMaxPool::new(g.clone(), tvec![1, g.channels, oh, ow], simd).unwrap();
+        let op = FloatMaxPool::new(
+            g.clone(),
+            PoolOutput::default(),
+            tvec![1, g.channels, oh, ow],
+            simd,
+        )
+        .unwrap();
         let mut out = vec![f32::NAN; g.channels * oh * ow];
         op.convolve(input, &mut out, simd);
         out
@@ -499,11 +581,98 @@ mod tests {
         }
     }
 
+    /// The graph's order: `Max(v, low)` on every input value (as tract's `Max` on x86-64, a NaN
+    /// becomes `low`), the pool, then the fused pair's f32 operations.
+    fn graph_order(g: &PoolGeometry, output: PoolOutput, input: &[f32]) -> Vec<f32> {
+        let bounded: Vec<f32> = match output.low {
+            Some(low) => input.iter().map(|v| v.max(low)).collect(),
+            None => input.to_vec(),
+        };
+        let mut out = reference(g, &bounded);
+        if let Some(r) = output.requantize {
+            let z = f32::from(r.zero_point);
+            for v in &mut out {
+                let q = (*v * r.inv_scale).max(-z).min(255.0 - z);
+                *v = (q + ROUNDING_BIAS - ROUNDING_BIAS) * r.scale;
+            }
+        }
+        out
+    }
+
+    /// A ReLU taken from before the pool and a pair from after it give the graph's values: bit
+    /// for bit with the pair, equal without it (a zero's sign may differ).
+    #[test]
+    fn a_relu_before_and_a_pair_after_give_the_graphs_values() {
+        let pair = Requantize {
+            inv_scale: 1.0 / 0.043,
+            zero_point: 7,
+            scale: 0.043,
+        };
+        for (i, g) in [
+            geometry(64, [112, 112], [3, 3], [2, 2], [0, 0, 1, 1]),
+            geometry(7, [15, 33], [3, 3], [2, 2], [1, 1, 1, 1]),
+            geometry(3, [9, 20], [3, 1], [1, 3], [1, 0, 2, 0]),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let input = values(g.channels * g.height * g.width, 40 + i as u32);
+            let (oh, ow) = g.output();
+            for output in [
+                (Some(0.0), Some(pair)),
+                (None, Some(pair)),
+                (Some(0.0), None),
+                (Some(-1.25), None),
+            ]
+            .map(|(low, requantize)| PoolOutput { low, requantize })
+            {
+                let want = graph_order(g, output, &input);
+                for &simd in Simd::ALL.iter().filter(|s| s.available()) {
+                    let op =
+                        FloatMaxPool::new(g.clone(), output, tvec![1, g.channels, oh, ow], simd)
+                            .unwrap();
+                    let mut got = vec![f32::NAN; want.len()];
+                    op.convolve(&input, &mut got, simd);
+                    let case = format!("{simd:?} {output:?} on {g:?}");
+                    if output.requantize.is_some() {
+                        assert!(same_bits(&got, &want), "{case}");
+                    } else {
+                        assert_eq!(got, want, "{case}");
+                    }
+                }
+            }
+        }
+        // A bound that is not a number, or a pair that cannot be one, is refused.
+        let g = geometry(2, [4, 4], [3, 3], [2, 2], [1; 4]);
+        let shape = tvec![1, 2, 2, 2];
+        for output in [
+            PoolOutput {
+                low: Some(f32::NAN),
+                requantize: None,
+            },
+            PoolOutput {
+                low: None,
+                requantize: Some(Requantize { scale: 0.0, ..pair }),
+            },
+            PoolOutput {
+                low: None,
+                requantize: Some(Requantize {
+                    inv_scale: f32::INFINITY,
+                    ..pair
+                }),
+            },
+        ] {
+            let op = FloatMaxPool::new(g.clone(), output, shape.clone(), Simd::Baseline);
+            assert!(op.is_err(), "{output:?}");
+        }
+    }
+
     #[test]
     fn shapes_it_does_not_take_are_refused() {
         let g = geometry(2, [4, 4], [3, 3], [2, 2], [1; 4]);
-        assert!(FloatMaxPool::new(g.clone(), tvec![1, 2, 2, 2], Simd::Baseline).is_ok());
-        assert!(FloatMaxPool::new(g.clone(), tvec![1, 2, 2, 3], Simd::Baseline).is_err());
+        let none = PoolOutput::default();
+        assert!(FloatMaxPool::new(g.clone(), none, tvec![1, 2, 2, 2], Simd::Baseline).is_ok());
+        assert!(FloatMaxPool::new(g.clone(), none, tvec![1, 2, 2, 3], Simd::Baseline).is_err());
         for bad in [
             geometry(2, [4, 4], [3, 3], [2, 2], [3, 1, 1, 1]),
             geometry(2, [4, 4], [17, 3], [2, 2], [0; 4]),
@@ -514,7 +683,7 @@ mod tests {
         ] {
             assert!(!bad.is_valid(), "{bad:?}");
             assert!(
-                FloatMaxPool::new(bad.clone(), tvec![1], Simd::Baseline).is_err(),
+                FloatMaxPool::new(bad.clone(), none, tvec![1], Simd::Baseline).is_err(),
                 "{bad:?}"
             );
         }

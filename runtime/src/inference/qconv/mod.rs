@@ -107,7 +107,7 @@ mod x86_64;
 pub(crate) use channels_first::ChannelsFirst;
 pub(crate) use depthwise::{DepthwiseGeometry, QDepthwise};
 pub(crate) use float_depthwise::{FloatDepthwise, Simd};
-pub(crate) use max_pool::{same_padding, FloatMaxPool, PoolGeometry};
+pub(crate) use max_pool::{same_padding, FloatMaxPool, PoolGeometry, PoolOutput};
 use portable::{convolve_portable, quantize_portable};
 pub(crate) use residual::ResidualAdd;
 pub(crate) use space_to_depth::SpaceToDepth;

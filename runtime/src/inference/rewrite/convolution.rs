@@ -357,7 +357,7 @@ pub(super) fn absorb_input_clip(
 
 /// The number `node` combines node `from`'s output with, when `node` is an f32 binary `Op` of that
 /// output and one constant number, with the output's shape.
-fn scalar_operand<Op: tract_onnx::tract_core::ops::binary::BinMiniOp>(
+pub(super) fn scalar_operand<Op: tract_onnx::tract_core::ops::binary::BinMiniOp>(
     model: &TypedModel,
     node: &TypedNode,
     from: usize,

@@ -1,16 +1,43 @@
 //! The max pool pass: tract's f32 `MaxPool` over a CHW image becomes prescreen's
-//! [`FloatMaxPool`], which computes the same values bit for bit.
+//! [`FloatMaxPool`], which computes the same values bit for bit, with the ReLU before it and the
+//! quantize/dequantize pair after it where there are such.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec};
+use tract_onnx::tract_core::ops::math;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use crate::inference::qconv::{same_padding, FloatMaxPool, PoolGeometry, Simd};
+use super::convolution::scalar_operand;
+use super::fuse::pair_at;
+use crate::inference::qconv::{
+    same_padding, FloatMaxPool, PoolGeometry, PoolOutput, Requantize, Simd,
+};
+
+/// What [`max_pools`] replaced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pools {
+    /// Max pools now [`FloatMaxPool`]s.
+    pub(crate) pools: usize,
+    /// Quantize/dequantize pairs after them that they took (f32 arithmetic in the pool).
+    pub(crate) pairs: usize,
+}
+
+/// One pool the pass replaces, found before any patch is applied.
+struct Found {
+    pool: usize,
+    op: FloatMaxPool,
+    /// The ReLU before the pool (its `Max`'s input is the operator's) and the pair's two nodes.
+    absorbed: Vec<usize>,
+    input: OutletId,
+    /// The node whose output the operator's replaces.
+    last: usize,
+}
 
 /// Replaces each 2-D f32 max pool over one channel-first image (no dilation, explicit, `SAME` or no
 /// padding, no index output, a shape [`PoolGeometry::is_valid`] takes, not 2×2) with a
-/// [`FloatMaxPool`] on `simd`. Returns how many were replaced.
-pub(crate) fn max_pools(model: &mut TypedModel, simd: Simd) -> TractResult<usize> {
+/// [`FloatMaxPool`] on `simd`, which takes a ReLU-like `Max` with one number before it and a
+/// quantize/dequantize pair after it where each is the other's only reader (`qconv::max_pool`).
+pub(crate) fn max_pools(model: &mut TypedModel, simd: Simd) -> TractResult<Pools> {
     let mut found = vec![];
     for node in &model.nodes {
         let Some(pool) = node.op_as::<MaxPool>() else {
@@ -26,17 +53,75 @@ pub(crate) fn max_pools(model: &mut TypedModel, simd: Simd) -> TractResult<usize
         else {
             continue;
         };
+        let mut absorbed = vec![];
+        let (mut input, mut last) = (node.inputs[0], node.id);
+        let mut output = PoolOutput::default();
+        if let Some((low, relu)) = relu_before(model, node)? {
+            output.low = Some(low);
+            absorbed.push(relu.id);
+            input = relu.inputs[0];
+        }
+        let outputs = model.output_outlets()?;
+        if !outputs.contains(&OutletId::new(node.id, 0)) {
+            if let Some(quant) = model.single_succ(node.id)? {
+                if let Some((inv_scale, zero_point, scale, dequant)) = pair_at(model, quant.id)? {
+                    output.requantize = Some(Requantize {
+                        inv_scale,
+                        zero_point,
+                        scale,
+                    });
+                    absorbed.extend([quant.id, dequant]);
+                    last = dequant;
+                }
+            }
+        }
         // The operator checks that its output holds what the geometry gives (`ceil_mode` does
-        // not) and refuses a shape it does not take: tract keeps those.
-        if let Ok(op) = FloatMaxPool::new(geometry, out_shape.into(), simd) {
-            found.push((node.id, op));
+        // not) and refuses a shape or a pair it does not take: tract keeps those.
+        let out_shape = out_shape.into();
+        if let Ok(op) = FloatMaxPool::new(geometry, output, out_shape, simd) {
+            found.push(Found {
+                pool: node.id,
+                op,
+                absorbed,
+                input,
+                last,
+            });
         }
     }
-    let replaced = found.len();
-    for (id, op) in found {
-        super::replace(model, id, id, &[], "max_pool", op)?;
+    let mut replaced = Pools::default();
+    for f in found {
+        replaced.pools += 1;
+        replaced.pairs += usize::from(f.last != f.pool);
+        let chain: [(&str, Box<dyn TypedOp>); 1] = [("max_pool", Box::new(f.op))];
+        super::chain_reading(model, f.input, f.pool, f.last, &f.absorbed, chain)?;
     }
     Ok(replaced)
+}
+
+/// When the pool's input is an f32 `Max` with one number (a ReLU) that nothing else reads: that
+/// number and the `Max`'s node.
+fn relu_before<'m>(
+    model: &'m TypedModel,
+    pool: &TypedNode,
+) -> TractResult<Option<(f32, &'m TypedNode)>> {
+    let into_pool = pool.inputs[0];
+    let max = &model.nodes[into_pool.node];
+    let read_once = model.single_succ(max.id)?.is_some_and(|n| n.id == pool.id);
+    if into_pool.slot != 0
+        || max.outputs.len() != 1
+        || !read_once
+        || model.output_outlets()?.contains(&into_pool)
+    {
+        return Ok(None);
+    }
+    let Some(&from) = max.inputs.first() else {
+        return Ok(None);
+    };
+    if from.slot != 0 {
+        return Ok(None);
+    }
+    let low = scalar_operand::<math::Max>(model, max, from.node)?;
+    Ok(low.map(|low| (low, max)))
 }
 
 /// The pool's shape, if the pass takes it.

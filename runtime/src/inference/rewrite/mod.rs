@@ -24,7 +24,7 @@ mod weights;
 pub(crate) use float_depthwise::float_depthwise_convolutions;
 pub(crate) use fuse::{fuse_quantize_dequantize, residual_adds, Pairs, ROUNDING_BIAS};
 pub(crate) use integer::quantized_convolutions;
-pub(crate) use layout::{channels_first, subsamples};
+pub(crate) use layout::{channels_first, subsample_before_einsums, subsamples};
 pub(crate) use max_pool::max_pools;
 pub(crate) use weights::QuantizedWeights;
 
@@ -112,6 +112,9 @@ pub(crate) fn apply(
         fused += fuse_quantize_dequantize(&mut typed, Pairs::NotAroundConvolutions)
             .map_err(|e| format!("rewriting quantize/dequantize pairs: {e:#}"))?;
         typed = declutter_keeping_layout(typed).map_err(|e| format!("{e:#}"))?;
+        let thinned = subsample_before_einsums(&mut typed)
+            .map_err(|e| format!("moving subsampling before 1×1 convolutions: {e:#}"))?;
+        log::debug!("{thinned} subsamplings moved before the 1×1 convolution they thin");
         integer = quantized_convolutions(&mut typed, &weights, kernel)
             .map_err(|e| format!("rewriting quantized convolutions: {e:#}"))?;
         // A graph nothing was rewritten in is decluttered again, with the layout tract's full
@@ -138,10 +141,16 @@ pub(crate) fn apply(
             simd.name()
         );
     }
-    // Every f32 max pool, in any file: tract's walks its windows one value at a time.
+    // Every f32 max pool, in any file: tract's walks its windows one value at a time. A pair the
+    // pool takes is fused as the others are, into the pool's f32 arithmetic.
     let simd = Simd::detect();
-    let pools = max_pools(&mut typed, simd).map_err(|e| format!("rewriting max pools: {e:#}"))?;
-    log::debug!("{pools} max pools on prescreen's kernel ({})", simd.name());
+    let max_pool::Pools { pools, pairs } =
+        max_pools(&mut typed, simd).map_err(|e| format!("rewriting max pools: {e:#}"))?;
+    log::debug!(
+        "{pools} max pools on prescreen's kernel ({}), {pairs} with their output's pair",
+        simd.name()
+    );
+    fused += pairs;
     let transposes = channels_first(&mut typed)
         .map_err(|e| format!("rewriting the input's transpose: {e:#}"))?;
     log::debug!("{transposes} channels-last inputs transposed by prescreen's copy");

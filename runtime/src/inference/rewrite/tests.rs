@@ -69,16 +69,6 @@ fn quantized_model(
     groups: usize,
     stride: usize,
 ) -> (TypedModel, QuantizedWeights, Vec<f32>) {
-    let taps = kernel * kernel;
-    let per_group = channels / groups;
-    let q: Vec<i8> = (0..out_channels * per_group * taps)
-        .map(|i| ((i * 37 + 11) % 255) as u8 as i8)
-        .collect();
-    let scales: Vec<f32> = (0..out_channels)
-        .map(|o| 0.002 + 0.0003 * o as f32)
-        .collect();
-    let bias: Vec<f32> = (0..out_channels).map(|o| 0.1 * o as f32 - 0.3).collect();
-    let folded = fold(&q, &scales);
     let mut model = TypedModel::default();
     let x = model
         .add_source("x", f32::fact([1, channels, size, size]))
@@ -92,9 +82,59 @@ fn quantized_model(
             .wire_node("xdq", DequantizeLinearF32::new(0.02, 3), &x)
             .unwrap();
     }
+    let mut weights = QuantizedWeights::default();
+    let shape = (channels, out_channels, kernel);
+    let y = wire_quantized_conv(
+        &mut model,
+        x[0],
+        "conv",
+        shape,
+        groups,
+        stride,
+        &mut weights,
+    );
+    model.select_output_outlets(&[y]).unwrap();
+    (
+        model.into_decluttered().unwrap(),
+        weights,
+        image(channels, size),
+    )
+}
+
+/// An input for a `channels`×`size`×`size` image, on the grid of [`quantized_model`]'s input pair.
+fn image(channels: usize, size: usize) -> Vec<f32> {
+    (0..channels * size * size)
+        .map(|i| ((i * 29 % 256) as f32 - 3.0) * 0.02)
+        .collect()
+}
+
+/// `x → Conv (kernel: s8 weights folded to f32, bias) → Q → DQ`, the convolution as
+/// [`quantized_model`] makes it (`channels` in, `out_channels` out, `kernel`×`kernel`), named
+/// after `at`; its integer weights added to `weights`.
+fn wire_quantized_conv(
+    model: &mut TypedModel,
+    x: OutletId,
+    at: &str,
+    (channels, out_channels, kernel): (usize, usize, usize),
+    groups: usize,
+    stride: usize,
+    weights: &mut QuantizedWeights,
+) -> OutletId {
+    let taps = kernel * kernel;
+    let per_group = channels / groups;
+    let q: Vec<i8> = (0..out_channels * per_group * taps)
+        .map(|i| ((i * 37 + 11) % 255) as u8 as i8)
+        .collect();
+    let scales: Vec<f32> = (0..out_channels)
+        .map(|o| 0.002 + 0.0003 * o as f32)
+        .collect();
+    let bias: Vec<f32> = (0..out_channels).map(|o| 0.1 * o as f32 - 0.3).collect();
+    let folded = fold(&q, &scales);
     let k = Tensor::from_shape(&[out_channels, per_group, kernel, kernel], &folded).unwrap();
-    let k = model.add_const("kernel", k).unwrap();
-    let b = model.add_const("bias", tensor1(&bias)).unwrap();
+    let k = model.add_const(format!("{at}.kernel"), k).unwrap();
+    let b = model
+        .add_const(format!("{at}.bias"), tensor1(&bias))
+        .unwrap();
     let pad = kernel / 2;
     let before = if stride == 2 { 0 } else { pad };
     let spec = PoolSpec::new(
@@ -107,20 +147,15 @@ fn quantized_model(
         out_channels,
     );
     let conv = Conv::new(spec, KernelFormat::OIHW, groups, None);
-    let y = model.wire_node("conv", conv, &[x[0], k, b]).unwrap();
+    let y = model.wire_node(at, conv, &[x, k, b]).unwrap();
     let y = model
-        .wire_node("yq", quantize_linear_u8(1.0 / 0.05, 100), &y)
+        .wire_node(format!("{at}.yq"), quantize_linear_u8(1.0 / 0.05, 100), &y)
         .unwrap();
     let y = model
-        .wire_node("ydq", DequantizeLinearF32::new(0.05, 100), &y)
+        .wire_node(format!("{at}.ydq"), DequantizeLinearF32::new(0.05, 100), &y)
         .unwrap();
-    model.select_output_outlets(&y).unwrap();
-    let mut weights = QuantizedWeights::default();
     weights.add(q, scales);
-    let input = (0..channels * size * size)
-        .map(|i| ((i * 29 % 256) as f32 - 3.0) * 0.02)
-        .collect();
-    (model.into_decluttered().unwrap(), weights, input)
+    y[0]
 }
 
 fn run_image(model: TypedModel, shape: &[usize], xs: &[f32]) -> Vec<f32> {
@@ -257,6 +292,207 @@ fn strided_quantized_convolutions_become_integer_ones_over_stacked_blocks() {
             false,
         );
     }
+}
+
+/// [`quantized_conv_model`] (1×1) with its output subsampled by `stride` in rows and columns
+/// (from `offset`), decluttered as the loader has it: tract pulls the subsampling up through the
+/// output's pair and the bias add, to the convolution's `EinSum`, as it does in open_nsfw before
+/// each stage's first, strided block.
+fn subsampled_pointwise_model(
+    channels: usize,
+    size: usize,
+    out_channels: usize,
+    (stride, offset): (isize, usize),
+) -> (TypedModel, QuantizedWeights, Vec<f32>) {
+    let (mut model, weights, input) = quantized_conv_model(channels, size, out_channels, 1, true);
+    let mut y = model.output_outlets().unwrap()[0];
+    for axis in [2, 3] {
+        let down = tract_onnx::tract_core::ops::Downsample::new(axis, stride, offset);
+        y = model.wire_node(format!("down{axis}"), down, &[y]).unwrap()[0];
+    }
+    model.select_output_outlets(&[y]).unwrap();
+    (model.into_decluttered().unwrap(), weights, input)
+}
+
+/// The names of the operators `model`'s output is computed with, in order.
+fn evaluated(model: &TypedModel) -> Vec<String> {
+    let order = model.eval_order().unwrap();
+    order
+        .iter()
+        .map(|&id| model.nodes[id].op().name().to_string())
+        .collect()
+}
+
+/// A 1×1 convolution whose output tract subsamples right after its `EinSum` reads a subsampled
+/// input instead, and so becomes one integer convolution with its bias and output pair, computing
+/// the float graph's outputs.
+#[test]
+fn a_subsampled_pointwise_convolution_reads_a_subsampled_input() {
+    for (size, stride) in [(6, 2), (7, 2), (9, 3)] {
+        let (channels, out_channels) = (20, 16);
+        let (model, weights, input) =
+            subsampled_pointwise_model(channels, size, out_channels, (stride, 0));
+        let case = format!("size {size}, stride {stride}");
+        let before = evaluated(&model);
+        let at = before.iter().position(|n| n == "EinSum").expect(&case);
+        assert_eq!(before[at + 1], "Downsample", "{case}: {before:?}");
+        let shape = [1, channels, size, size];
+        let float = run_image(model.clone(), &shape, &input);
+        let out = size.div_ceil(stride as usize);
+        assert_eq!(float.len(), out_channels * out * out, "{case}");
+        let mut thinned = model.clone();
+        assert_eq!(subsample_before_einsums(&mut thinned).unwrap(), 2, "{case}");
+        // Both subsamplings before the sum (tract pulls them on up, to the input), and the pass
+        // has nothing left to move.
+        let names = evaluated(&thinned);
+        let at = names.iter().position(|n| n == "EinSum").expect(&case);
+        let downs: Vec<usize> = (0..names.len())
+            .filter(|&i| names[i] == "Downsample")
+            .collect();
+        assert!(downs.len() == 2 && downs[1] < at, "{case}: {names:?}");
+        let reads_input = thinned.nodes.iter().any(|n| {
+            n.op_is::<tract_onnx::tract_core::ops::Downsample>()
+                && thinned.nodes[n.inputs[0].node].op().name() == "Source"
+        });
+        assert!(reads_input, "{case}: {names:?}");
+        assert_eq!(subsample_before_einsums(&mut thinned).unwrap(), 0, "{case}");
+        // The same sums (tract's kernels may order a sum of another width differently).
+        let thinned_float = run_image(thinned.clone(), &shape, &input);
+        assert_one_step_apart_at_most(Kernel::Portable, &float, &thinned_float);
+        for simd in kernels() {
+            let mut rewritten = thinned.clone();
+            assert_eq!(
+                quantized_convolutions(&mut rewritten, &weights, simd).unwrap(),
+                1
+            );
+            // The bias and the output's pair are in the integer convolution, the graph's last
+            // operator.
+            let names = evaluated(&rewritten);
+            assert_eq!(names.last().map(String::as_str), Some("QConv"), "{case}");
+            assert!(!names.iter().any(|n| n == "Add"), "{case}: {names:?}");
+            let integer = run_image(rewritten, &shape, &input);
+            assert_one_step_apart_at_most(simd, &float, &integer);
+        }
+    }
+}
+
+/// A ResNet's block before a strided one: a 3×3 convolution, then a 1×1 one whose output the
+/// next block subsamples by 2. Moved before the 1×1 convolution, tract pulls the subsampling into
+/// the 3×3 one (stride 2): both become integer ones (the strided one over stacked blocks) with
+/// their biases and pairs, computing the float graph's outputs. With `SAME` padding (which tract
+/// would split anew for a stride of 2) nothing moves.
+#[test]
+fn a_subsampling_before_a_pointwise_convolution_strides_the_convolution_before_it() {
+    let (channels, mid, out_channels, size) = (8, 12, 16, 10);
+    for same in [false, true] {
+        let mut model = TypedModel::default();
+        let x = model
+            .add_source("x", f32::fact([1, channels, size, size]))
+            .unwrap();
+        let x = model
+            .wire_node("xq", quantize_linear_u8(1.0 / 0.02, 3), &[x])
+            .unwrap();
+        let x = model
+            .wire_node("xdq", DequantizeLinearF32::new(0.02, 3), &x)
+            .unwrap();
+        let mut weights = QuantizedWeights::default();
+        let shapes = [(channels, mid, 3), (mid, out_channels, 1)];
+        let y = wire_quantized_conv(&mut model, x[0], "b", shapes[0], 1, 1, &mut weights);
+        if same {
+            let b = model.node_by_name_mut("b").unwrap();
+            let conv = b.op_as_mut::<Conv>().unwrap();
+            conv.pool_spec.padding = PaddingSpec::SameUpper;
+        }
+        let mut y = wire_quantized_conv(&mut model, y, "c", shapes[1], 1, 1, &mut weights);
+        for axis in [2, 3] {
+            let down = tract_onnx::tract_core::ops::Downsample::new(axis, 2, 0);
+            y = model.wire_node(format!("down{axis}"), down, &[y]).unwrap()[0];
+        }
+        model.select_output_outlets(&[y]).unwrap();
+        let model = model.into_decluttered().unwrap();
+        let (shape, input) = ([1, channels, size, size], image(channels, size));
+        let float = run_image(model.clone(), &shape, &input);
+        assert_eq!(float.len(), out_channels * 5 * 5);
+        let mut thinned = model.clone();
+        if same {
+            // Pulled up, it would stop right after the convolution, which tract would then
+            // stride wrongly: it stays after the sum.
+            assert_eq!(subsample_before_einsums(&mut thinned).unwrap(), 0);
+            assert_eq!(evaluated(&thinned), evaluated(&model));
+            assert_eq!(run_image(thinned, &shape, &input), float);
+            continue;
+        }
+        assert_eq!(subsample_before_einsums(&mut thinned).unwrap(), 2);
+        let names = evaluated(&thinned);
+        assert!(!names.iter().any(|n| n == "Downsample"), "{names:?}");
+        let strides = thinned
+            .nodes
+            .iter()
+            .filter_map(|n| n.op_as::<Conv>())
+            .map(|c| c.pool_spec.strides.clone())
+            .collect::<Vec<_>>();
+        assert_eq!(strides, [Some(tvec![2, 2])]);
+        assert_one_step_apart_at_most(
+            Kernel::Portable,
+            &float,
+            &run_image(thinned.clone(), &shape, &input),
+        );
+        for simd in kernels() {
+            let mut rewritten = thinned.clone();
+            assert_eq!(
+                quantized_convolutions(&mut rewritten, &weights, simd).unwrap(),
+                2
+            );
+            let names = evaluated(&rewritten);
+            assert_eq!(
+                names[names.len() - 3..],
+                ["SpaceToDepth", "QConv", "QConv"],
+                "{names:?}"
+            );
+            let integer = run_image(rewritten, &shape, &input);
+            assert_one_step_apart_at_most(simd, &float, &integer);
+        }
+    }
+}
+
+/// A subsampling from another offset than 0, of a sum another operator also reads, or of an axis
+/// the sum's inputs do not carry one to one, stays where it is.
+#[test]
+fn a_subsampling_stays_after_a_sum_it_cannot_thin_alone() {
+    let ein = |expr: &str| {
+        tract_onnx::tract_core::ops::einsum::EinSum::new(expr.parse().unwrap(), f32::datum_type())
+    };
+    let down = |axis| tract_onnx::tract_core::ops::Downsample::new(axis, 2, 0);
+    // Read twice: by the subsampling and as an output of the model.
+    // From offset 1.
+    let (model, ..) = subsampled_pointwise_model(20, 7, 16, (2, 1));
+    let mut thinned = model.clone();
+    assert_eq!(subsample_before_einsums(&mut thinned).unwrap(), 0);
+    assert_eq!(evaluated(&thinned), evaluated(&model));
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([1, 4, 6, 6])).unwrap();
+    let w = model
+        .add_const("w", Tensor::from_shape(&[3, 4], &[0.5f32; 12]).unwrap())
+        .unwrap();
+    let y = model
+        .wire_node("sum", ein("nihw,oi->nohw"), &[x, w])
+        .unwrap()[0];
+    let d = model.wire_node("down", down(2), &[y]).unwrap()[0];
+    model.select_output_outlets(&[d, y]).unwrap();
+    assert_eq!(subsample_before_einsums(&mut model).unwrap(), 0);
+    // Rows carried by both inputs (a per-row weight): each would have to be thinned.
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact([1, 4, 6, 6])).unwrap();
+    let w = model
+        .add_const("w", Tensor::from_shape(&[6, 4], &[0.5f32; 24]).unwrap())
+        .unwrap();
+    let y = model
+        .wire_node("sum", ein("nihw,hi->nhw"), &[x, w])
+        .unwrap()[0];
+    let d = model.wire_node("down", down(1), &[y]).unwrap()[0];
+    model.select_output_outlets(&[d]).unwrap();
+    assert_eq!(subsample_before_einsums(&mut model).unwrap(), 0);
+    assert!(evaluated(&model).ends_with(&["EinSum".to_string(), "Downsample".to_string()]));
 }
 
 #[test]
