@@ -105,29 +105,48 @@ impl SpaceToDepth {
 
     /// Writes `input`'s 2×2 blocks as channels into `output`, padding with `0.0`, the input
     /// starting `before` (rows, columns) into the padded image.
+    ///
+    /// Each input row is copied once into a padded row (its padding `0.0` from the start), whose
+    /// even and odd columns then go to the row's two planes in one pass, a loop the compiler
+    /// vectorizes (`ld2` on aarch64): a column at a time it took 13 aarch64 instructions per
+    /// value.
     fn rearrange(&self, input: &[f32], output: &mut [f32], before: (usize, usize)) {
         let (h, w) = (self.height, self.width);
         let (oh, ow) = (self.out_height, self.out_width);
-        assert!(
-            input.len() == self.channels * h * w && output.len() == 4 * self.channels * oh * ow
-        );
+        let plane = oh * ow;
+        assert!(input.len() == self.channels * h * w && output.len() == 4 * self.channels * plane);
         let (top, left) = before;
-        for (plane, out) in output.chunks_exact_mut(oh * ow).enumerate() {
-            let (c, py, px) = (plane / 4, plane / 2 % 2, plane % 2);
-            let channel = &input[c * h * w..(c + 1) * h * w];
-            for (y, row) in out.chunks_exact_mut(ow).enumerate() {
-                // The padded image's row 2y + py is the input's row 2y + py − top.
-                let Some(iy) = (2 * y + py).checked_sub(top).filter(|&iy| iy < h) else {
-                    row.fill(0.0);
-                    continue;
-                };
-                let src = &channel[iy * w..(iy + 1) * w];
-                for (x, o) in row.iter_mut().enumerate() {
-                    *o = (2 * x + px)
-                        .checked_sub(left)
-                        .and_then(|ix| src.get(ix))
-                        .copied()
-                        .unwrap_or(0.0);
+        // The padded row: `left` zeros, the input row, zeros to its end (two per output column:
+        // the padded width rounded up to even, at least `left + w`).
+        assert!(left + w <= 2 * ow, "the padded width holds the input row");
+        let mut padded = vec![0.0f32; 2 * ow];
+        for (channel, planes) in input
+            .chunks_exact(h * w)
+            .zip(output.chunks_exact_mut(4 * plane))
+        {
+            // Planes 2·py + px of the channel: row phase py, column phase px.
+            for (py, pair) in planes.chunks_exact_mut(2 * plane).enumerate() {
+                let (evens, odds) = pair.split_at_mut(plane);
+                for (y, (even, odd)) in evens
+                    .chunks_exact_mut(ow)
+                    .zip(odds.chunks_exact_mut(ow))
+                    .enumerate()
+                {
+                    // The padded image's row 2y + py is the input's row 2y + py − top.
+                    let Some(iy) = (2 * y + py).checked_sub(top).filter(|&iy| iy < h) else {
+                        even.fill(0.0);
+                        odd.fill(0.0);
+                        continue;
+                    };
+                    padded[left..left + w].copy_from_slice(&channel[iy * w..(iy + 1) * w]);
+                    for ((e, o), columns) in even
+                        .iter_mut()
+                        .zip(odd.iter_mut())
+                        .zip(padded.chunks_exact(2))
+                    {
+                        *e = columns[0];
+                        *o = columns[1];
+                    }
                 }
             }
         }

@@ -256,6 +256,7 @@ fn every_simd_kernel_matches_the_portable_one_bit_for_bit() {
         for (i, g) in geometries().into_iter().enumerate() {
             for (zero, requant) in [
                 (0u8, false),
+                (0, true),
                 (3, true),
                 (200, false),
                 (128, true),
@@ -328,20 +329,10 @@ fn the_neon_kernel_sums_two_products_in_16_bits_only_where_they_cannot_overflow(
     assert!(!safe(&[-128i8; 16]));
 }
 
-#[test]
-fn extreme_inputs_quantize_alike_in_every_kernel() {
-    // NaN, infinities, values far outside the grid and exact ties: the SIMD quantizers must
-    // clamp and round them as `quantize_one` does.
-    let g = Geometry {
-        channels: 6,
-        height: 3,
-        width: 11,
-        kernel: [1, 1],
-        pad: [0; 4],
-        out_channels: 9,
-    };
-    let (op, mut input, _) = case(g, 7, true, 5);
-    let specials = [
+/// Every third value of `input` replaced by one of NaN, the infinities, `-0.0`, values far
+/// outside any quantization grid, ties and the smallest normal number, in turn.
+pub(super) fn with_extremes(input: &mut [f32]) {
+    const EXTREMES: [f32; 10] = [
         f32::NAN,
         f32::INFINITY,
         f32::NEG_INFINITY,
@@ -354,18 +345,37 @@ fn extreme_inputs_quantize_alike_in_every_kernel() {
         f32::MIN_POSITIVE,
     ];
     for (i, v) in input.iter_mut().enumerate().step_by(3) {
-        *v = specials[i / 3 % specials.len()];
+        *v = EXTREMES[i / 3 % EXTREMES.len()];
     }
-    for kernel in Kernel::SIMD {
-        if !kernel.available() {
-            missing(kernel);
-            continue;
+}
+
+#[test]
+fn extreme_inputs_quantize_alike_in_every_kernel() {
+    // NaN, infinities, values far outside the grid and exact ties: the SIMD quantizers must
+    // clamp and round them as `quantize_one` does.
+    let g = Geometry {
+        channels: 6,
+        height: 3,
+        width: 11,
+        kernel: [1, 1],
+        pad: [0; 4],
+        out_channels: 9,
+    };
+    // 7, and 0 (the NEON quantizer's saturating path).
+    for zero in [7, 0] {
+        let (op, mut input, _) = case(g.clone(), zero, true, 5);
+        with_extremes(&mut input);
+        for kernel in Kernel::SIMD {
+            if !kernel.available() {
+                missing(kernel);
+                continue;
+            }
+            let n = op.out_shape.iter().product();
+            let (mut simd, mut portable) = (vec![0f32; n], vec![1f32; n]);
+            op.convolve(&input, &mut simd, kernel);
+            op.convolve(&input, &mut portable, Kernel::Portable);
+            assert_same_bits(kernel, &("extreme inputs", zero), &simd, &portable);
         }
-        let n = op.out_shape.iter().product();
-        let (mut simd, mut portable) = (vec![0f32; n], vec![1f32; n]);
-        op.convolve(&input, &mut simd, kernel);
-        op.convolve(&input, &mut portable, Kernel::Portable);
-        assert_same_bits(kernel, &"extreme inputs", &simd, &portable);
     }
 }
 

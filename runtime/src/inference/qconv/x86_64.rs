@@ -227,7 +227,12 @@ unsafe fn tile<const P: usize>(
         }
         let zero = _mm512_set1_epi32(op.zero_sums[oc]);
         for p in 0..P {
-            let sum = _mm512_sub_epi32(acc[p][o], zero);
+            // A zero point of 0 (every input after a ReLU) adds nothing to the sums.
+            let sum = if op.in_zero == 0 {
+                acc[p][o]
+            } else {
+                _mm512_sub_epi32(acc[p][o], zero)
+            };
             let v = finish16(sum, op.scales[oc], op.bias[oc], requant);
             let (mask, at) = plan[first + p];
             debug_assert!((o + 1) * per_channel <= output.len());

@@ -463,34 +463,30 @@ fn a_subsampling_stays_after_a_sum_it_cannot_thin_alone() {
         tract_onnx::tract_core::ops::einsum::EinSum::new(expr.parse().unwrap(), f32::datum_type())
     };
     let down = |axis| tract_onnx::tract_core::ops::Downsample::new(axis, 2, 0);
-    // Read twice: by the subsampling and as an output of the model.
     // From offset 1.
     let (model, ..) = subsampled_pointwise_model(20, 7, 16, (2, 1));
     let mut thinned = model.clone();
     assert_eq!(subsample_before_einsums(&mut thinned).unwrap(), 0);
     assert_eq!(evaluated(&thinned), evaluated(&model));
-    let mut model = TypedModel::default();
-    let x = model.add_source("x", f32::fact([1, 4, 6, 6])).unwrap();
-    let w = model
-        .add_const("w", Tensor::from_shape(&[3, 4], &[0.5f32; 12]).unwrap())
-        .unwrap();
-    let y = model
-        .wire_node("sum", ein("nihw,oi->nohw"), &[x, w])
-        .unwrap()[0];
-    let d = model.wire_node("down", down(2), &[y]).unwrap()[0];
-    model.select_output_outlets(&[d, y]).unwrap();
+    // `x` (1×4×6×6) summed with a constant of `shape` as `expr`, its `axis` subsampled by 2; the
+    // sum also an output of the model where `read_twice`.
+    let sum_then_down = |expr: &str, shape: &[usize], axis: usize, read_twice: bool| {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 4, 6, 6])).unwrap();
+        let n = shape.iter().product();
+        let w = Tensor::from_shape(shape, &vec![0.5f32; n]).unwrap();
+        let w = model.add_const("w", w).unwrap();
+        let y = model.wire_node("sum", ein(expr), &[x, w]).unwrap()[0];
+        let d = model.wire_node("down", down(axis), &[y]).unwrap()[0];
+        let outputs = if read_twice { vec![d, y] } else { vec![d] };
+        model.select_output_outlets(&outputs).unwrap();
+        model
+    };
+    // Read twice: by the subsampling and as an output of the model.
+    let mut model = sum_then_down("nihw,oi->nohw", &[3, 4], 2, true);
     assert_eq!(subsample_before_einsums(&mut model).unwrap(), 0);
     // Rows carried by both inputs (a per-row weight): each would have to be thinned.
-    let mut model = TypedModel::default();
-    let x = model.add_source("x", f32::fact([1, 4, 6, 6])).unwrap();
-    let w = model
-        .add_const("w", Tensor::from_shape(&[6, 4], &[0.5f32; 24]).unwrap())
-        .unwrap();
-    let y = model
-        .wire_node("sum", ein("nihw,hi->nhw"), &[x, w])
-        .unwrap()[0];
-    let d = model.wire_node("down", down(1), &[y]).unwrap()[0];
-    model.select_output_outlets(&[d]).unwrap();
+    let mut model = sum_then_down("nihw,hi->nhw", &[6, 4], 1, false);
     assert_eq!(subsample_before_einsums(&mut model).unwrap(), 0);
     assert!(evaluated(&model).ends_with(&["EinSum".to_string(), "Downsample".to_string()]));
 }

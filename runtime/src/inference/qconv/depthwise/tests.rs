@@ -1,4 +1,4 @@
-use super::super::tests::{assert_same_bits, missing, required_kernels, Rng};
+use super::super::tests::{assert_same_bits, missing, required_kernels, with_extremes, Rng};
 use super::*;
 
 /// A depthwise convolution with pseudo-random weights, scales and bias, and an input mostly on
@@ -218,21 +218,7 @@ fn extreme_inputs_and_weights_agree_in_every_kernel() {
     // against 255 is the largest product): every kernel must clamp, round and sum alike.
     let g = geometries()[3].clone();
     let (_, mut input, _) = case(g.clone(), 7, true, 5);
-    let specials = [
-        f32::NAN,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        -0.0,
-        1e30,
-        -1e30,
-        0.01,
-        0.03,
-        -0.01,
-        f32::MIN_POSITIVE,
-    ];
-    for (i, v) in input.iter_mut().enumerate().step_by(3) {
-        *v = specials[i / 3 % specials.len()];
-    }
+    with_extremes(&mut input);
     let weights: Vec<i8> = (0..g.channels * 9)
         .map(|i| if i % 2 == 0 { -128 } else { 127 })
         .collect();
