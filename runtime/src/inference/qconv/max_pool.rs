@@ -8,6 +8,13 @@
 //! contiguous floats, and folds the taps over blocks of 16 outputs: a vector compare and select
 //! per tap, which the compiler vectorizes for NEON, SSE2, AVX2 and AVX-512 from the one source.
 //!
+//! On aarch64, where what the pool stores hides the order of the fold ([`PoolOutput::order_free`]:
+//! a pair after it, as in open_nsfw, or a ReLU before it), the window's maximum is taken in two
+//! passes instead ([`separable`]): along each input row, where `ld2` splits a stride-2 row's
+//! columns on the fly, then down the rows' results. No phase image, no padding, and each row's
+//! maxima serve every output row whose window holds it. Tested against the fold, but not chosen by
+//! the loader yet ([`SEPARABLE_BY_DEFAULT`]): its first build measured slower.
+//!
 //! # What it computes
 //!
 //! tract's definition, bit for bit (checked against tract's own operator in the tests): each output
@@ -40,6 +47,10 @@ use tract_onnx::tract_core::internal::*;
 
 /// Channels per task of the thread pool.
 const CHANNELS_PER_TASK: usize = 8;
+
+/// Whether the loader picks [`separable`]'s aarch64 kernels where they apply (see
+/// [`FloatMaxPool::new`]).
+const SEPARABLE_BY_DEFAULT: bool = false;
 
 /// The shape of one max pool.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -148,6 +159,14 @@ impl PoolOutput {
             })
     }
 
+    /// Whether what this gives hides the fold's order: a pair after the pool (it maps both zeros
+    /// to one value, and `f32::MIN` and any lower number alike), or a bound of zero or more (which
+    /// replaces both zeros and `f32::MIN`). Then a window's maximum may be taken in any order
+    /// ([`separable`]), as long as no NaN is taken.
+    fn order_free(self) -> bool {
+        self.requantize.is_some() || self.low.is_some_and(|low| low >= 0.0)
+    }
+
     /// A block of maxima, bounded below by `low` and through the pair.
     #[inline(always)]
     fn apply(self, mut block: [f32; LANES]) -> [f32; LANES] {
@@ -175,6 +194,9 @@ pub(crate) struct FloatMaxPool {
     out_shape: TVec<usize>,
     /// Chosen when the model is loaded.
     simd: Simd,
+    /// Whether it runs [`separable`] (`Some`), and on its aarch64 kernels (`Some(true)`): on
+    /// aarch64, for an order-free output and a row window and stride they are written for.
+    separable: Option<bool>,
 }
 
 impl Eq for FloatMaxPool {}
@@ -197,11 +219,21 @@ impl FloatMaxPool {
             "max pool output out of range: {output:?}"
         );
         check_output_shape(&out_shape, geometry.channels, geometry.output())?;
+        // Not chosen yet: on open_nsfw's pool this build of the kernels cost 6.2 M guest
+        // instructions per int8 inference against the fold's 4.1 M (`profile.py`, `max`): the
+        // compare and select from `f32::MIN` compiles to six instructions per tap. Until a
+        // faster build is measured, the loader keeps the fold; the tests run both.
+        let separable = (SEPARABLE_BY_DEFAULT
+            && cfg!(target_arch = "aarch64")
+            && output.order_free()
+            && matches!((geometry.kernel[1], geometry.stride[1]), (2 | 3, 1 | 2)))
+        .then_some(true);
         Ok(FloatMaxPool {
             geometry,
             output,
             out_shape,
             simd,
+            separable,
         })
     }
 
@@ -216,11 +248,19 @@ impl FloatMaxPool {
         let (oh, ow) = g.output();
         assert!(input.len() >= g.channels * g.height * g.width);
         let output = &mut output[..g.channels * oh * ow];
-        let scratch_len = g.padded().0 * g.stride[1] * g.span();
+        let separable = self.separable;
+        let scratch_len = if separable.is_some() {
+            g.height * ow
+        } else {
+            g.padded().0 * g.stride[1] * g.span()
+        };
         in_chunks(output, CHANNELS_PER_TASK * oh * ow, |task, out| {
             with_scratch(&SCRATCH, scratch_len, |scratch| {
-                scratch.fill(f32::MIN);
                 let first = task * CHANNELS_PER_TASK;
+                if let Some(neon) = separable {
+                    return self::separable(g, post, input, first, out, scratch, neon);
+                }
+                scratch.fill(f32::MIN);
                 match simd {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `available()` said the CPU has AVX-512F.
@@ -246,6 +286,9 @@ impl FloatMaxPool {
         }
         if self.output.requantize.is_some() {
             line += ", requantized";
+        }
+        if self.separable.is_some() {
+            line += ", separable";
         }
         line
     }
@@ -341,6 +384,294 @@ fn fold(image: &[f32], offsets: &[usize], at: usize) -> [f32; LANES] {
             }
         }
         acc
+    }
+}
+
+/// [`channels`] for an order-free output ([`PoolOutput::order_free`]), as two passes: each input
+/// row's maximum over each output column's window (the fold, from `f32::MIN`, over the window's
+/// columns inside the row), then each output's maximum of those rows over its window's rows
+/// inside the image. The row pass takes no NaN, so the column pass sees numbers only; no padding
+/// is read. `neon` runs both passes' aarch64 kernels where they are written for the shape
+/// ([`FloatMaxPool::new`]); elsewhere, and where `neon` is false, the portable twin runs. Both
+/// give the fold's values after `output` (tests below).
+fn separable(
+    g: &PoolGeometry,
+    output: PoolOutput,
+    input: &[f32],
+    first: usize,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    neon: bool,
+) {
+    let (oh, ow) = g.output();
+    let [kh, kw] = g.kernel;
+    let [sy, sx] = g.stride;
+    let (top, left) = (g.pad[0], g.pad[1]);
+    let hw = g.height * g.width;
+    let count = out.len() / (oh * ow);
+    assert!(first + count <= g.channels && input.len() >= (first + count) * hw);
+    let rows = &mut scratch[..g.height * ow];
+    for i in 0..count {
+        let plane = &input[(first + i) * hw..(first + i + 1) * hw];
+        for (row, maxima) in plane.chunks_exact(g.width).zip(rows.chunks_exact_mut(ow)) {
+            // Output columns before `inside` have windows that begin in the padding.
+            let inside = left.div_ceil(sx).min(ow);
+            row_fold(row, maxima, 0..inside, kw, sx, left);
+            let done = if neon {
+                arm::rows(row, maxima, kw, sx, left, inside)
+            } else {
+                inside
+            };
+            row_fold(row, maxima, done..ow, kw, sx, left);
+        }
+        let rows = &rows[..];
+        let out = &mut out[i * oh * ow..(i + 1) * oh * ow];
+        for (y, dst) in out.chunks_exact_mut(ow).enumerate() {
+            // The window's rows inside the image: at least one (`PoolGeometry::is_valid`).
+            let start = (y * sy).saturating_sub(top);
+            let end = (y * sy + kh - top).min(g.height);
+            let window = &rows[start * ow..end * ow];
+            if !(neon && arm::columns(window, output, dst)) {
+                column_fold(window, output, dst);
+            }
+        }
+    }
+}
+
+/// The row pass's portable twin for output columns `xs`: the fold over each window's columns
+/// inside `row`.
+fn row_fold(
+    row: &[f32],
+    maxima: &mut [f32],
+    xs: std::ops::Range<usize>,
+    kw: usize,
+    sx: usize,
+    left: usize,
+) {
+    for x in xs {
+        // `kw > left` (`PoolGeometry::is_valid`): the window ends inside or after column 0.
+        let start = (x * sx).saturating_sub(left);
+        let end = (x * sx + kw - left).min(row.len());
+        maxima[x] = row[start..end]
+            .iter()
+            .fold(f32::MIN, |acc, &v| if v > acc { v } else { acc });
+    }
+}
+
+/// The column pass's portable twin for one output row: the maximum of `window`'s rows (each
+/// `dst.len()` long, numbers only), through `output`.
+fn column_fold(window: &[f32], output: PoolOutput, dst: &mut [f32]) {
+    let ow = dst.len();
+    for (b, d) in dst.chunks_mut(LANES).enumerate() {
+        let mut acc = [f32::MIN; LANES];
+        for row in window.chunks_exact(ow) {
+            for (a, &v) in acc.iter_mut().zip(&row[b * LANES..b * LANES + d.len()]) {
+                *a = a.max(v);
+            }
+        }
+        d.copy_from_slice(&output.apply(acc)[..d.len()]);
+    }
+}
+
+/// Where there are no aarch64 kernels: the portable twin does all.
+#[cfg(not(target_arch = "aarch64"))]
+mod arm {
+    use super::PoolOutput;
+
+    /// Nothing done: the first column not computed is `x`.
+    pub(super) fn rows(_: &[f32], _: &mut [f32], _: usize, _: usize, _: usize, x: usize) -> usize {
+        x
+    }
+
+    /// Nothing done.
+    pub(super) fn columns(_: &[f32], _: PoolOutput, _: &mut [f32]) -> bool {
+        false
+    }
+}
+
+/// [`separable`]'s aarch64 kernels (NEON is part of the base ISA: no run-time test).
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::{PoolOutput, ROUNDING_BIAS};
+    use std::arch::aarch64::*;
+
+    /// The row pass from output column `x` (whose window begins inside the row), 4 at a time
+    /// while each read stays inside `row`, for the windows and strides written out below (none
+    /// elsewhere). Returns the first column it did not compute.
+    pub(super) fn rows(
+        row: &[f32],
+        maxima: &mut [f32],
+        kw: usize,
+        sx: usize,
+        left: usize,
+        x: usize,
+    ) -> usize {
+        // SAFETY: NEON is part of the aarch64 base ISA.
+        unsafe {
+            match (kw, sx) {
+                (3, 2) => strided::<3>(row, maxima, left, x),
+                (2, 2) => strided::<2>(row, maxima, left, x),
+                (3, 1) => dense::<3>(row, maxima, left, x),
+                (2, 1) => dense::<2>(row, maxima, left, x),
+                _ => x,
+            }
+        }
+    }
+
+    /// One step of the fold: `if v > acc { v } else { acc }` (`fcmgt` is false where either is
+    /// NaN, so a NaN is never taken).
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn step(acc: float32x4_t, v: float32x4_t) -> float32x4_t {
+        vbslq_f32(vcgtq_f32(v, acc), v, acc)
+    }
+
+    /// Stride 2: `ld2` splits 8 columns into the even and the odd, each 4 windows' tap.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn strided<const KW: usize>(
+        row: &[f32],
+        maxima: &mut [f32],
+        left: usize,
+        mut x: usize,
+    ) -> usize {
+        // The furthest column read for outputs x..x + 4, past the first of x's window.
+        let reach = 2 * KW.div_ceil(2) + 6;
+        if 2 * x < left {
+            return x;
+        }
+        while x + 4 <= maxima.len() && 2 * x - left + reach <= row.len() {
+            let mut acc = vdupq_n_f32(f32::MIN);
+            for j in 0..KW.div_ceil(2) {
+                // SAFETY: columns 2x − left .. + reach lie inside the row (the loop's test).
+                let v = unsafe { vld2q_f32(row.as_ptr().add(2 * x - left + 2 * j)) };
+                acc = step(acc, v.0);
+                if 2 * j + 1 < KW {
+                    acc = step(acc, v.1);
+                }
+            }
+            // SAFETY: x + 4 ≤ maxima.len() (the loop's test).
+            unsafe { vst1q_f32(maxima.as_mut_ptr().add(x), acc) };
+            x += 4;
+        }
+        x
+    }
+
+    /// Stride 1: one load per tap.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn dense<const KW: usize>(row: &[f32], maxima: &mut [f32], left: usize, mut x: usize) -> usize {
+        if x < left {
+            return x;
+        }
+        while x + 4 <= maxima.len() && x - left + KW + 3 <= row.len() {
+            let mut acc = vdupq_n_f32(f32::MIN);
+            for dx in 0..KW {
+                // SAFETY: columns x − left .. + KW + 3 lie inside the row (the loop's test).
+                acc = step(acc, unsafe { vld1q_f32(row.as_ptr().add(x - left + dx)) });
+            }
+            // SAFETY: x + 4 ≤ maxima.len() (the loop's test).
+            unsafe { vst1q_f32(maxima.as_mut_ptr().add(x), acc) };
+            x += 4;
+        }
+        x
+    }
+
+    /// What the column pass applies ([`finish`]): the pair (and the bound, joined to its
+    /// lower clamp), the bound alone, or nothing.
+    const PAIR: u8 = 0;
+    const LOW: u8 = 1;
+    const NONE: u8 = 2;
+
+    /// `output`'s operations as vector ones (see [`columns`]).
+    #[derive(Clone, Copy)]
+    struct Finish {
+        inv: float32x4_t,
+        lo: float32x4_t,
+        hi: float32x4_t,
+        bias: float32x4_t,
+        scale: float32x4_t,
+        low: float32x4_t,
+    }
+
+    /// [`Finish`] on 4 maxima, the operations `MODE` names.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn finish<const MODE: u8>(f: Finish, v: float32x4_t) -> float32x4_t {
+        match MODE {
+            PAIR => {
+                let q = vminnmq_f32(vmaxnmq_f32(vmulq_f32(v, f.inv), f.lo), f.hi);
+                vmulq_f32(vsubq_f32(vaddq_f32(q, f.bias), f.bias), f.scale)
+            }
+            LOW => vbslq_f32(vcgtq_f32(v, f.low), v, f.low),
+            _ => v,
+        }
+    }
+
+    /// The column pass for one output row, where it has at least 4 columns (returns whether it
+    /// ran).
+    pub(super) fn columns(window: &[f32], output: PoolOutput, dst: &mut [f32]) -> bool {
+        if dst.len() < 4 {
+            return false;
+        }
+        // `max(v, low) · s` is `max(v · s, low · s)` for a scale above 0 (rounding is
+        // monotonic), so a bound joins the pair's lower clamp; a zero's sign, where the two
+        // differ, the rounding makes `+0`.
+        let (mode, f) = match (output.low, output.requantize) {
+            (low, Some(r)) => {
+                let z = f32::from(r.zero_point);
+                let lo = low.map_or(-z, |low| (low * r.inv_scale).max(-z));
+                (
+                    PAIR,
+                    [r.inv_scale, lo, 255.0 - z, ROUNDING_BIAS, r.scale, 0.0],
+                )
+            }
+            (Some(low), None) => (LOW, [0.0, 0.0, 0.0, 0.0, 0.0, low]),
+            (None, None) => (NONE, [0.0; 6]),
+        };
+        // SAFETY: NEON is part of the aarch64 base ISA.
+        unsafe {
+            let [inv, lo, hi, bias, scale, low] = f.map(|v| vdupq_n_f32(v));
+            let f = Finish {
+                inv,
+                lo,
+                hi,
+                bias,
+                scale,
+                low,
+            };
+            match mode {
+                PAIR => rows_of::<PAIR>(window, dst, f),
+                LOW => rows_of::<LOW>(window, dst, f),
+                _ => rows_of::<NONE>(window, dst, f),
+            }
+        }
+        true
+    }
+
+    /// The maximum of `window`'s rows (numbers only, so `fmax` is the maximum), through
+    /// [`finish`], 4 columns at a time; the last 4 overlap the ones before where the row is not
+    /// a multiple of 4 (the same values written again).
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn rows_of<const MODE: u8>(window: &[f32], dst: &mut [f32], f: Finish) {
+        let ow = dst.len();
+        let rows = window.len() / ow;
+        assert!(ow >= 4 && rows >= 1 && window.len() == rows * ow);
+        let mut x = 0;
+        while x < ow {
+            let at = x.min(ow - 4);
+            // SAFETY: `at + 4 ≤ ow`, so each row's 4 reads and the 4 writes lie inside.
+            unsafe {
+                let p = window.as_ptr().add(at);
+                let mut acc = vld1q_f32(p);
+                for r in 1..rows {
+                    acc = vmaxq_f32(acc, vld1q_f32(p.add(r * ow)));
+                }
+                vst1q_f32(dst.as_mut_ptr().add(at), finish::<MODE>(f, acc));
+            }
+            x += 4;
+        }
     }
 }
 
@@ -664,6 +995,84 @@ mod tests {
         ] {
             let op = FloatMaxPool::new(g.clone(), output, shape.clone(), Simd::Baseline);
             assert!(op.is_err(), "{output:?}");
+        }
+    }
+
+    /// The separable passes, the portable twin and (on aarch64) the NEON kernels, give the
+    /// fold's bits wherever the output is order-free: ties of both zeros, NaNs, infinities and
+    /// `f32::MIN`, windows cut by padding on every side, rows shorter than a vector or not a
+    /// multiple of 4, each kernel's shape and shapes it leaves to the twin. (Not signaling NaNs,
+    /// which no arithmetic produces: LLVM may turn a compare and select from `f32::MIN` into
+    /// `fmaxnm`, which takes one, in either path; seen in one aarch64 build and not another.)
+    #[test]
+    fn the_separable_passes_give_the_folds_values() {
+        let pair = Requantize {
+            inv_scale: 1.0 / 0.043,
+            zero_point: 7,
+            scale: 0.043,
+        };
+        let outputs = [
+            (Some(0.0), Some(pair)),
+            (None, Some(pair)),
+            (
+                Some(-1.25),
+                Some(Requantize {
+                    zero_point: 0,
+                    ..pair
+                }),
+            ),
+            (Some(0.0), None),
+            (Some(2.5), None),
+        ]
+        .map(|(low, requantize)| PoolOutput { low, requantize });
+        let shapes = [
+            geometry(3, [112, 112], [3, 3], [2, 2], [0, 0, 1, 1]),
+            geometry(2, [15, 33], [3, 3], [2, 2], [1, 1, 1, 1]),
+            geometry(2, [9, 20], [2, 2], [2, 2], [0; 4]),
+            geometry(2, [7, 21], [3, 3], [1, 1], [2, 2, 2, 2]),
+            geometry(2, [6, 11], [2, 2], [1, 1], [1, 1, 0, 0]),
+            geometry(2, [5, 40], [3, 1], [1, 3], [1, 0, 2, 0]),
+            geometry(1, [1, 1], [3, 3], [1, 1], [2, 2, 0, 0]),
+            geometry(2, [4, 3], [2, 3], [2, 2], [1, 2, 1, 2]),
+        ];
+        for (i, g) in shapes.iter().enumerate() {
+            assert!(g.is_valid(), "{g:?}");
+            let input = values(g.channels * g.height * g.width, 70 + i as u32);
+            let (oh, ow) = g.output();
+            for output in outputs {
+                assert!(output.order_free(), "{output:?}");
+                let shape = tvec![1, g.channels, oh, ow];
+                let mut op = FloatMaxPool::new(g.clone(), output, shape, Simd::Baseline).unwrap();
+                let mut run = |path| {
+                    op.separable = path;
+                    let mut out = vec![f32::NAN; g.channels * oh * ow];
+                    op.convolve(&input, &mut out, Simd::Baseline);
+                    out
+                };
+                let fold = run(None);
+                for path in [Some(false), Some(true)] {
+                    let got = run(path);
+                    assert!(same_bits(&got, &fold), "{path:?} {output:?} on {g:?}");
+                }
+            }
+        }
+        // The loader's choice: the kernels on aarch64 where the output is order-free and the
+        // row window and stride are theirs; the fold elsewhere.
+        let arm = (SEPARABLE_BY_DEFAULT && cfg!(target_arch = "aarch64")).then_some(true);
+        for (g, low, separable) in [
+            (&shapes[0], Some(0.0), arm),
+            (&shapes[0], Some(-1.0), None),
+            (&shapes[0], None, None),
+            (&shapes[5], Some(0.0), None),
+        ] {
+            let output = PoolOutput {
+                low,
+                requantize: None,
+            };
+            let (oh, ow) = g.output();
+            let shape = tvec![1, g.channels, oh, ow];
+            let op = FloatMaxPool::new(g.clone(), output, shape, Simd::Baseline).unwrap();
+            assert_eq!(op.separable, separable, "{output:?} on {g:?}");
         }
     }
 

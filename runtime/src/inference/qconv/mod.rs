@@ -344,11 +344,20 @@ pub(crate) struct QConv {
     /// The same weights for `usmmla`, where the CPU has it (see `mmla_weights`).
     #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     packed_mmla: Option<Arc<Vec<i8>>>,
+    /// Where `packed_mmla` is set: each block's `−zero_sums` in the lanes of a `usmmla`
+    /// accumulator (channels `2k, 2k + 1, 2k, 2k + 1` for `k` in 0..4, 0 past the last channel),
+    /// what its accumulators start from (see `mmla_zero`); empty elsewhere.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    mmla_zero: Vec<i32>,
     /// `zx · Σ qw[o]`, what the input's zero point adds to each output channel's sum.
     zero_sums: Vec<i32>,
     /// `(zx − 128) · Σ qw[o]`: the same for the `sdot` kernel, whose activations are `q − 128`.
     #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
     signed_zero_sums: Vec<i32>,
+    /// Where the CPU has dotprod: `−signed_zero_sums`, 0 past the last channel to a whole
+    /// block, what the `sdot` kernel's accumulators start from; empty elsewhere.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    dot_zero: Vec<i32>,
     /// Whether the NEON kernel's 16-bit sums of two products cannot overflow (see
     /// `neon_safe`); where they could, it runs the portable kernel.
     #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
@@ -423,13 +432,24 @@ impl QConv {
                     .sum()
             })
             .collect();
-        let zero_sums = weight_sums.iter().map(|s| s * i32::from(in_zero)).collect();
-        let signed_zero_sums = weight_sums
+        let zero_sums: Vec<i32> = weight_sums.iter().map(|s| s * i32::from(in_zero)).collect();
+        let signed_zero_sums: Vec<i32> = weight_sums
             .iter()
             .map(|s| s * (i32::from(in_zero) - 128))
             .collect();
+        let dot_zero = if Kernel::Dotprod.available() {
+            (0..blocks * BLOCK_O)
+                .map(|o| signed_zero_sums.get(o).map_or(0, |&z| z.wrapping_neg()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let scales = weight_scales.iter().map(|&s| in_scale * s).collect();
         let packed_mmla = mmla_weights(&geometry, &packed);
+        let mmla_zero = match packed_mmla {
+            Some(_) => mmla_zero(&zero_sums),
+            None => Vec::new(),
+        };
         // Only where the NEON kernel can run: elsewhere the pass would only cost load time.
         let neon_safe = Kernel::Neon.available() && neon_safe(&geometry, &packed);
         Ok(QConv {
@@ -440,9 +460,11 @@ impl QConv {
             in_inv_scale: in_scale.recip(),
             in_zero,
             packed_mmla,
+            mmla_zero,
             packed: Arc::new(packed),
             zero_sums,
             signed_zero_sums,
+            dot_zero,
             scales,
             bias,
             requantize,
@@ -616,6 +638,20 @@ fn mmla_weights(g: &Geometry, packed: &[i8]) -> Option<Arc<Vec<i8>>> {
         }
     }
     Some(Arc::new(out))
+}
+
+/// Each block of 8 output channels' zero-point terms, negated, as a `usmmla` accumulator holds
+/// its channels: 4 vectors of lanes `(2k, 2k + 1, 2k, 2k + 1)`, 0 past the last channel. The
+/// kernel starts its sums there instead of subtracting the term from each in its epilogue.
+fn mmla_zero(zero_sums: &[i32]) -> Vec<i32> {
+    let blocks = zero_sums.len().div_ceil(BLOCK_O);
+    (0..blocks * BLOCK_O * 2)
+        .map(|i| {
+            let (block, lane) = (i / (BLOCK_O * 2), i % (BLOCK_O * 2));
+            let channel = block * BLOCK_O + lane / 4 * 2 + lane % 2;
+            zero_sums.get(channel).map_or(0, |&z| z.wrapping_neg())
+        })
+        .collect()
 }
 
 /// Whether the NEON kernel may sum two products in 16 bits: it adds, for each output channel,
