@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 CARGO ?= cargo
 MVN ?= mvn
 
-.PHONY: band-sensitivity band-decompose band-trials ort-arm bench-arm demo test nsfwjs test-host lane-x86 lane-arm fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools size-arm nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
+.PHONY: band-sensitivity band-decompose band-trials ort-arm bench-arm demo test nsfwjs test-host lane-x86 lane-arm lane-fuzz fuzz-build test-arm-run arm-compile model refs venv check fmt lint-mobile bench size test-android test-ios test-arm test-arm-full arm-build arm-tools size-arm nightly fuzz fuzz-ci asan soak fuzz-one mutants mutants-diff
 
 $(VENV)/.installed: models/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -94,23 +94,28 @@ lint-mobile:
 
 # `make test` keeps both cores busy in two lanes: a build alone leaves one core idle at every crate
 # that waits for another, and a test run at every test that waits on a thread. The x86-64 lane
-# (`lane-x86`) runs the x86-64 tests, then builds the fuzz targets (nightly); the aarch64 lane
-# (`lane-arm`) builds the aarch64 tests (`arm-compile`), then runs them under qemu
-# (`test-arm-run`). Cargo takes its jobs from make's jobserver (the `+` lines), so the two lanes'
-# builds share three jobs, not four. Then a short round of every fuzz target, and last the mutants
-# on the lines the last commit changed (`mutants-diff` mutates the source in place, so nothing
-# else may compile while it runs).
+# (`lane-x86`) runs the x86-64 tests; the aarch64 lane (`lane-arm`) builds the aarch64 tests
+# (`arm-compile`), then runs them under qemu (`test-arm-run`). Cargo takes its jobs from make's
+# jobserver (the `+` lines), so the two lanes' builds share three jobs, not four. A third lane
+# (`lane-fuzz`) builds the fuzz targets at the lowest priority and outside the jobserver: it takes
+# only the time the other two leave idle, until they end (it ran last in the x86-64 lane, 8.5
+# minutes alone while the aarch64 lane had finished). Then a short round of every fuzz target, and
+# last the mutants on the lines the last commit changed (`mutants-diff` mutates the source in
+# place, so nothing else may compile while it runs).
 test: refs fmt
-	+$(MAKE) -j3 lane-x86 lane-arm
+	+$(MAKE) -j3 lane-x86 lane-arm lane-fuzz
 	+$(MAKE) fuzz-ci
 	+$(MAKE) mutants-diff
 
 lane-x86: nightly
 	+$(MAKE) --no-print-directory test-host
-	+$(MAKE) --no-print-directory fuzz-build
 lane-arm:
 	+$(MAKE) --no-print-directory arm-compile
 	+$(MAKE) --no-print-directory test-arm-run
+# No `+`, and make's variables unset: cargo runs its own CARGO_BUILD_JOBS, not the lanes' tokens
+# (a token held by a process at the lowest priority would stall the others' builds).
+lane-fuzz: nightly
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL nice -n 19 $(MAKE) --no-print-directory fuzz-build CARGO='$(CARGO)'
 
 # Every cargo command names the whole workspace: features then resolve the same way each time, so
 # nothing is rebuilt between the steps.

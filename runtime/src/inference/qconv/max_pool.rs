@@ -12,8 +12,7 @@
 //! a pair after it, as in open_nsfw, or a ReLU before it), the window's maximum is taken in two
 //! passes instead ([`separable`]): along each input row, where `ld2` splits a stride-2 row's
 //! columns on the fly, then down the rows' results. No phase image, no padding, and each row's
-//! maxima serve every output row whose window holds it. Tested against the fold, but not chosen by
-//! the loader yet ([`SEPARABLE_BY_DEFAULT`]): its first build measured slower.
+//! maxima serve every output row whose window holds it (`SEPARABLE_BY_DEFAULT`).
 //!
 //! # What it computes
 //!
@@ -49,8 +48,12 @@ use tract_onnx::tract_core::internal::*;
 const CHANNELS_PER_TASK: usize = 8;
 
 /// Whether the loader picks [`separable`]'s aarch64 kernels where they apply (see
-/// [`FloatMaxPool::new`]).
-const SEPARABLE_BY_DEFAULT: bool = false;
+/// [`FloatMaxPool::new`]). Their first build, a compare and select from `f32::MIN` per tap
+/// (six instructions as compiled), cost 6.2 M guest instructions per open_nsfw int8 inference
+/// against the fold's 4.1 M (`profile.py`, `max`); this one takes `fmaxnm` (one) and costs
+/// 4.0 M, and the whole int8 inference 141.4 M against 141.9 M with the fold (README). Set it
+/// false to measure the fold.
+const SEPARABLE_BY_DEFAULT: bool = true;
 
 /// The shape of one max pool.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -219,10 +222,6 @@ impl FloatMaxPool {
             "max pool output out of range: {output:?}"
         );
         check_output_shape(&out_shape, geometry.channels, geometry.output())?;
-        // Not chosen yet: on open_nsfw's pool this build of the kernels cost 6.2 M guest
-        // instructions per int8 inference against the fold's 4.1 M (`profile.py`, `max`): the
-        // compare and select from `f32::MIN` compiles to six instructions per tap. Until a
-        // faster build is measured, the loader keeps the fold; the tests run both.
         let separable = (SEPARABLE_BY_DEFAULT
             && cfg!(target_arch = "aarch64")
             && output.order_free()
@@ -390,8 +389,8 @@ fn fold(image: &[f32], offsets: &[usize], at: usize) -> [f32; LANES] {
 /// [`channels`] for an order-free output ([`PoolOutput::order_free`]), as two passes: each input
 /// row's maximum over each output column's window (the fold, from `f32::MIN`, over the window's
 /// columns inside the row), then each output's maximum of those rows over its window's rows
-/// inside the image. The row pass takes no NaN, so the column pass sees numbers only; no padding
-/// is read. `neon` runs both passes' aarch64 kernels where they are written for the shape
+/// inside the image; no padding is read. The twin's row pass takes no NaN, the kernels' may
+/// (see [`arm`]): the same values after an order-free output. `neon` runs both passes' aarch64 kernels where they are written for the shape
 /// ([`FloatMaxPool::new`]); elsewhere, and where `neon` is false, the portable twin runs. Both
 /// give the fold's values after `output` (tests below).
 fn separable(
@@ -411,11 +410,11 @@ fn separable(
     let count = out.len() / (oh * ow);
     assert!(first + count <= g.channels && input.len() >= (first + count) * hw);
     let rows = &mut scratch[..g.height * ow];
+    // Output columns before `inside` have windows that begin in the padding.
+    let inside = left.div_ceil(sx).min(ow);
     for i in 0..count {
         let plane = &input[(first + i) * hw..(first + i + 1) * hw];
         for (row, maxima) in plane.chunks_exact(g.width).zip(rows.chunks_exact_mut(ow)) {
-            // Output columns before `inside` have windows that begin in the padding.
-            let inside = left.div_ceil(sx).min(ow);
             row_fold(row, maxima, 0..inside, kw, sx, left);
             let done = if neon {
                 arm::rows(row, maxima, kw, sx, left, inside)
@@ -490,6 +489,13 @@ mod arm {
 }
 
 /// [`separable`]'s aarch64 kernels (NEON is part of the base ISA: no run-time test).
+///
+/// Both passes take maxima with `fmaxnm`, one instruction per tap: a NaN is taken only where
+/// nothing else is, so a window of NaNs alone gives NaN where the fold gives `f32::MIN`, and
+/// `fmaxnm(+0, −0)` is `+0` whatever the order; every order-free output maps each pair alike
+/// ([`PoolOutput::order_free`]). (A signaling NaN, which no arithmetic produces, `fmaxnm` turns
+/// into a quiet one, which would end a window's maximum there; LLVM may compile the fold's
+/// compare and select from `f32::MIN` to the same instruction.)
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::{PoolOutput, ROUNDING_BIAS};
@@ -518,63 +524,77 @@ mod arm {
         }
     }
 
-    /// One step of the fold: `if v > acc { v } else { acc }` (`fcmgt` is false where either is
-    /// NaN, so a NaN is never taken).
-    #[inline]
-    #[target_feature(enable = "neon")]
-    fn step(acc: float32x4_t, v: float32x4_t) -> float32x4_t {
-        vbslq_f32(vcgtq_f32(v, acc), v, acc)
+    /// How many blocks of 4 outputs from `x` fit both the outputs (`outputs`) and the row:
+    /// the first block reads `reach` columns from `start`, each next one `step` further, and
+    /// the row has `len`.
+    fn blocks(
+        x: usize,
+        outputs: usize,
+        start: usize,
+        reach: usize,
+        step: usize,
+        len: usize,
+    ) -> usize {
+        let by_outputs = outputs.saturating_sub(x) / 4;
+        let by_row = len
+            .checked_sub(start + reach)
+            .map_or(0, |spare| spare / step + 1);
+        by_outputs.min(by_row)
     }
 
     /// Stride 2: `ld2` splits 8 columns into the even and the odd, each 4 windows' tap.
     #[inline]
     #[target_feature(enable = "neon")]
-    fn strided<const KW: usize>(
-        row: &[f32],
-        maxima: &mut [f32],
-        left: usize,
-        mut x: usize,
-    ) -> usize {
-        // The furthest column read for outputs x..x + 4, past the first of x's window.
-        let reach = 2 * KW.div_ceil(2) + 6;
+    fn strided<const KW: usize>(row: &[f32], maxima: &mut [f32], left: usize, x: usize) -> usize {
         if 2 * x < left {
             return x;
         }
-        while x + 4 <= maxima.len() && 2 * x - left + reach <= row.len() {
-            let mut acc = vdupq_n_f32(f32::MIN);
-            for j in 0..KW.div_ceil(2) {
-                // SAFETY: columns 2x − left .. + reach lie inside the row (the loop's test).
-                let v = unsafe { vld2q_f32(row.as_ptr().add(2 * x - left + 2 * j)) };
-                acc = step(acc, v.0);
-                if 2 * j + 1 < KW {
-                    acc = step(acc, v.1);
+        let start = 2 * x - left;
+        // Outputs x..x + 4 read columns start .. start + reach.
+        let reach = 2 * KW.div_ceil(2) + 6;
+        let n = blocks(x, maxima.len(), start, reach, 8, row.len());
+        for k in 0..n {
+            // SAFETY: block k reads columns start + 8k .. + reach, inside the row, and writes
+            // outputs x + 4k .. + 4, inside `maxima` (`blocks`).
+            unsafe {
+                let p = row.as_ptr().add(start + 8 * k);
+                let v = vld2q_f32(p);
+                let mut acc = if KW > 1 { vmaxnmq_f32(v.0, v.1) } else { v.0 };
+                for j in 1..KW.div_ceil(2) {
+                    let v = vld2q_f32(p.add(2 * j));
+                    acc = vmaxnmq_f32(acc, v.0);
+                    if 2 * j + 1 < KW {
+                        acc = vmaxnmq_f32(acc, v.1);
+                    }
                 }
+                vst1q_f32(maxima.as_mut_ptr().add(x + 4 * k), acc);
             }
-            // SAFETY: x + 4 ≤ maxima.len() (the loop's test).
-            unsafe { vst1q_f32(maxima.as_mut_ptr().add(x), acc) };
-            x += 4;
         }
-        x
+        x + 4 * n
     }
 
     /// Stride 1: one load per tap.
     #[inline]
     #[target_feature(enable = "neon")]
-    fn dense<const KW: usize>(row: &[f32], maxima: &mut [f32], left: usize, mut x: usize) -> usize {
+    fn dense<const KW: usize>(row: &[f32], maxima: &mut [f32], left: usize, x: usize) -> usize {
         if x < left {
             return x;
         }
-        while x + 4 <= maxima.len() && x - left + KW + 3 <= row.len() {
-            let mut acc = vdupq_n_f32(f32::MIN);
-            for dx in 0..KW {
-                // SAFETY: columns x − left .. + KW + 3 lie inside the row (the loop's test).
-                acc = step(acc, unsafe { vld1q_f32(row.as_ptr().add(x - left + dx)) });
+        let start = x - left;
+        let n = blocks(x, maxima.len(), start, KW + 3, 4, row.len());
+        for k in 0..n {
+            // SAFETY: block k reads columns start + 4k .. + KW + 3, inside the row, and writes
+            // outputs x + 4k .. + 4, inside `maxima` (`blocks`).
+            unsafe {
+                let p = row.as_ptr().add(start + 4 * k);
+                let mut acc = vld1q_f32(p);
+                for dx in 1..KW {
+                    acc = vmaxnmq_f32(acc, vld1q_f32(p.add(dx)));
+                }
+                vst1q_f32(maxima.as_mut_ptr().add(x + 4 * k), acc);
             }
-            // SAFETY: x + 4 ≤ maxima.len() (the loop's test).
-            unsafe { vst1q_f32(maxima.as_mut_ptr().add(x), acc) };
-            x += 4;
         }
-        x
+        x + 4 * n
     }
 
     /// What the column pass applies ([`finish`]): the pair (and the bound, joined to its
@@ -629,6 +649,7 @@ mod arm {
             (Some(low), None) => (LOW, [0.0, 0.0, 0.0, 0.0, 0.0, low]),
             (None, None) => (NONE, [0.0; 6]),
         };
+        let three = window.len() == 3 * dst.len();
         // SAFETY: NEON is part of the aarch64 base ISA.
         unsafe {
             let [inv, lo, hi, bias, scale, low] = f.map(|v| vdupq_n_f32(v));
@@ -640,23 +661,25 @@ mod arm {
                 scale,
                 low,
             };
-            match mode {
-                PAIR => rows_of::<PAIR>(window, dst, f),
-                LOW => rows_of::<LOW>(window, dst, f),
-                _ => rows_of::<NONE>(window, dst, f),
+            match (mode, three) {
+                (PAIR, true) => rows_of::<PAIR, 3>(window, dst, f),
+                (PAIR, false) => rows_of::<PAIR, 0>(window, dst, f),
+                (LOW, true) => rows_of::<LOW, 3>(window, dst, f),
+                (LOW, false) => rows_of::<LOW, 0>(window, dst, f),
+                _ => rows_of::<NONE, 0>(window, dst, f),
             }
         }
         true
     }
 
-    /// The maximum of `window`'s rows (numbers only, so `fmax` is the maximum), through
+    /// The maximum of `window`'s rows (`R` of them, or any number where `R` is 0), through
     /// [`finish`], 4 columns at a time; the last 4 overlap the ones before where the row is not
     /// a multiple of 4 (the same values written again).
     #[inline]
     #[target_feature(enable = "neon")]
-    fn rows_of<const MODE: u8>(window: &[f32], dst: &mut [f32], f: Finish) {
+    fn rows_of<const MODE: u8, const R: usize>(window: &[f32], dst: &mut [f32], f: Finish) {
         let ow = dst.len();
-        let rows = window.len() / ow;
+        let rows = if R > 0 { R } else { window.len() / ow };
         assert!(ow >= 4 && rows >= 1 && window.len() == rows * ow);
         let mut x = 0;
         while x < ow {
@@ -666,7 +689,7 @@ mod arm {
                 let p = window.as_ptr().add(at);
                 let mut acc = vld1q_f32(p);
                 for r in 1..rows {
-                    acc = vmaxq_f32(acc, vld1q_f32(p.add(r * ow)));
+                    acc = vmaxnmq_f32(acc, vld1q_f32(p.add(r * ow)));
                 }
                 vst1q_f32(dst.as_mut_ptr().add(at), finish::<MODE>(f, acc));
             }
