@@ -52,7 +52,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
-from prepare import PHOTO_DIR, PHOTOS, quantize  # noqa: E402
+from prepare import PHOTO_DIR, PHOTOS, ort_options, quantize  # noqa: E402
 from reference import crop, session  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "generated" / "band"
@@ -84,8 +84,7 @@ def unfused(path: Path) -> ort.InferenceSession:
     """onnxruntime with its graph optimisations off: a QDQ file run operator by operator, each
     `DequantizeLinear`, float operator and `QuantizeLinear` as ONNX defines it, where the default
     session fuses them into integer kernels (QLinearConv, QLinearAdd, ...) with their own rounding."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts = ort_options()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 

@@ -47,7 +47,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
 from band import MODEL_DIR, OUT, compare, thresholds  # noqa: E402
-from prepare import PHOTO_DIR, PHOTOS, quantize_qdq, reference_tensor  # noqa: E402
+from prepare import PHOTO_DIR, PHOTOS, ort_options, quantize_qdq, reference_tensor  # noqa: E402
 from reference import session  # noqa: E402
 
 # The second set: none of band.py's crops, tones or alphas.
@@ -90,9 +90,9 @@ def tensor_stats(model: onnx.ModelProto, name: str, photos: list[np.ndarray], te
     probe.CopyFrom(model)
     for t in tensors:
         probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(probe.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        probe.SerializeToString(), sess_options=ort_options(), providers=["CPUExecutionProvider"]
+    )
     names = [o.name for o in sess.get_outputs()]
     peak, mean = {}, {}
     for x in photos:

@@ -27,7 +27,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "models"))
-from prepare import PHOTO_DIR, PHOTOS  # noqa: E402
+from prepare import PHOTO_DIR, PHOTOS, ort_options  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "generated" / "fidelity"
 
@@ -57,8 +57,7 @@ def crop(img: Image.Image, how: str) -> Image.Image:
 
 
 def session(path: Path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts = ort_options()
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 

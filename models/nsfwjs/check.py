@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from prepare import ort_options  # noqa: E402
+
 CACHE = HERE / ".cache"
 MODEL = HERE / "nsfwjs-mobilenetv2.onnx"
 INPUT_NAME = "input"
@@ -46,8 +49,7 @@ def session(path: Path):
         fail(f"{path.name} has no tensor {LOGITS!r}")
     logits = onnx.helper.make_tensor_value_info(LOGITS, onnx.TensorProto.FLOAT, [1, 5])
     model.graph.output.append(logits)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts = ort_options()
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(
         model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
