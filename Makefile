@@ -92,22 +92,24 @@ lint-mobile:
 	@test -x $(CLIPPY_DRIVER) || { echo "clippy not found: rustup component add clippy" >&2; exit 1; }
 	$(CARGO) clippy -p prescreen-runtime --all-targets --no-default-features -- -D warnings
 
-# `make test` keeps both cores busy in two lanes: a build alone leaves one core idle at every crate
-# that waits for another, and a test run at every test that waits on a thread. The x86-64 lane
-# (`lane-x86`) runs the x86-64 tests; the aarch64 lane (`lane-arm`) builds the aarch64 tests
-# (`arm-compile`), then runs them under qemu (`test-arm-run`). Cargo takes its jobs from make's
-# jobserver (the `+` lines), so the two lanes' builds share three jobs, not four. A third lane
-# (`lane-fuzz`) builds the fuzz targets at the lowest priority and outside the jobserver: it takes
-# only the time the other two leave idle, until they end (it ran last in the x86-64 lane, 8.5
-# minutes alone while the aarch64 lane had finished). Then a short round of every fuzz target, and
-# last the mutants on the lines the last commit changed (`mutants-diff` mutates the source in
-# place, so nothing else may compile while it runs).
-test: refs fmt
-	+$(MAKE) -j3 lane-x86 lane-arm lane-fuzz
+# `make test` keeps both cores busy in lanes side by side: a build alone leaves one core idle at
+# every crate that waits for another, and a test run at every test that waits on a thread. The
+# x86-64 lane (`lane-x86`) runs the x86-64 tests; the aarch64 lane (`lane-arm`) builds the aarch64
+# tests (`arm-compile`), then runs them under qemu (`test-arm-run`). Cargo takes its jobs from
+# make's jobserver (the `+` lines), so the two lanes' builds share three jobs, not four. A third
+# lane (`lane-fuzz`) builds the fuzz targets at the lowest priority and outside the jobserver: it
+# takes the time the other two leave idle (it ran last in the x86-64 lane, 8.5 minutes alone
+# while the aarch64 lane had finished). It holds one of make's four slots while it runs, so the
+# other two keep three. Every lane starts at once: cargo-fuzz is installed before them (`nightly`),
+# since a lane that waits for a slot gets none while the other lane's cargo holds them all. Then a
+# short round of every fuzz target, and last the mutants on the lines the last commit changed
+# (`mutants-diff` mutates the source in place, so nothing else may compile while it runs).
+test: refs fmt nightly
+	+$(MAKE) -j4 lane-x86 lane-arm lane-fuzz
 	+$(MAKE) fuzz-ci
 	+$(MAKE) mutants-diff
 
-lane-x86: nightly
+lane-x86:
 	+$(MAKE) --no-print-directory test-host
 lane-arm:
 	+$(MAKE) --no-print-directory arm-compile
